@@ -1,0 +1,172 @@
+"""Atomic artifact folders and pickle-free training checkpoints.
+
+Why: an interrupted save must never leave a folder that loads half a model, and nothing we write or read
+may be a pickle. Every artifact folder is written to a sibling temporary folder and renamed into place;
+training state (model, optimizer, scheduler, RNG, step) is stored as safetensors plus JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path`` in one rename.
+
+    If the body raises, the temporary folder is removed and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _flatten(prefix: str, obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor in a nested dict/list by a reference and collect it in ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        key = f"{prefix}"
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_flatten(f"{prefix}.k{i}", k, tensors), _flatten(f"{prefix}.{i}", v, tensors)]
+                             for i, (k, v) in enumerate(obj.items())]}
+    if isinstance(obj, (list, tuple)):
+        kind = "__tuple__" if isinstance(obj, tuple) else "__list__"
+        return {kind: [_flatten(f"{prefix}.{i}", v, tensors) for i, v in enumerate(obj)]}
+    if isinstance(obj, np.ndarray):
+        tensors[prefix] = torch.from_numpy(np.ascontiguousarray(obj))
+        return {"__ndarray__": prefix}
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__ndarray__" in obj:
+            return tensors[obj["__ndarray__"]].numpy()
+        if "__dict__" in obj:
+            return {_unflatten(k, tensors): _unflatten(v, tensors) for k, v in obj["__dict__"]}
+        if "__list__" in obj:
+            return [_unflatten(v, tensors) for v in obj["__list__"]]
+        if "__tuple__" in obj:
+            return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
+    return obj
+
+
+def save_state_dict_tree(tree: Any, directory: str | os.PathLike, name: str) -> None:
+    """Save any nested structure of tensors/arrays/JSON scalars as ``name.safetensors`` + ``name.json``."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten("t", tree, tensors)
+    directory = Path(directory)
+    save_file(tensors, str(directory / f"{name}.safetensors"))
+    (directory / f"{name}.json").write_text(json.dumps(skeleton))
+
+
+def load_state_dict_tree(directory: str | os.PathLike, name: str) -> Any:
+    directory = Path(directory)
+    tensors = load_file(str(directory / f"{name}.safetensors"))
+    return _unflatten(json.loads((directory / f"{name}.json").read_text()), tensors)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": list(random.getstate()), "numpy": list(np.random.get_state()),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(
+    checkpoint_dir: str | os.PathLike,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write model weights, optimizer, scheduler, RNG state and ``extra`` (step, metrics...) atomically.
+
+    ``checkpoint_dir`` is e.g. ``run/checkpoints/checkpoint-500``; only safetensors and JSON are written.
+    """
+    with atomic_directory(checkpoint_dir) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp / "model.safetensors"))
+        if optimizer is not None:
+            save_state_dict_tree(optimizer.state_dict(), tmp, "optimizer")
+        if scheduler is not None:
+            save_state_dict_tree(scheduler.state_dict(), tmp, "scheduler")
+        save_state_dict_tree(rng_state(), tmp, "rng")
+        (tmp / "trainer_state.json").write_text(json.dumps(extra or {}, indent=2))
+    return Path(checkpoint_dir)
+
+
+def load_training_state(
+    checkpoint_dir: str | os.PathLike,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Inverse of :func:`save_training_state`; returns the ``extra`` dict (e.g. ``{"step": 500}``)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    model.load_state_dict(load_file(str(checkpoint_dir / "model.safetensors")))
+    if optimizer is not None and (checkpoint_dir / "optimizer.json").exists():
+        optimizer.load_state_dict(load_state_dict_tree(checkpoint_dir, "optimizer"))
+    if scheduler is not None and (checkpoint_dir / "scheduler.json").exists():
+        scheduler.load_state_dict(load_state_dict_tree(checkpoint_dir, "scheduler"))
+    if restore_rng:
+        set_rng_state(load_state_dict_tree(checkpoint_dir, "rng"))
+    return json.loads((checkpoint_dir / "trainer_state.json").read_text())
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The ``checkpoint-<step>`` sub-folder with the highest step, or ``None``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in directory.iterdir()
+             if p.is_dir() and (m := re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", p.name))]
+    return max(found)[1] if found else None
