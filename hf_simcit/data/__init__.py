@@ -1,0 +1,31 @@
+"""Stage 1 of the pipeline: raw files -> leave-one-out ``DatasetDict`` + item table (``datasets`` objects)."""
+
+from .dataset import (
+    DATASET_NAMES,
+    PrepareConfig,
+    RecDataset,
+    build_rec_dataset,
+    load_prepared,
+    prepare_dataset,
+    read_raw,
+    training_matrix,
+)
+from .readers import RawInteractions, movielens_100k_dir
+from .splits import KCoreReport, index_ids, k_core, leave_one_out
+
+__all__ = [
+    "DATASET_NAMES",
+    "KCoreReport",
+    "PrepareConfig",
+    "RawInteractions",
+    "RecDataset",
+    "build_rec_dataset",
+    "index_ids",
+    "k_core",
+    "leave_one_out",
+    "load_prepared",
+    "movielens_100k_dir",
+    "prepare_dataset",
+    "read_raw",
+    "training_matrix",
+]
