@@ -1,0 +1,23 @@
+"""Trie-constrained decoding of semantic IDs: every generated SID is a real item.
+
+* :class:`SIDTrie` - the catalogue's SIDs as padded per-level tensors (``trie.py``);
+* :class:`SIDTrieLogitsProcessor` - the trie as a vectorised ``LogitsProcessor`` for ``model.generate``;
+* :func:`sid_beam_search` - fixed-depth beam search that prefills each history once and shares its KV cache;
+* :func:`recommend` - top-k distinct items with scores, the entry point for evaluation and inference.
+"""
+
+from .beam_search import SIDBeamSearchOutput, prepare_prompts, sid_beam_search
+from .logits_process import SIDTrieLogitsProcessor
+from .recommend import Recommendations, recommend
+from .trie import PAD_TOKEN, SIDTrie
+
+__all__ = [
+    "PAD_TOKEN",
+    "Recommendations",
+    "SIDBeamSearchOutput",
+    "SIDTrie",
+    "SIDTrieLogitsProcessor",
+    "prepare_prompts",
+    "recommend",
+    "sid_beam_search",
+]
