@@ -1,0 +1,404 @@
+"""Train the generative recommender with accelerate: next-item SID generation, loss on the target SID only.
+
+One loop for every set-up the accelerate config names (CPU, one GPU, DDP, FSDP, DeepSpeed): mixed precision
+where the device has it, gradient accumulation, periodic full-ranking validation (Recall/NDCG@K), best-model
+selection, pickle-free checkpoints (``checkpoint-<step>``: trainable weights, optimizer, scheduler, RNG and
+the data position) and exact resume: the epoch order comes from ``seed + epoch`` and the batches already
+seen in the interrupted epoch are skipped, so a resumed run reaches the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import SimCITInputError
+from ..recommender.data import DEFAULT_INSTRUCTION, PromptTemplate
+from ..recommender.modeling import RecommenderModelArguments
+
+__all__ = [
+    "RecommenderDataArguments",
+    "RecommenderModelArguments",
+    "RecommenderTrainingArguments",
+    "load_sid_source",
+    "parse_recommender_recipe",
+    "train_recommender",
+]
+
+
+@dataclass
+class RecommenderDataArguments:
+    """Where the prepared data and the SIDs come from, and how prompts look (recipe section ``data``)."""
+
+    data_dir: str | None = field(default=None, metadata={"help": "Prepared data folder (RUN/data)."})
+    sid_dir: str | None = field(default=None, metadata={
+        "help": "Folder with the SimCITTokenizer (RUN/quantizer), or a sid_table.json / codes .npy file."})
+    prompt_template: str = field(default="plain", metadata={"help": "'plain' (small models) or 'chat'."})
+    instruction: str = DEFAULT_INSTRUCTION
+    add_eos: bool = False
+    max_train_examples: int | None = field(default=None, metadata={"help": "Cap on training examples."})
+    eval_max_examples: int | None = field(default=1000, metadata={
+        "help": "Validation examples used by periodic evaluation (None: all)."})
+    empty_history: str = field(default="skip", metadata={"help": "'skip' or 'error' for empty histories."})
+
+    def template(self) -> PromptTemplate:
+        return PromptTemplate(kind=self.prompt_template, instruction=self.instruction, add_eos=self.add_eos)
+
+
+@dataclass
+class RecommenderTrainingArguments:
+    """Optimisation, evaluation and checkpointing (recipe section ``training``)."""
+
+    output_dir: str = field(default="runs/recommender", metadata={
+        "help": "Final (best) model: adapter or full model + extended tokenizer."})
+    checkpoint_dir: str | None = field(default=None, metadata={
+        "help": "checkpoint-<step> folders (default: <output_dir>_checkpoints)."})
+    seed: int = 42
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    adam_beta2: float = 0.999
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.05
+    num_train_epochs: float = 1.0
+    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; overrides num_train_epochs if > 0."})
+    per_device_train_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = field(default="auto", metadata={
+        "help": "'auto' (bf16 on a GPU that has it, else none), 'no', 'bf16' or 'fp16'."})
+    logging_steps: int = 50
+    eval_steps: int = field(default=0, metadata={"help": "Validate every N steps (0: only at the end)."})
+    save_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: never)."})
+    save_total_limit: int = 2
+    metric_for_best_model: str = field(default="auto", metadata={
+        "help": "Validation metric that selects the best model; 'auto' = NDCG at the largest K."})
+    eval_num_beams: int = 20
+    eval_batch_size: int = 32
+    eval_ks: str = "5,10"
+    resume_from_checkpoint: str | None = field(default="auto", metadata={
+        "help": "'auto' (latest in checkpoint_dir if any), a checkpoint path, or None/'no'."})
+    cpu: bool = False
+    dataloader_num_workers: int = 0
+
+    def ks(self) -> tuple[int, ...]:
+        return tuple(int(k) for k in str(self.eval_ks).split(",") if k.strip())
+
+    def checkpoints(self) -> Path:
+        return Path(self.checkpoint_dir or f"{str(self.output_dir).rstrip('/')}_checkpoints")
+
+
+def parse_recommender_recipe(path: str, overrides: list[str] | None = None):
+    """Read a recipe YAML into (model, data, training) argument dataclasses; ``--key value`` overrides win."""
+    import yaml
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((RecommenderModelArguments, RecommenderDataArguments, RecommenderTrainingArguments))
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():       # sections (model:, data:, training:) or flat keys both work
+        if isinstance(value, dict) and key in ("model", "data", "training"):
+            flat.update(value)
+        else:
+            flat[key] = value
+    known = {f for dc in parser.dataclass_types for f in dc.__dataclass_fields__}
+    unknown = sorted(set(flat) - known)
+    if unknown:
+        raise SimCITInputError(f"{path}: unknown recipe key(s) {unknown}")
+    args = [f"--{k}={v}" for k, v in flat.items() if v is not None]
+    return parser.parse_args_into_dataclasses(args=args + list(overrides or []))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------------
+def load_sid_source(sid_dir: str, item_ids: list[str] | None = None):
+    """The SID tokenizer saved by ``assign`` (a SimCITTokenizer folder), aligned to the data's item order."""
+    from ..recommender.sid import SIDTable
+
+    path = Path(sid_dir)
+    if path.suffix == ".npy":
+        import numpy as np
+
+        table = SIDTable(np.load(path))
+    else:
+        from ..tokenization_simcit import SimCITTokenizer
+
+        tok = SimCITTokenizer.from_pretrained(str(path))
+        table = SIDTable(tok.codes.numpy(), tok.item_ids, tok.codebook_sizes)
+    if item_ids is not None and list(table.item_ids) != [str(i) for i in item_ids]:
+        order = table.index_of([str(i) for i in item_ids])       # names unknown items
+        table = SIDTable(table.codes[order], [table.item_ids[i] for i in order], table.codebook_sizes)
+    return table
+
+
+class _TrainableState:
+    """Checkpoint view of a model: only parameters that train (LoRA, SID rows, or all for a full fine-tune).
+
+    Why: a LoRA checkpoint stays adapter-sized, and tied weights are stored once (safetensors refuses
+    shared tensors).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.model.named_parameters())
+        missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+        if missing or set(state) - set(params):
+            raise SimCITInputError(f"checkpoint does not match the model: missing {missing[:3]}, "
+                                   f"unexpected {sorted(set(state) - set(params))[:3]}")
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler[int]):
+    """A random order that depends only on ``seed`` and the epoch, so a resumed run sees the same batches.
+
+    The method is deliberately not called ``set_epoch``: accelerate's data loaders call ``set_epoch`` with
+    their own iteration counter, which restarts at 0 in a resumed run.
+    """
+
+    def __init__(self, num_examples: int, seed: int):
+        self.num_examples, self.seed, self.epoch = num_examples, seed, 0
+
+    def use_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_examples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+
+def _mixed_precision(choice: str, cpu: bool) -> str:
+    if choice != "auto":
+        return choice
+    if not cpu and torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+# --------------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------------
+def train_recommender(
+    model_args: RecommenderModelArguments,
+    data_args: RecommenderDataArguments,
+    training_args: RecommenderTrainingArguments,
+    *,
+    splits: Any = None,
+    sid_source: Any = None,
+    step_callback: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune the recommender; returns ``{"best_metrics", "best_step", "final_step", "output_dir", "log"}``.
+
+    ``splits`` (a ``DatasetDict`` with train/validation) and ``sid_source`` (``SimCITTokenizer`` or
+    :class:`~hf_simcit.recommender.sid.SIDTable`) may be given directly; otherwise they are read from
+    ``data_args.data_dir`` and ``data_args.sid_dir``. ``step_callback(step, logs)`` runs after every
+    optimizer step (and its checkpoint), e.g. to stop a run early.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    from ..recommender.data import RecommenderCollator, SIDPromptFormatter, build_training_dataset
+    from ..recommender.modeling import build_recommender, save_recommender
+    from ..utils.serialization import latest_checkpoint, load_training_state, save_training_state
+    from .evaluation import evaluate_recommender
+
+    args = training_args
+    accelerator = Accelerator(mixed_precision=_mixed_precision(args.mixed_precision, args.cpu),
+                              gradient_accumulation_steps=args.gradient_accumulation_steps, cpu=args.cpu)
+    set_seed(args.seed)
+    if splits is None or sid_source is None:
+        if not data_args.data_dir or not data_args.sid_dir:
+            raise SimCITInputError("recipe needs data_dir (prepared data) and sid_dir (SID tokenizer folder)")
+        from ..data import load_prepared
+
+        prepared = load_prepared(data_args.data_dir)
+        splits = prepared.splits if splits is None else splits
+        if sid_source is None:
+            sid_source = load_sid_source(data_args.sid_dir, prepared.items["item_id"])
+    rec = build_recommender(model_args, sid_source, seed=args.seed)
+    template = data_args.template()
+    formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids, template)
+    train_split = splits["train"]
+    if data_args.max_train_examples:
+        train_split = train_split.select(range(min(len(train_split), data_args.max_train_examples)))
+    with accelerator.main_process_first():
+        train_ds = build_training_dataset(train_split, formatter, empty_history=data_args.empty_history)
+    validation = splits.get("validation", None)
+
+    sampler = EpochShuffleSampler(len(train_ds), args.seed)
+    loader = torch.utils.data.DataLoader(
+        train_ds, batch_size=args.per_device_train_batch_size, sampler=sampler,
+        collate_fn=RecommenderCollator(rec.tokenizer.pad_token_id), num_workers=args.dataloader_num_workers)
+    model = rec.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay,
+                                  betas=(0.9, args.adam_beta2))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = max(1, math.ceil(len(loader) / args.gradient_accumulation_steps))
+    max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer=optimizer,
+                              num_warmup_steps=int(args.warmup_ratio * max_steps), num_training_steps=max_steps)
+    trainable = _TrainableState(accelerator.unwrap_model(model))
+
+    # ---- resume
+    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
+             "best_metrics": None, "log": []}
+    ckpt_root = args.checkpoints()
+    resume = args.resume_from_checkpoint
+    resume_path = None
+    if resume and str(resume).lower() not in ("no", "none", "false"):
+        resume_path = latest_checkpoint(ckpt_root) if str(resume).lower() in ("auto", "true") else Path(resume)
+        if resume_path is not None and not Path(resume_path).is_dir():
+            raise SimCITInputError(f"resume_from_checkpoint: {resume_path} is not a checkpoint folder")
+    if resume_path is not None:
+        state.update(load_training_state(resume_path, model=trainable, optimizer=optimizer, scheduler=scheduler))
+        accelerator.print(f"resumed from {resume_path} at step {state['step']}")
+
+    ks = args.ks()
+
+    def run_validation(step: int) -> dict[str, Any] | None:
+        if validation is None or len(validation) == 0:
+            return None
+        metrics = evaluate_recommender(
+            model, rec.tokenizer, rec.item_token_ids, validation, template=template, ks=ks,
+            num_beams=args.eval_num_beams, batch_size=args.eval_batch_size,
+            max_examples=data_args.eval_max_examples, accelerator=accelerator, desc=f"validate@{step}")
+        if metrics["invalid_items"]:
+            raise RuntimeError(f"constrained decoding returned {metrics['invalid_items']} invalid items")
+        return metrics
+
+    def save_best(step: int, metrics: dict[str, Any] | None) -> None:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            extra = {"step": step, "validation_metrics": metrics, "template": asdict(template),
+                     "training_args": asdict(args)}
+            save_recommender(_unwrapped(rec, accelerator, model), args.output_dir, extra=extra)
+        accelerator.wait_for_everyone()
+
+    def save_checkpoint(step: int) -> None:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_training_state(ckpt_root / f"checkpoint-{step}", model=trainable, optimizer=optimizer,
+                                scheduler=scheduler, extra=state)
+            _rotate(ckpt_root, args.save_total_limit)
+        accelerator.wait_for_everyone()
+
+    model.train()
+    step = state["step"]
+    progress = tqdm(total=max_steps, initial=step, desc="train recommender",
+                    disable=not accelerator.is_local_main_process)
+    running_loss, running_count = 0.0, 0
+    while step < max_steps:
+        epoch = state["epoch"]
+        sampler.use_epoch(epoch)
+        epoch_loader = loader
+        if state["batches_in_epoch"]:
+            epoch_loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
+        for batch in epoch_loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            state["batches_in_epoch"] += 1
+            running_loss += loss.detach().float().item()
+            running_count += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            state["step"] = step
+            progress.update(1)
+            logs: dict[str, Any] = {}
+            if args.logging_steps and step % args.logging_steps == 0:
+                logs = {"step": step, "loss": running_loss / max(running_count, 1),
+                        "lr": scheduler.get_last_lr()[0]}
+                running_loss, running_count = 0.0, 0
+                progress.set_postfix(loss=f"{logs['loss']:.4f}")
+                state["log"].append(logs)
+            if args.eval_steps and step % args.eval_steps == 0 and step < max_steps:
+                _validate_and_select(step, state, run_validation, save_best, args, accelerator)
+            if args.save_steps and step % args.save_steps == 0:
+                save_checkpoint(step)
+            if step_callback is not None:
+                step_callback(step, logs)
+            if step >= max_steps:
+                break
+        else:
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    progress.close()
+    _validate_and_select(step, state, run_validation, save_best, args, accelerator)
+    if args.save_steps:
+        save_checkpoint(step)
+    if accelerator.is_main_process:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "train_log.json").write_text(json.dumps(
+            {"best_step": state["best_step"], "best_metrics": state["best_metrics"], "final_step": step,
+             "log": state["log"]}, indent=2))
+    accelerator.wait_for_everyone()
+    return {"best_metrics": state["best_metrics"], "best_step": state["best_step"], "final_step": step,
+            "output_dir": args.output_dir, "log": state["log"], "recommender": rec}
+
+
+def _validate_and_select(step, state, run_validation, save_best, args, accelerator) -> None:
+    metrics = run_validation(step)
+    if metrics is None:
+        save_best(step, None)           # no validation data: the last model is the model
+        state["best_step"] = step
+        return
+    entry = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+    state["log"].append(entry)
+    accelerator.print(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                                                    if isinstance(v, float)))
+    key = args.metric_for_best_model
+    if key == "auto":
+        key = f"ndcg@{max(args.ks())}"
+    if key not in metrics:
+        raise SimCITInputError(f"metric_for_best_model {key!r} not among {sorted(metrics)}")
+    if state["best_metric"] is None or metrics[key] > state["best_metric"]:
+        state.update(best_metric=metrics[key], best_step=step,
+                     best_metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        save_best(step, state["best_metrics"])
+
+
+def _unwrapped(rec, accelerator, model):
+    from dataclasses import replace
+
+    return replace(rec, model=accelerator.unwrap_model(model))
+
+
+def _rotate(root: Path, keep: int) -> None:
+    if keep <= 0:
+        return
+    found = sorted((int(p.name.split("-")[1]), p) for p in root.glob("checkpoint-*")
+                   if p.name.split("-")[1].isdigit())
+    for _, old in found[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def default_num_threads() -> None:
+    """Keep CPU runs polite on shared machines (2 cores): respect OMP_NUM_THREADS when it is set."""
+    if "OMP_NUM_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
