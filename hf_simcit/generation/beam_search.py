@@ -94,9 +94,13 @@ def prepare_prompts(
         input_ids = torch.as_tensor(input_ids)
         if input_ids.ndim == 1:
             input_ids = input_ids.unsqueeze(0)
-            attention_mask = None if attention_mask is None else torch.as_tensor(attention_mask).reshape(1, -1)
+            attention_mask = (
+                None if attention_mask is None else torch.as_tensor(attention_mask).reshape(1, -1)
+            )
         if input_ids.ndim != 2 or input_ids.shape[0] == 0:
-            raise SimCITInputError(f"input_ids must be (num_prompts, prompt_length); got {tuple(input_ids.shape)}")
+            raise SimCITInputError(
+                f"input_ids must be (num_prompts, prompt_length); got {tuple(input_ids.shape)}"
+            )
         input_ids = input_ids.long()
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -238,7 +242,8 @@ def _search_batch(
             beam_scores, log_probs, candidate_tokens, candidate_nodes, num_beams
         )
         sequences = torch.cat(
-            [sequences.gather(1, parent.unsqueeze(-1).expand(-1, -1, level)), beam_tokens.unsqueeze(-1)], dim=2
+            [sequences.gather(1, parent.unsqueeze(-1).expand(-1, -1, level)), beam_tokens.unsqueeze(-1)],
+            dim=2,
         )
         if level + 1 < trie.num_levels:
             if tree:
@@ -300,7 +305,9 @@ def _select_top_beams(
     return scores, parent, tokens, nodes
 
 
-def _tree_attention_mask(prompt_mask: torch.Tensor, lineage: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _tree_attention_mask(
+    prompt_mask: torch.Tensor, lineage: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
     """Additive 4D mask ``(n, 1, B, P + B * s)`` for feeding the ``s``-th block of beam tokens.
 
     prompt_mask: ``(n, P)`` (1 = real token); lineage: ``(n, B, s)``, ``lineage[i, b, j]`` = slot, in the
@@ -309,7 +316,9 @@ def _tree_attention_mask(prompt_mask: torch.Tensor, lineage: torch.Tensor, dtype
     """
     n, num_beams, depth = lineage.shape
     prompt_length = prompt_mask.shape[1]
-    visible = torch.zeros(n, num_beams, prompt_length + num_beams * depth, dtype=torch.bool, device=lineage.device)
+    visible = torch.zeros(
+        n, num_beams, prompt_length + num_beams * depth, dtype=torch.bool, device=lineage.device
+    )
     visible[:, :, :prompt_length] = prompt_mask.bool().unsqueeze(1)
     block_start = prompt_length + num_beams * torch.arange(depth, device=lineage.device)
     visible.scatter_(2, block_start + lineage, True)

@@ -164,8 +164,14 @@ def _validated_token_table(item_token_ids: torch.Tensor, vocab_size: int | None)
             "item_token_ids must be a (num_items, num_levels) integer tensor with at least one item and one "
             f"level; got shape {tuple(item_token_ids.shape)}"
         )
-    if item_token_ids.is_floating_point() or item_token_ids.is_complex() or item_token_ids.dtype == torch.bool:
-        raise SimCITInputError(f"item_token_ids must hold integer token ids; got dtype {item_token_ids.dtype}")
+    if (
+        item_token_ids.is_floating_point()
+        or item_token_ids.is_complex()
+        or item_token_ids.dtype == torch.bool
+    ):
+        raise SimCITInputError(
+            f"item_token_ids must hold integer token ids; got dtype {item_token_ids.dtype}"
+        )
     item_token_ids = item_token_ids.detach().to("cpu", torch.long)
     if (item_token_ids < 0).any():
         item = int((item_token_ids < 0).any(dim=1).nonzero()[0])
