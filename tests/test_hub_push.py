@@ -1,0 +1,316 @@
+"""hf_simcit.hub: push a run folder's quantizer+tokenizer, adapter and data set to the local Hub stand-in,
+load each back with only its repo id, and check single-commit atomicity and the pickle refusal.
+
+The run folder is tiny but real: a SimCITQuantizer + SimCITTokenizer saved together, a LoRA recommender built
+with hf_simcit.recommender on a tiny Llama base that itself lives on the local hub, prepared splits + item
+table with embedding columns, and eval/metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("hf_simcit.modeling_simcit")
+pytest.importorskip("hf_simcit.recommender")
+
+METRICS = {"test": {"recall@5": 0.125, "ndcg@5": 0.0625, "recall@10": 0.25, "ndcg@10": 0.09, "mrr": 0.07}}
+NUM_ITEMS = 12
+
+
+def _features(num_items: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(num_items, 8, generator=generator), dim=-1)
+    collab = torch.nn.functional.normalize(torch.randn(num_items, 4, generator=generator), dim=-1)
+    masks = {"text": torch.ones(num_items, dtype=torch.bool), "collaborative": torch.ones(num_items, dtype=torch.bool)}
+    masks["collaborative"][3] = False
+    collab[3] = 0
+    return {"text": text, "collaborative": collab}, masks
+
+
+def _unique_codes(codes: np.ndarray) -> np.ndarray:
+    """Append a disambiguation level (0, 1, ... among items sharing a code), as SID assignment does."""
+    seen: dict[tuple, int] = {}
+    extra = []
+    for row in map(tuple, codes):
+        extra.append(seen.get(row, 0))
+        seen[row] = extra[-1] + 1
+    return np.concatenate([codes, np.asarray(extra)[:, None]], axis=1)
+
+
+def _build_run(run, base_repo: str):
+    from datasets import Dataset, DatasetDict, Features, List, Value
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import hf_simcit  # noqa: F401 - registers the Auto classes (auto_map for trust_remote_code)
+    from hf_simcit.configuration_simcit import SimCITConfig
+    from hf_simcit.modeling_simcit import SimCITQuantizer
+    from hf_simcit.recommender.modeling import (
+        RecommenderModelArguments,
+        build_recommender,
+        minimal_tokenizer,
+        save_recommender,
+    )
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+    item_ids = [f"movie-{i}" for i in range(NUM_ITEMS)]
+    # data/: splits, items, stats.json (the prepared-data layout)
+    splits = DatasetDict({
+        "train": Dataset.from_dict({"user_id": [0, 0, 1], "history": [[1], [1, 2], [4]], "target": [2, 3, 5]}),
+        "validation": Dataset.from_dict({"user_id": [0, 1], "history": [[1, 2, 3], [4, 5]], "target": [6, 7]}),
+        "test": Dataset.from_dict({"user_id": [0, 1], "history": [[1, 2, 3, 6], [4, 5, 7]], "target": [8, 9]}),
+    })
+    splits.save_to_disk(str(run / "data" / "splits"))
+    items = Dataset.from_dict({"item_index": list(range(NUM_ITEMS)), "item_id": item_ids,
+                               "text": [f"a film number {i}" for i in range(NUM_ITEMS)]})
+    items.save_to_disk(str(run / "data" / "items"))
+    (run / "data" / "stats.json").write_text(json.dumps(
+        {"dataset": "ml-100k", "source": "unit-test", "users": 2, "items": NUM_ITEMS, "interactions": 9}))
+    # features/: item table with embedding columns, a null where a modality is absent
+    features, masks = _features(NUM_ITEMS)
+    collab_column = [None if not masks["collaborative"][i] else features["collaborative"][i].tolist()
+                     for i in range(NUM_ITEMS)]
+    table = items.add_column("text_embedding", features["text"].tolist())
+    table = table.add_column("collaborative_embedding", collab_column)
+    table = table.cast(Features({**table.features, "text_embedding": List(Value("float32")),
+                                 "collaborative_embedding": List(Value("float32"))}))
+    table.save_to_disk(str(run / "features"))
+    # quantizer/: SimCITQuantizer + SimCITTokenizer in one folder
+    torch.manual_seed(0)
+    config = SimCITConfig(modality_names=["text", "collaborative"], modality_dims=[8, 4], encoder_hidden_sizes=[16],
+                          latent_dim=8, num_levels=2, codebook_size=3, codebook_init="uniform")
+    quantizer = SimCITQuantizer(config).eval()
+    codes = _unique_codes(quantizer.encode(features, masks).numpy())
+    sizes = [3, 3, int(codes[:, -1].max()) + 1]
+    tokenizer = SimCITTokenizer.from_codes(codes, item_ids, sizes)
+    quantizer.save_pretrained(run / "quantizer", safe_serialization=True)
+    tokenizer.save_pretrained(run / "quantizer")
+    # recommender/: LoRA adapter on a tiny Llama whose checkpoint is a repo on the local hub
+    base_tokenizer = minimal_tokenizer()
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=len(base_tokenizer), hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                        max_position_embeddings=64, tie_word_embeddings=False,
+                                        pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    base.push_to_hub(base_repo)
+    base_tokenizer.push_to_hub(base_repo)
+    args = RecommenderModelArguments(model_name_or_path=base_repo, use_lora=True, lora_r=2, lora_alpha=4,
+                                     lora_dropout=0.0, lora_target_modules="q_proj,v_proj")
+    rec = build_recommender(args, tokenizer, seed=0)
+    with torch.no_grad():  # a non-trivial adapter: LoRA B starts at zero
+        for name, param in rec.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    save_recommender(rec, run / "recommender")
+    (run / "eval").mkdir()
+    (run / "eval" / "metrics.json").write_text(json.dumps(METRICS))
+    return {"codes": codes, "item_ids": item_ids, "features": features, "masks": masks}
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory, local_hub):
+    """The tiny run, pushed once: (run_dir, build facts, push results)."""
+    from hf_simcit.hub import push_run
+
+    run = tmp_path_factory.mktemp("run")
+    built = _build_run(run, "hf-simcit-tester/tiny-llama-base")
+    results = push_run(run, "hf-simcit/tiny-run")
+    return run, built, results
+
+
+def test_push_run_makes_one_commit_per_repo(pushed, local_hub):
+    _, _, results = pushed
+    assert {w: r.repo_id for w, r in results.items()} == {
+        "quantizer": "hf-simcit/tiny-run-quantizer", "adapter": "hf-simcit/tiny-run-recommender",
+        "dataset": "hf-simcit/tiny-run-data"}
+    for result in results.values():
+        commits = local_hub.commits(result.repo_id, result.repo_type)
+        assert [c.oid for c in commits] == [result.commit_oid, result.previous_oid]  # initial + ours
+        files = local_hub.files(result.repo_id, result.repo_type)
+        assert "README.md" in files
+        assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl", ".pth"))]
+    quantizer_files = local_hub.files("hf-simcit/tiny-run-quantizer")
+    assert {"config.json", "model.safetensors", "sid_table.json", "tokenizer_config.json",
+            "modeling_simcit.py", "tokenization_simcit.py"} <= set(quantizer_files)
+
+
+def test_quantizer_and_tokenizer_load_by_repo_id(pushed, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    _, built, results = pushed
+    repo = results["quantizer"].repo_id
+    model = AutoModel.from_pretrained(repo, cache_dir=tmp_path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(repo, cache_dir=tmp_path)
+    assert type(model).__name__ == "SimCITQuantizer" and type(tokenizer).__name__ == "SimCITTokenizer"
+    codes = model.encode(built["features"], built["masks"])
+    np.testing.assert_array_equal(codes.numpy(), built["codes"][:, :2])
+    expected = ["".join(f"<{chr(97 + level)}_{c}>" for level, c in enumerate(row)) for row in built["codes"]]
+    assert tokenizer.items_to_sids(built["item_ids"]) == expected
+
+
+def test_quantizer_loads_with_remote_code_without_package(pushed, hub_env, tmp_path):
+    """trust_remote_code in a fresh interpreter where `import hf_simcit` fails."""
+    _, built, results = pushed
+    script = textwrap.dedent(f"""
+        import importlib.abc, json, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "hf_simcit" or name.startswith("hf_simcit."):
+                    raise ImportError("hf_simcit is not installed here")
+        sys.meta_path.insert(0, Block())
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        repo = {results["quantizer"].repo_id!r}
+        model = AutoModel.from_pretrained(repo, trust_remote_code=True, cache_dir={str(tmp_path)!r}).eval()
+        tokenizer = AutoTokenizer.from_pretrained(repo, trust_remote_code=True, cache_dir={str(tmp_path)!r})
+        assert "hf_simcit" not in sys.modules
+        features = {{k: torch.tensor(v) for k, v in json.loads(sys.argv[1]).items()}}
+        masks = {{k: torch.tensor(v) for k, v in json.loads(sys.argv[2]).items()}}
+        print(json.dumps({{"codes": model.encode(features, masks).tolist(),
+                          "sids": tokenizer.items_to_sids({built["item_ids"]!r})}}))
+    """)
+    features = json.dumps({k: v.tolist() for k, v in built["features"].items()})
+    masks = json.dumps({k: v.tolist() for k, v in built["masks"].items()})
+    out = subprocess.run([sys.executable, "-c", script, features, masks], env=hub_env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    np.testing.assert_array_equal(np.asarray(answer["codes"]), built["codes"][:, :2])
+    assert answer["sids"][0] == "".join(f"<{chr(97 + lv)}_{c}>" for lv, c in enumerate(built["codes"][0]))
+
+
+def test_adapter_loads_by_repo_id_with_identical_recommendations(pushed, tmp_path):
+    from huggingface_hub import hf_hub_download
+    from peft import AutoPeftModelForCausalLM, PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_simcit.recommender.decoding import sid_beam_search
+    from hf_simcit.recommender.modeling import load_recommender
+
+    run, _, results = pushed
+    repo = results["adapter"].repo_id
+    local = load_recommender(run / "recommender")
+    remote = AutoPeftModelForCausalLM.from_pretrained(repo, cache_dir=tmp_path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(repo, cache_dir=tmp_path)
+    config = json.loads(Path(hf_hub_download(repo, "adapter_config.json", cache_dir=tmp_path)).read_text())
+    assert config["base_model_name_or_path"] == "hf-simcit-tester/tiny-llama-base"
+    item_token_ids = load_file(hf_hub_download(repo, "item_token_ids.safetensors", cache_dir=tmp_path))[
+        "item_token_ids"]
+    torch.testing.assert_close(item_token_ids, local.item_token_ids)
+    assert len(tokenizer) == len(local.tokenizer)
+    histories = [[1, 2, 3], [4, 5]]
+    prompts = [torch.cat([item_token_ids[i] for i in h]) for h in histories]
+    width = max(len(p) for p in prompts)
+    input_ids = torch.stack([torch.cat([torch.zeros(width - len(p), dtype=torch.long), p]) for p in prompts])
+    attention = torch.stack([torch.cat([torch.zeros(width - len(p)), torch.ones(len(p))]) for p in prompts]).long()
+    with torch.no_grad():
+        torch.testing.assert_close(remote(input_ids=input_ids, attention_mask=attention).logits,
+                                   local.model(input_ids=input_ids, attention_mask=attention).logits)
+        remote_items, _ = sid_beam_search(remote, input_ids, attention, item_token_ids, num_beams=5)
+        local_items, _ = sid_beam_search(local.model, input_ids, attention, local.item_token_ids, num_beams=5)
+    assert remote_items.tolist() == local_items.tolist()
+    # The explicit route: base by its repo id, resized to the extended tokenizer, then the adapter.
+    base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"], cache_dir=tmp_path)
+    base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    explicit = PeftModel.from_pretrained(base, repo, cache_dir=tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(explicit(input_ids=input_ids, attention_mask=attention).logits,
+                                   local.model(input_ids=input_ids, attention_mask=attention).logits)
+
+
+def test_dataset_loads_by_repo_id(pushed):
+    from datasets import load_dataset
+
+    run, _, results = pushed
+    repo = results["dataset"].repo_id
+    splits = load_dataset(repo)
+    assert sorted(splits) == ["test", "train", "validation"]
+    assert splits["test"]["target"] == [8, 9] and splits["train"]["history"] == [[1], [1, 2], [4]]
+    items = load_dataset(repo, "items", split="train")
+    assert items["item_id"][:2] == ["movie-0", "movie-1"]
+    assert items["collaborative_embedding"][3] is None
+    assert len(items["text_embedding"][0]) == 8
+
+
+def test_cards_carry_model_index_and_usage(pushed):
+    from huggingface_hub import DatasetCard, ModelCard
+
+    _, built, results = pushed
+    card = ModelCard.load(results["quantizer"].repo_id)
+    scores = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert scores == {"recall@5": 0.125, "ndcg@5": 0.0625, "recall@10": 0.25, "ndcg@10": 0.09, "mrr": 0.07}
+    assert {r.dataset_split for r in card.data.eval_results} == {"test"}
+    assert card.data.eval_results[0].dataset_name == "ml-100k"
+    assert f'AutoModel.from_pretrained("{results["quantizer"].repo_id}", trust_remote_code=True)' in card.text
+    assert "| SID levels (tokenizer) | 3 |" in card.text
+    adapter_card = ModelCard.load(results["adapter"].repo_id)
+    assert adapter_card.data.base_model == "hf-simcit-tester/tiny-llama-base"
+    assert adapter_card.data.library_name == "peft"
+    assert "Limitations" in adapter_card.text and "| Recall@10 |" in adapter_card.text.replace(" | ", " |\n| ")
+    data_card = DatasetCard.load(results["dataset"].repo_id, repo_type="dataset")
+    assert {c["config_name"] for c in data_card.data.configs} == {"default", "items"}
+    assert "`collaborative_embedding`" in data_card.text
+
+
+def test_failed_push_leaves_previous_commit_and_says_so(pushed, hub):
+    from hf_simcit.hub import HubPushError, push_run
+
+    run, _, results = pushed
+    repo = results["quantizer"].repo_id
+    before = hub.head(repo)
+    files_before = hub.files(repo)
+    (run / "quantizer" / "extra_notes.txt").write_text("a change that must not land half-way")
+    try:
+        hub.fail_next("commit")
+        with pytest.raises(HubPushError, match=rf"unchanged, at its previous commit {before[:12]}"):
+            push_run(run, "hf-simcit/tiny-run", what=["quantizer"])
+        assert hub.head(repo) == before and hub.files(repo) == files_before
+        # A failure while uploading the LFS objects (before the commit) leaves it unchanged as well.
+        hub.fail_next("lfs_upload", status=403)  # not retried by the client (5xx would be, with backoff)
+        (run / "quantizer" / "extra.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+        with pytest.raises(HubPushError, match="unchanged"):
+            push_run(run, "hf-simcit/tiny-run", what=["quantizer"])
+        assert hub.head(repo) == before
+    finally:
+        (run / "quantizer" / "extra_notes.txt").unlink()
+        (run / "quantizer" / "extra.safetensors").unlink(missing_ok=True)
+
+
+def test_pickle_files_are_refused_before_any_upload(pushed, hub):
+    from hf_simcit.errors import SimCITInputError
+    from hf_simcit.hub import push_run
+
+    run, _, results = pushed
+    before = hub.head(results["adapter"].repo_id)
+    requests_before = len(hub.requests)
+    bad = run / "recommender" / "training_args.bin"
+    torch.save({"x": 1}, bad)
+    try:
+        with pytest.raises(SimCITInputError, match="refusing to upload training_args.bin"):
+            push_run(run, "hf-simcit/tiny-run")
+        disguised = run / "recommender" / "extra.safetensors"
+        bad.rename(disguised)  # a torch.save archive under a safe-looking name is caught by its content
+        with pytest.raises(SimCITInputError, match="refusing to upload extra.safetensors"):
+            push_run(run, "hf-simcit/tiny-run", what=["adapter"])
+    finally:
+        bad.unlink(missing_ok=True)
+        (run / "recommender" / "extra.safetensors").unlink(missing_ok=True)
+    assert len(hub.requests) == requests_before and hub.head(results["adapter"].repo_id) == before
+
+
+def test_bad_repo_id_and_artifact_names(tmp_path):
+    from hf_simcit.errors import SimCITInputError
+    from hf_simcit.hub import push_run, repo_ids_for
+
+    assert repo_ids_for("org/name", ["dataset"]) == {"dataset": "org/name-data"}
+    with pytest.raises(SimCITInputError, match="ORG/NAME"):
+        repo_ids_for("no-namespace")
+    with pytest.raises(SimCITInputError, match="unknown artifact"):
+        push_run(tmp_path, "org/name", what=["weights"])
