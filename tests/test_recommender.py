@@ -273,3 +273,14 @@ def test_recipe_yaml_sections_and_unknown_keys(tmp_path):
     recipe.write_text("training:\n  max_stepz: 7\n")
     with pytest.raises(SimCITInputError, match="max_stepz"):
         parse_recommender_recipe(str(recipe))
+
+
+@pytest.mark.parametrize("num_beams", [5, NUM_ITEMS])
+def test_generation_engine_matches_the_reference_search(num_beams):
+    pytest.importorskip("hf_simcit.generation")
+    rec = build_recommender(tiny_model_args(), tiny_sids(), seed=3)
+    split = tiny_splits()["test"]
+    kw = dict(num_beams=num_beams, ks=(5,), return_rankings=True)
+    ours = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, engine="reference", **kw)
+    theirs = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, engine="generation", **kw)
+    assert torch.equal(ours["rankings"], theirs["rankings"])

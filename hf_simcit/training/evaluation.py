@@ -69,17 +69,19 @@ def evaluate_recommender(
     accelerator: Any = None,
     desc: str = "evaluate",
     return_rankings: bool = False,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     """Recall/NDCG@K and MRR of ``model`` on ``split`` (``history``, ``target`` columns), full ranking.
 
     With an ``accelerator`` the examples are sharded over processes and the rankings gathered, so every
     process returns the same metrics. ``max_examples`` evaluates a fixed prefix of the split (periodic
-    validation during training); ``None`` means all of it.
+    validation during training); ``None`` means all of it. ``engine``: ``"generation"`` (the optimised
+    :func:`hf_simcit.generation.recommend`), ``"reference"`` (the plain exact search in
+    :mod:`hf_simcit.recommender.decoding`) or ``"auto"`` (the first when importable).
     """
     from tqdm.auto import tqdm
 
-    from ..recommender.data import PromptTemplate, SIDPromptFormatter, pad_prompts
-    from ..recommender.decoding import sid_beam_search
+    from ..recommender.data import PromptTemplate, SIDPromptFormatter
 
     if max(ks) > num_beams:
         raise SimCITInputError(f"num_beams={num_beams} < largest K={max(ks)}: beams must be at least K")
@@ -96,14 +98,13 @@ def evaluate_recommender(
     was_training = model.training
     model.eval()
     width = min(num_beams, num_items)
+    search = _search_engine(engine, width)
     rankings = []
     show = accelerator is None or accelerator.is_local_main_process
     for start in tqdm(range(0, len(indices), batch_size), desc=desc, disable=not show, leave=False):
         rows = indices[start:start + batch_size]
         prompts = [formatter.prompt_ids(histories[i], where=f"{desc} row {i}") for i in rows]
-        batch = {k: v.to(device) for k, v in pad_prompts(prompts, tokenizer.pad_token_id).items()}
-        items, _ = sid_beam_search(model, batch["input_ids"], batch["attention_mask"], item_token_ids,
-                                   num_beams=width, position_ids=batch["position_ids"])
+        items = search(model, prompts, item_token_ids, tokenizer.pad_token_id, device)
         rankings.append(torch.cat([torch.as_tensor(rows).view(-1, 1), items.cpu()], dim=1))
     if was_training:
         model.train()
@@ -119,6 +120,35 @@ def evaluate_recommender(
     if return_rankings:
         metrics["rankings"] = ranked
     return metrics
+
+
+def _search_engine(engine: str, width: int) -> Callable:
+    """``search(model, prompts, item_token_ids, pad_id, device) -> (B, width)`` item indices, best first."""
+    from ..recommender.data import pad_prompts
+    from ..recommender.decoding import sid_beam_search
+
+    def reference(model, prompts, item_token_ids, pad_id, device):
+        batch = {k: v.to(device) for k, v in pad_prompts(prompts, pad_id).items()}
+        return sid_beam_search(model, batch["input_ids"], batch["attention_mask"], item_token_ids,
+                               num_beams=width, position_ids=batch["position_ids"])[0]
+
+    if engine == "reference":
+        return reference
+    try:
+        from ..generation import recommend
+    except ImportError:
+        if engine == "generation":
+            raise
+        return reference
+
+    def generation(model, prompts, item_token_ids, pad_id, device):
+        batch = {k: v.to(device) for k, v in pad_prompts(prompts, pad_id).items()}
+        return recommend(model, batch["input_ids"], item_token_ids.to(device), k=width, num_beams=width,
+                         attention_mask=batch["attention_mask"], batch_size=len(prompts)).item_indices
+
+    if engine not in ("auto", "generation"):
+        raise SimCITInputError(f"engine must be 'auto', 'generation' or 'reference', got {engine!r}")
+    return generation
 
 
 def ndcg_at(rank: int, k: int) -> float:
