@@ -1,0 +1,92 @@
+"""Collaborative modality: item embeddings learned from the *training* interactions only.
+
+The input is :func:`hf_simcit.data.training_matrix` (users x items, 1 for every item a user met before its
+validation target), so validation and test targets never shape an item's embedding. An item with no training
+interaction has no collaborative signal: it is absent (masked), not a zero vector.
+
+Methods: ``"svd"`` (truncated SVD of the item x user matrix, item factors ``U * S``) and ``"lgmd"``
+(:class:`hf_simcit.lgmd.LGMD`, item factors ``V_``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import SimCITInputError
+
+CF_METHODS = ("svd", "lgmd")
+
+
+def collaborative_embeddings(
+    interactions: sp.spmatrix,
+    dim: int = 64,
+    method: str = "svd",
+    seed: int = 0,
+    lgmd_options: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Item embeddings from a user x item training matrix.
+
+    Args:
+        interactions: ``(num_users, num_items)`` sparse, training interactions only.
+        dim: embedding size (capped at ``min(num_users, num_items) - 1`` for SVD).
+
+    Returns:
+        ``embeddings`` ``(num_items, dim')`` float32, unit norm for items with training interactions, zero
+        elsewhere, and ``present`` ``(num_items,)`` bool.
+    """
+    if method not in CF_METHODS:
+        raise SimCITInputError(f"unknown cf method {method!r}; choose one of {', '.join(CF_METHODS)}")
+    if dim < 1:
+        raise SimCITInputError(f"cf dim must be positive, got {dim}")
+    matrix = sp.csr_matrix(interactions, dtype=np.float32)
+    if matrix.nnz and not np.isfinite(matrix.data).all():
+        raise SimCITInputError("the interaction matrix has NaN/inf entries")
+    present = np.asarray(matrix.getnnz(axis=0) > 0)
+    if not present.any():
+        raise SimCITInputError(
+            "no training interactions: the collaborative modality is missing for every item"
+        )
+    if method == "svd":
+        factors = _svd_item_factors(matrix, dim, seed)
+    else:
+        factors = _lgmd_item_factors(matrix, dim, seed, lgmd_options or {})
+    factors = np.asarray(factors, dtype=np.float32)
+    if factors.shape[0] != matrix.shape[1]:
+        raise SimCITInputError(
+            f"cf method {method!r} returned {factors.shape[0]} item rows for {matrix.shape[1]} items"
+        )
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    # An item whose factors vanish (e.g. isolated from every component kept) carries no signal either.
+    present &= norms[:, 0] > 1e-12
+    embeddings = np.where(present[:, None], factors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+    return embeddings, present
+
+
+def _svd_item_factors(matrix: sp.csr_matrix, dim: int, seed: int) -> np.ndarray:
+    from sklearn.decomposition import TruncatedSVD
+
+    rank = min(dim, min(matrix.shape) - 1)
+    if rank < 1:
+        raise SimCITInputError(f"interaction matrix {matrix.shape} is too small for a truncated SVD")
+    svd = TruncatedSVD(n_components=rank, algorithm="randomized", n_iter=7, random_state=seed)
+    return svd.fit_transform(matrix.T.tocsr())  # (num_items, rank) = U * S
+
+
+def _lgmd_item_factors(matrix: sp.csr_matrix, dim: int, seed: int, options: dict[str, Any]) -> np.ndarray:
+    try:
+        from ..lgmd import LGMD
+    except ImportError as err:
+        raise SimCITInputError(
+            f"cf method 'lgmd' needs hf_simcit.lgmd.LGMD, which is not available ({err})"
+        ) from None
+    model = LGMD(**({"rank": dim, "random_state": seed} | dict(options)))
+    model.fit(matrix)
+    factors = getattr(model, "V_", None)
+    if factors is None:
+        raise SimCITInputError("LGMD.fit did not set V_ (the item factors)")
+    if hasattr(factors, "detach"):
+        factors = factors.detach().cpu().numpy()
+    return np.asarray(factors)
