@@ -21,6 +21,10 @@ import torch
 pytest.importorskip("hf_simcit.modeling_simcit")
 pytest.importorskip("hf_simcit.recommender")
 
+# The local Hub stand-in; tests/conftest.py should load it too, so that HF_ENDPOINT etc. are set before
+# any test module imports huggingface_hub (hub_fixtures also patches the settings if that already happened).
+pytest_plugins = ["hub_fixtures"]
+
 METRICS = {"test": {"recall@5": 0.125, "ndcg@5": 0.0625, "recall@10": 0.25, "ndcg@10": 0.09, "mrr": 0.07}}
 NUM_ITEMS = 12
 
@@ -314,3 +318,20 @@ def test_bad_repo_id_and_artifact_names(tmp_path):
         repo_ids_for("no-namespace")
     with pytest.raises(SimCITInputError, match="unknown artifact"):
         push_run(tmp_path, "org/name", what=["weights"])
+
+
+def test_cli_push(pushed, hub, capsys, tmp_path):
+    from hf_simcit.cli import main
+
+    run, _, _ = pushed
+    assert main(["push", str(run), "--repo-id", "hf-simcit/cli-run", "--what", "dataset"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset repo hf-simcit/cli-run-data" in out
+    assert hub.files("hf-simcit/cli-run-data", "dataset")["data/test-00000-of-00001.parquet"]
+    hub.fail_next("commit")
+    assert main(["push", str(run), "--repo-id", "hf-simcit/cli-run", "--what", "dataset"]) == 1
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars: one error line
+    assert last_line.startswith("hf-simcit push: error: push of the dataset to dataset repo hf-simcit/cli-run-data")
+    assert "unchanged, at its previous commit" in last_line
+    assert main(["push", str(tmp_path / "missing"), "--repo-id", "hf-simcit/cli-run"]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# The local Hub stand-in; tests/conftest.py should load it too, so that HF_ENDPOINT etc. are set before
+# any test module imports huggingface_hub (hub_fixtures also patches the settings if that already happened).
+pytest_plugins = ["hub_fixtures"]
 
 def _http(method: str, url: str, **headers: str) -> tuple[int, dict, bytes]:
     """A raw request with the stdlib, to check the wire format itself."""
