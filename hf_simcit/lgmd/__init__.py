@@ -1,0 +1,10 @@
+"""LGMD: learnable graph-regularised matrix decomposition, and its ``datasets`` transform.
+
+``LGMD`` is the estimator (fit / transform / complete); ``LGMDTransform`` turns a fitted model into a
+callable for ``Dataset.map(batched=True)`` that adds an embedding column (``cf_embedding``).
+"""
+
+from .estimator import LGMD
+from .precision import BlockPrecision, admm_graphical_lasso, glasso_objective
+
+__all__ = ["LGMD", "BlockPrecision", "admm_graphical_lasso", "glasso_objective"]
