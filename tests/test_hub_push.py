@@ -257,7 +257,9 @@ def test_cards_carry_model_index_and_usage(pushed):
     adapter_card = ModelCard.load(results["adapter"].repo_id)
     assert adapter_card.data.base_model == "hf-simcit-tester/tiny-llama-base"
     assert adapter_card.data.library_name == "peft"
-    assert "Limitations" in adapter_card.text and "| Recall@10 |" in adapter_card.text.replace(" | ", " |\n| ")
+    assert "## Limitations" in adapter_card.text
+    assert "| Recall@5 | NDCG@5 | Recall@10 | NDCG@10 | MRR |\n|---|---|---|---|---|\n| 0.1250 |" in adapter_card.text
+    assert 'AutoPeftModelForCausalLM.from_pretrained("hf-simcit/tiny-run-recommender")' in adapter_card.text
     data_card = DatasetCard.load(results["dataset"].repo_id, repo_type="dataset")
     assert {c["config_name"] for c in data_card.data.configs} == {"default", "items"}
     assert "`collaborative_embedding`" in data_card.text
@@ -328,10 +330,28 @@ def test_cli_push(pushed, hub, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "dataset repo hf-simcit/cli-run-data" in out
     assert hub.files("hf-simcit/cli-run-data", "dataset")["data/test-00000-of-00001.parquet"]
-    hub.fail_next("commit")
-    assert main(["push", str(run), "--repo-id", "hf-simcit/cli-run", "--what", "dataset"]) == 1
+    hub.fail_next("commit")  # a changed card (license) makes a real commit, which fails
+    assert main(["push", str(run), "--repo-id", "hf-simcit/cli-run", "--what", "dataset", "--license", "mit"]) == 1
     last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars: one error line
     assert last_line.startswith("hf-simcit push: error: push of the dataset to dataset repo hf-simcit/cli-run-data")
     assert "unchanged, at its previous commit" in last_line
     assert main(["push", str(tmp_path / "missing"), "--repo-id", "hf-simcit/cli-run"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_repush_mirrors_the_folder_in_one_commit(pushed, hub):
+    from huggingface_hub import HfApi
+
+    from hf_simcit.hub import push_run
+
+    run, _, results = pushed
+    repo = results["dataset"].repo_id
+    HfApi().upload_file(path_or_fileobj=b"stale", path_in_repo="data/old-00000-of-00001.parquet", repo_id=repo,
+                        repo_type="dataset")
+    head = hub.head(repo, "dataset")
+    result = push_run(run, "hf-simcit/tiny-run", what=["dataset"])["dataset"]
+    assert result.previous_oid == head and result.deleted == ["data/old-00000-of-00001.parquet"]
+    assert hub.commits(repo, "dataset")[1].oid == head  # exactly one new commit
+    assert "data/old-00000-of-00001.parquet" not in hub.files(repo, "dataset")
+    again = push_run(run, "hf-simcit/tiny-run", what=["dataset"])["dataset"]  # nothing changed: no commit
+    assert again.commit_oid == result.commit_oid == hub.head(repo, "dataset")
