@@ -6,5 +6,13 @@ callable for ``Dataset.map(batched=True)`` that adds an embedding column (``cf_e
 
 from .estimator import LGMD
 from .precision import BlockPrecision, admm_graphical_lasso, glasso_objective
+from .transform import LGMDTransform, interaction_matrix
 
-__all__ = ["LGMD", "BlockPrecision", "admm_graphical_lasso", "glasso_objective"]
+__all__ = [
+    "LGMD",
+    "BlockPrecision",
+    "LGMDTransform",
+    "admm_graphical_lasso",
+    "glasso_objective",
+    "interaction_matrix",
+]
