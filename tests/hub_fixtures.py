@@ -53,8 +53,6 @@ def hub_environment(endpoint: str, hf_home: str) -> dict[str, str]:
         "HF_DATASETS_OFFLINE": "0",
         "TRANSFORMERS_OFFLINE": "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "0",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     }
 
 

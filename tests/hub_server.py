@@ -477,7 +477,10 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             rest = path[len(base):]
             parts = rest.split("/")
-            folders = ["/".join(parts[:i]) for i in range(1, len(parts))] if recursive else parts[:1] * (len(parts) > 1)
+            if recursive:  # every parent folder of the file
+                folders = ["/".join(parts[:i]) for i in range(1, len(parts))]
+            else:  # only the top-level folder it lies in
+                folders = parts[:1] if len(parts) > 1 else []
             for folder in folders:
                 folder_path = base + folder
                 if folder_path not in entries:

@@ -36,7 +36,13 @@ def test_environment_points_at_local_hub(hub):
 
 
 def test_commit_history_lfs_and_resolve(hub, hub_repo_id, tmp_path):
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
+    from huggingface_hub import (
+        CommitOperationAdd,
+        CommitOperationDelete,
+        HfApi,
+        hf_hub_download,
+        snapshot_download,
+    )
 
     api = HfApi()
     url = api.create_repo(hub_repo_id)
@@ -66,6 +72,11 @@ def test_commit_history_lfs_and_resolve(hub, hub_repo_id, tmp_path):
     info = api.get_paths_info(hub_repo_id, ["weights.safetensors", "missing"], expand=True)
     assert len(info) == 1 and info[0].lfs.size == len(big) and info[0].last_commit.oid == first.oid
     assert api.list_repo_refs(hub_repo_id).branches[0].target_commit == second.oid
+    top = {entry.path for entry in api.list_repo_tree(hub_repo_id, revision=first.oid)}
+    assert top == {".gitattributes", "notes", "weights.safetensors"}
+    assert api.file_exists(hub_repo_id, "weights.safetensors") and not api.file_exists(hub_repo_id, "nope")
+    snapshot = Path(snapshot_download(hub_repo_id, cache_dir=tmp_path))
+    assert (snapshot / "weights.safetensors").read_bytes() == big and not (snapshot / "notes").exists()
 
 
 def test_failed_commit_leaves_previous_commit(hub, hub_repo_id):
