@@ -8,7 +8,14 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from hf_simcit.errors import SimCITInputError
 from hf_simcit.generation import (
@@ -37,6 +44,10 @@ def tiny_model(kind: str = "qwen3", vocab_size: int = VOCAB, seed: int = 0) -> t
     )
     if kind == "qwen3":
         model = Qwen3ForCausalLM(Qwen3Config(head_dim=8, **common))
+    elif kind == "gpt2":  # learned absolute positions, no tree-attention support: the "repeat" path
+        config = GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=128)
+        config.pad_token_id, config.bos_token_id, config.eos_token_id = 0, 1, 2
+        model = GPT2LMHeadModel(config)
     else:
         model = LlamaForCausalLM(LlamaConfig(**common))
     # Random init is nearly uniform; sharpen it so that beams are well separated (no near-ties).
@@ -295,8 +306,10 @@ def test_generate_with_processor_never_yields_invalid_sid_real_model(seed, num_l
 # ------------------------------------------------------------------- beam search: equals exact search
 
 
-@pytest.mark.parametrize("kind", ["qwen3", "llama"])
-@pytest.mark.parametrize("kv_sharing", ["tree", "repeat"])
+@pytest.mark.parametrize(
+    ("kind", "kv_sharing"),
+    [("qwen3", "tree"), ("qwen3", "repeat"), ("llama", "tree"), ("llama", "repeat"), ("gpt2", "auto")],
+)
 def test_fast_path_equals_generate_beam_search(kind, kv_sharing):
     model = tiny_model(kind)
     sids = sid_table(60, [range(40, 48), range(48, 56), range(56, 64), range(64, 67)])

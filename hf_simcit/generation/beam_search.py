@@ -144,7 +144,7 @@ def sid_beam_search(
 
     Args:
         model: a causal LM (transformers ``*ForCausalLM`` or a peft model around one), in eval mode.
-        input_ids, attention_mask: LongTensors ``(n, P)``, left-padded (see :func:`prepare_prompts`).
+        input_ids, attention_mask: LongTensors ``(n, P)``; padding is moved to the left if needed.
         trie: the catalogue (moved to the model's device).
         num_beams: beams kept per history at every level.
         kv_sharing: ``"tree"``, ``"repeat"`` or ``"auto"`` (tree where supported); see the module docstring.
@@ -162,7 +162,7 @@ def sid_beam_search(
     if trie.device != device:
         trie.to(device)
     tree = _resolve_kv_sharing(model, kv_sharing)
-    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    input_ids, attention_mask = prepare_prompts(input_ids, attention_mask, device=device)  # left padding
     outputs = []
     starts = range(0, input_ids.shape[0], batch_size)
     for start in tqdm(starts, desc="SID beam search", disable=not show_progress or len(starts) < 2):

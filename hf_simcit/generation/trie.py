@@ -83,7 +83,7 @@ class SIDTrie:
         self.children_tokens = [t.to(device) for t in self.children_tokens]
         self.children_nodes = [t.to(device) for t in self.children_nodes]
         self.item_token_ids = self.item_token_ids.to(device)
-        self.device = torch.device(device)
+        self.device = self.item_token_ids.device  # normalised (e.g. "cuda" -> cuda:0)
         return self
 
     @property
