@@ -58,6 +58,9 @@ class SimCITTokenizer(PreTrainedTokenizer):
 
     vocab_files_names = VOCAB_FILES_NAMES
     model_input_names = ["input_ids", "attention_mask"]
+    # Saved folders always carry this module + auto_map (what `register_for_auto_class` sets), so they load
+    # with trust_remote_code even where hf_simcit is not installed.
+    _auto_class = "AutoTokenizer"
 
     def __init__(
         self,
