@@ -244,6 +244,43 @@ def _sid_summary(folder: Path) -> dict[str, Any]:
     }
 
 
+REMOTE_CODE_MAP = {"AutoConfig": "configuration_simcit.SimCITConfig", "AutoModel": "modeling_simcit.SimCITQuantizer"}
+REMOTE_TOKENIZER_MAP = ["tokenization_simcit.SimCITTokenizer", None]
+
+
+def _with_remote_code(folder: Path, files: dict[str, bytes | Path]) -> dict[str, bytes | Path]:
+    """Make a SimCIT folder loadable with ``trust_remote_code`` even if it was saved without ``auto_map``.
+
+    Why: ``save_pretrained`` writes ``auto_map`` and copies the module files only when the classes were
+    registered (``import hf_simcit``) at save time; the Hub repo must load without the package either way.
+    Missing ``auto_map`` entries are added and missing modules copied from this package with the sibling
+    modules they import (``from .x import``).
+    """
+    config = _read_json(folder / "config.json") or {}
+    if config.get("model_type") != "simcit":
+        return files
+    package = Path(__file__).resolve().parent
+    if config.get("auto_map") is None:
+        config["auto_map"] = dict(REMOTE_CODE_MAP)
+        files["config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    tokenizer_config = _read_json(folder / "tokenizer_config.json") or {}
+    if "AutoTokenizer" not in (tokenizer_config.get("auto_map") or {}):
+        tokenizer_config["auto_map"] = {**(tokenizer_config.get("auto_map") or {}), "AutoTokenizer": REMOTE_TOKENIZER_MAP}
+        files["tokenizer_config.json"] = (json.dumps(tokenizer_config, indent=2, sort_keys=True) + "\n").encode()
+    pending = ["configuration_simcit.py", "modeling_simcit.py", "tokenization_simcit.py"]
+    while pending:
+        name = pending.pop()
+        if name not in files:
+            source = package / name
+            if not source.is_file():
+                raise SimCITInputError(f"quantizer: {name} is missing from {folder} and from the hf_simcit package")
+            files[name] = source
+        text = files[name].read_text() if isinstance(files[name], Path) else files[name].decode()
+        pending += [f"{module}.py" for module in re.findall(r"^\s*from \.(\w+) import", text, flags=re.M)
+                    if f"{module}.py" not in files]
+    return files
+
+
 def plan_quantizer(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], dataset_repo: str | None,
                    templates_dir: Path | None = None, license: str | None = None) -> _Plan:  # noqa: A002
     """The quantizer + SID tokenizer folder ``RUN/quantizer`` as one model repo."""
@@ -257,6 +294,10 @@ def plan_quantizer(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], dat
                                    f"save_pretrained into {folder}")
     if not any(name.endswith(".safetensors") for name in files):
         raise SimCITInputError(f"quantizer: no *.safetensors weights in {folder}")
+    if "sid_table.json" not in files or "tokenizer_config.json" not in files:
+        raise SimCITInputError(f"quantizer: {folder} lacks the SID tokenizer (sid_table.json, tokenizer_config.json); "
+                               "save the SimCITTokenizer into the quantizer folder (hf-simcit assign) first")
+    files = _with_remote_code(folder, dict(files))
     sid = _sid_summary(folder)
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1], library_name="transformers", license=license,
@@ -266,7 +307,7 @@ def plan_quantizer(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], dat
     )
     card = _render("quantizer", card_data, templates_dir, repo_id=repo_id, facts=facts, sid=sid,
                    dataset_repo=dataset_repo, metrics_table=_metrics_table(facts["metrics"]))
-    return _Plan("quantizer", repo_id, "model", dict(files), card, "Upload SimCIT quantizer and SID tokenizer")
+    return _Plan("quantizer", repo_id, "model", files, card, "Upload SimCIT quantizer and SID tokenizer")
 
 
 def _base_model_id(folder: Path, base_model: str | None) -> str | None:

@@ -355,3 +355,29 @@ def test_repush_mirrors_the_folder_in_one_commit(pushed, hub):
     assert "data/old-00000-of-00001.parquet" not in hub.files(repo, "dataset")
     again = push_run(run, "hf-simcit/tiny-run", what=["dataset"])["dataset"]  # nothing changed: no commit
     assert again.commit_oid == result.commit_oid == hub.head(repo, "dataset")
+
+
+def test_folder_saved_without_auto_map_still_gets_remote_code(pushed, hub, tmp_path):
+    """A quantizer saved while hf_simcit was not registered lacks auto_map and the module files: push adds them."""
+    import shutil
+
+    from hf_simcit.hub import push_run
+
+    run, _, results = pushed
+    stripped = tmp_path / "run"
+    shutil.copytree(run / "quantizer", stripped / "quantizer")
+    shutil.copytree(run / "data", stripped / "data")
+    for module in stripped.glob("quantizer/*.py"):
+        module.unlink()
+    for name in ("config.json", "tokenizer_config.json"):
+        config = json.loads((stripped / "quantizer" / name).read_text())
+        config.pop("auto_map", None)
+        (stripped / "quantizer" / name).write_text(json.dumps(config))
+    result = push_run(stripped, "hf-simcit/stripped", what=["quantizer"])["quantizer"]
+    pushed_files = hub.files(result.repo_id)
+    reference = hub.files(results["quantizer"].repo_id)
+    for name in ("configuration_simcit.py", "modeling_simcit.py", "tokenization_simcit.py", "errors.py"):
+        assert pushed_files[name] == reference[name], name
+    assert json.loads(pushed_files["config.json"])["auto_map"] == json.loads(reference["config.json"])["auto_map"]
+    assert json.loads(pushed_files["tokenizer_config.json"])["auto_map"] == \
+        json.loads(reference["tokenizer_config.json"])["auto_map"]
