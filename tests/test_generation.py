@@ -337,6 +337,31 @@ def test_beam_scores_equal_brute_force_when_beam_covers_catalogue():
         assert torch.equal(out.item_indices[row], exact.argsort(descending=True))
 
 
+@pytest.mark.parametrize("kind", ["qwen3", "llama"])
+def test_sid_vocab_scores_equal_brute_force_restricted_softmax(kind):
+    """score_vocab="sid": exact beam search of log-probabilities normalised over the SID tokens."""
+    model = tiny_model(kind, seed=17)
+    sids = sid_table(18, [range(40, 44), range(44, 48), range(60, 62)], seed=17)
+    sid_tokens = torch.unique(sids)
+    prompts = random_prompts(2, seed=17)
+    outputs = {
+        mode: recommend(model, prompts, sids, k=18, num_beams=18, kv_sharing=mode, score_vocab="sid")
+        for mode in ("tree", "repeat")
+    }
+    torch.testing.assert_close(outputs["tree"].scores, outputs["repeat"].scores, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        for row, prompt in enumerate(prompts):
+            exact = []
+            for sid in sids.tolist():
+                logits = model(torch.tensor([prompt + sid])).logits[0, :, sid_tokens].log_softmax(-1)
+                columns = torch.searchsorted(sid_tokens, torch.tensor(sid))
+                exact.append(sum(logits[len(prompt) - 1 + j, c] for j, c in enumerate(columns.tolist())))
+            exact = torch.stack(exact)
+            out = outputs["tree"]
+            assert torch.equal(out.item_indices[row], exact.argsort(descending=True))
+            torch.testing.assert_close(out.scores[row], exact[out.item_indices[row]], atol=1e-4, rtol=0)
+
+
 def test_left_padded_batch_equals_single_prompts_and_right_padding():
     model = tiny_model("llama", seed=5)
     sids = sid_table(30, [range(40, 46), range(46, 52), range(52, 55)], seed=5)
@@ -423,6 +448,8 @@ def test_recommend_rejects_bad_requests(small_setup):
         recommend(model, prompts, torch.tensor([[40, 41], [40, 500]]), k=1)
     with pytest.raises(SimCITInputError, match="kv_sharing"):
         recommend(model, prompts, sids, k=1, kv_sharing="fast")
+    with pytest.raises(SimCITInputError, match="score_vocab"):
+        recommend(model, prompts, sids, k=1, score_vocab="partial")
 
 
 def test_recommend_k_equal_catalogue_and_more_beams_than_items(small_setup):

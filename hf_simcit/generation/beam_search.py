@@ -37,6 +37,7 @@ from ..errors import SimCITInputError
 from .trie import PAD_TOKEN, SIDTrie
 
 KVSharing = Literal["auto", "tree", "repeat"]
+ScoreVocab = Literal["full", "sid"]
 
 # Decoder-only families whose attention honours a custom 4D mask with explicit position ids (RoPE, full
 # attention); others use the "repeat" path unless asked otherwise.
@@ -139,6 +140,7 @@ def sid_beam_search(
     kv_sharing: KVSharing = "auto",
     batch_size: int = 32,
     show_progress: bool = False,
+    score_vocab: ScoreVocab = "full",
 ) -> SIDBeamSearchOutput:
     """Exact trie-constrained beam search over SIDs of ``trie.num_levels`` tokens.
 
@@ -150,6 +152,10 @@ def sid_beam_search(
         kv_sharing: ``"tree"``, ``"repeat"`` or ``"auto"`` (tree where supported); see the module docstring.
         batch_size: histories per forward pass (bounds the ``(batch_size * num_beams, vocab)`` logits).
         show_progress: a tqdm bar over the batches.
+        score_vocab: ``"full"`` (default): log-probabilities over the model's whole vocabulary, identical to
+            ``generate``; ``"sid"``: normalised over the catalogue's SID tokens only, computing the output
+            layer for those rows only (much faster for large vocabularies; the ranking model of engines
+            that evaluate ``lm_head`` over the SID range).
 
     Returns:
         :class:`SIDBeamSearchOutput` with beams sorted by score.
@@ -162,6 +168,7 @@ def sid_beam_search(
     if trie.device != device:
         trie.to(device)
     tree = _resolve_kv_sharing(model, kv_sharing)
+    logits_function = _LogitsFunction(model, trie, score_vocab)
     input_ids, attention_mask = prepare_prompts(input_ids, attention_mask, device=device)  # left padding
     outputs = []
     starts = range(0, input_ids.shape[0], batch_size)
@@ -169,7 +176,11 @@ def sid_beam_search(
         ids = input_ids[start : start + batch_size]
         mask = attention_mask[start : start + batch_size]
         first_real = int(mask.any(0).nonzero()[0])
-        outputs.append(_search_batch(model, ids[:, first_real:], mask[:, first_real:], trie, num_beams, tree))
+        outputs.append(
+            _search_batch(
+                model, ids[:, first_real:], mask[:, first_real:], trie, num_beams, tree, logits_function
+            )
+        )
     return SIDBeamSearchOutput(
         sequences=torch.cat([o.sequences for o in outputs]),
         item_indices=torch.cat([o.item_indices for o in outputs]),
@@ -184,24 +195,17 @@ def _search_batch(
     trie: SIDTrie,
     num_beams: int,
     tree: bool,
+    logits_function: _LogitsFunction,
 ) -> SIDBeamSearchOutput:
     n, prompt_length = input_ids.shape
     device = input_ids.device
-    forward_kwargs = _forward_kwarg_names(model)
     next_position = attention_mask.sum(-1)  # (n,) position of the first SID token
-    prefill = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0),
-        "use_cache": True,
-    }
-    if forward_kwargs["logits_to_keep"]:
-        prefill["logits_to_keep"] = 1
-    out = model(**prefill)
-    cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-    logits = out.logits[:, -1:, :]  # (n, 1, V)
-    del out
-    trie.check_vocab(logits.shape[-1])
+    logits, cache = logits_function(
+        last_only=True,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
+    )  # logits: (n, 1, C)
 
     # Level 0: one (root) beam per history.
     beam_scores = torch.zeros(n, 1, device=device)
@@ -231,12 +235,10 @@ def _search_batch(
                     "attention_mask": step_mask,
                     "position_ids": positions.reshape(-1, 1),
                 }
-            inputs[forward_kwargs["cache"]] = cache
-            out = model(**inputs, use_cache=True)
-            logits = out.logits.reshape(n, num_beams, -1)  # (n, B, V)
-            del out
+            logits, cache = logits_function(last_only=False, cache=cache, **inputs)
+            logits = logits.reshape(n, num_beams, -1)  # (n, B, C)
         candidate_tokens, candidate_nodes = trie.children(level, beam_nodes)  # (n, b, M)
-        log_probs = _candidate_log_probs(logits, candidate_tokens)  # (n, b, M)
+        log_probs = _candidate_log_probs(logits, logits_function.columns(candidate_tokens))  # (n, b, M)
         del logits
         beam_scores, parent, beam_tokens, beam_nodes = _select_top_beams(
             beam_scores, log_probs, candidate_tokens, candidate_nodes, num_beams
@@ -260,17 +262,86 @@ def _search_batch(
     return SIDBeamSearchOutput(sequences=sequences, item_indices=beam_nodes, scores=beam_scores)
 
 
-def _candidate_log_probs(logits: torch.Tensor, candidate_tokens: torch.Tensor) -> torch.Tensor:
-    """Full-vocabulary log-probabilities of the candidate tokens.
+def _candidate_log_probs(logits: torch.Tensor, candidate_columns: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the candidate tokens, normalised over all ``C`` logit columns.
 
-    logits: ``(n, b, V)``; candidate_tokens: ``(n, b, M)`` with :data:`PAD_TOKEN` padding -> ``(n, b, M)``,
-    ``-inf`` at padding. Only the log-normaliser needs the whole row; the log-softmax is never materialised.
+    logits: ``(n, b, C)``; candidate_columns: ``(n, b, M)``, the candidates' columns in ``logits`` with
+    :data:`PAD_TOKEN` padding -> ``(n, b, M)``, ``-inf`` at padding. Only the log-normaliser needs the
+    whole row; the log-softmax is never materialised.
     """
-    vocab_size = logits.shape[-1]
+    num_columns = logits.shape[-1]
     log_norm = torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # (n, b, 1)
-    padding = candidate_tokens == PAD_TOKEN
-    gathered = logits.gather(-1, candidate_tokens.clamp(max=vocab_size - 1)).float() - log_norm
+    padding = candidate_columns == PAD_TOKEN
+    gathered = logits.gather(-1, candidate_columns.clamp(max=num_columns - 1)).float() - log_norm
     return gathered.masked_fill(padding, float("-inf"))
+
+
+class _LogitsFunction:
+    """Runs the model for the search and returns ``(logits (..., C), cache)``.
+
+    ``score_vocab="full"``: the model's own logits over its whole vocabulary (``C = V``), so scores are
+    exactly ``generate``'s. ``score_vocab="sid"``: the decoder's hidden states times the output-embedding
+    rows of the catalogue's SID tokens only (``C = S``, the number of distinct SID tokens): the
+    ``(tokens x V)`` head and normaliser, which dominate decoding cost for large vocabularies, become
+    ``(tokens x S)``; scores are then log-probabilities normalised over the SID tokens.
+    """
+
+    def __init__(self, model: torch.nn.Module, trie: SIDTrie, score_vocab: ScoreVocab) -> None:
+        if score_vocab not in ("full", "sid"):
+            raise SimCITInputError(f"score_vocab must be 'full' or 'sid'; got {score_vocab!r}")
+        self.model = model
+        self.trie = trie
+        self.score_vocab = score_vocab
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if score_vocab == "full":
+            self.module = model
+            parameters = inspect.signature(base.forward).parameters
+            self.keep_last = "logits_to_keep" in parameters
+            self.token_to_column = None
+        else:
+            head = base.get_output_embeddings()
+            if type(head) is not torch.nn.Linear or getattr(base.config, "final_logit_softcapping", None):
+                raise SimCITInputError(
+                    f"score_vocab='sid' needs a plain linear output layer; {type(head).__name__} found (merge "
+                    "adapters with merge_and_unload() or use score_vocab='full')"
+                )
+            trie.check_vocab(head.weight.shape[0])
+            sid_tokens = torch.unique(trie.item_token_ids)  # (S,) sorted
+            self.weight = head.weight[sid_tokens]  # (S, hidden)
+            self.bias = None if head.bias is None else head.bias[sid_tokens]
+            self.token_to_column = torch.zeros(
+                trie.max_token_id + 1, dtype=torch.long, device=sid_tokens.device
+            )
+            self.token_to_column[sid_tokens] = torch.arange(len(sid_tokens), device=sid_tokens.device)
+            self.module = base.get_decoder()
+            parameters = inspect.signature(self.module.forward).parameters
+            self.keep_last = False
+        self.cache_name = "cache" if "cache" in parameters else "past_key_values"
+
+    def __call__(self, last_only: bool, cache=None, **inputs) -> tuple[torch.Tensor, object]:
+        inputs["use_cache"] = True
+        if cache is not None:
+            inputs[self.cache_name] = cache
+        if self.score_vocab == "full":
+            if last_only and self.keep_last:
+                inputs["logits_to_keep"] = 1
+            out = self.model(**inputs)
+            logits = out.logits[:, -1:] if last_only else out.logits
+            self.trie.check_vocab(logits.shape[-1])
+        else:
+            out = self.module(**inputs)
+            hidden = out.last_hidden_state[:, -1:] if last_only else out.last_hidden_state
+            logits = torch.nn.functional.linear(hidden, self.weight, self.bias)
+        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        return logits, cache
+
+    def columns(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Trie token ids ``(...)`` -> their columns in the logits (padding stays :data:`PAD_TOKEN`)."""
+        if self.token_to_column is None:
+            return tokens
+        padding = tokens == PAD_TOKEN
+        columns = self.token_to_column[tokens.clamp(max=len(self.token_to_column) - 1)]
+        return columns.masked_fill(padding, PAD_TOKEN)
 
 
 def _select_top_beams(
@@ -340,15 +411,6 @@ def _resolve_kv_sharing(model: torch.nn.Module, kv_sharing: KVSharing) -> bool:
     if any(layer_type != "full_attention" for layer_type in layer_types):
         return False
     return not (getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None))
-
-
-def _forward_kwarg_names(model: torch.nn.Module) -> dict:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    parameters = inspect.signature(base.forward).parameters
-    return {
-        "cache": "cache" if "cache" in parameters else "past_key_values",
-        "logits_to_keep": "logits_to_keep" in parameters,
-    }
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

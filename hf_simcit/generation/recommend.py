@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import SimCITInputError
-from .beam_search import KVSharing, prepare_prompts, sid_beam_search
+from .beam_search import KVSharing, ScoreVocab, prepare_prompts, sid_beam_search
 from .trie import SIDTrie
 
 
@@ -37,6 +37,7 @@ def recommend(
     batch_size: int = 32,
     kv_sharing: KVSharing = "auto",
     show_progress: bool = False,
+    score_vocab: ScoreVocab = "full",
 ) -> Recommendations:
     """Recommend ``k`` items per history by trie-constrained SID beam search.
 
@@ -53,6 +54,9 @@ def recommend(
         batch_size: histories per forward pass.
         kv_sharing: ``"auto"``, ``"tree"`` or ``"repeat"`` (see :mod:`hf_simcit.generation.beam_search`).
         show_progress: tqdm bar over batches.
+        score_vocab: ``"full"`` (default; scores = log-probabilities over the whole vocabulary, exactly those
+            of ``generate``) or ``"sid"`` (normalised over the SID tokens; the output layer is evaluated for
+            those rows only, several times faster when the base vocabulary is large).
 
     Returns:
         :class:`Recommendations`; every item is a real catalogue item and items are distinct per history.
@@ -86,6 +90,7 @@ def recommend(
             kv_sharing=kv_sharing,
             batch_size=batch_size,
             show_progress=show_progress,
+            score_vocab=score_vocab,
         )
     finally:
         model.train(was_training)
