@@ -263,18 +263,22 @@ class LGMDTransform:
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write ``lgmd_transform.safetensors`` (tables) and ``lgmd_config.json`` atomically."""
-        from safetensors.numpy import save_file
-
         from ..utils.serialization import atomic_directory
 
         save_directory = Path(save_directory)
         with atomic_directory(save_directory) as tmp:
-            tensors = {"embeddings": self.embeddings}
-            if self.completed is not None:
-                tensors["completed"] = self.completed
-            save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "np"})
-            (tmp / CONFIG_NAME).write_text(json.dumps(self.config(), indent=2) + "\n")
+            self.write_files(tmp)
         return save_directory
+
+    def write_files(self, directory: Path) -> None:
+        """Write the two files into an existing folder (used inside a larger atomic write)."""
+        from safetensors.numpy import save_file
+
+        tensors = {"embeddings": self.embeddings}
+        if self.completed is not None:
+            tensors["completed"] = self.completed
+        save_file(tensors, str(Path(directory) / WEIGHTS_NAME), metadata={"format": "np"})
+        (Path(directory) / CONFIG_NAME).write_text(json.dumps(self.config(), indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> LGMDTransform:

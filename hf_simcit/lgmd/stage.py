@@ -1,0 +1,153 @@
+"""The ``lgmd`` pipeline stage: prepared data -> fitted LGMD transform + item table with ``cf_embedding``.
+
+``hf-simcit lgmd RECIPE.yaml`` (keys of :class:`LGMDArguments`) or ``hf-simcit lgmd --data DIR --output DIR
+--rank 32``. Fits LGMD on the *training* user x item matrix (``hf_simcit.data.training_matrix``: validation and
+test targets are never seen), maps the item table through the transform and writes, atomically::
+
+    OUTPUT/lgmd_config.json, OUTPUT/lgmd_transform.safetensors   (LGMDTransform.from_pretrained(OUTPUT))
+    OUTPUT/items/                                                 (item table + cf_embedding, save_to_disk)
+    OUTPUT/lgmd.json                                              (shape, iterations, objective, timings)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SimCITInputError
+
+
+@dataclass
+class LGMDArguments:
+    """Options of the lgmd stage (a recipe's ``lgmd.yaml`` holds these keys)."""
+
+    data: str | None = field(default=None, metadata={"help": "prepared data folder (hf-simcit prepare --output)"})
+    output: str | None = field(default=None, metadata={"help": "folder for the fitted transform and item table"})
+    items: str | None = field(
+        default=None,
+        metadata={"help": "item table to extend (e.g. RUN/features); default: the prepared data's items"},
+    )
+    rank: int = field(default=32, metadata={"help": "embedding size k"})
+    rho_u: float = field(default=0.3, metadata={"help": "l1 weight of the user graph (relative)"})
+    rho_v: float = field(default=0.3, metadata={"help": "l1 weight of the item graph (relative)"})
+    ridge: float = field(default=0.1, metadata={"help": "covariance shrinkage (relative)"})
+    support: str = field(default="auto", metadata={"help": "auto, dense, blocks or knn"})
+    max_block_size: int = field(default=500, metadata={"help": "largest dense precision block"})
+    knn: int = field(default=10, metadata={"help": "neighbours per node for support=knn"})
+    max_iter: int = field(default=10, metadata={"help": "outer iterations"})
+    tol: float = field(default=1e-4, metadata={"help": "stop on relative objective change below this"})
+    admm_iter: int = field(default=50, metadata={"help": "ADMM iterations per precision step (warm-started)"})
+    admm_tol: float = 1e-4
+    dtype: str = field(default="float32", metadata={"help": "float32 or float64"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ...; default: cuda when available"})
+    seed: int = 0
+    embedding_column: str = "cf_embedding"
+    normalize: bool = field(default=True, metadata={"help": "L2-normalise the item embeddings"})
+    null_if_empty: bool = field(
+        default=True,
+        metadata={"help": "items without training interactions get null (the features convention) instead "
+                  "of their zero embedding"},
+    )
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.dtype not in ("float32", "float64"):
+            raise SimCITInputError(f"dtype={self.dtype!r}: choose float32 or float64")
+
+
+def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
+    """Run the stage; returns the report written to ``OUTPUT/lgmd.json``."""
+    import torch
+    from datasets import load_from_disk
+
+    from ..data import load_prepared, training_matrix
+    from ..utils.serialization import atomic_directory
+    from .estimator import LGMD
+    from .transform import LGMDTransform
+
+    if not args.data or not args.output:
+        raise SimCITInputError("lgmd needs data (prepared folder) and output (e.g. --data runs/x/data --output runs/x/lgmd)")
+    if not Path(args.data).is_dir():
+        raise FileNotFoundError(2, "prepared data folder not found", args.data)
+    start = time.perf_counter()
+    rec = load_prepared(args.data)
+    matrix = training_matrix(rec)
+    if args.items:
+        if not Path(args.items).is_dir():
+            raise FileNotFoundError(2, "item table folder not found", args.items)
+        items = load_from_disk(args.items)
+    else:
+        items = rec.items
+    if len(items) != matrix.shape[1]:
+        raise SimCITInputError(
+            f"the item table has {len(items)} rows but the training matrix has {matrix.shape[1]} items"
+        )
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    load_seconds = time.perf_counter() - start
+    lgmd = LGMD(
+        args.rank,
+        rho_u=args.rho_u,
+        rho_v=args.rho_v,
+        ridge=args.ridge,
+        support=args.support,
+        max_block_size=args.max_block_size,
+        knn=args.knn,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        admm_iter=args.admm_iter,
+        admm_tol=args.admm_tol,
+        dtype=args.dtype,
+        device=device,
+        random_state=args.seed,
+        progress=args.progress,
+    )
+    fit_start = time.perf_counter()
+    transform = LGMDTransform.fit_interactions(
+        matrix,
+        lgmd,
+        output_column=args.embedding_column,
+        normalize=args.normalize,
+        null_if_empty=args.null_if_empty,
+    )
+    fit_seconds = time.perf_counter() - fit_start
+    mapped = items.map(transform, batched=True, desc="cf_embedding")
+    report = {
+        "data": str(args.data),
+        "num_users": int(matrix.shape[0]),
+        "num_items": int(matrix.shape[1]),
+        "interactions": int(matrix.nnz),
+        "rank": int(args.rank),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "iterations": int(lgmd.n_iter_),
+        "converged": bool(lgmd.converged_),
+        "objective_history": [float(v) for v in lgmd.objective_history_],
+        "items_without_interactions": transform.info["items_without_interactions"],
+        "item_graph_edges": transform.info["edges_v"] // 2,
+        "user_graph_edges": transform.info["edges_u"] // 2,
+        "seconds": {"load": round(load_seconds, 2), "fit": round(fit_seconds, 2),
+                    "total": round(time.perf_counter() - start, 2)},
+        "arguments": asdict(args),
+    }
+    with atomic_directory(args.output) as tmp:
+        transform.write_files(tmp)
+        mapped.save_to_disk(str(tmp / "items"))
+        (tmp / "lgmd.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    secs = report["seconds"]
+    return (
+        f"LGMD: {report['num_users']} users x {report['num_items']} items ({report['interactions']} "
+        f"interactions) -> {report['num_items']} x {report['rank']} item embeddings on {report['device']} "
+        f"({report['torch_threads']} threads)\n"
+        f"  iterations {report['iterations']} (converged: {report['converged']}), objective "
+        f"{report['objective_history'][0]:.6g} -> {report['objective_history'][-1]:.6g}\n"
+        f"  learned graphs: {report['item_graph_edges']} item edges, {report['user_graph_edges']} user edges; "
+        f"{report['items_without_interactions']} items without training interactions\n"
+        f"  time: fit {secs['fit']:.1f} s, total {secs['total']:.1f} s"
+    )

@@ -1,0 +1,100 @@
+"""``hf-simcit lgmd``: prepared data -> fitted transform + item table with cf_embedding; recipes parse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict, load_from_disk
+
+from hf_simcit.cli import main
+from hf_simcit.data import RecDataset, load_prepared, training_matrix
+from hf_simcit.lgmd import LGMDTransform
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _prepared(tmp_path: Path, num_users=24, num_items=15) -> Path:
+    rng = np.random.default_rng(0)
+    sequences = []
+    for user in range(num_users):
+        group = user % 2
+        seq = rng.choice(np.arange(group * 7, group * 7 + 7), size=5, replace=False).tolist()
+        sequences.append(seq)
+    sequences[0] = sequences[0][:3] + [14]  # item 14 only ever appears as a validation target
+    sequences[0].append(0)
+    train = {"user_id": [], "history": [], "target": []}
+    for user, seq in enumerate(sequences):
+        for t in range(1, len(seq) - 2):
+            train["user_id"].append(user)
+            train["history"].append(seq[:t])
+            train["target"].append(seq[t])
+    splits = DatasetDict({
+        "train": Dataset.from_dict(train),
+        "validation": Dataset.from_dict({"user_id": list(range(num_users)), "history": [s[:-2] for s in sequences],
+                                         "target": [s[-2] for s in sequences]}),
+        "test": Dataset.from_dict({"user_id": list(range(num_users)), "history": [s[:-1] for s in sequences],
+                                   "target": [s[-1] for s in sequences]}),
+    })
+    items = Dataset.from_dict({"item_index": list(range(num_items)), "item_id": [f"i{i}" for i in range(num_items)],
+                               "text": [f"item {i}" for i in range(num_items)]})
+    seqs = Dataset.from_dict({"user_id": list(range(num_users)), "raw_user_id": [str(u) for u in range(num_users)],
+                              "items": sequences})
+    return RecDataset(splits=splits, items=items, sequences=seqs, stats={}).save_to_disk(tmp_path / "data")
+
+
+def test_lgmd_command_writes_transform_and_item_table(tmp_path, capsys):
+    data = _prepared(tmp_path)
+    out = tmp_path / "lgmd"
+    code = main(["lgmd", "--data", str(data), "--output", str(out), "--rank", "3", "--max-block-size", "8",
+                 "--max-iter", "4", "--device", "cpu", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "24 users x 15 items" in printed and "time: fit" in printed
+    report = json.loads((out / "lgmd.json").read_text())
+    assert report["num_items"] == 15 and report["iterations"] == 4
+    empty = np.flatnonzero(training_matrix(load_prepared(data)).getnnz(axis=0) == 0)
+    assert 14 in empty and report["items_without_interactions"] == len(empty)
+    items = load_from_disk(str(out / "items"))
+    emb = items["cf_embedding"]
+    # never in training: null, the features convention for a missing modality
+    assert [i for i, e in enumerate(emb) if e is None] == empty.tolist()
+    vectors = np.asarray([e for e in emb if e is not None], dtype=np.float32)
+    assert vectors.shape == (15 - len(empty), 3)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    transform = LGMDTransform.from_pretrained(out)
+    assert transform.embeddings.shape == (15, 3)
+
+
+def test_lgmd_command_recipe_and_errors(tmp_path, capsys):
+    data = _prepared(tmp_path)
+    recipe = tmp_path / "lgmd.yaml"
+    text = (ROOT / "recipes" / "ml-100k" / "lgmd.yaml").read_text()
+    recipe.write_text(text.replace("runs/ml-100k/data", str(data)).replace("runs/ml-100k/lgmd", str(tmp_path / "o")))
+    assert main(["lgmd", str(recipe), "--rank", "2", "--max-iter", "2", "--no-progress"]) == 0
+    assert (tmp_path / "o" / "items").is_dir()
+    assert main(["lgmd", "--data", str(tmp_path / "nope"), "--output", str(tmp_path / "x")]) == 2
+    assert main(["lgmd", "--data", str(data), "--output", str(tmp_path / "x"), "--rank", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "file not found" in err and "rank=99 is larger than the matrix allows" in err
+
+
+@pytest.mark.parametrize("name", ["ml-100k", "beauty", "scientific", "yelp", "foursquare-nyc"])
+def test_recipes_match_the_arguments_dataclass(name):
+    from transformers import HfArgumentParser
+
+    from hf_simcit.lgmd.stage import LGMDArguments
+
+    (args,) = HfArgumentParser(LGMDArguments).parse_yaml_file(str(ROOT / "recipes" / name / "lgmd.yaml"))
+    assert args.data == f"runs/{name}/data" and args.rank == 32 and args.support == "blocks"
