@@ -147,15 +147,23 @@ beams, levels = spec["beams"], item_token_ids.shape[1]
 sid_lo, sid_hi = int(item_token_ids.min()), int(item_token_ids.max()) + 1
 sid_ids = torch.arange(sid_lo, sid_hi)
 
+w_sid = model.lm_head.weight[sid_lo:sid_hi]
+trie = build_trie_from_sequences(item_token_ids.tolist())  # built once, outside the timings (as ours)
+
+def step_logprobs(hidden_states):
+    """Full-vocabulary log-softmax sliced to the SID range, or (sid_head) the head over the SID rows only."""
+    if SID_HEAD:
+        return torch.nn.functional.linear(hidden_states, w_sid).float().log_softmax(-1)
+    return model.lm_head(hidden_states).float().log_softmax(-1)[:, sid_lo:sid_hi]
+
 def search(ids, mask, candidates):
     """flashrec's search ops in a KV-cached loop (its engine needs CUDA): prefill, init, expand per step."""
-    trie = build_trie_from_sequences(item_token_ids.tolist())
     n = ids.shape[0]
     with torch.no_grad():
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        out = model.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
         cache = out.past_key_values
-        logprobs = out.logits[:, -1].float().log_softmax(-1)[:, sid_lo:sid_hi]  # full-vocab log-softmax
+        logprobs = step_logprobs(out.last_hidden_state[:, -1])
         lists = init_from_prefill_batch(logprobs, beams, candidates, levels, [ids.shape[1]] * n,
                                         valid_path=trie, candidate_token_ids=sid_ids)
         cache.batch_repeat_interleave(beams)
@@ -164,10 +172,10 @@ def search(ids, mask, candidates):
         for step in range(1, levels):
             tokens = torch.stack([bl.last_tokens for bl in lists]).reshape(-1, 1)
             step_mask = torch.cat([step_mask, step_mask.new_ones(n * beams, 1)], 1)
-            out = model(input_ids=tokens, attention_mask=step_mask, position_ids=(next_pos + step - 1)[:, None],
-                        past_key_values=cache, use_cache=True)
+            out = model.model(input_ids=tokens, attention_mask=step_mask,
+                              position_ids=(next_pos + step - 1)[:, None], past_key_values=cache, use_cache=True)
             cache = out.past_key_values
-            logprobs = out.logits[:, -1].float().log_softmax(-1)[:, sid_lo:sid_hi]
+            logprobs = step_logprobs(out.last_hidden_state[:, -1])
             top_lp, top_idx = logprobs.topk(min(candidates, logprobs.shape[1]), dim=-1)
             top_tok = sid_ids[top_idx]
             for i, bl in enumerate(lists):
@@ -189,7 +197,7 @@ def _record(self, parent_idx, tokens):
 BeamSearchList.expand_token_ids = _record
 
 results = {}
-for name, candidates in spec["modes"].items():
+for name, (candidates, SID_HEAD) in spec["modes"].items():
     search(input_ids[:4], attention_mask[:4], candidates)  # warm-up
     best, out = float("inf"), None
     for _ in range(spec["repeats"]):
@@ -205,6 +213,7 @@ def run_flashrec(model, config_kwargs, input_ids, attention_mask, item_token_ids
     """Run flashrec in its own venv on the same weights and prompts; returns {mode: (seconds, sequences)}."""
     if not Path(FLASHREC_PYTHON).exists():
         return None, f"no flashrec venv at {FLASHREC_PYTHON}"
+    sid_range = int(item_token_ids.max() - item_token_ids.min() + 1)
     with tempfile.TemporaryDirectory() as work:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{work}/model.safetensors")
         save_file(
@@ -216,7 +225,7 @@ def run_flashrec(model, config_kwargs, input_ids, attention_mask, item_token_ids
             "beams": beams,
             "repeats": repeats,
             "threads": threads,
-            "modes": {"exact": int(item_token_ids.max() - item_token_ids.min() + 1), "top40": 40},
+            "modes": {"exact": (sid_range, False), "exact_sid_head": (sid_range, True), "top40": (40, False)},
         }
         Path(work, "spec.json").write_text(json.dumps(spec))
         Path(work, "runner.py").write_text(FLASHREC_RUNNER)
@@ -266,34 +275,37 @@ def main() -> None:
         flush=True,
     )
 
-    methods: dict[str, tuple[str, object]] = {
+    def ours(kv_sharing: str, score_vocab: str):
+        def run(ids, mask):
+            return recommend(
+                model,
+                ids,
+                trie,
+                k=args.beams,
+                num_beams=args.beams,
+                attention_mask=mask,
+                kv_sharing=kv_sharing,
+                score_vocab=score_vocab,
+            ).sequences
+
+        return run
+
+    # key -> (label, function, scoring: "full" = log-softmax over the whole vocabulary, "sid" = over SID tokens)
+    methods: dict[str, tuple[str, object, str]] = {
         "recommend_tree": (
             "`recommend()` (fixed-depth SID beam search, tree-attention KV sharing)",
-            lambda ids, mask: (
-                recommend(
-                    model,
-                    ids,
-                    trie,
-                    k=args.beams,
-                    num_beams=args.beams,
-                    attention_mask=mask,
-                    kv_sharing="tree",
-                ).sequences
-            ),
+            ours("tree", "full"),
+            "full",
         ),
         "recommend_repeat": (
             '`recommend(kv_sharing="repeat")` (prefill once, cache repeated per beam)',
-            lambda ids, mask: (
-                recommend(
-                    model,
-                    ids,
-                    trie,
-                    k=args.beams,
-                    num_beams=args.beams,
-                    attention_mask=mask,
-                    kv_sharing="repeat",
-                ).sequences
-            ),
+            ours("repeat", "full"),
+            "full",
+        ),
+        "recommend_sid": (
+            '`recommend(score_vocab="sid")` (tree attention, output layer over the SID tokens only)',
+            ours("tree", "sid"),
+            "sid",
         ),
         "generate_processor": (
             "`generate` + `SIDTrieLogitsProcessor` (exact constrained beam search)",
@@ -305,10 +317,12 @@ def main() -> None:
                 levels,
                 logits_processor=[SIDTrieLogitsProcessor(trie, ids.shape[1])],
             ),
+            "full",
         ),
         "generate_unconstrained": (
             "`generate`, unconstrained",
             lambda ids, mask: run_generate(model, ids, mask, args.beams, levels),
+            "full",
         ),
         "dict_trie": (
             "`generate` + `prefix_allowed_tokens_fn` (Python dict trie)",
@@ -320,20 +334,22 @@ def main() -> None:
                 levels,
                 prefix_fn=make_prefix_fn(dict_trie(item_token_ids), ids.shape[1]),
             ),
+            "full",
         ),
     }
     timings: dict[str, float] = {}
     sequences: dict[str, torch.Tensor] = {}
     labels: dict[str, str] = {}
+    scoring = {key: method[2] for key, method in methods.items()}
     active = {key: value for key, value in methods.items() if key not in args.skip}
     with torch.no_grad():
-        for key, (label, function) in active.items():  # warm-up
+        for key, (label, function, _) in active.items():  # warm-up
             function(input_ids[:4], attention_mask[:4])
             labels[key], timings[key] = label, float("inf")
         # Rounds over all methods (not method after method), so that load from other jobs on this shared
         # machine hits every method alike; each method's best round is reported.
         for round_index in range(args.repeats):
-            for key, (_, function) in active.items():
+            for key, (_, function, _) in active.items():
                 start = time.perf_counter()
                 sequences[key] = function(input_ids, attention_mask)
                 seconds = time.perf_counter() - start
@@ -351,36 +367,60 @@ def main() -> None:
         else:
             for name, (seconds, seqs) in flash.items():
                 key = f"flashrec_{name}"
-                labels[key] = {
-                    "flashrec_exact": "`flashrec` search ops, KV-cached loop, exact trie (all SID tokens candidates)",
-                    "flashrec_top40": "`flashrec` search ops, engine default (top-40 candidates, then trie)",
+                labels[key], scoring[key] = {
+                    "flashrec_exact": (
+                        "`flashrec` search ops, KV-cached loop, exact trie (all SID tokens candidates)",
+                        "full",
+                    ),
+                    "flashrec_exact_sid_head": (
+                        "`flashrec` search ops, exact trie, `lm_head` over the SID range only (as its engine)",
+                        "sid",
+                    ),
+                    "flashrec_top40": (
+                        "`flashrec` search ops, engine default (top-40 candidates, then trie)",
+                        "full",
+                    ),
                 }[key]
                 timings[key], sequences[key] = seconds, seqs
                 print(f"{key:24s} {seconds:8.2f} s  {args.histories / seconds:8.1f} histories/s", flush=True)
 
-    reference_key = "generate_processor" if "generate_processor" in sequences else "recommend_tree"
-    reference = trie.items_of(sequences[reference_key].reshape(-1, levels)).reshape(args.histories, -1)
+    # Exact search under each scoring: generate + our processor (full vocabulary; tests check it against
+    # brute force) and recommend(score_vocab="sid") (restricted softmax; tests check it against brute force).
+    references = {}
+    for score_kind, reference_key in (("full", "generate_processor"), ("sid", "recommend_sid")):
+        if reference_key in sequences:
+            references[score_kind] = trie.items_of(sequences[reference_key].reshape(-1, levels)).reshape(
+                args.histories, -1
+            )
     rows = []
     base_key = "recommend_tree" if "recommend_tree" in timings else next(iter(timings))
     for key, seconds in timings.items():
         items = trie.items_of(sequences[key].reshape(-1, levels)).reshape(args.histories, -1)
         valid = float((items >= 0).float().mean())
-        top1 = float((items[:, 0] == reference[:, 0]).float().mean())
-        overlap = (
-            sum(len(set(a.tolist()) & set(b.tolist()) - {-1}) / args.beams for a, b in zip(items, reference))
-            / args.histories
-        )
+        reference = references.get(scoring[key])
+        if reference is None:
+            top1 = overlap = float("nan")
+        else:
+            top1 = float((items[:, 0] == reference[:, 0]).float().mean())
+            overlap = (
+                sum(
+                    len(set(a.tolist()) & set(b.tolist()) - {-1}) / args.beams
+                    for a, b in zip(items, reference)
+                )
+                / args.histories
+            )
         rows.append((key, seconds, valid, top1, overlap))
 
     header = (
-        f"| method | latency / {args.histories} | histories/s | recommend() speed-up | valid SIDs | top-1 = exact | "
-        f"top-{args.beams} overlap with exact |"
+        f"| method | scores over | latency / {args.histories} | histories/s | time / recommend() | valid SIDs | "
+        f"top-1 = exact | top-{args.beams} overlap with exact |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     for key, seconds, valid, top1, overlap in rows:
         lines.append(
-            f"| {labels[key]} | {seconds:.2f} s | {args.histories / seconds:.1f} | "
-            f"{seconds / timings[base_key]:.1f}x | {100 * valid:.0f}% | {100 * top1:.0f}% | {100 * overlap:.0f}% |"
+            f"| {labels[key]} | {'all tokens' if scoring[key] == 'full' else 'SID tokens'} | {seconds:.2f} s | "
+            f"{args.histories / seconds:.1f} | {seconds / timings[base_key]:.2f}x | {100 * valid:.0f}% | "
+            f"{100 * top1:.0f}% | {100 * overlap:.0f}% |"
         )
     table = "\n".join(lines)
     print(table)
@@ -400,8 +440,10 @@ def main() -> None:
         f"{3 * args.codebook + num_disambiguation} SID tokens; {args.items} items with 4-token SIDs (3 x "
         f"{args.codebook} + {num_disambiguation} disambiguation codes); {args.histories} histories x "
         f"{args.history_length} items ({input_ids.shape[1]} prompt tokens); beam {args.beams}; best of "
-        f"{args.repeats} interleaved rounds after a warm-up. 'speed-up' = that method's latency / recommend()'s. "
-        f"'exact' = `generate` + `SIDTrieLogitsProcessor` (exact constrained beam search, `length_penalty=0`).",
+        f"{args.repeats} interleaved rounds after a warm-up. 'time / recommend()' = that method's latency / the first row's. "
+        "'exact' = exact constrained beam search under the same scoring: `generate` + `SIDTrieLogitsProcessor` "
+        '(`length_penalty=0`) for scores over all tokens, `recommend(score_vocab="sid")` for scores over the '
+        "SID tokens (both checked against brute-force teacher forcing in tests/test_generation.py).",
         "",
         table,
         "",
