@@ -324,6 +324,19 @@ def test_fast_path_equals_generate_beam_search(kind, kv_sharing):
     torch.testing.assert_close(out.scores, reference_scores, atol=1e-4, rtol=0)
 
 
+def test_fast_path_equals_generate_when_beams_outnumber_first_level_tokens():
+    """3 first-level tokens, 8 beams: generate pads with -1e9 copies, ours with dead beams; results agree."""
+    model = tiny_model("qwen3", seed=19)
+    sids = sid_table(40, [range(40, 43), range(43, 50), range(50, 53)], seed=19)
+    trie = SIDTrie(sids)
+    input_ids, attention_mask = prepare_prompts(random_prompts(3, seed=19))
+    reference_items, reference_scores = generate_beams(model, input_ids, attention_mask, trie, 8)
+    out = sid_beam_search(model, input_ids, attention_mask, trie, 8)
+    assert (reference_scores > -1e8).all() and (out.item_indices >= 0).all()
+    assert torch.equal(out.item_indices, reference_items)
+    torch.testing.assert_close(out.scores, reference_scores, atol=1e-4, rtol=0)
+
+
 def test_beam_scores_equal_brute_force_when_beam_covers_catalogue():
     model = tiny_model("qwen3", seed=3)
     sids = sid_table(20, [range(40, 44), range(44, 48), range(48, 50)], seed=3)
