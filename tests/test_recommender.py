@@ -284,3 +284,16 @@ def test_generation_engine_matches_the_reference_search(num_beams):
     ours = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, engine="reference", **kw)
     theirs = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, engine="generation", **kw)
     assert torch.equal(ours["rankings"], theirs["rankings"])
+
+
+def test_ranking_metrics_agree_with_the_evaluate_metric_module():
+    evaluate = pytest.importorskip("evaluate")
+    metrics_pkg = pytest.importorskip("hf_simcit.metrics")
+    generator = torch.Generator().manual_seed(0)
+    ranked = torch.stack([torch.randperm(30, generator=generator)[:10] for _ in range(50)])
+    targets = torch.randint(0, 30, (50,), generator=generator)
+    ours = ranking_metrics(ranked, targets, ks=(5, 10))
+    module = evaluate.load(metrics_pkg.RECALL_NDCG_PATH)
+    theirs = module.compute(predictions=ranked.tolist(), references=targets.tolist(), k_values=[5, 10])
+    for key in ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key

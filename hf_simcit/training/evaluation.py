@@ -40,6 +40,20 @@ def ranking_metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: Sequence[in
     return metrics
 
 
+def _metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: Sequence[int], invalid: int) -> dict[str, Any]:
+    """The package's metric code (:func:`hf_simcit.metrics.compute_metrics`, same as the ``evaluate`` module)
+    when the lists are complete and valid; :func:`ranking_metrics` for short or broken lists."""
+    try:
+        from ..metrics import compute_metrics
+    except ImportError:
+        compute_metrics = None
+    if compute_metrics is None or invalid or ranked.shape[0] == 0 or ranked.shape[1] < max(ks):
+        return ranking_metrics(ranked, targets, ks)
+    metrics = compute_metrics(ranked.numpy(), targets.numpy(), ks)
+    metrics.pop("num_examples", None)
+    return metrics
+
+
 def count_invalid(ranked: torch.Tensor, num_items: int) -> int:
     """Returned entries that are not real items or repeat an item already returned for the same history."""
     slots = min(ranked.shape[1], num_items)
@@ -113,8 +127,9 @@ def evaluate_recommender(
         ranked = accelerator.gather_for_metrics(ranked.to(device), use_gather_object=False).cpu()
         ranked = ranked[ranked[:, 0].argsort()]
     order, ranked = ranked[:, 0], ranked[:, 1:]
-    metrics: dict[str, Any] = ranking_metrics(ranked, targets[order], ks)
-    metrics["invalid_items"] = count_invalid(ranked, num_items)
+    invalid = count_invalid(ranked, num_items)
+    metrics: dict[str, Any] = _metrics(ranked, targets[order], ks, invalid)
+    metrics["invalid_items"] = invalid
     metrics["num_examples"] = int(ranked.shape[0])
     metrics["num_beams"] = int(width)
     if return_rankings:
