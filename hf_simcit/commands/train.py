@@ -22,11 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     import json
+    import os
 
     from ..training.recommender import parse_recommender_recipe, train_recommender
 
     model_args, data_args, training_args = parse_recommender_recipe(args.recipe, args.overrides)
     result = train_recommender(model_args, data_args, training_args)
-    print(json.dumps({"output_dir": result["output_dir"], "best_step": result["best_step"],
-                      "final_step": result["final_step"], "validation": result["best_metrics"]}, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"output_dir": result["output_dir"], "best_step": result["best_step"],
+                          "final_step": result["final_step"], "validation": result["best_metrics"]}, indent=2))
     return 0

@@ -279,8 +279,11 @@ def train_recommender(
     def run_validation(step: int) -> dict[str, Any] | None:
         if validation is None or len(validation) == 0:
             return None
+        # DDP/DeepSpeed: decode with the plain module (no gradient sync in eval); FSDP needs the wrapper
+        sharded = str(accelerator.distributed_type).endswith("FSDP")
+        eval_model = model if sharded else accelerator.unwrap_model(model)
         metrics = evaluate_recommender(
-            model, rec.tokenizer, rec.item_token_ids, validation, template=template, ks=ks,
+            eval_model, rec.tokenizer, rec.item_token_ids, validation, template=template, ks=ks,
             num_beams=args.eval_num_beams, batch_size=args.eval_batch_size,
             max_examples=data_args.eval_max_examples, accelerator=accelerator, desc=f"validate@{step}")
         if metrics["invalid_items"]:
