@@ -54,7 +54,12 @@ METRIC_RE = re.compile(r"^(recall|ndcg|hit|hr|mrr|precision)(@\d+)?$", re.I)
 
 
 class HubPushError(RuntimeError):
-    """A push failed; the message says which repo, why, and at which commit the remote repo stayed."""
+    """A push failed; the message says which repo, why, and at which commit the remote repo stayed.
+
+    ``results`` holds the :class:`PushResult` of the repos pushed before the failing one (each its own commit).
+    """
+
+    results: dict[str, PushResult] = {}
 
 
 @dataclass
@@ -575,7 +580,14 @@ def push_run(
         api = HfApi(endpoint=endpoint, token=token)
         results = {}
         for plan in plans:
-            results[plan.what] = _commit_plan(api, plan, private=private)
+            try:
+                results[plan.what] = _commit_plan(api, plan, private=private)
+            except HubPushError as err:
+                err.results = dict(results)  # the repos pushed before the failure
+                if results:
+                    done = ", ".join(f"{r.what} -> {r.repo_id} at {r.commit_oid[:12]}" for r in results.values())
+                    err.args = (f"{err.args[0]}; pushed before the failure: {done}",)
+                raise
             logger.info("pushed %s to %s (commit %s)", plan.what, plan.repo_id, results[plan.what].commit_oid)
     return results
 

@@ -201,12 +201,12 @@ class LocalHub:
         self.stop()
 
     # -------------------------------------------------------------------------------------- test helpers
-    def fail_next(self, what: str, status: int = 500, times: int = 1) -> None:
-        """Make the next ``times`` calls of endpoint ``what`` (one of :data:`FAILABLE`) answer ``status``."""
+    def fail_next(self, what: str, status: int = 500, times: int = 1, after: int = 0) -> None:
+        """Let ``after`` calls of endpoint ``what`` (one of :data:`FAILABLE`) pass, then fail ``times`` with ``status``."""
         if what not in FAILABLE:
             raise ValueError(f"unknown endpoint {what!r}; one of {FAILABLE}")
         with self.lock:
-            self._failures.setdefault(what, []).extend([status] * times)
+            self._failures.setdefault(what, []).extend([None] * after + [status] * times)
 
     def clear_failures(self) -> None:
         with self.lock:

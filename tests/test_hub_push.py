@@ -445,3 +445,20 @@ def test_smollm2_adapter_round_trip(pushed, hub, tmp_path):
     ids = rec.item_token_ids[:3].reshape(1, -1)
     with torch.no_grad():
         torch.testing.assert_close(remote(input_ids=ids).logits, rec.model.eval()(input_ids=ids).logits)
+
+
+def test_failure_in_a_later_repo_names_the_repos_already_pushed(pushed, hub):
+    from hf_simcit.hub import HubPushError, push_run
+
+    run, _, _ = pushed
+    hub.fail_next("commit", after=1)  # the data set commit passes, the quantizer commit fails
+    with pytest.raises(HubPushError) as caught:
+        push_run(run, "hf-simcit/partial", what=["dataset", "quantizer"])
+    message = str(caught.value)
+    initial = hub.head("hf-simcit/partial-quantizer")
+    data_head = hub.head("hf-simcit/partial-data", "dataset")
+    assert message.startswith("push of the quantizer to model repo hf-simcit/partial-quantizer failed")
+    assert f"unchanged, at its previous commit {initial[:12]}" in message
+    assert message.endswith(f"pushed before the failure: dataset -> hf-simcit/partial-data at {data_head[:12]}")
+    assert list(caught.value.results) == ["dataset"]
+    assert len(hub.commits("hf-simcit/partial-quantizer")) == 1  # only the repo's initial commit
