@@ -1,0 +1,154 @@
+"""``assign_semantic_ids``: quantizer + item features -> unique semantic IDs + collision statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import SimCITInputError
+from .collisions import add_disambiguation_level, sinkhorn_reassign_last_level
+from .residual import codebook_statistics
+
+RESOLVE_METHODS = ("level", "sinkhorn", "none")
+
+
+@dataclass
+class SemanticIDAssignment:
+    """Result of :func:`assign_semantic_ids`.
+
+    Attributes:
+        codes: ``(n, L')`` int64 unique SIDs (``L' = L + 1`` with ``resolve="level"``, else ``L``).
+        raw_codes: ``(n, L)`` codes straight from the quantizer.
+        codebook_sizes: codes per level of ``codes`` (the disambiguation level's size included).
+        resolve: the method used.
+        raw_statistics: :func:`codebook_statistics` of ``raw_codes`` (``collision_rate`` is the raw rate).
+        statistics: the same for ``codes`` (``collision_rate`` 0 unless ``resolve="none"``).
+        reassigned_items: items whose SID differs from their raw code (the disambiguation level not counted).
+    """
+
+    codes: np.ndarray
+    raw_codes: np.ndarray
+    codebook_sizes: list[int]
+    resolve: str
+    raw_statistics: dict[str, Any] = field(default_factory=dict)
+    statistics: dict[str, Any] = field(default_factory=dict)
+    reassigned_items: int = 0
+
+    @property
+    def raw_collision_rate(self) -> float:
+        return self.raw_statistics["collision_rate"]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "num_items": int(len(self.codes)),
+            "resolve": self.resolve,
+            "num_levels": int(self.codes.shape[1]),
+            "codebook_sizes": self.codebook_sizes,
+            "raw_collision_rate": self.raw_statistics["collision_rate"],
+            "raw_distinct_sids": self.raw_statistics["distinct_sids"],
+            "raw_max_items_per_sid": self.raw_statistics["max_items_per_sid"],
+            "usage": self.raw_statistics["usage"],
+            "perplexity": self.raw_statistics["perplexity"],
+            "unique_share": self.statistics["unique_share"],
+            "reassigned_items": self.reassigned_items,
+        }
+
+
+def resolve_collisions(
+    raw_codes,
+    codebook_sizes: list[int],
+    resolve: str = "level",
+    distances=None,
+    existing_codes=None,
+    disambiguation_size: int | None = None,
+) -> SemanticIDAssignment:
+    """Make raw codes ``(n, L)`` unique (see :func:`assign_semantic_ids` for the arguments)."""
+    if resolve not in RESOLVE_METHODS:
+        raise SimCITInputError(f"resolve must be one of {RESOLVE_METHODS}, got {resolve!r}")
+    raw = np.asarray(raw_codes, dtype=np.int64)
+    if raw.ndim != 2 or raw.shape[1] != len(codebook_sizes):
+        raise SimCITInputError(f"raw codes of shape {raw.shape} do not match codebook_sizes {codebook_sizes}")
+    existing = None if existing_codes is None else np.asarray(existing_codes, dtype=np.int64)
+    sizes = list(codebook_sizes)
+    if resolve == "level":
+        codes = add_disambiguation_level(raw, existing)
+        needed = int(codes[:, -1].max(initial=0)) + 1
+        if existing is not None and disambiguation_size is None:
+            raise SimCITInputError(
+                "adding items to an existing table with a disambiguation level needs its size "
+                "(disambiguation_size = the tokenizer's last codebook size)"
+            )
+        size = disambiguation_size if disambiguation_size is not None else max(needed, sizes[-1])
+        if needed > size:
+            raise SimCITInputError(
+                f"{needed} items would share one SID but the disambiguation level has only {size} codes; "
+                "retrain the quantizer, or rebuild the SIDs with a larger disambiguation_size"
+            )
+        sizes = [*sizes, int(size)]
+        reassigned = 0
+    elif resolve == "sinkhorn":
+        codes = sinkhorn_reassign_last_level(raw, distances, existing, codebook_size=sizes[-1])
+        reassigned = int((codes != raw).any(axis=1).sum())
+    else:
+        codes, reassigned = raw.copy(), 0
+    return SemanticIDAssignment(
+        codes=codes,
+        raw_codes=raw,
+        codebook_sizes=sizes,
+        resolve=resolve,
+        raw_statistics=codebook_statistics(raw, list(codebook_sizes)),
+        statistics=codebook_statistics(codes, sizes),
+        reassigned_items=reassigned,
+    )
+
+
+def assign_semantic_ids(
+    quantizer,
+    features: dict[str, torch.Tensor],
+    masks: dict[str, torch.Tensor] | None = None,
+    *,
+    resolve: str = "level",
+    existing_codes=None,
+    disambiguation_size: int | None = None,
+) -> SemanticIDAssignment:
+    """Encode items with a trained quantizer and make their semantic IDs unique.
+
+    Args:
+        quantizer: a :class:`~hf_simcit.modeling_simcit.SimCITQuantizer` or a baseline (anything with
+            ``encode(features, masks) -> (n, L)``, ``codebook_sizes`` and, for ``"sinkhorn"``,
+            ``last_level_distances(features, masks) -> (n, K)``).
+        features: ``{modality: (n, d_m)}`` item features; ``masks``: ``{modality: (n,) bool}`` (True = present).
+        resolve: ``"level"`` appends a disambiguation level numbering items that share a SID (TIGER);
+            ``"sinkhorn"`` moves colliding items to free last-level codes of their prefix by a balanced
+            Sinkhorn-Knopp assignment (LC-Rec/LETTER; keeps ``L`` levels); ``"none"`` keeps raw codes.
+        existing_codes: for cold start, the SIDs ``(m, L')`` already given out (e.g. ``tokenizer.codes``): the
+            new items' SIDs avoid all of them; the existing ones are not changed.
+        disambiguation_size: codes of the disambiguation level (default ``max(needed, K)``; with
+            ``existing_codes`` it must be the existing table's).
+
+    Returns:
+        :class:`SemanticIDAssignment` (``.codes`` unique ``(n, L')`` int64, ``.raw_collision_rate``, per-level
+        ``usage``/``perplexity`` in ``.raw_statistics``, ``.codebook_sizes``).
+    """
+    sizes = list(quantizer.codebook_sizes)
+    if existing_codes is not None:
+        existing = np.asarray(existing_codes)
+        expected = len(sizes) + (1 if resolve == "level" else 0)
+        if existing.ndim != 2 or existing.shape[1] != expected:
+            raise SimCITInputError(
+                f"existing SIDs have shape {existing.shape}; with resolve={resolve!r} they need {expected} levels"
+            )
+    raw = quantizer.encode(features, masks)
+    raw = raw.numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
+    distances = None
+    if resolve == "sinkhorn":
+        distances = quantizer.last_level_distances(features, masks)
+        if distances is not None:
+            distances = distances.numpy() if isinstance(distances, torch.Tensor) else np.asarray(distances)
+    return resolve_collisions(raw, sizes, resolve, distances, existing_codes, disambiguation_size)
+
+
+__all__ = ["SemanticIDAssignment", "assign_semantic_ids", "resolve_collisions", "RESOLVE_METHODS"]

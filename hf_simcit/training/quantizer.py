@@ -1,0 +1,392 @@
+"""Train the SimCIT quantizer with accelerate: ``hf-simcit train-quantizer RECIPE.yaml`` or :func:`train_quantizer`.
+
+AdamW, linear warm-up then cosine decay, in steps (not epochs: an epoch of a small catalogue is a handful of
+steps). A share of the items is held out for the validation loss; every evaluation also encodes the *whole*
+catalogue and logs per-level codebook usage and perplexity and the share of items with a unique SID, because
+the validation loss alone does not say whether the codes are usable. The best model (``metric_for_best_model``)
+is kept, training stops early when it has not improved for ``early_stopping_patience`` evaluations, and a
+``checkpoint-<step>`` (safetensors + JSON, RNG included) after every evaluation makes the run resumable: the
+order of each epoch comes from ``seed + epoch``, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import SimCITInputError
+from ..quantizers.features import ItemFeatures
+from ..utils.serialization import (
+    CHECKPOINT_PREFIX,
+    atomic_directory,
+    latest_checkpoint,
+    load_training_state,
+    save_training_state,
+)
+
+BEST_METRICS = {"validation_loss": "min", "collision_rate": "min", "unique_share": "max"}
+TRAINING_LOG_NAME = "training_log.json"
+
+
+@dataclass
+class QuantizerTrainingArguments:
+    """Everything a quantizer recipe holds (one flat YAML read by ``HfArgumentParser``)."""
+
+    # data
+    features_path: str | None = field(default=None, metadata={
+        "help": "Item table with <modality>_embedding columns (Dataset.save_to_disk folder, e.g. RUN/features)."})
+    modalities: list[str] | None = field(default=None, metadata={
+        "help": "Modalities to use (default: every <modality>_embedding column)."})
+    output_dir: str = field(default="runs/quantizer", metadata={"help": "Where the best model is saved."})
+    checkpoint_dir: str | None = field(default=None, metadata={
+        "help": "checkpoint-<step> folders (default: <output_dir>_checkpoints)."})
+    # model (SimCITConfig)
+    latent_dim: int = 128
+    encoder_hidden_sizes: list[int] = field(default_factory=lambda: [512, 384, 256])
+    num_levels: int = 3
+    codebook_size: int = 256
+    contrastive_temperature: float = 0.07
+    gumbel_temperature: float = 0.2
+    gumbel_temperature_end: float | None = None
+    gumbel_anneal_steps: int = 1000
+    contrastive_weight: float = 1.0
+    codeword_diversity_weight: float = 1.0
+    symmetric_loss: bool = False
+    gather_negatives: bool = False
+    codebook_init: str = field(default="kmeans", metadata={"help": "'kmeans' (ours) or 'uniform' (reference)."})
+    init_latent_rms: float | None = field(default=None, metadata={
+        "help": "With k-means init: rescale the encoders so fused embeddings start with this RMS (None: as is)."})
+    # optimisation
+    max_steps: int = 2000
+    per_device_batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-3
+    warmup_steps: int = 100
+    max_grad_norm: float | None = None
+    # evaluation, checkpoints
+    eval_steps: int = 250
+    eval_batch_size: int = 4096
+    validation_share: float = 0.05
+    metric_for_best_model: str = "validation_loss"
+    early_stopping_patience: int = field(default=0, metadata={"help": "Evaluations without improvement (0: off)."})
+    save_total_limit: int = 2
+    resume: bool = field(default=True, metadata={"help": "Continue from the latest checkpoint if there is one."})
+    max_train_time_s: float | None = field(default=None, metadata={"help": "Stop after this much training time."})
+    seed: int = 42
+    show_progress: bool = True
+
+    def __post_init__(self):
+        if self.metric_for_best_model not in BEST_METRICS:
+            raise SimCITInputError(
+                f"metric_for_best_model must be one of {list(BEST_METRICS)}, got {self.metric_for_best_model!r}"
+            )
+        if not 0.0 <= self.validation_share < 1.0:
+            raise SimCITInputError(f"validation_share must be in [0, 1), got {self.validation_share}")
+        if self.max_steps < 1 or self.per_device_batch_size < 2 or self.eval_steps < 1:
+            raise SimCITInputError("max_steps and eval_steps must be >= 1 and per_device_batch_size >= 2")
+
+    def simcit_config(self, modalities: list[str], dims: list[int]):
+        from ..configuration_simcit import SimCITConfig
+
+        try:
+            return SimCITConfig(
+                modality_names=modalities, modality_dims=dims, encoder_hidden_sizes=self.encoder_hidden_sizes,
+                latent_dim=self.latent_dim, num_levels=self.num_levels, codebook_size=self.codebook_size,
+                contrastive_temperature=self.contrastive_temperature,
+                gumbel_temperature=self.gumbel_temperature, gumbel_temperature_end=self.gumbel_temperature_end,
+                gumbel_anneal_steps=self.gumbel_anneal_steps, contrastive_weight=self.contrastive_weight,
+                codeword_diversity_weight=self.codeword_diversity_weight, symmetric_loss=self.symmetric_loss,
+                gather_negatives=self.gather_negatives, codebook_init=self.codebook_init,
+            )
+        except ValueError as err:
+            raise SimCITInputError(f"quantizer recipe: {err}") from None
+
+
+@dataclass
+class QuantizerTrainingResult:
+    model: Any
+    history: list[dict[str, Any]]
+    best_step: int
+    best_metric: float
+    output_dir: Path
+    train_time_s: float
+
+
+def load_quantizer_features(args: QuantizerTrainingArguments) -> ItemFeatures:
+    from datasets import load_from_disk
+
+    from ..quantizers.features import load_item_features
+
+    if args.features_path is None:
+        raise SimCITInputError("the quantizer recipe needs features_path (an item table with embedding columns)")
+    path = Path(args.features_path)
+    if not path.exists():
+        raise SimCITInputError(f"features_path {str(path)!r} does not exist; run `hf-simcit features` first")
+    items = load_from_disk(str(path))
+    if hasattr(items, "keys"):  # a DatasetDict saved by mistake: take its only split
+        items = items[next(iter(items.keys()))]
+    return load_item_features(items, args.modalities)
+
+
+def split_items(num_items: int, share: float, seed: int) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """Random (seeded) train / validation item indices; the validation part is ``ceil(share * n)`` items."""
+    order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))
+    num_validation = math.ceil(share * num_items) if share > 0 and num_items > 2 else 0
+    return order[num_validation:].sort().values, order[:num_validation].sort().values
+
+
+@torch.no_grad()
+def evaluate_quantizer(model, features: ItemFeatures, validation: torch.LongTensor, batch_size: int,
+                       eval_batch_size: int) -> dict[str, Any]:
+    """Validation loss parts (hard codes, in-batch negatives of the training batch size) and catalogue stats."""
+    from ..quantizers.residual import codebook_statistics
+
+    was_training = model.training
+    model.eval()
+    metrics: dict[str, Any] = {}
+    if len(validation):
+        totals = {"loss": 0.0, "contrastive_loss": 0.0, "codeword_diversity_loss": 0.0}
+        modality = torch.zeros(len(features.modalities))
+        batches = 0
+        for start in range(0, len(validation), batch_size):
+            rows = validation[start : start + batch_size]
+            if len(rows) < 2:
+                continue
+            sub = features.subset(rows)
+            out = model(sub.features, sub.masks, gather_negatives=False)
+            for key in totals:
+                totals[key] += float(getattr(out, key))
+            modality += out.modality_losses.detach().cpu()
+            batches += 1
+        if batches:
+            metrics.update({f"validation_{k}": v / batches for k, v in totals.items()})
+            for name, value in zip(features.modalities, (modality / batches).tolist()):
+                metrics[f"validation_{name}_loss"] = value
+    codes = model.encode(features.features, features.masks, batch_size=eval_batch_size)
+    stats = codebook_statistics(codes.numpy(), model.config.codebook_sizes)
+    metrics.update(stats)
+    model.train(was_training)
+    return metrics
+
+
+def _format(metrics: dict[str, Any]) -> str:
+    parts = [f"step {metrics['step']}"]
+    for key in ("train_loss", "validation_loss", "collision_rate", "unique_share"):
+        if key in metrics:
+            parts.append(f"{key} {metrics[key]:.4f}")
+    parts.append("usage " + "/".join(f"{u:.2f}" for u in metrics["usage"]))
+    parts.append("ppl " + "/".join(f"{p:.0f}" for p in metrics["perplexity"]))
+    return "  ".join(parts)
+
+
+def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | None = None) -> QuantizerTrainingResult:
+    """Train a :class:`~hf_simcit.modeling_simcit.SimCITQuantizer`; the best model is saved in ``output_dir``.
+
+    ``features`` (in-memory :class:`ItemFeatures`) overrides ``args.features_path``.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    from ..modeling_simcit import SimCITQuantizer
+    from ..quantizers.simcit import initialize_simcit_codebooks
+
+    accelerator = Accelerator()
+    set_seed(args.seed)
+    if features is None:
+        features = load_quantizer_features(args)
+    elif args.modalities is not None:
+        missing = [m for m in args.modalities if m not in features.features]
+        if missing:
+            raise SimCITInputError(f"features lack modality {missing[0]!r} (column {missing[0]}_embedding)")
+        features = ItemFeatures({m: features.features[m] for m in args.modalities},
+                                {m: features.masks[m] for m in args.modalities}, features.item_ids)
+    output_dir = Path(args.output_dir)
+    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else output_dir.with_name(
+        output_dir.name + "_checkpoints")
+    train_rows, validation_rows = split_items(len(features), args.validation_share, args.seed)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    global_batch = args.per_device_batch_size * world
+    if len(train_rows) < global_batch:
+        raise SimCITInputError(
+            f"{len(train_rows)} training items are fewer than one batch ({args.per_device_batch_size} x "
+            f"{world} processes); lower per_device_batch_size"
+        )
+    batches_per_epoch = len(train_rows) // global_batch  # every batch full: same shapes on every process
+
+    config = args.simcit_config(features.modalities, features.dims)
+    model = SimCITQuantizer(config)
+    if config.codebook_init == "kmeans":
+        initialize_simcit_codebooks(model, features.subset(train_rows).features,
+                                    features.subset(train_rows).masks, seed=args.seed,
+                                    latent_rms=args.init_latent_rms)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
+
+    step, best_metric, best_step, patience, history = 0, None, -1, 0, []
+    elapsed_before = 0.0
+    checkpoint = latest_checkpoint(checkpoint_dir) if args.resume else None
+    if checkpoint is not None:
+        state = load_training_state(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
+        step, best_metric, best_step = state["step"], state["best_metric"], state["best_step"]
+        patience, history, elapsed_before = state["patience"], state["history"], state.get("train_time_s", 0.0)
+        accelerator.print(f"resumed from {checkpoint} (step {step})")
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+    mode = BEST_METRICS[args.metric_for_best_model]
+    best_dir = checkpoint_dir / "best"
+
+    def improved(value: float) -> bool:
+        return best_metric is None or (value < best_metric if mode == "min" else value > best_metric)
+
+    def evaluate_and_checkpoint(train_parts: dict[str, float]) -> bool:
+        nonlocal best_metric, best_step, patience
+        metrics = {"step": step, "learning_rate": scheduler.get_last_lr()[0],
+                   "gumbel_temperature": config.gumbel_temperature_at(step), **train_parts,
+                   **evaluate_quantizer(unwrapped, features, validation_rows, args.per_device_batch_size,
+                                        args.eval_batch_size),
+                   "train_time_s": elapsed_before + (time.perf_counter() - start)}
+        key = args.metric_for_best_model
+        value = metrics.get(key, metrics.get("collision_rate") if key == "validation_loss" else None)
+        if value is None:
+            raise SimCITInputError(f"metric_for_best_model {key!r} is not available (validation_share is 0?)")
+        stop = False
+        if improved(value):
+            best_metric, best_step, patience = value, step, 0
+            if accelerator.is_main_process:
+                with atomic_directory(best_dir) as tmp:
+                    unwrapped.save_pretrained(tmp, safe_serialization=True)
+        else:
+            patience += 1
+            stop = args.early_stopping_patience > 0 and patience >= args.early_stopping_patience
+        metrics["best_step"] = best_step
+        history.append(metrics)
+        accelerator.print(_format(metrics))
+        if accelerator.is_main_process:
+            save_training_state(
+                checkpoint_dir / f"{CHECKPOINT_PREFIX}{step}", model=unwrapped, optimizer=optimizer,
+                scheduler=scheduler,
+                extra={"step": step, "best_metric": best_metric, "best_step": best_step, "patience": patience,
+                       "history": history, "train_time_s": metrics["train_time_s"]},
+            )
+            _prune_checkpoints(checkpoint_dir, args.save_total_limit)
+        accelerator.wait_for_everyone()
+        return stop
+
+    start = time.perf_counter()
+    model.train()
+    running: dict[str, float] = {}
+    running_count = 0
+    progress = tqdm(total=args.max_steps, initial=step, desc="train-quantizer",
+                    disable=not (args.show_progress and accelerator.is_main_process))
+    if step == 0 and not history:
+        evaluate_and_checkpoint({})
+    stopped = False
+    while step < args.max_steps and not stopped:
+        epoch, offset = divmod(step, batches_per_epoch)
+        order = train_rows[torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(args.seed + epoch))]
+        for batch_index in range(offset, batches_per_epoch):
+            rows = order[batch_index * global_batch : (batch_index + 1) * global_batch]
+            rows = rows[rank * args.per_device_batch_size : (rank + 1) * args.per_device_batch_size]
+            batch = features.subset(rows)
+            out = model(batch.features, batch.masks, gumbel_temperature=config.gumbel_temperature_at(step))
+            accelerator.backward(out.loss)
+            if args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            progress.update(1)
+            parts = {"train_loss": out.loss.item(), "train_contrastive_loss": out.contrastive_loss.item(),
+                     "train_codeword_diversity_loss": out.codeword_diversity_loss.item()}
+            for name, value in zip(features.modalities, out.modality_losses.detach().tolist()):
+                parts[f"train_{name}_loss"] = value
+            for key, value in parts.items():
+                running[key] = running.get(key, 0.0) + value
+            running_count += 1
+            over_time = (args.max_train_time_s is not None
+                         and elapsed_before + time.perf_counter() - start > args.max_train_time_s)
+            if step % args.eval_steps == 0 or step == args.max_steps or over_time:
+                means = {k: v / running_count for k, v in running.items()}
+                running, running_count = {}, 0
+                stopped = evaluate_and_checkpoint(means) or over_time
+                if stopped:
+                    break
+            if step >= args.max_steps:
+                break
+    progress.close()
+    if history and history[-1]["step"] != step:
+        evaluate_and_checkpoint({k: v / max(running_count, 1) for k, v in running.items()})
+    train_time = elapsed_before + time.perf_counter() - start
+
+    best = SimCITQuantizer.from_pretrained(best_dir) if best_dir.exists() else unwrapped
+    if accelerator.is_main_process:
+        with atomic_directory(output_dir) as tmp:
+            best.save_pretrained(tmp, safe_serialization=True)
+            summary = {"best_step": best_step, "metric_for_best_model": args.metric_for_best_model,
+                       "best_metric": best_metric, "train_time_s": train_time, "args": asdict(args),
+                       "history": history}
+            (tmp / TRAINING_LOG_NAME).write_text(json.dumps(summary, indent=2))
+    accelerator.wait_for_everyone()
+    return QuantizerTrainingResult(best, history, best_step, best_metric, output_dir, train_time)
+
+
+def _prune_checkpoints(directory: Path, keep: int) -> None:
+    found = sorted(
+        (int(p.name[len(CHECKPOINT_PREFIX):]), p) for p in directory.glob(f"{CHECKPOINT_PREFIX}*")
+        if p.name[len(CHECKPOINT_PREFIX):].isdigit()
+    )
+    for _, path in found[: max(len(found) - max(keep, 1), 0)]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def parse_quantizer_recipe(path: str, overrides: list[str] | None = None) -> QuantizerTrainingArguments:
+    """Read a recipe YAML into :class:`QuantizerTrainingArguments`; ``overrides`` like ``["--max_steps", "10"]``."""
+    import yaml
+    from transformers import HfArgumentParser
+
+    recipe = Path(path)
+    if not recipe.exists():
+        raise SimCITInputError(f"recipe {path!r} does not exist")
+    try:
+        data = yaml.safe_load(recipe.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise SimCITInputError(f"{path}: not valid YAML ({err})") from None
+    known = {f for f in QuantizerTrainingArguments.__dataclass_fields__}
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        raise SimCITInputError(f"{path}: unknown key {unknown[0]!r} in the quantizer recipe")
+    parser = HfArgumentParser(QuantizerTrainingArguments)
+    if not overrides:
+        (args,) = parser.parse_yaml_file(str(recipe))
+        return args
+    argv = []
+    for key, value in data.items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            argv += [f"--{key}", *map(str, value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    (args,) = parser.parse_args_into_dataclasses(argv + list(overrides))
+    return args
+
+
+__all__ = [
+    "QuantizerTrainingArguments",
+    "QuantizerTrainingResult",
+    "evaluate_quantizer",
+    "load_quantizer_features",
+    "parse_quantizer_recipe",
+    "split_items",
+    "train_quantizer",
+]
