@@ -19,6 +19,7 @@ implements what ``huggingface_hub`` 2.x, ``transformers``, ``peft`` and ``datase
 ``HEAD|GET /[datasets/]{repo}/resolve/{rev}/{path}``        X-Repo-Commit, ETag, X-Linked-*, Range
 ==========================================================  ==============================================
 
+Write endpoints need an ``Authorization: Bearer <any token>`` header (401 otherwise), like the Hub.
 Every repo keeps a real commit history: a commit is applied to a copy of the parent's file table and the
 branch moves only once the whole NDJSON body was validated, so a failed commit leaves the branch at its
 previous commit. Tests can make the next N calls of one endpoint fail with :meth:`LocalHub.fail_next`, read
@@ -51,6 +52,8 @@ LFS_SUFFIXES = (
 )
 LFS_THRESHOLD = 10 * 1024 * 1024
 GITATTRIBUTES = "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES)
+# Endpoints that change state: like the Hub, they need "Authorization: Bearer <token>" (any token here).
+WRITES = ("create_repo", "delete_repo", "preupload", "lfs_batch", "commit", "create_branch")
 FAILABLE = ("create_repo", "preupload", "lfs_batch", "lfs_upload", "commit", "resolve", "repo_info", "tree",
             "paths_info")
 
@@ -421,6 +424,8 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             params = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
             try:
+                if name in WRITES and not self.headers.get("Authorization", "").startswith("Bearer "):
+                    raise HubError(401, "Invalid credentials in Authorization header: write access needs a token")
                 if name in FAILABLE:
                     self.hub._maybe_fail(name)
                 getattr(self, f"h_{name}")(body=body, head_only=(method == "HEAD"), **params)

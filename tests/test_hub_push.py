@@ -462,3 +462,12 @@ def test_failure_in_a_later_repo_names_the_repos_already_pushed(pushed, hub):
     assert message.endswith(f"pushed before the failure: dataset -> hf-simcit/partial-data at {data_head[:12]}")
     assert list(caught.value.results) == ["dataset"]
     assert len(hub.commits("hf-simcit/partial-quantizer")) == 1  # only the repo's initial commit
+
+
+def test_push_without_token_fails_clearly(pushed, hub):
+    from hf_simcit.hub import HubPushError, push_run
+
+    run, _, _ = pushed
+    with pytest.raises(HubPushError, match=r"dataset repo hf-simcit/no-token-data failed while creating the repo.*401"):
+        push_run(run, "hf-simcit/no-token", what=["dataset"], token=False)
+    assert ("dataset", "hf-simcit/no-token-data") not in hub.repos
