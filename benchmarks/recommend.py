@@ -25,7 +25,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-CACHE = Path(os.environ.get("HF_SIMCIT_BENCH_CACHE", "/tmp/hf_simcit_bench"))
+CACHE = Path(os.environ.get("HF_SIMCIT_REC_BENCH_CACHE", "/tmp/hf_simcit_bench_rec"))
+# benchmarks/quantizers.py caches the same MiniLM text + 32-d SVD features here (reused when item ids match)
+QUANTIZER_CACHE = Path(os.environ.get("HF_SIMCIT_BENCH_CACHE", "/tmp/hf_simcit_bench"))
 sys.path.insert(0, str(ROOT))
 
 DATA_DIRS = {"beauty": DATA / "amazon2014_beauty", "foursquare-nyc": DATA / "foursquare_nyc",
@@ -54,6 +56,12 @@ def load_features(name: str, rec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if path.exists():
         z = np.load(path)
         return {m: (z[f"{m}_x"], z[f"{m}_p"]) for m in z["modalities"]}
+    shared = QUANTIZER_CACHE / f"{name}.npz"
+    if shared.exists():
+        z = np.load(shared, allow_pickle=False)
+        if "item_ids" in z.files and list(z["item_ids"]) == list(rec.items["item_id"]):
+            print(f"features: reusing {shared} (MiniLM text + SVD/geo, same item order)")
+            return {m: (z[m], z[f"{m}_mask"]) for m in ("text", "cf", "geo") if m in z.files}
     feats = {"text": encode_texts(rec.items["text"], batch_size=128, max_length=64),
              "cf": collaborative_embeddings(training_matrix(rec), dim=32, method="svd")}
     if "latitude" in rec.items.column_names:
@@ -240,7 +248,8 @@ def run_generator(name: str, codes: np.ndarray, rec, args, workdir: Path) -> dic
     best = load_recommender(train_args.output_dir, device=best.model.device)
     start = time.time()
     test = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, rec.splits["test"],
-                                num_beams=args.beams, ks=(5, 10), batch_size=64, desc=f"test {name}")
+                                num_beams=args.beams, ks=(5, 10), batch_size=64, desc=f"test {name}",
+                                max_examples=args.test_examples)
     return {"test": test, "validation": result["best_metrics"], "train_s": train_time,
             "eval_s": time.time() - start, "steps": result["final_step"], "best_step": result["best_step"]}
 
@@ -260,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=-1)
     parser.add_argument("--eval-steps", type=int, default=0)
     parser.add_argument("--eval-examples", type=int, default=None, help="validation examples (default: all)")
+    parser.add_argument("--test-examples", type=int, default=None,
+                        help="test histories evaluated (default: all; the first N users otherwise)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--beams", type=int, default=20)
@@ -314,9 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         epochs = max(1, int(round(args.epochs))) if args.max_steps <= 0 else 1000
         config = SASRecConfig(num_items=n, max_len=20, hidden_size=64, num_layers=2, num_heads=2, dropout=0.2,
                               batch_size=args.batch_size, num_epochs=max(epochs, 1), patience=10 ** 6,
-                              seed=args.seed)
+                              seed=args.seed, eval_max_examples=args.eval_examples)
         steps = args.max_steps if args.max_steps > 0 else None
-        _, res = train_sasrec(rec.splits, config, device=device, max_steps=steps)
+        splits = rec.splits
+        if args.test_examples:
+            splits = {**rec.splits, "test": rec.splits["test"].select(range(min(args.test_examples,
+                                                                                len(rec.splits["test"]))))}
+        _, res = train_sasrec(splits, config, device=device, max_steps=steps)
         rows["sasrec"] = {"test": {**res["test"], "invalid_items": 0}, "train_s": time.time() - t0,
                           "eval_s": 0.0, "steps": res["steps"]}
         print(f"[sasrec] test {json.dumps({k: round(v, 4) for k, v in res['test'].items() if isinstance(v, float)})}")
@@ -334,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(table)
     settings = (f"data {args.dataset} ({n} items, {len(rec.splits['train'])} training examples, "
-                f"{len(rec.splits['test'])} test users, leave-one-out, history <= 20, full ranking); SIDs: "
+                f"{len(rec.splits['test'])} test users (evaluated: {args.test_examples or 'all'}), leave-one-out, history <= 20, full ranking); SIDs: "
                 f"{args.levels} levels x {size} codes + a disambiguation level, quantizer epochs "
                 f"{args.quantizer_epochs}, SimCIT modalities {modalities} (quantizer trained on its contrastive loss, codebooks re-fit by residual k-means on its fused space), RQ-VAE (dead-code reset per epoch)/RQ-KMeans on MiniLM text; "
                 f"generator: {args.model or f'Llama from config (hidden {args.hidden}, {args.layers} layers, {args.heads} heads)'}"
