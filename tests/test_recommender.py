@@ -297,3 +297,21 @@ def test_ranking_metrics_agree_with_the_evaluate_metric_module():
     theirs = module.compute(predictions=ranked.tolist(), references=targets.tolist(), k_values=[5, 10])
     for key in ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "mrr"):
         assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
+
+
+def test_recommend_items_on_raw_ids_caps_k_and_names_bad_input():
+    from hf_simcit.recommender.inference import recommend_items
+
+    rec = build_recommender(tiny_model_args(), tiny_sids(), seed=0)
+    assert rec.item_ids == [f"item{i}" for i in range(NUM_ITEMS)]
+    out = recommend_items(rec, [["item1", "item2"], ["item5"]], k=100)      # k beyond the catalogue
+    assert [len(r) for r in out] == [NUM_ITEMS, NUM_ITEMS]
+    assert sorted(i for i, _ in out[0]) == sorted(rec.item_ids)
+    scores = [s for _, s in out[0]]
+    assert scores == sorted(scores, reverse=True)
+    with pytest.raises(SimCITInputError, match=r"'ghost' \(history 1\)"):
+        recommend_items(rec, [["item1"], ["item2", "ghost"]], k=3)
+    with pytest.raises(SimCITInputError, match="history 0: empty history"):
+        recommend_items(rec, [[]], k=3)
+    with pytest.raises(SimCITInputError, match="num_beams"):
+        recommend_items(rec, [["item1"]], k=5, num_beams=2)
