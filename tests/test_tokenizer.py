@@ -41,6 +41,7 @@ def test_item_sid_round_trip(tokenizer):
     assert len(set(sids)) == len(ITEMS)
     assert tokenizer.codes_to_item_index([3, 3, 0]) == 4
     assert tokenizer.codes_to_item_index([3, 3, 3]) is None
+    assert tokenizer.index_of(["B00E", "B00A"]) == [4, 0]
 
 
 def test_encode_item_ids_gives_sid_token_ids(tokenizer):
