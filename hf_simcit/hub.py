@@ -143,6 +143,13 @@ def read_metrics(run_dir: Path) -> dict[str, float]:
     return _find_metrics(data) if isinstance(data, dict) else {}
 
 
+def _metrics_split(run_dir: Path) -> str:
+    """The split the metrics were computed on (``"split"`` in metrics.json, as ``hf-simcit evaluate`` writes)."""
+    data = _read_json(run_dir / "eval" / "metrics.json")
+    split = data.get("split") if isinstance(data, dict) else None
+    return split if isinstance(split, str) else "test"
+
+
 def _find_metrics(values: Mapping[str, Any]) -> dict[str, float]:
     flat = {k: float(v) for k, v in values.items() if METRIC_RE.match(str(k)) and isinstance(v, (int, float))}
     if flat:
@@ -171,6 +178,7 @@ def _run_facts(run_dir: Path) -> dict[str, Any]:
         "num_items": stats.get("items"),
         "num_interactions": stats.get("interactions"),
         "metrics": read_metrics(run_dir),
+        "split": _metrics_split(run_dir),
         "stats": stats,
     }
 
@@ -182,7 +190,7 @@ def _eval_results(facts: Mapping[str, Any], dataset_repo: str | None) -> list:
         EvalResult(
             task_type="text-generation", task_name="Sequential recommendation (full ranking, leave-one-out)",
             dataset_type=dataset_repo or str(facts["dataset"]), dataset_name=str(facts["dataset"]),
-            dataset_split="test", metric_type=name.lower(), metric_name=_metric_label(name),
+            dataset_split=facts["split"], metric_type=name.lower(), metric_name=_metric_label(name),
             metric_value=round(float(value), 6),
         )
         for name, value in sorted(facts["metrics"].items(), key=lambda kv: _metric_order(kv[0]))
@@ -219,6 +227,10 @@ def _render(kind: str, card_data: Any, templates_dir: Path | None, **kwargs: Any
 
 
 # ----------------------------------------------------------------------------------------------- plans
+def _listing(values: Sequence[Any] | None) -> str | None:
+    return ", ".join(str(v) for v in values) if values else None
+
+
 def _sid_summary(folder: Path) -> dict[str, Any]:
     config = _read_json(folder / "config.json") or {}
     table = _read_json(folder / "sid_table.json") or {}
@@ -226,14 +238,17 @@ def _sid_summary(folder: Path) -> dict[str, Any]:
     item_ids = table.get("item_ids") or []
     example_item = item_ids[0] if item_ids else None
     example_sid = "".join(f"<{chr(ord('a') + level)}_{code}>" for level, code in enumerate(codes[0])) if codes else ""
+    assignment = _read_json(folder / "sid_assignment.json") or {}
     return {
+        "resolve": assignment.get("resolve"),
+        "raw_collision_rate": assignment.get("raw_collision_rate"),
         "model_type": config.get("model_type", "unknown"),
         "num_levels": table.get("num_levels", config.get("num_levels")),
-        "codebook_sizes": table.get("codebook_sizes"),
+        "codebook_sizes": _listing(table.get("codebook_sizes")),
         "quantizer_levels": config.get("num_levels"),
         "codebook_size": config.get("codebook_size"),
         "latent_dim": config.get("latent_dim"),
-        "modalities": config.get("modality_names"),
+        "modalities": _listing(config.get("modality_names")),
         "num_items": len(item_ids) or None,
         "example_item": example_item,
         "example_sid": example_sid,

@@ -25,7 +25,9 @@ pytest.importorskip("hf_simcit.recommender")
 # any test module imports huggingface_hub (hub_fixtures also patches the settings if that already happened).
 pytest_plugins = ["hub_fixtures"]
 
-METRICS = {"test": {"recall@5": 0.125, "ndcg@5": 0.0625, "recall@10": 0.25, "ndcg@10": 0.09, "mrr": 0.07}}
+# as `hf-simcit evaluate --output RUN/eval/metrics.json` writes it
+METRICS = {"recall@5": 0.125, "ndcg@5": 0.0625, "recall@10": 0.25, "ndcg@10": 0.09, "mrr": 0.07,
+           "invalid_items": 0, "num_examples": 2, "num_beams": 20, "split": "test"}
 NUM_ITEMS = 12
 
 
@@ -39,16 +41,6 @@ def _features(num_items: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.
     return {"text": text, "collaborative": collab}, masks
 
 
-def _unique_codes(codes: np.ndarray) -> np.ndarray:
-    """Append a disambiguation level (0, 1, ... among items sharing a code), as SID assignment does."""
-    seen: dict[tuple, int] = {}
-    extra = []
-    for row in map(tuple, codes):
-        extra.append(seen.get(row, 0))
-        seen[row] = extra[-1] + 1
-    return np.concatenate([codes, np.asarray(extra)[:, None]], axis=1)
-
-
 def _build_run(run, base_repo: str):
     from datasets import Dataset, DatasetDict, Features, List, Value
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -56,13 +48,13 @@ def _build_run(run, base_repo: str):
     import hf_simcit  # noqa: F401 - registers the Auto classes (auto_map for trust_remote_code)
     from hf_simcit.configuration_simcit import SimCITConfig
     from hf_simcit.modeling_simcit import SimCITQuantizer
+    from hf_simcit.quantizers.assignment import save_semantic_ids
     from hf_simcit.recommender.modeling import (
         RecommenderModelArguments,
         build_recommender,
         minimal_tokenizer,
         save_recommender,
     )
-    from hf_simcit.tokenization_simcit import SimCITTokenizer
 
     item_ids = [f"movie-{i}" for i in range(NUM_ITEMS)]
     # data/: splits, items, stats.json (the prepared-data layout)
@@ -91,11 +83,11 @@ def _build_run(run, base_repo: str):
     config = SimCITConfig(modality_names=["text", "collaborative"], modality_dims=[8, 4], encoder_hidden_sizes=[16],
                           latent_dim=8, num_levels=2, codebook_size=3, codebook_init="uniform")
     quantizer = SimCITQuantizer(config).eval()
-    codes = _unique_codes(quantizer.encode(features, masks).numpy())
-    sizes = [3, 3, int(codes[:, -1].max()) + 1]
-    tokenizer = SimCITTokenizer.from_codes(codes, item_ids, sizes)
     quantizer.save_pretrained(run / "quantizer", safe_serialization=True)
-    tokenizer.save_pretrained(run / "quantizer")
+    # the `assign` stage: unique SIDs (a disambiguation level) + SimCITTokenizer saved into the same folder
+    tokenizer, _ = save_semantic_ids(run / "quantizer", str(run / "features"), "level")
+    codes = tokenizer.codes.numpy()
+    assert codes.shape == (NUM_ITEMS, 3)
     # recommender/: LoRA adapter on a tiny Llama whose checkpoint is a repo on the local hub
     base_tokenizer = minimal_tokenizer()
     base = LlamaForCausalLM(LlamaConfig(vocab_size=len(base_tokenizer), hidden_size=16, intermediate_size=32,
@@ -253,7 +245,7 @@ def test_cards_carry_model_index_and_usage(pushed):
     assert {r.dataset_split for r in card.data.eval_results} == {"test"}
     assert card.data.eval_results[0].dataset_name == "ml-100k"
     assert f'AutoModel.from_pretrained("{results["quantizer"].repo_id}", trust_remote_code=True)' in card.text
-    assert "| SID levels (tokenizer) | 3 |" in card.text
+    assert "| SID levels (tokenizer) | 3 |" in card.text and "| collision resolution | level |" in card.text
     adapter_card = ModelCard.load(results["adapter"].repo_id)
     assert adapter_card.data.base_model == "hf-simcit-tester/tiny-llama-base"
     assert adapter_card.data.library_name == "peft"
@@ -471,3 +463,16 @@ def test_push_without_token_fails_clearly(pushed, hub):
     with pytest.raises(HubPushError, match=r"dataset repo hf-simcit/no-token-data failed while creating the repo.*401"):
         push_run(run, "hf-simcit/no-token", what=["dataset"], token=False)
     assert ("dataset", "hf-simcit/no-token-data") not in hub.repos
+
+
+def test_metrics_files_flat_or_nested(tmp_path):
+    from hf_simcit.hub import read_metrics
+
+    (tmp_path / "eval").mkdir()
+    for content, expected in [
+        ({"recall@10": 0.2, "num_examples": 5, "split": "test"}, {"recall@10": 0.2}),
+        ({"SimCIT": {"validation": {"ndcg@10": 1.0}, "test": {"ndcg@10": 0.5}}}, {"ndcg@10": 0.5}),
+        ({"notes": "no metrics"}, {}),
+    ]:
+        (tmp_path / "eval" / "metrics.json").write_text(json.dumps(content))
+        assert read_metrics(tmp_path) == expected
