@@ -476,3 +476,30 @@ def test_metrics_files_flat_or_nested(tmp_path):
     ]:
         (tmp_path / "eval" / "metrics.json").write_text(json.dumps(content))
         assert read_metrics(tmp_path) == expected
+
+
+def test_full_model_recommender_round_trip(pushed, hub, tmp_path):
+    """The CPU default: a small Llama trained in full (no LoRA) is pushed as a plain causal-LM repo."""
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_simcit.hub import push_run
+    from hf_simcit.recommender.modeling import RecommenderModelArguments, build_recommender, save_recommender
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+    run, _, _ = pushed
+    args = RecommenderModelArguments(use_lora=False, tiny_hidden_size=16, tiny_num_layers=1, tiny_num_heads=2,
+                                     tiny_intermediate_size=32, tiny_max_position_embeddings=64)
+    rec = build_recommender(args, SimCITTokenizer.from_pretrained(run / "quantizer"), seed=0)
+    other = tmp_path / "run"
+    save_recommender(rec, other / "recommender")
+    result = push_run(other, "hf-simcit/full", what=["adapter"])["adapter"]
+    assert "model.safetensors" in hub.files(result.repo_id) and "adapter_config.json" not in hub.files(result.repo_id)
+    remote = AutoModelForCausalLM.from_pretrained(result.repo_id).eval()
+    assert len(AutoTokenizer.from_pretrained(result.repo_id)) == len(rec.tokenizer)
+    ids = rec.item_token_ids[:3].reshape(1, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(remote(input_ids=ids).logits, rec.model.eval()(input_ids=ids).logits)
+    card = ModelCard.load(result.repo_id)
+    assert card.data.library_name == "transformers" and card.data.base_model is None
+    assert f'AutoModelForCausalLM.from_pretrained("{result.repo_id}")' in card.text
