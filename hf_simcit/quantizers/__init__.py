@@ -6,7 +6,15 @@ and :func:`assign_semantic_ids` (raw codes -> unique SIDs + collision statistics
   :class:`RQKMeansQuantizer`, :class:`RandomIDQuantizer`.
 """
 
-from .assignment import RESOLVE_METHODS, SemanticIDAssignment, assign_semantic_ids, resolve_collisions
+from .assignment import (
+    RESOLVE_METHODS,
+    SemanticIDAssignment,
+    add_cold_start_items,
+    assign_semantic_ids,
+    load_quantizer,
+    resolve_collisions,
+    save_semantic_ids,
+)
 from .base import SemanticIDQuantizer, concat_modalities
 from .collisions import add_disambiguation_level, sinkhorn, sinkhorn_reassign_last_level
 from .features import ItemFeatures, check_features, check_item_ids, load_item_features
@@ -27,6 +35,7 @@ __all__ = [
     "RandomIDQuantizer",
     "SemanticIDAssignment",
     "SemanticIDQuantizer",
+    "add_cold_start_items",
     "add_disambiguation_level",
     "assign_semantic_ids",
     "check_features",
@@ -36,9 +45,11 @@ __all__ = [
     "concat_modalities",
     "initialize_simcit_codebooks",
     "kmeans",
+    "load_quantizer",
     "load_item_features",
     "resolve_collisions",
     "residual_kmeans",
+    "save_semantic_ids",
     "sinkhorn",
     "sinkhorn_reassign_last_level",
     "squared_distances",

@@ -151,4 +151,116 @@ def assign_semantic_ids(
     return resolve_collisions(raw, sizes, resolve, distances, existing_codes, disambiguation_size)
 
 
-__all__ = ["SemanticIDAssignment", "assign_semantic_ids", "resolve_collisions", "RESOLVE_METHODS"]
+
+
+ASSIGNMENT_FILE = "sid_assignment.json"
+
+
+def load_quantizer(directory):
+    """Load a trained quantizer folder: a SimCIT model (``config.json``) or a baseline (``quantizer_config.json``)."""
+    import json
+    from pathlib import Path
+
+    directory = Path(directory)
+    if (directory / "config.json").exists():
+        from ..modeling_simcit import SimCITQuantizer
+
+        return SimCITQuantizer.from_pretrained(directory).eval()
+    if (directory / "quantizer_config.json").exists():
+        from . import BASELINES
+
+        kind = json.loads((directory / "quantizer_config.json").read_text())["quantizer"]
+        return BASELINES[kind].from_pretrained(directory)
+    raise SimCITInputError(f"{directory} holds no quantizer (no config.json or quantizer_config.json)")
+
+
+def _quantizer_modalities(quantizer) -> list[str] | None:
+    config = getattr(quantizer, "config", None)
+    return list(config.modality_names) if config is not None else getattr(quantizer, "modalities", None)
+
+
+def save_semantic_ids(
+    quantizer_dir,
+    items,
+    resolve: str = "level",
+    output_dir=None,
+):
+    """The ``assign`` stage: trained quantizer + item table -> unique SIDs -> :class:`SimCITTokenizer`.
+
+    The tokenizer (``sid_table.json`` + tokenizer files) and ``sid_assignment.json`` (collision statistics) are
+    written INTO the quantizer folder (or a copy at ``output_dir``), atomically, so that one folder holds the
+    model and its tokenizer (one Hub repo). ``items`` is a ``datasets.Dataset`` item table or a path to one.
+    Returns ``(tokenizer, assignment)``.
+    """
+    import json
+    import shutil
+    from pathlib import Path
+
+    from ..tokenization_simcit import SimCITTokenizer
+    from ..utils.serialization import atomic_directory
+    from .features import load_item_features
+
+    quantizer_dir = Path(quantizer_dir)
+    quantizer = load_quantizer(quantizer_dir)
+    if isinstance(items, (str, Path)):
+        from datasets import load_from_disk
+
+        if not Path(items).exists():
+            raise SimCITInputError(f"item table {str(items)!r} does not exist; run `hf-simcit features` first")
+        items = load_from_disk(str(items))
+    features = load_item_features(items, _quantizer_modalities(quantizer))
+    assignment = assign_semantic_ids(quantizer, features.features, features.masks, resolve=resolve)
+    tokenizer = SimCITTokenizer.from_codes(assignment.codes, features.item_ids, assignment.codebook_sizes)
+    target = Path(output_dir) if output_dir is not None else quantizer_dir
+    with atomic_directory(target) as tmp:
+        for path in quantizer_dir.iterdir():
+            if path.is_file():
+                shutil.copy2(path, tmp / path.name)
+        tokenizer.save_pretrained(tmp)
+        (tmp / ASSIGNMENT_FILE).write_text(json.dumps(assignment.summary(), indent=2))
+    return tokenizer, assignment
+
+
+def add_cold_start_items(quantizer_dir, features, masks=None, item_ids=None, save: bool = True):
+    """Give new items SIDs from the trained quantizer without retraining, avoiding every existing SID.
+
+    Loads the quantizer and its :class:`SimCITTokenizer` from ``quantizer_dir``, encodes the new items, resolves
+    collisions against the existing table with the method the table was built with, appends them to the
+    tokenizer (saved back into the folder when ``save``). Returns ``(tokenizer, assignment)``.
+    """
+    import json
+    from pathlib import Path
+
+    from ..tokenization_simcit import SimCITTokenizer
+    from .features import check_features, check_item_ids
+
+    quantizer_dir = Path(quantizer_dir)
+    quantizer = load_quantizer(quantizer_dir)
+    tokenizer = SimCITTokenizer.from_pretrained(quantizer_dir)
+    info_path = quantizer_dir / ASSIGNMENT_FILE
+    resolve = json.loads(info_path.read_text())["resolve"] if info_path.exists() else "level"
+    features, masks = check_features(features, masks, item_ids)
+    item_ids = check_item_ids(item_ids if item_ids is not None else [])
+    clash = [item for item in item_ids if item in set(tokenizer.item_ids)]
+    if clash:
+        raise SimCITInputError(f"new item id {clash[0]!r} already has a SID in {quantizer_dir}")
+    assignment = assign_semantic_ids(
+        quantizer, features, masks, resolve=resolve, existing_codes=tokenizer.codes.numpy(),
+        disambiguation_size=tokenizer.codebook_sizes[-1] if resolve == "level" else None,
+    )
+    tokenizer.add_items(assignment.codes, item_ids)
+    if save:
+        tokenizer.save_pretrained(quantizer_dir)
+    return tokenizer, assignment
+
+
+__all__ = [
+    "ASSIGNMENT_FILE",
+    "RESOLVE_METHODS",
+    "SemanticIDAssignment",
+    "add_cold_start_items",
+    "assign_semantic_ids",
+    "load_quantizer",
+    "resolve_collisions",
+    "save_semantic_ids",
+]
