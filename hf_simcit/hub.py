@@ -551,12 +551,17 @@ def push_run(
     """Push the run's quantizer+tokenizer, recommender adapter and data set; one commit per repo.
 
     Every artifact is validated and its card rendered before the first network call, so a bad run folder
-    pushes nothing. Repos are named by :func:`repo_ids_for` unless ``repo_ids`` overrides some. Raises
+    pushes nothing. Only the main process pushes (``RANK``/``LOCAL_RANK`` 0; others return ``{}``). Repos are
+    named by :func:`repo_ids_for` unless ``repo_ids`` overrides some (keys: quantizer, adapter, dataset, base). Raises
     :class:`HubPushError` (remote state included in the message) when a push fails; repos pushed before the
     failing one keep their new commit.
     """
     from huggingface_hub import HfApi
 
+    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+    if rank != 0:  # under accelerate/torchrun every process runs the stage: only the main one pushes
+        logger.info("push_run: process %d is not the main process; nothing pushed", rank)
+        return {}
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SimCITInputError(f"run folder {run_dir} does not exist")

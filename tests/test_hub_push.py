@@ -503,3 +503,13 @@ def test_full_model_recommender_round_trip(pushed, hub, tmp_path):
     card = ModelCard.load(result.repo_id)
     assert card.data.library_name == "transformers" and card.data.base_model is None
     assert f'AutoModelForCausalLM.from_pretrained("{result.repo_id}")' in card.text
+
+
+def test_only_the_main_process_pushes(pushed, hub, monkeypatch):
+    from hf_simcit.hub import push_run
+
+    run, _, _ = pushed
+    requests_before = len(hub.requests)
+    monkeypatch.setenv("RANK", "1")
+    assert push_run(run, "hf-simcit/rank-one") == {}
+    assert len(hub.requests) == requests_before
