@@ -187,6 +187,7 @@ def test_adapter_loads_by_repo_id_with_identical_recommendations(pushed, tmp_pat
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from hf_simcit.generation import recommend
     from hf_simcit.recommender.decoding import sid_beam_search
     from hf_simcit.recommender.modeling import load_recommender
 
@@ -212,6 +213,11 @@ def test_adapter_loads_by_repo_id_with_identical_recommendations(pushed, tmp_pat
         remote_items, _ = sid_beam_search(remote, input_ids, attention, item_token_ids, num_beams=5)
         local_items, _ = sid_beam_search(local.model, input_ids, attention, local.item_token_ids, num_beams=5)
     assert remote_items.tolist() == local_items.tolist()
+    prompt_lists = [p.tolist() for p in prompts]
+    remote_top = recommend(remote, prompt_lists, item_token_ids, k=5, pad_token_id=0)
+    local_top = recommend(local.model, prompt_lists, local.item_token_ids, k=5, pad_token_id=0)
+    assert remote_top.item_indices.tolist() == local_top.item_indices.tolist()
+    torch.testing.assert_close(remote_top.scores, local_top.scores)
     # The explicit route: base by its repo id, resized to the extended tokenizer, then the adapter.
     base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"], cache_dir=tmp_path)
     base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
