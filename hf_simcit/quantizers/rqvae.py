@@ -106,7 +106,7 @@ class RQVAEQuantizer(SemanticIDQuantizer):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            self.loss_history.append(float(loss))
+            self.loss_history.append(loss.item())
             if self.time_budget_s is not None and time.perf_counter() - start > self.time_budget_s:
                 break
         net.eval()
