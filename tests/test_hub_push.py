@@ -228,17 +228,21 @@ def test_adapter_loads_by_repo_id_with_identical_recommendations(pushed, tmp_pat
 
 
 def test_dataset_loads_by_repo_id(pushed):
-    from datasets import load_dataset
+    from datasets import load_dataset, load_from_disk
 
     run, _, results = pushed
     repo = results["dataset"].repo_id
     splits = load_dataset(repo)
+    local = load_from_disk(str(run / "data" / "splits"))
     assert sorted(splits) == ["test", "train", "validation"]
-    assert splits["test"]["target"] == [8, 9] and splits["train"]["history"] == [[1], [1, 2], [4]]
+    for split in local:  # identical rows and column types
+        assert splits[split].features == local[split].features
+        assert splits[split].to_dict() == local[split].to_dict()
+    assert splits["test"]["target"] == [8, 9]
     items = load_dataset(repo, "items", split="train")
-    assert items["item_id"][:2] == ["movie-0", "movie-1"]
-    assert items["collaborative_embedding"][3] is None
-    assert len(items["text_embedding"][0]) == 8
+    local_items = load_from_disk(str(run / "features"))
+    assert items.features == local_items.features and items.to_dict() == local_items.to_dict()
+    assert items["collaborative_embedding"][3] is None and len(items["text_embedding"][0]) == 8
 
 
 def test_cards_carry_model_index_and_usage(pushed):
