@@ -547,11 +547,13 @@ def push_run(
     token: str | None = None,
     endpoint: str | None = None,
     templates_dir: str | os.PathLike | None = None,
+    dry_run: bool = False,
 ) -> dict[str, PushResult]:
     """Push the run's quantizer+tokenizer, recommender adapter and data set; one commit per repo.
 
     Every artifact is validated and its card rendered before the first network call, so a bad run folder
-    pushes nothing. Only the main process pushes (``RANK``/``LOCAL_RANK`` 0; others return ``{}``). Repos are
+    pushes nothing; ``dry_run=True`` stops there and returns the planned files (empty commit ids). Only the
+    main process pushes (``RANK``/``LOCAL_RANK`` 0; others return ``{}``). Repos are
     named by :func:`repo_ids_for` unless ``repo_ids`` overrides some (keys: quantizer, adapter, dataset, base). Raises
     :class:`HubPushError` (remote state included in the message) when a push fails; repos pushed before the
     failing one keep their new commit.
@@ -597,6 +599,9 @@ def push_run(
             else:
                 plans.append(plan_dataset(run_dir, names[item], facts=facts, templates_dir=templates,
                                           workdir=Path(workdir), license=license))
+        if dry_run:  # everything checked and rendered, nothing sent
+            return {plan.what: PushResult(plan.what, plan.repo_id, plan.repo_type, "", None, "",
+                                          uploaded=sorted([*plan.files, "README.md"])) for plan in plans}
         api = HfApi(endpoint=endpoint, token=token)
         results = {}
         for plan in plans:

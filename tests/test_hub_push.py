@@ -339,6 +339,12 @@ def test_cli_push(pushed, hub, capsys, tmp_path):
     assert "unchanged, at its previous commit" in last_line
     assert main(["push", str(tmp_path / "missing"), "--repo-id", "hf-simcit/cli-run"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    requests_before = len(hub.requests)
+    assert main(["push", str(run), "--repo-id", "hf-simcit/dry", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "model repo hf-simcit/dry-quantizer: would upload" in out and "model.safetensors" in out
+    assert "dataset repo hf-simcit/dry-data: would upload README.md, data/test-00000-of-00001.parquet" in out
+    assert len(hub.requests) == requests_before
 
 
 def test_repush_mirrors_the_folder_in_one_commit(pushed, hub):

@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--adapter-repo-id", default=None, help="override the recommender repo name")
     parser.add_argument("--dataset-repo-id", default=None, help="override the data set repo name")
     parser.add_argument("--license", default=None, help="license tag for the cards (e.g. apache-2.0)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the run folder and render the cards, list what would be pushed, send nothing")
     parser.set_defaults(func=run_push)
 
 
@@ -41,11 +43,16 @@ def run_push(args: argparse.Namespace) -> int:
                                    ("dataset", args.dataset_repo_id)) if v}
     try:
         results = push_run(args.run_dir, args.repo_id, what=what, private=True if args.private else None,
-                           repo_ids=overrides, base_model=args.base_model, license=args.license)
+                           repo_ids=overrides, base_model=args.base_model, license=args.license,
+                           dry_run=args.dry_run)
     except HubPushError as err:
         print(f"hf-simcit push: error: {err}", file=sys.stderr)
         return 1
     for result in results.values():
+        if args.dry_run:
+            print(f"{result.what:<10} {result.repo_type} repo {result.repo_id}: would upload "
+                  f"{', '.join(result.uploaded)}")
+            continue
         print(f"{result.what:<10} {result.repo_type} repo {result.repo_id}  commit {result.commit_oid[:12]}  "
               f"({len(result.uploaded)} files, {len(result.deleted)} deleted)  {result.commit_url}")
     return 0
