@@ -285,6 +285,8 @@ class LocalHub:
                     blob = self.lfs_objects.get(value.get("oid", ""))
                     if blob is None:
                         raise HubError(422, f"LFS object {value.get('oid')} for {path} was never uploaded")
+                    if value.get("size") is not None and int(value["size"]) != len(blob):
+                        raise HubError(422, f"LFS object for {path}: size {value['size']} != stored {len(blob)}")
                     files[path] = StoredFile(blob, lfs=True)
                 elif key == "deletedFile":
                     if path not in files:
