@@ -171,3 +171,26 @@ def test_model_card_eval_results_round_trip(hub, hub_repo_id):
     loaded = ModelCard.load(hub_repo_id)
     assert loaded.data.eval_results[0].metric_value == 0.125
     assert loaded.data.eval_results[0].dataset_split == "test"
+
+
+def test_error_codes_map_to_hub_exceptions(hub, hub_repo_id, tmp_path):
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    api = HfApi()
+    with pytest.raises(RepositoryNotFoundError):
+        api.repo_info(hub_repo_id)
+    api.create_repo(hub_repo_id, repo_type="dataset")
+    assert api.repo_info(hub_repo_id, repo_type="dataset").id == hub_repo_id
+    with pytest.raises(RepositoryNotFoundError):  # a dataset is not a model
+        api.repo_info(hub_repo_id)
+    with pytest.raises(RevisionNotFoundError):
+        hf_hub_download(hub_repo_id, ".gitattributes", repo_type="dataset", revision="v9", cache_dir=tmp_path)
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download(hub_repo_id, "missing.json", repo_type="dataset", cache_dir=tmp_path)
+    with pytest.raises(RepositoryNotFoundError):
+        api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=hub_repo_id + "-nope")
