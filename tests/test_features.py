@@ -418,7 +418,11 @@ def test_cli_features_with_recipe_and_overrides(tmp_path, tiny_text_encoder):
         f"text_encoder: {tiny_text_encoder}\ncf_dim: 2\ncache_dir: {tmp_path / 'cache'}\n"
     )
     out = tmp_path / "features"
-    code = main(["features", str(recipe), "--output", str(out), "--modalities", "text,cf,geo"])
+    threads = torch.get_num_threads()
+    code = main(
+        ["features", str(recipe), "--output", str(out), "--modalities", "text,cf,geo", "--num-threads", "1"]
+    )
+    assert torch.get_num_threads() == threads  # restored
     assert code == 0
     items = load_from_disk(str(out))
     assert {"text_embedding", "cf_embedding", "geo_embedding"} <= set(items.column_names)
@@ -427,6 +431,7 @@ def test_cli_features_with_recipe_and_overrides(tmp_path, tiny_text_encoder):
     assert tensors["text"][0].shape == (5, 16) and tensors["cf"][0].shape == (5, 2)
     report = json.loads((out / "features.json").read_text())
     assert report["arguments"]["output"] == str(out) and set(report["modalities"]) == {"text", "cf", "geo"}
+    assert report["arguments"]["num_threads"] == 1 and report["arguments"]["cf_dim"] == 2
     assert not (tmp_path / "wrong").exists()
 
     # Bad input ends in one line and exit code 2, not a traceback.

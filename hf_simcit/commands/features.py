@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache-dir", default=None, help="feature cache folder")
     parser.add_argument("--no-cache", action="store_true", help="recompute every modality")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument(
+        "--num-threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 is fastest on an oversubscribed machine)",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.set_defaults(func=run_features_command)
 
@@ -60,6 +66,7 @@ OVERRIDES = (
     "image_column",
     "cache_dir",
     "device",
+    "num_threads",
     "seed",
 )
 

@@ -7,6 +7,7 @@ call :func:`build_features` on a :class:`~hf_simcit.data.RecDataset`. Every moda
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -69,6 +70,13 @@ class FeaturesArguments:
     device: str | None = field(
         default=None, metadata={"help": "cpu, cuda, ...; default: cuda when available"}
     )
+    num_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "torch CPU threads while computing features (default: torch's); on an oversubscribed machine "
+            "1 is ~2.5x faster than 2 for the text encoder (benchmarks/features.py)"
+        },
+    )
     seed: int = 0
     progress: bool = True
 
@@ -116,12 +124,9 @@ def _image_token(value: object) -> object:
         return f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}"
     if isinstance(value, dict):
         return value.get("bytes") or _image_token(value.get("path"))
-    tobytes = getattr(value, "tobytes", None)
-    return (
-        (str(getattr(value, "size", "")) + str(getattr(value, "mode", ""))).encode() + tobytes()
-        if tobytes
-        else repr(value)
-    )
+    if hasattr(value, "tobytes"):  # a PIL image: its size, mode and pixels
+        return f"{getattr(value, 'size', '')}|{getattr(value, 'mode', '')}|".encode() + value.tobytes()
+    return repr(value)
 
 
 def _interactions_hash(matrix) -> str:
@@ -162,30 +167,54 @@ def build_features(rec, args: FeaturesArguments | None = None, interactions=None
     cache = FeatureCache(args.cache_dir, enabled=args.use_cache)
     report: dict[str, dict] = {}
 
-    for modality in args.modalities:
-        start = time.perf_counter()
-        compute, key_parts = _plan(modality, items, rec, args, item_ids, interactions)
-        key = fingerprint(FEATURES_VERSION, modality, key_parts)
-        cached = cache.load(modality, key)
-        if cached is not None and cached[0].shape[0] == len(items):
-            embeddings, present = cached
-        else:
-            cached = None
-            embeddings, present = compute()
-            cache.save(modality, key, embeddings, present, {"modality": modality, "key_parts": key_parts})
-        items = add_embedding_column(items, modality, embeddings, present, new_fingerprint=key)
-        seconds = time.perf_counter() - start
-        report[modality] = {
-            "column": embedding_column(modality),
-            "dim": int(embeddings.shape[1]),
-            "items": len(items),
-            "present": int(present.sum()),
-            "seconds": round(seconds, 3),
-            "items_per_s": round(len(items) / seconds, 1) if seconds > 0 else None,
-            "cached": cached is not None,
-            "cache_key": key,
-        }
+    with _torch_threads(args.num_threads):
+        for modality in args.modalities:
+            items = _add_modality(modality, items, rec, args, item_ids, interactions, cache, report)
     return items, report
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None):
+    import torch
+
+    if num_threads is None:
+        yield
+        return
+    if num_threads < 1:
+        raise SimCITInputError(f"num_threads must be positive, got {num_threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _add_modality(modality, items, rec, args, item_ids, interactions, cache, report):
+    """Compute (or read from the cache) one modality and add its column; records timing in ``report``."""
+    start = time.perf_counter()
+    compute, key_parts = _plan(modality, items, rec, args, item_ids, interactions)
+    key = fingerprint(FEATURES_VERSION, modality, key_parts)
+    cached = cache.load(modality, key)
+    if cached is not None and cached[0].shape[0] == len(items):
+        embeddings, present = cached
+    else:
+        cached = None
+        embeddings, present = compute()
+        cache.save(modality, key, embeddings, present, {"modality": modality, "key_parts": key_parts})
+    items = add_embedding_column(items, modality, embeddings, present, new_fingerprint=key)
+    seconds = time.perf_counter() - start
+    report[modality] = {
+        "column": embedding_column(modality),
+        "dim": int(embeddings.shape[1]),
+        "items": len(items),
+        "present": int(present.sum()),
+        "seconds": round(seconds, 3),
+        "items_per_s": round(len(items) / seconds, 1) if seconds > 0 else None,
+        "cached": cached is not None,
+        "cache_key": key,
+    }
+    return items
 
 
 def _plan(modality: str, items, rec, args: FeaturesArguments, item_ids, interactions):
