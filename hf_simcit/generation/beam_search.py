@@ -267,12 +267,12 @@ def _candidate_log_probs(logits: torch.Tensor, candidate_columns: torch.Tensor) 
 
     logits: ``(n, b, C)``; candidate_columns: ``(n, b, M)``, the candidates' columns in ``logits`` with
     :data:`PAD_TOKEN` padding -> ``(n, b, M)``, ``-inf`` at padding. Only the log-normaliser needs the
-    whole row; the log-softmax is never materialised.
+    whole row (one fused log-softmax is faster on CPU than ``logsumexp`` + gather).
     """
     num_columns = logits.shape[-1]
-    log_norm = torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # (n, b, 1)
     padding = candidate_columns == PAD_TOKEN
-    gathered = logits.gather(-1, candidate_columns.clamp(max=num_columns - 1)).float() - log_norm
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    gathered = log_probs.gather(-1, candidate_columns.clamp(max=num_columns - 1))
     return gathered.masked_fill(padding, float("-inf"))
 
 
