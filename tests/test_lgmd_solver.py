@@ -204,3 +204,18 @@ def test_transform_folds_in_new_rows():
     folded = model.transform(X[:5])
     np.testing.assert_allclose(folded @ model.V_.T, X[:5], atol=0.1)
     assert model.transform() is model.U_
+
+
+def test_bounded_gauge_keeps_both_graphs_while_optimal_gauge_is_monotone_too():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3)) @ rng.standard_normal((3, 40)) + rng.standard_normal((60, 40))
+    bounded = LGMD(3, max_iter=10, tol=0, rho_u=0.1, rho_v=0.1, ridge=0.1).fit(X)
+    optimal = LGMD(3, max_iter=10, tol=0, rho_u=0.1, rho_v=0.1, ridge=0.1, gauge="optimal", trace_steps=True).fit(X)
+    values = np.array([v for _, v in optimal.objective_trace_])
+    assert (np.diff(values) <= 1e-9 * np.abs(values[:-1])).all()
+    ratio = np.linalg.norm(bounded.U_, axis=0) / np.linalg.norm(bounded.V_, axis=0)
+    free = np.linalg.norm(optimal.U_, axis=0) / np.linalg.norm(optimal.V_, axis=0)
+    # the SVD split U = P sqrt(s), V = Q sqrt(s) starts every column at ratio 1; the gauge step keeps it
+    # within a factor 2 (the factor steps may move it a little further), the unbounded gauge drifts away
+    assert np.abs(np.log(ratio)).max() < np.log(4) < np.abs(np.log(free)).max()
+    assert bounded.theta_u_.nnz > 60 and bounded.theta_v_.nnz > 40  # both sides keep a graph

@@ -51,6 +51,13 @@ class LGMD:
         random_state: seed of the randomised SVD initialisation.
         progress: show a progress bar over outer iterations.
         trace_steps: record F after every block update in ``objective_trace_`` (for checking monotonicity).
+        learn_graph: learn the precision matrices (LGMD); False keeps the initial ones fixed.
+        graph_weight: > 0 starts from ``(I + graph_weight * L_knn) / scale`` (the normalised Laplacian of the
+            ``knn`` graph of the initial factors); with ``learn_graph=False`` that is graph-regularised MF.
+        gauge: ``"bounded"`` (optimal column rescaling, kept within ``gauge_bound`` of the initial balance),
+            ``"optimal"`` (unbounded; can collapse one side, see :mod:`.solver`) or ``"none"``.
+        shrink_to_graph: with ``graph_weight > 0``, shrink the covariance towards the kNN-graph covariance
+            instead of the identity (experimental).
 
     Attributes (after ``fit``):
         U_ (m, k), V_ (n, k): the factors (numpy). ``theta_u_`` (m, m), ``theta_v_`` (n, n): the learned
@@ -62,9 +69,9 @@ class LGMD:
         self,
         rank: int,
         *,
-        rho_u: float = 0.1,
-        rho_v: float = 0.1,
-        ridge: float = 0.1,
+        rho_u: float = 0.5,
+        rho_v: float = 0.5,
+        ridge: float = 1.0,
         sigma2: float | None = None,
         support: str = "auto",
         max_block_size: int = 1000,
@@ -81,6 +88,11 @@ class LGMD:
         random_state: int = 0,
         progress: bool = False,
         trace_steps: bool = False,
+        learn_graph: bool = True,
+        graph_weight: float = 0.0,
+        gauge: str = "bounded",
+        gauge_bound: float = 2.0,
+        shrink_to_graph: bool = False,
     ):
         self.rank = rank
         self.rho_u = rho_u
@@ -102,6 +114,11 @@ class LGMD:
         self.random_state = random_state
         self.progress = progress
         self.trace_steps = trace_steps
+        self.learn_graph = learn_graph
+        self.graph_weight = graph_weight
+        self.gauge = gauge
+        self.gauge_bound = gauge_bound
+        self.shrink_to_graph = shrink_to_graph
         self._state: LGMDState | None = None
 
     # ------------------------------------------------------------------------------------------------
@@ -133,6 +150,10 @@ class LGMD:
                 f"max_block_size={self.max_block_size} must be between 2 and max_dense_size="
                 f"{self.max_dense_size}"
             )
+        if self.gauge not in ("bounded", "optimal", "none"):
+            raise SimCITInputError(f"gauge={self.gauge!r}: choose bounded, optimal or none")
+        if not self.gauge_bound >= 1 or self.graph_weight < 0:
+            raise SimCITInputError("gauge_bound must be >= 1 and graph_weight >= 0")
         if self.knn < 1:
             raise SimCITInputError(f"knn must be >= 1, got {self.knn}")
         if self.max_iter < 0 or self.tol < 0:
@@ -264,6 +285,11 @@ class LGMD:
             seed=int(self.random_state),
             warm_state=warm,
             track_substeps=self.trace_steps,
+            learn_graph=bool(self.learn_graph),
+            graph_weight=float(self.graph_weight),
+            gauge=self.gauge,
+            gauge_bound=float(self.gauge_bound),
+            shrink_to_graph=bool(self.shrink_to_graph),
             progress=self.progress,
         )
         self._state = state

@@ -31,9 +31,9 @@ class LGMDArguments:
         metadata={"help": "item table to extend (e.g. RUN/features); default: the prepared data's items"},
     )
     rank: int = field(default=32, metadata={"help": "embedding size k"})
-    rho_u: float = field(default=0.3, metadata={"help": "l1 weight of the user graph (relative)"})
-    rho_v: float = field(default=0.3, metadata={"help": "l1 weight of the item graph (relative)"})
-    ridge: float = field(default=0.1, metadata={"help": "covariance shrinkage (relative)"})
+    rho_u: float = field(default=0.5, metadata={"help": "l1 weight of the user graph (relative)"})
+    rho_v: float = field(default=0.5, metadata={"help": "l1 weight of the item graph (relative)"})
+    ridge: float = field(default=1.0, metadata={"help": "covariance shrinkage (relative)"})
     support: str = field(default="auto", metadata={"help": "auto, dense, blocks or knn"})
     max_block_size: int = field(default=500, metadata={"help": "largest dense precision block"})
     knn: int = field(default=10, metadata={"help": "neighbours per node for support=knn"})
