@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         t, s = row["test"], sid_stats.get(method, {})
         lines.append(
             f"| {names.get(method, method)} | {t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} | "
-            f"{t['ndcg@10']:.4f} | {t['invalid_items']} | {s.get('collision', float('nan')):.3f} | "
+            f"{t['ndcg@10']:.4f} | {t['invalid_items']} | "
+            f"{format(s['collision'], '.3f') if 'collision' in s else '-'} | "
             f"{s.get('levels', '-')} | {row['steps']} | {row['train_s']:.0f} | {row['eval_s']:.0f} |")
     table = "\n".join(lines)
     print(table)
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                 f", full fine-tune, plain prompt, lr {args.lr}, batch {args.batch_size}, epochs {args.epochs}, "
                 f"max_steps {args.max_steps}, best-of validation every {args.eval_steps or 'end'} steps, beam "
                 f"{args.beams}; SASRec: hidden 64, 2 layers, full-softmax CE, same examples and batch size, "
-                f"same number of epochs; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
+                f"{'same number of optimizer steps' if args.max_steps > 0 else 'same number of epochs'}; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
     print(settings)
     if not args.no_results:
         with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
