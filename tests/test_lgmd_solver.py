@@ -219,3 +219,16 @@ def test_bounded_gauge_keeps_both_graphs_while_optimal_gauge_is_monotone_too():
     # within a factor 2 (the factor steps may move it a little further), the unbounded gauge drifts away
     assert np.abs(np.log(ratio)).max() < np.log(4) < np.abs(np.log(free)).max()
     assert bounded.theta_u_.nnz > 60 and bounded.theta_v_.nnz > 40  # both sides keep a graph
+
+
+def test_screened_graphical_lasso_equals_dense_solution():
+    from hf_simcit.lgmd.precision import screened_graphical_lasso
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((300, 60))
+    A[:, 30:] *= 0.3  # weakly correlated half -> many small components
+    S = torch.tensor(np.cov(A.T))
+    screened, stats = screened_graphical_lasso(S, 0.12, max_block_size=25)
+    dense, _, _ = admm_graphical_lasso(S, 0.12, tol=1e-7, max_iter=3000)
+    assert stats["exact"] and stats["components"] > 10
+    torch.testing.assert_close(screened, dense, atol=1e-4, rtol=0)
