@@ -90,6 +90,19 @@ class _Plan:
 
 
 # ------------------------------------------------------------------------------------------ safety checks
+def _is_safetensors(path: Path) -> bool:
+    """A real safetensors file: 8-byte little-endian header size, then that many bytes of a JSON object."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        header_size = int.from_bytes(handle.read(8), "little")
+        if size < 8 or header_size <= 0 or 8 + header_size > size:
+            return False
+        try:
+            return isinstance(json.loads(handle.read(header_size)), dict)
+        except (UnicodeDecodeError, ValueError):
+            return False
+
+
 def _looks_like_pickle(path: Path) -> bool:
     """True for pickle streams and torch.save zip archives (which hold a ``data.pkl``)."""
     with open(path, "rb") as handle:
@@ -103,12 +116,20 @@ def _looks_like_pickle(path: Path) -> bool:
 
 
 def check_safe_files(paths: Iterable[Path], where: str) -> None:
-    """Refuse anything that would make ``from_pretrained`` unpickle: only safetensors weights are shared."""
+    """Refuse anything that would make ``from_pretrained`` unpickle: only safetensors weights are shared.
+
+    ``*.safetensors`` files must parse as safetensors (a pickle renamed to it does not); other files must not
+    start like a pickle stream or be a ``torch.save`` archive; pickle suffixes are refused outright.
+    """
     for path in paths:
-        if path.suffix.lower() in PICKLE_SUFFIXES or _looks_like_pickle(path):
+        if path.suffix.lower() == ".safetensors":
+            unsafe = not _is_safetensors(path)
+        else:
+            unsafe = path.suffix.lower() in PICKLE_SUFFIXES or _looks_like_pickle(path)
+        if unsafe:
             raise SimCITInputError(
-                f"{where}: refusing to upload {path.name} (pickle/torch.save format); only safetensors are "
-                f"shared: re-save with save_pretrained(safe_serialization=True) and delete {path}"
+                f"{where}: refusing to upload {path.name} (not safetensors: pickle/torch.save or corrupt); only "
+                f"safetensors are shared: re-save with save_pretrained(safe_serialization=True) and delete {path}"
             )
 
 

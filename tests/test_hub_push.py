@@ -529,3 +529,26 @@ def test_only_the_main_process_pushes(pushed, hub, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     assert push_run(run, "hf-simcit/rank-one") == {}
     assert len(hub.requests) == requests_before
+
+
+def test_safetensors_header_is_not_mistaken_for_a_pickle(tmp_path):
+    """A safetensors header of 1408 bytes starts with 0x80 0x05, like a pickle protocol-5 stream."""
+    from safetensors.torch import load_file, save_file
+
+    from hf_simcit.errors import SimCITInputError
+    from hf_simcit.hub import check_safe_files
+
+    good = tmp_path / "model.safetensors"
+    for pad in range(0, 2000):
+        save_file({"w": torch.zeros(2)}, str(good), metadata={"pad": "x" * pad})
+        if good.read_bytes()[:2] == b"\x80\x05":
+            break
+    assert good.read_bytes()[:2] == b"\x80\x05" and load_file(str(good))["w"].shape == (2,)
+    check_safe_files([good], "test")  # accepted
+    fake = tmp_path / "fake.safetensors"
+    torch.save({"w": torch.zeros(2)}, fake)
+    pickled = tmp_path / "state.json"
+    pickled.write_bytes(b"\x80\x04\x95" + b"\0" * 16)
+    for bad in (fake, pickled):
+        with pytest.raises(SimCITInputError, match=f"refusing to upload {bad.name}"):
+            check_safe_files([bad], "test")
