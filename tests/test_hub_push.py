@@ -539,7 +539,9 @@ def test_safetensors_header_is_not_mistaken_for_a_pickle(tmp_path):
     from hf_simcit.hub import check_safe_files
 
     good = tmp_path / "model.safetensors"
-    for pad in range(0, 2000):
+    save_file({"w": torch.zeros(2)}, str(good), metadata={"pad": ""})
+    guess = 0x0580 - int.from_bytes(good.read_bytes()[:8], "little")
+    for pad in range(max(0, guess - 16), guess + 16):  # the header is padded to a multiple of 8
         save_file({"w": torch.zeros(2)}, str(good), metadata={"pad": "x" * pad})
         if good.read_bytes()[:2] == b"\x80\x05":
             break
