@@ -106,17 +106,151 @@ def load_features(name: str) -> dict[str, np.ndarray]:
     return feats
 
 
+SIMCIT_DEFAULTS = dict(max_steps=200, eval_steps=50, learning_rate=2e-4, warmup_steps=20, init_latent_rms=1.0,
+                       codebook_refresh_steps=50, codebook_init="kmeans")
+SIMCIT_REFERENCE = dict(max_steps=200, eval_steps=50, learning_rate=2e-4, warmup_steps=20, codebook_init="uniform")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _run_one(dataset: str, method: str, steps: int | None, queue) -> None:
+    """Fit one quantizer on one data set in a fresh (forked) process; measure time, throughput and memory."""
+    import torch
+
+    torch.set_num_threads(2)
+    # reset the peak-RSS counter of this process so VmHWM measures this run only
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    base = rss_mb()
+    from hf_simcit.quantizers import BASELINES, ItemFeatures, assign_semantic_ids
+
+    raw = load_features(dataset)
+    modalities = [m for m in ("text", "cf", "geo") if m in raw]
+    feats = ItemFeatures({m: torch.from_numpy(raw[m]) for m in modalities},
+                         {m: torch.from_numpy(raw[f"{m}_mask"]) for m in modalities},
+                         [str(i) for i in raw["item_ids"]])
+    start = time.perf_counter()
+    if method.startswith("simcit"):
+        from hf_simcit.training.quantizer import QuantizerTrainingArguments, train_quantizer
+
+        settings = dict(SIMCIT_DEFAULTS if method == "simcit" else SIMCIT_REFERENCE)
+        if steps:
+            settings["max_steps"] = steps
+        args = QuantizerTrainingArguments(output_dir=str(CACHE / "runs" / dataset / method), resume=False,
+                                          show_progress=False, **settings)
+        quantizer = train_quantizer(args, feats).model.eval()
+    else:
+        kwargs = {"steps": steps or 1500} if method == "rqvae" else {}
+        quantizer = BASELINES[method](num_levels=3, codebook_size=256, **kwargs).fit(feats.features, feats.masks)
+    train_time = time.perf_counter() - start
+    start = time.perf_counter()
+    codes = quantizer.encode(feats.features, feats.masks)
+    encode_time = time.perf_counter() - start
+    start = time.perf_counter()
+    level = assign_semantic_ids(quantizer, feats.features, feats.masks, resolve="level")
+    assign_time = time.perf_counter() - start
+    try:
+        sinkhorn = assign_semantic_ids(quantizer, feats.features, feats.masks, resolve="sinkhorn")
+        sinkhorn_unique = sinkhorn.statistics["unique_share"]
+        sinkhorn_moved = sinkhorn.reassigned_items / len(feats)
+    except ValueError as err:  # a prefix with more than K items: only the extra level can resolve it
+        sinkhorn_unique, sinkhorn_moved = float("nan"), str(err)[:60]
+    stats = level.raw_statistics
+    queue.put({
+        "dataset": dataset, "method": method, "items": len(feats), "train_s": train_time,
+        "encode_items_per_s": len(feats) / max(encode_time, 1e-9),
+        "assign_items_per_s": len(feats) / max(assign_time, 1e-9),
+        "peak_rss_growth_mb": peak_rss_mb() - base, "raw_collision_rate": stats["collision_rate"],
+        "distinct_sids": stats["distinct_sids"], "usage": stats["usage"], "perplexity": stats["perplexity"],
+        "unique_after_level": level.statistics["unique_share"], "disambiguation_size": level.codebook_sizes[-1],
+        "unique_after_sinkhorn": sinkhorn_unique, "sinkhorn_moved_share": sinkhorn_moved,
+        "codes_shape": list(codes.shape),
+    })
+
+
+def run_isolated(dataset: str, method: str, steps: int | None) -> dict:
+    import multiprocessing as mp
+
+    context = mp.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=_run_one, args=(dataset, method, steps, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def format_table(rows: list[dict]) -> str:
+    header = ("| data | quantizer | train s | encode items/s | assign items/s | peak RSS +MB | raw collision | "
+              "distinct SIDs | usage per level | perplexity per level | unique after level / sinkhorn |")
+    lines = [header, "|" + "---|" * 11]
+    for r in rows:
+        sink = r["unique_after_sinkhorn"]
+        sink_text = "n/a" if sink != sink else f"{sink:.0%}"
+        lines.append(
+            f"| {r['dataset']} ({r['items']:,}) | {r['method']} | {r['train_s']:.1f} | "
+            f"{r['encode_items_per_s']:,.0f} | {r['assign_items_per_s']:,.0f} | {r['peak_rss_growth_mb']:.0f} | "
+            f"{r['raw_collision_rate']:.2%} | {r['distinct_sids']:,} | "
+            + " / ".join(f"{u:.0%}" for u in r["usage"]) + " | "
+            + " / ".join(f"{p:.0f}" for p in r["perplexity"]) + f" | {r['unique_after_level']:.0%} / {sink_text} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["beauty", "foursquare-nyc"])
+    parser.add_argument("--methods", nargs="+", default=["simcit", "rqvae", "rqkmeans", "random"],
+                        help="simcit, simcit-reference (uniform init, no refresh), rqvae, rqkmeans, random")
+    parser.add_argument("--simcit-steps", type=int, default=None, help="override SimCIT max_steps")
+    parser.add_argument("--rqvae-steps", type=int, default=1500)
     parser.add_argument("--features-only", action="store_true")
+    parser.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     for name in args.datasets:
         start = time.perf_counter()
         feats = load_features(name)
-        print(name, {k: v.shape for k, v in feats.items()}, f"{time.perf_counter() - start:.1f}s")
+        print(name, {k: v.shape for k, v in feats.items()}, f"{time.perf_counter() - start:.1f}s", flush=True)
     if args.features_only:
         return 0
+    rows = []
+    for name in args.datasets:
+        for method in args.methods:
+            steps = args.simcit_steps if method.startswith("simcit") else (
+                args.rqvae_steps if method == "rqvae" else None)
+            row = run_isolated(name, method, steps)
+            rows.append(row)
+            print(format_table([row]).splitlines()[-1], flush=True)
+    table = format_table(rows)
+    print(table)
+    if not args.no_append:
+        command = "nice -n 10 .venv/bin/python benchmarks/quantizers.py " + " ".join(argv or sys.argv[1:])
+        section = (
+            f"\n## Quantizers: SimCIT vs RQ-VAE vs RQ-KMeans vs random IDs ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n"
+            f"Machine: 2 CPU cores shared with other jobs (timings are upper bounds). Command: `{command.strip()}`\n"
+            f"3 levels x 256 codes. Features: MiniLM text (384-d) + truncated-SVD collaborative (32-d) for Beauty, "
+            f"MiniLM text + unit-sphere/Fourier geography (23-d) for Foursquare NYC (cached in {CACHE}).\n"
+            f"SimCIT settings: {SIMCIT_DEFAULTS}; RQ-VAE: TIGER MLP 512/256/128 -> 32, k-means init, "
+            f"{args.rqvae_steps} AdamW steps of 1024. Raw collision = share of items whose SID equals another "
+            "item's, before resolution; encode = codes only; assign = codes + disambiguation level.\n\n"
+            + table + "\n"
+        )
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as handle:
+            handle.write(section)
     return 0
 
 

@@ -61,6 +61,8 @@ class QuantizerTrainingArguments:
     symmetric_loss: bool = False
     gather_negatives: bool = False
     codebook_init: str = field(default="kmeans", metadata={"help": "'kmeans' (ours) or 'uniform' (reference)."})
+    codebook_refresh_steps: int = field(default=0, metadata={
+        "help": "Every N steps re-fit the codebooks by residual k-means of the current fused embeddings (0: off)."})
     init_latent_rms: float | None = field(default=None, metadata={
         "help": "With k-means init: rescale the encoders so fused embeddings start with this RMS (None: as is)."})
     # optimisation
@@ -306,6 +308,8 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
             optimizer.zero_grad()
             step += 1
             progress.update(1)
+            if args.codebook_refresh_steps and (step % args.codebook_refresh_steps == 0 or step == args.max_steps):
+                refresh_codebooks(unwrapped, optimizer, features.subset(train_rows), args.seed + step)
             parts = {"train_loss": out.loss.item(), "train_contrastive_loss": out.contrastive_loss.item(),
                      "train_codeword_diversity_loss": out.codeword_diversity_loss.item()}
             for name, value in zip(features.modalities, out.modality_losses.detach().tolist()):
@@ -338,6 +342,23 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
             (tmp / TRAINING_LOG_NAME).write_text(json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
     return QuantizerTrainingResult(best, history, best_step, best_metric, output_dir, train_time)
+
+
+def refresh_codebooks(model, optimizer, features: ItemFeatures, seed: int) -> None:
+    """Re-fit the codebooks to the current fused embeddings (residual k-means) and reset their Adam moments.
+
+    Why: the encoders move the embeddings faster than the Gumbel-softmax gradients move rarely chosen
+    codewords, so hard codes drift onto fewer codewords; re-fitting keeps every code in use (every process
+    computes the same centroids: same data, same seed).
+    """
+    from ..quantizers.simcit import initialize_simcit_codebooks
+
+    initialize_simcit_codebooks(model, features.features, features.masks, seed=seed)
+    state = optimizer.state.get(model.quantizer.codebooks)
+    if state:
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key].zero_()
 
 
 def _prune_checkpoints(directory: Path, keep: int) -> None:
@@ -387,6 +408,7 @@ __all__ = [
     "evaluate_quantizer",
     "load_quantizer_features",
     "parse_quantizer_recipe",
+    "refresh_codebooks",
     "split_items",
     "train_quantizer",
 ]
