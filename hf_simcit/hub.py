@@ -192,9 +192,12 @@ def _metric_label(name: str) -> str:
 
 def _run_facts(run_dir: Path) -> dict[str, Any]:
     stats = _read_json(run_dir / "data" / "stats.json") or {}
+    source = stats.get("source")
+    if isinstance(source, str):  # never publish local file system paths
+        source = re.sub(r"\s*\((?:/|~|[A-Za-z]:\\)[^)]*\)", "", source).strip()
     return {
         "dataset": stats.get("dataset") or "unknown",
-        "source": stats.get("source"),
+        "source": source,
         "num_users": stats.get("users"),
         "num_items": stats.get("items"),
         "num_interactions": stats.get("interactions"),
@@ -433,6 +436,28 @@ def plan_adapter(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], quant
     return _Plan("adapter", repo_id, "model", files, card, message)
 
 
+def _feature_rows(run_dir: Path, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per embedding column: modality, size, coverage and how it was computed (``features.json``)."""
+    info = _read_json(run_dir / "features" / "features.json") or {}
+    arguments = info.get("arguments") or {}
+    how = {
+        "text": f"{arguments.get('text_encoder') or 'all-MiniLM-L6-v2'} on the item text, mean-pooled, L2-normalised",
+        "cf": f"{arguments.get('cf_method', 'svd')} of the training interactions only (no validation/test items)",
+        "collaborative": f"{arguments.get('cf_method', 'svd')} of the training interactions only",
+        "geo": "multi-scale Fourier features of latitude/longitude on the sphere",
+        "image": f"{arguments.get('image_encoder') or 'a vision encoder'} on the item image",
+    }
+    rows = []
+    for modality, details in (info.get("modalities") or {}).items():
+        rows.append({"column": details.get("column", f"{modality}_embedding"), "modality": modality,
+                     "dim": details.get("dim"), "present": details.get("present"), "num_items": details.get("items"),
+                     "how": how.get(modality, modality)})
+    known = {row["column"] for row in rows}
+    rows += [{"column": c, "modality": c.removesuffix("_embedding"), "dim": None, "present": None, "num_items": None,
+              "how": "see the hf-simcit features stage"} for c in columns if c not in known]
+    return rows
+
+
 def _load_table(path: Path):
     from datasets import Dataset, DatasetDict, load_from_disk
 
@@ -494,7 +519,7 @@ def plan_dataset(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], templ
     MetadataConfigs(metadata).to_dataset_card_data(card_data)
     embedding_columns = [c for c in summaries.get("items", {}).get("columns", {}) if c.endswith("_embedding")]
     card = _render("dataset", card_data, templates_dir, repo_id=repo_id, facts=facts, summaries=summaries,
-                   embedding_columns=embedding_columns)
+                   embedding_columns=embedding_columns, feature_rows=_feature_rows(run_dir, embedding_columns))
     return _Plan("dataset", repo_id, "dataset", files, card, "Upload hf-simcit prepared data set")
 
 

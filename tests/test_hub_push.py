@@ -68,7 +68,8 @@ def _build_run(run, base_repo: str):
                                "text": [f"a film number {i}" for i in range(NUM_ITEMS)]})
     items.save_to_disk(str(run / "data" / "items"))
     (run / "data" / "stats.json").write_text(json.dumps(
-        {"dataset": "ml-100k", "source": "unit-test", "users": 2, "items": NUM_ITEMS, "interactions": 9}))
+        {"dataset": "ml-100k", "source": "MovieLens-100K (/home/someone/ml-100k)", "users": 2, "items": NUM_ITEMS,
+         "interactions": 9}))
     # features/: item table with embedding columns, a null where a modality is absent
     features, masks = _features(NUM_ITEMS)
     collab_column = [None if not masks["collaborative"][i] else features["collaborative"][i].tolist()
@@ -78,6 +79,10 @@ def _build_run(run, base_repo: str):
     table = table.cast(Features({**table.features, "text_embedding": List(Value("float32")),
                                  "collaborative_embedding": List(Value("float32"))}))
     table.save_to_disk(str(run / "features"))
+    (run / "features" / "features.json").write_text(json.dumps({  # as `hf-simcit features` records it
+        "arguments": {"cf_method": "lgmd"},
+        "modalities": {"collaborative": {"column": "collaborative_embedding", "dim": 4, "items": 12, "present": 11}},
+    }))
     # quantizer/: SimCITQuantizer + SimCITTokenizer in one folder
     torch.manual_seed(0)
     config = SimCITConfig(modality_names=["text", "collaborative"], modality_dims=[8, 4], encoder_hidden_sizes=[16],
@@ -264,7 +269,8 @@ def test_cards_carry_model_index_and_usage(pushed):
     assert 'AutoPeftModelForCausalLM.from_pretrained("hf-simcit/tiny-run-recommender")' in adapter_card.text
     data_card = DatasetCard.load(results["dataset"].repo_id, repo_type="dataset")
     assert {c["config_name"] for c in data_card.data.configs} == {"default", "items"}
-    assert "`collaborative_embedding`" in data_card.text
+    assert "| `collaborative_embedding` | collaborative | 4 | 11 / 12 | lgmd of the training interactions" in data_card.text
+    assert "(source: MovieLens-100K)" in data_card.text and "/home/someone" not in data_card.text
 
 
 def test_failed_push_leaves_previous_commit_and_says_so(pushed, hub):
