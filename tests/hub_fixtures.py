@@ -1,14 +1,19 @@
 """Pytest plugin: a local Hub stand-in (``tests/hub_server.py``) for every push/pull test; never the network.
 
-Load it from ``tests/conftest.py`` with ``pytest_plugins = ["hub_fixtures"]`` (``tests/`` on ``sys.path``).
+Loaded by ``pytest_plugins = ["hub_fixtures"]`` in the hub test modules, and best also in
+``tests/conftest.py`` (``tests/`` is on ``sys.path`` there), so that it is configured before any test module
+is imported.
 
 ``huggingface_hub`` (and ``datasets.config``) read ``HF_ENDPOINT``, ``HF_HOME``, ``HF_HUB_OFFLINE`` and
-``HF_HUB_DISABLE_XET`` once, at import. So the server is bound and the variables are exported in
-``pytest_configure``, before any test module is imported. If ``huggingface_hub`` was imported earlier anyway
-(another plugin), :func:`point_hf_libraries_at` also patches the module-level copies: ``huggingface_hub.
-constants`` (ENDPOINT, HUGGINGFACE_CO_URL_TEMPLATE, HF_HUB_OFFLINE, HF_HUB_DISABLE_XET, caches, token), the
-default ``HfApi`` behind the module-level functions, ``transformers.utils.hub``'s cached ``HfApi`` and
-``datasets.config`` (HF_ENDPOINT, HUB_DATASETS_URL, offline flags).
+``HF_HUB_DISABLE_XET`` once, at import. So ``pytest_configure`` binds the server and exports the variables
+(``HF_ENDPOINT=http://127.0.0.1:<port>``, a fake ``HF_TOKEN``, a temporary ``HF_HOME`` + caches,
+``HF_HUB_DISABLE_XET=1``, ``HF_HUB_OFFLINE=0``, telemetry off) for the whole session; they also reach
+subprocesses. When ``huggingface_hub`` was imported before (by another test module or plugin),
+:func:`point_hf_libraries_at` patches the import-time copies: ``huggingface_hub.constants`` (ENDPOINT,
+HUGGINGFACE_CO_URL_TEMPLATE, HF_HUB_OFFLINE, HF_HUB_DISABLE_XET, HF_HOME, HF_HUB_CACHE, token paths), the
+default ``HfApi`` behind the module-level functions (``huggingface_hub.hf_api.api``), ``transformers.utils.
+hub``'s cached ``HfApi`` and ``datasets.config`` (HF_ENDPOINT, HUB_DATASETS_URL, offline flags). The
+variables are restored and the temporary ``HF_HOME`` removed in ``pytest_unconfigure``.
 
 Fixtures:
 
