@@ -118,7 +118,9 @@ def _gather_worker(rank: int, world: int, port: int, state: dict, path: str) -> 
     grad = model.projection.weight.grad.clone()
     dist.all_reduce(grad)
     if rank == 0:
-        torch.save({"loss": losses / world, "grad": grad / world}, path)  # test scratch file only
+        from safetensors.torch import save_file
+
+        save_file({"loss": losses / world, "grad": grad / world}, path)
     dist.destroy_process_group()
 
 
@@ -135,10 +137,12 @@ def test_gathered_negatives_across_two_processes_equal_one_big_batch(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    path = str(tmp_path / "result.pt")
+    path = str(tmp_path / "result.safetensors")
     mp.start_processes(_gather_worker, args=(2, port, model.state_dict(), path), nprocs=2, join=True,
                        start_method="fork")
-    result = torch.load(path)
+    from safetensors.torch import load_file
+
+    result = load_file(path)
     # per-process mean of per-anchor losses == single-process mean when every process has the same anchors count
     # per modality; cf anchors differ per process, so compare the text term only through the total when equal
     single = out.contrastive_loss.detach()
@@ -419,3 +423,49 @@ def test_loss_falls_in_a_short_run_on_real_beauty_features(tmp_path):
                                        learning_rate=1e-3, init_latent_rms=1.0, validation_share=0.1), feats)
     losses = [h["validation_loss"] for h in result.history]
     assert losses[-1] < losses[0]
+
+
+def test_codebook_refresh_refits_to_the_current_embeddings(tmp_path):
+    from hf_simcit.quantizers import residual_kmeans
+
+    feats = tiny_features(64)
+    result = train_quantizer(tiny_args(tmp_path, codebook_refresh_steps=3, validation_share=0.0,
+                                       metric_for_best_model="collision_rate"), feats)
+    model = result.model
+    # the final step re-fitted the codebooks: they equal residual k-means of the final fused embeddings
+    expected, _ = residual_kmeans(model.fused_embeddings(feats.features, feats.masks), 2, 8, seed=1 + 6)
+    assert torch.allclose(model.quantizer.codebooks.detach(), expected, atol=1e-4)
+    assert min(result.history[-1]["usage"]) > 0.5
+
+
+def test_saved_folder_loads_with_trust_remote_code_without_hf_simcit(tmp_path):
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+    model = SimCITQuantizer(tiny_config(modality_names=["text"], modality_dims=[16]))
+    feats = tiny_features(6)
+    model.save_pretrained(tmp_path)
+    SimCITTokenizer.from_codes([[0, 1], [1, 0]], ["x", "y"], [8, 8]).save_pretrained(tmp_path)
+    assert {"configuration_simcit.py", "modeling_simcit.py", "errors.py"} <= {p.name for p in tmp_path.iterdir()}
+    save_file({"text": feats.features["text"].contiguous()}, str(tmp_path / "inputs.safetensors"))
+    expected = model.encode({"text": feats.features["text"]}).tolist()
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "hf_simcit" or name.startswith("hf_simcit."):
+            raise ImportError("hf_simcit is not installed here")
+sys.meta_path.insert(0, Block())
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+model = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+print(model.encode(load_file({str(tmp_path / "inputs.safetensors")!r})).tolist(), tokenizer.item_to_sid("y"))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"{expected} <a_1><b_0>"
