@@ -170,7 +170,7 @@ class LocalHub:
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
         self.unhandled: list[tuple[str, str]] = []
-        self._failures: dict[str, list[int]] = {}
+        self._failures: dict[str, list[int | None]] = {}  # None: let that call pass
         self._counter = 0
         self.lock = threading.RLock()
         self.httpd = ThreadingHTTPServer((host, port), _Handler)
