@@ -189,7 +189,9 @@ class LGMD:
                 if not np.all(np.isfinite(coo.data)):
                     raise SimCITInputError("sparse X has NaN or infinite stored values; remove or fix them")
                 indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-                X_t = torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), coo.shape)
+                X_t = torch.sparse_coo_tensor(
+                    indices, torch.from_numpy(coo.data), coo.shape, check_invariants=True
+                )
             else:
                 X_t = X.to_sparse_coo()
                 if not torch.isfinite(X_t.coalesce().values()).all():

@@ -127,7 +127,8 @@ class BlockPrecision:
         cols = self.index[:, None, :].expand(nb, size, size)
         keep = (rows >= 0) & (cols >= 0) & (self.theta != 0)
         indices = torch.stack([rows[keep], cols[keep]])
-        return torch.sparse_coo_tensor(indices, self.theta[keep], (self.num_nodes,) * 2).coalesce()
+        shape = (self.num_nodes,) * 2
+        return torch.sparse_coo_tensor(indices, self.theta[keep], shape, check_invariants=False).coalesce()
 
     def to_dense(self) -> torch.Tensor:
         return self.to_sparse().to_dense()

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,8 +85,10 @@ class _Data:
         self.mask = mask
         if self.sparse:
             coo = X.to_sparse_coo().coalesce() if X.layout != torch.sparse_coo else X.coalesce()
-            self.X = coo.to_sparse_csr()
-            self.XT = coo.t().coalesce().to_sparse_csr()
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": matmul is all we use
+                warnings.simplefilter("ignore", UserWarning)
+                self.X = coo.to_sparse_csr()
+                self.XT = coo.t().coalesce().to_sparse_csr()
             self.sq_norm = float((coo.values().double() ** 2).sum())
             self.n_obs = X.shape[0] * X.shape[1]
         else:
