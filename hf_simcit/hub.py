@@ -419,6 +419,10 @@ def plan_adapter(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], quant
         adapter_config = _read_json(folder / "adapter_config.json")
         adapter_config["base_model_name_or_path"] = base
         files["adapter_config.json"] = (json.dumps(adapter_config, indent=2, sort_keys=True) + "\n").encode()
+        recommender_config = _read_json(folder / "recommender_config.json")
+        if recommender_config is not None:  # so that load_recommender(snapshot) finds the same base
+            recommender_config["base_model"] = base
+            files["recommender_config.json"] = (json.dumps(recommender_config, indent=2) + "\n").encode()
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1], library_name="peft" if is_adapter else "transformers",
         base_model=base, license=license, pipeline_tag="text-generation",
@@ -663,5 +667,19 @@ def push_run(
     return results
 
 
-__all__ = ["ARTIFACTS", "HubPushError", "PushResult", "check_safe_files", "push_run", "read_metrics",
-           "repo_ids_for"]
+def load_recommender_from_hub(repo_id: str, *, revision: str | None = None, device: str | None = None):
+    """The recommender pushed by :func:`push_run` (``ORG/NAME-recommender``) as an ``hf_simcit`` Recommender.
+
+    Downloads the repo snapshot and loads it with ``load_recommender``: the model (a LoRA adapter on its base,
+    fetched by the Hub id in its config, or the full model), the extended tokenizer and ``item_token_ids``,
+    ready for ``hf_simcit.generation.recommend``.
+    """
+    from huggingface_hub import snapshot_download
+
+    from .recommender.modeling import load_recommender
+
+    return load_recommender(snapshot_download(repo_id, revision=revision), device=device)
+
+
+__all__ = ["ARTIFACTS", "HubPushError", "PushResult", "check_safe_files", "load_recommender_from_hub", "push_run",
+           "read_metrics", "repo_ids_for"]

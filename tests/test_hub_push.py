@@ -193,6 +193,7 @@ def test_adapter_loads_by_repo_id_with_identical_recommendations(pushed, tmp_pat
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hf_simcit.generation import recommend
+    from hf_simcit.hub import load_recommender_from_hub
     from hf_simcit.recommender.decoding import sid_beam_search
     from hf_simcit.recommender.modeling import load_recommender
 
@@ -223,6 +224,11 @@ def test_adapter_loads_by_repo_id_with_identical_recommendations(pushed, tmp_pat
     local_top = recommend(local.model, prompt_lists, local.item_token_ids, k=5, pad_token_id=0)
     assert remote_top.item_indices.tolist() == local_top.item_indices.tolist()
     torch.testing.assert_close(remote_top.scores, local_top.scores)
+    # The hf_simcit way: one call, the Recommender bundle (model, tokenizer, item_token_ids) from the repo id.
+    bundle = load_recommender_from_hub(repo)
+    assert bundle.base_model == "hf-simcit-tester/tiny-llama-base"
+    bundle_top = recommend(bundle.model, prompt_lists, bundle.item_token_ids, k=5, pad_token_id=0)
+    assert bundle_top.item_indices.tolist() == local_top.item_indices.tolist()
     # The explicit route: base by its repo id, resized to the extended tokenizer, then the adapter.
     base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"], cache_dir=tmp_path)
     base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
@@ -404,7 +410,7 @@ def test_adapter_on_a_local_base_pushes_the_base_first(pushed, hub, tmp_path):
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_simcit.hub import push_run
+    from hf_simcit.hub import load_recommender_from_hub, push_run
     from hf_simcit.recommender.modeling import RecommenderModelArguments, build_recommender, save_recommender
     from hf_simcit.tokenization_simcit import SimCITTokenizer
 
@@ -427,9 +433,11 @@ def test_adapter_on_a_local_base_pushes_the_base_first(pushed, hub, tmp_path):
     config = json.loads(hub.files("hf-simcit/local-base-recommender")["adapter_config.json"])
     assert config["base_model_name_or_path"] == "hf-simcit/local-base-base"
     remote = AutoPeftModelForCausalLM.from_pretrained("hf-simcit/local-base-recommender").eval()
+    bundle = load_recommender_from_hub("hf-simcit/local-base-recommender")  # its config names the pushed base
     ids = torch.tensor([[5, 9, 13, 6, 10, 14]])
     with torch.no_grad():
         torch.testing.assert_close(remote(input_ids=ids).logits, rec.model.eval()(input_ids=ids).logits)
+        torch.testing.assert_close(bundle.model(input_ids=ids).logits, rec.model(input_ids=ids).logits)
 
 
 @pytest.mark.slow
