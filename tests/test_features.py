@@ -454,3 +454,44 @@ def test_recipes_parse(recipe):
 def test_all_recipes_present():
     names = {p.parent.name for p in (ROOT / "recipes").glob("*/features.yaml")}
     assert {"ml-100k", "beauty", "scientific", "yelp", "foursquare-nyc"} <= names
+
+
+@pytest.mark.slow
+def test_features_under_torchrun_two_processes(tmp_path):
+    """Two processes (torchrun, gloo on CPU): only the main one computes and writes; both end with the table."""
+    import subprocess
+    import sys
+
+    rec = tiny_rec(
+        [[0, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 1]],
+        4,
+        latitude=[40.7, 40.8, 40.9, 41.0],
+        longitude=[-73.9, -73.9, -73.9, -73.9],
+    )
+    rec.save_to_disk(tmp_path / "data")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "hf_simcit.cli",
+        "features",
+        "--data",
+        str(tmp_path / "data"),
+        "--output",
+        str(tmp_path / "features"),
+        "--modalities",
+        "geo,cf",
+        "--cf-dim",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("saved to") == 1  # printed by the main process only
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # each modality computed once
+    items = load_from_disk(str(tmp_path / "features"))
+    assert {"geo_embedding", "cf_embedding"} <= set(items.column_names)

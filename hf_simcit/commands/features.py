@@ -101,12 +101,16 @@ def parse_features_arguments(args: argparse.Namespace):
 
 
 def run_features_command(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
     from ..features import format_report, run_features
 
     arguments = parse_features_arguments(args)
     run_features(arguments)
-    import json
-    from pathlib import Path
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # the main process prints the report
 
     report = json.loads((Path(arguments.output) / "features.json").read_text())["modalities"]
     print(format_report(report))

@@ -354,9 +354,11 @@ def _distributed_state():
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    # Without cpu=True, processes started by torchrun on a machine without CUDA each believe they are alone.
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def format_report(report: dict[str, dict]) -> str:
