@@ -339,6 +339,14 @@ def test_image_modality_through_build_features(tiny_vision_encoder, tmp_path):
     assert present.tolist() == [True, False] and features.shape == (2, 16)
     assert report["image"]["present"] == 1
 
+    # A datasets.Image column (decoded to PIL on access) gives the same embedding as the file path.
+    from datasets import Image as ImageFeature
+
+    typed = Dataset.from_dict({"item_id": ["A", "B"], "image": [str(tmp_path / "red.png"), None]})
+    typed = typed.cast_column("image", ImageFeature())
+    typed, _ = build_features(typed, modalities=["image"], image_encoder=tiny_vision_encoder, use_cache=False)
+    torch.testing.assert_close(modality_tensors(typed, ["image"])["image"][0], features)
+
 
 # ---------------------------------------------------------------- columns and masks
 def test_embedding_column_round_trip_with_nulls():
