@@ -142,9 +142,16 @@ def main() -> None:
 
     # Collaborative (full Beauty training matrix) and geography (every NYC POI).
     matrix = training_matrix(rec)
-    start = time.perf_counter()
-    cf, cf_present = collaborative_embeddings(matrix, dim=64, method="svd")
-    cf_seconds = time.perf_counter() - start
+    from threadpoolctl import threadpool_limits
+
+    cf_best = {"default": float("inf"), "1": float("inf")}
+    for _ in range(args.repeats):
+        for label in cf_best:
+            start = time.perf_counter()
+            with threadpool_limits(limits=1 if label == "1" else None):
+                cf, cf_present = collaborative_embeddings(matrix, dim=64, method="svd")
+            cf_best[label] = min(cf_best[label], time.perf_counter() - start)
+    cf_seconds = cf_best["default"]
     import pandas as pd
 
     pois = pd.read_csv(DATA / "foursquare_nyc" / "poi_info.csv")
@@ -190,6 +197,8 @@ def main() -> None:
         "|---|---|---|---|",
         f"| cf: truncated SVD (64-d) of the Beauty training matrix {matrix.shape} | {matrix.shape[1]} "
         f"({int(cf_present.sum())} with training interactions) | {cf_seconds:.2f} | {matrix.shape[1] / cf_seconds:.0f} |",
+        f"| same, BLAS/OpenMP pools limited to 1 thread (threadpoolctl; `num_threads: 1`) | {matrix.shape[1]} | "
+        f"{cf_best['1']:.2f} | {matrix.shape[1] / cf_best['1']:.0f} ({cf_seconds / cf_best['1']:.1f}x) |",
         f"| geo: sphere + Fourier ({geo.shape[1]}-d), Foursquare NYC POIs | {len(pois)} | {geo_seconds:.3f} | "
         f"{len(pois) / geo_seconds:.0f} |",
         f"| build_features text (fp32), cold cache | {len(texts)} | {timings[0]:.1f} | {len(texts) / timings[0]:.0f} |",

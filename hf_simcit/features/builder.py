@@ -73,8 +73,9 @@ class FeaturesArguments:
     num_threads: int | None = field(
         default=None,
         metadata={
-            "help": "torch CPU threads while computing features (default: torch's); on an oversubscribed machine "
-            "1 is ~2.5x faster than 2 for the text encoder (benchmarks/features.py)"
+            "help": "CPU threads (torch + BLAS) while computing features (default: the libraries' own); on an "
+            "oversubscribed machine 1 is ~2.5x faster than 2 for the text encoder and ~10x for the SVD "
+            "(benchmarks/features.py)"
         },
     )
     seed: int = 0
@@ -167,14 +168,15 @@ def build_features(rec, args: FeaturesArguments | None = None, interactions=None
     cache = FeatureCache(args.cache_dir, enabled=args.use_cache)
     report: dict[str, dict] = {}
 
-    with _torch_threads(args.num_threads):
+    with _cpu_threads(args.num_threads):
         for modality in args.modalities:
             items = _add_modality(modality, items, rec, args, item_ids, interactions, cache, report)
     return items, report
 
 
 @contextlib.contextmanager
-def _torch_threads(num_threads: int | None):
+def _cpu_threads(num_threads: int | None):
+    """Cap torch's intra-op threads and the BLAS/OpenMP pools (numpy, scipy, scikit-learn) while inside."""
     import torch
 
     if num_threads is None:
@@ -182,10 +184,13 @@ def _torch_threads(num_threads: int | None):
         return
     if num_threads < 1:
         raise SimCITInputError(f"num_threads must be positive, got {num_threads}")
+    from threadpoolctl import threadpool_limits
+
     previous = torch.get_num_threads()
     torch.set_num_threads(num_threads)
     try:
-        yield
+        with threadpool_limits(limits=num_threads):
+            yield
     finally:
         torch.set_num_threads(previous)
 
