@@ -603,10 +603,11 @@ def push_run(
 
     Every artifact is validated and its card rendered before the first network call, so a bad run folder
     pushes nothing; ``dry_run=True`` stops there and returns the planned files (empty commit ids). Only the
-    main process pushes (``RANK``/``LOCAL_RANK`` 0; others return ``{}``). Repos are
-    named by :func:`repo_ids_for` unless ``repo_ids`` overrides some (keys: quantizer, adapter, dataset, base). Raises
-    :class:`HubPushError` (remote state included in the message) when a push fails; repos pushed before the
-    failing one keep their new commit.
+    main process pushes (``RANK``/``LOCAL_RANK`` 0; others return ``{}``). Repos are named by
+    :func:`repo_ids_for` unless ``repo_ids`` overrides some (keys: quantizer, adapter, dataset, base).
+
+    Raises :class:`HubPushError` (remote state included in the message) when a push fails; repos pushed
+    before the failing one keep their new commit (listed in the message and in ``err.results``).
     """
     from huggingface_hub import HfApi
 
