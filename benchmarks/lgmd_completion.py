@@ -6,7 +6,9 @@ low-rank estimate come to the *clean* matrix on the hidden entries (on all entri
 Data: (1) synthetic, 150 x 100, rank 5, rows and columns drawn around 6 and 5 cluster centres (a graph
 structure the priors can exploit); (2) scikit-learn's bundled digits, 300 images x 64 pixels scaled to
 [0, 1], rank 10, Gaussian noise added. Every method gets the same rank; hyper-parameters are fixed (LGMD
-defaults; the fixed-graph baseline uses the same kNN graph of the initial SVD factors, weight 1).
+defaults, base prior precision 1; the fixed-graph baseline is the same model with the graph fixed at the
+kNN Laplacian of the initial SVD factors (weight 1) and the same base; PMF is the same model without any
+graph; "LGMD (base 0)" is the plain model of the method notes).
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/lgmd_completion.py`` (about 5-10 min on 2 shared cores).
 Appends a table to benchmarks/RESULTS.md.
@@ -100,7 +102,7 @@ def main() -> int:
     torch.set_num_threads(1)
     missing_rates = [float(x) for x in args.missing.split(",")]
     settings = [("synthetic", synthetic, [0.5, 1.0]), ("digits", digits, [0.1, 0.3])]
-    methods = ["SVD-impute", "PCA", "NMF", "fixed-kNN MF", "LGMD"]
+    methods = ["SVD-impute", "PCA", "NMF", "PMF", "fixed-kNN MF", "LGMD (base 0)", "LGMD"]
     rows = []
     start = time.time()
     for name, make, noises in settings:
@@ -120,7 +122,11 @@ def main() -> int:
                     lgmd, _ = lgmd_recon(X, mask, k)
                     seconds.append(time.time() - t0)
                     fixed, _ = lgmd_recon(X, mask, k, learn_graph=False, graph_weight=1.0)
+                    pmf, _ = lgmd_recon(X, mask, k, learn_graph=False)
+                    plain, _ = lgmd_recon(X, mask, k, base=0.0)
                     recon = {
+                        "PMF": pmf,
+                        "LGMD (base 0)": plain,
                         "SVD-impute": em_svd(X, mask, k),
                         "PCA": pca_recon(X, mask, k),
                         "NMF": nmf_recon(X, mask, k),

@@ -17,6 +17,7 @@ OVERRIDES = {
     "rho_u": float,
     "rho_v": float,
     "ridge": float,
+    "base": float,
     "support": str,
     "max_block_size": int,
     "knn": int,

@@ -4,7 +4,11 @@ Objective (negative log posterior, ``/work/shared/docs/lgmd.md``), with X (m, n)
 
     F = 1/(2 s2) ||M o (X - U V^T)||^2 + |Omega|/2 log s2
       + sum over (W, Theta, p) in {(U, Theta_U, m), (V, Theta_V, n)}:
-          gamma_p [1/2 tr(W^T Theta W) - k/2 logdet Theta + rho ||Theta||_1,off + k eps/2 tr(Theta)]
+          gamma_p [1/2 tr(W^T (Theta + beta I) W) - k/2 logdet Theta + rho ||Theta||_1,off + k eps/2 tr(Theta)]
+
+beta (``base``, ours, default 0 here and 1 / s0 in :class:`~.estimator.LGMD`) is a fixed isotropic precision:
+the learned Theta ~ (W W^T / k + eps I)^-1 is calibrated to the factors' own spread and on its own hardly
+shrinks them, so completion equals SVD imputation; beta adds the PMF prior that the learned graph refines.
 
 gamma_p = 1 by default; ``balance_priors=True`` sets gamma_p = (m + n) / (2 p) (experimental).
 
@@ -60,6 +64,7 @@ class SideState:
     eps: float = 0.0  # absolute ridge in F
     weight: float = 1.0  # gamma: this side's prior weight, (m + n) / (2 p)
     target: torch.Tensor | None = None  # (nb, B, B) shrinkage target T of the ridge (None: identity)
+    base: float = 0.0  # beta: fixed isotropic precision added to Theta in the prior of the factor
 
 
 @dataclass
@@ -126,6 +131,7 @@ def _side_objective(side: SideState, W: torch.Tensor) -> float:
     prec = side.precision
     value = (
         0.5 * prec.quadratic(W).double()
+        + 0.5 * side.base * (W.double() ** 2).sum()
         - 0.5 * k * prec.logdet().double()
         + side.rho * prec.l1_offdiag().double()
         + 0.5 * k * side.eps * (prec.trace() if side.target is None else (side.target * prec.theta).sum()).double()
@@ -142,9 +148,9 @@ def objective(data: _Data, state: LGMDState, estimate_sigma2: bool) -> float:
 
 
 def sylvester_factor_step(
-    precision: BlockPrecision, rhs: torch.Tensor, gram: torch.Tensor, sigma2: float
+    precision: BlockPrecision, rhs: torch.Tensor, gram: torch.Tensor, sigma2: float, base: float = 0.0
 ) -> torch.Tensor:
-    """Solve ``sigma2 Theta W + W G = C`` exactly.
+    """Solve ``sigma2 (Theta + base I) W + W G = C`` exactly.
 
     Args:
         precision: Theta (p, p), block-diagonal.
@@ -157,7 +163,7 @@ def sylvester_factor_step(
     t_vals, t_vecs = precision.eigh()  # (nb, B), (nb, B, B)
     rotated = precision.gather(rhs @ g_vecs)  # (nb, B, k)
     coeff = t_vecs.transpose(1, 2) @ rotated
-    coeff = coeff / (sigma2 * t_vals[..., None] + g_vals[None, None, :])
+    coeff = coeff / (sigma2 * (t_vals[..., None] + base) + g_vals[None, None, :])
     return precision.scatter(t_vecs @ coeff) @ g_vecs.T
 
 
@@ -168,8 +174,10 @@ def _gauge_fix(state: LGMDState, bound: float | None) -> None:
     ratio ||u_j|| / ||v_j|| is kept within a factor ``bound`` of its initial value (F along c is unimodal, so
     clamping gives the constrained optimum); a column is rescaled only if that lowers F.
     """
-    qu = state.row.weight * state.row.precision.column_quadratic(state.U)
-    qv = state.col.weight * state.col.precision.column_quadratic(state.V)
+    qu = state.row.weight * (
+        state.row.precision.column_quadratic(state.U) + state.row.base * (state.U**2).sum(0))
+    qv = state.col.weight * (
+        state.col.precision.column_quadratic(state.V) + state.col.base * (state.V**2).sum(0))
     ok = (qu > 0) & (qv > 0)
     c = torch.where(ok, (qv / qu.clamp(min=1e-300)) ** 0.25, torch.ones_like(qu))
     if bound is not None and state.gauge_ratio is not None:
@@ -199,7 +207,7 @@ def _precision_step(side: SideState, W: torch.Tensor, admm_iter: int, admm_tol: 
     theta = theta * pair + pad
     candidate = BlockPrecision(prec.index, theta, prec.support, prec.num_nodes)
     old = _side_objective(side, W)
-    side_new = SideState(candidate, admm_state, side.rho, side.eps, side.weight, side.target)
+    side_new = SideState(candidate, admm_state, side.rho, side.eps, side.weight, side.target, side.base)
     new = _side_objective(side_new, W)
     side.admm = admm_state
     if new <= old:
@@ -236,6 +244,7 @@ def _build_side(
     knn: int,
     graph_weight: float = 0.0,
     shrink_to_graph: bool = False,
+    base_rel: float = 0.0,
 ) -> SideState:
     """Blocks, optional kNN mask, and absolute constants (relative to the mean initial row variance)."""
     p, k = W.shape
@@ -263,7 +272,7 @@ def _build_side(
                 inverse = torch.linalg.inv(prec.theta) * (valid[:, :, None] * valid[:, None, :])
                 diag = torch.diagonal(inverse, dim1=-2, dim2=-1)
                 target = inverse / ((diag * valid).sum() / valid.sum())
-    return SideState(precision=prec, rho=lam * k / 2, eps=eps, target=target)
+    return SideState(precision=prec, rho=lam * k / 2, eps=eps, target=target, base=base_rel / scale)
 
 
 def knn_laplacian_precision(prec: BlockPrecision, mask: torch.Tensor, weight: float, scale: float) -> torch.Tensor:
@@ -304,6 +313,7 @@ def fit_lgmd(
     gauge: str = "bounded",
     gauge_bound: float = 2.0,
     shrink_to_graph: bool = False,
+    base: float = 0.0,
     balance_priors: bool = False,
     track_substeps: bool = False,
     progress: bool = False,
@@ -322,8 +332,8 @@ def fit_lgmd(
         state.history, state.trace = list(state.history), []
     else:
         U, V = initial_factors(data, rank, seed)
-        row = _build_side(U, rho_u, ridge, support, max_block_size, knn, graph_weight, shrink_to_graph)
-        col = _build_side(V, rho_v, ridge, support, max_block_size, knn, graph_weight, shrink_to_graph)
+        row = _build_side(U, rho_u, ridge, support, max_block_size, knn, graph_weight, shrink_to_graph, base)
+        col = _build_side(V, rho_v, ridge, support, max_block_size, knn, graph_weight, shrink_to_graph, base)
         if balance_priors:
             m, n = data.shape
             row.weight, col.weight = (m + n) / (2 * m), (m + n) / (2 * n)
@@ -349,12 +359,12 @@ def fit_lgmd(
     for _ in iterator:
         state.U = sylvester_factor_step(
             state.row.precision, data.rows_rhs(state.U, state.V), state.V.T @ state.V,
-            state.sigma2 * state.row.weight,
+            state.sigma2 * state.row.weight, state.row.base,
         )
         record("U")
         state.V = sylvester_factor_step(
             state.col.precision, data.cols_rhs(state.U, state.V), state.U.T @ state.U,
-            state.sigma2 * state.col.weight,
+            state.sigma2 * state.col.weight, state.col.base,
         )
         record("V")
         if gauge != "none":

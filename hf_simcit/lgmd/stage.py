@@ -34,6 +34,7 @@ class LGMDArguments:
     rho_u: float = field(default=0.5, metadata={"help": "l1 weight of the user graph (relative)"})
     rho_v: float = field(default=0.5, metadata={"help": "l1 weight of the item graph (relative)"})
     ridge: float = field(default=1.0, metadata={"help": "covariance shrinkage (relative)"})
+    base: float = field(default=1.0, metadata={"help": "isotropic prior precision added to the graphs (relative)"})
     support: str = field(default="auto", metadata={"help": "auto, dense, blocks or knn"})
     max_block_size: int = field(default=500, metadata={"help": "largest dense precision block"})
     knn: int = field(default=10, metadata={"help": "neighbours per node for support=knn"})
@@ -92,6 +93,7 @@ def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
         rho_u=args.rho_u,
         rho_v=args.rho_v,
         ridge=args.ridge,
+        base=args.base,
         support=args.support,
         max_block_size=args.max_block_size,
         knn=args.knn,
