@@ -1,0 +1,32 @@
+"""The generative recommender: SID prompts, the causal LM with the SID vocabulary, inference on raw item ids.
+
+Training lives in :mod:`hf_simcit.training.recommender`, evaluation in :mod:`hf_simcit.training.evaluation`.
+"""
+
+from .data import PromptTemplate, RecommenderCollator, SIDPromptFormatter, build_training_dataset, pad_prompts
+from .modeling import (
+    Recommender,
+    RecommenderModelArguments,
+    build_recommender,
+    load_recommender,
+    save_recommender,
+    smollm2_checkpoint,
+)
+from .sid import SIDTable, sid_token, sid_vocabulary
+
+__all__ = [
+    "PromptTemplate",
+    "Recommender",
+    "RecommenderCollator",
+    "RecommenderModelArguments",
+    "SIDPromptFormatter",
+    "SIDTable",
+    "build_recommender",
+    "build_training_dataset",
+    "load_recommender",
+    "pad_prompts",
+    "save_recommender",
+    "sid_token",
+    "sid_vocabulary",
+    "smollm2_checkpoint",
+]
