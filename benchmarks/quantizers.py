@@ -107,7 +107,7 @@ def load_features(name: str) -> dict[str, np.ndarray]:
 
 
 SIMCIT_DEFAULTS = dict(max_steps=200, eval_steps=50, learning_rate=2e-4, warmup_steps=20, init_latent_rms=1.0,
-                       codebook_refresh_steps=50, codebook_init="kmeans")
+                       codebook_refresh_steps=50, codebook_init="kmeans", symmetric_loss=True)
 SIMCIT_REFERENCE = dict(max_steps=200, eval_steps=50, learning_rate=2e-4, warmup_steps=20, codebook_init="uniform")
 
 

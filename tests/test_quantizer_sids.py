@@ -75,7 +75,7 @@ def test_forced_collisions_every_item_on_one_sid():
     level = resolve_collisions(codes, [8, 8, 64], "level")
     assert level.raw_collision_rate == 1.0
     assert level.statistics["unique_share"] == 1.0
-    assert level.codes.shape == (50, 4) and level.codebook_sizes == [8, 8, 64, 64]
+    assert level.codes.shape == (50, 4) and level.codebook_sizes == [8, 8, 64, 100]  # 2 x largest group
     distances = np.tile(np.arange(64.0), (50, 1))  # code 0 nearest, then 1, 2, ...
     balanced = resolve_collisions(codes, [8, 8, 64], "sinkhorn", distances=distances)
     assert balanced.codes.shape == (50, 3) and balanced.statistics["unique_share"] == 1.0

@@ -81,7 +81,8 @@ def resolve_collisions(
                 "adding items to an existing table with a disambiguation level needs its size "
                 "(disambiguation_size = the tokenizer's last codebook size)"
             )
-        size = disambiguation_size if disambiguation_size is not None else max(needed, sizes[-1])
+        # headroom for cold-start items: twice the largest group, and at least the last level's K
+        size = disambiguation_size if disambiguation_size is not None else max(2 * needed, sizes[-1])
         if needed > size:
             raise SimCITInputError(
                 f"{needed} items would share one SID but the disambiguation level has only {size} codes; "
@@ -126,7 +127,8 @@ def assign_semantic_ids(
             Sinkhorn-Knopp assignment (LC-Rec/LETTER; keeps ``L`` levels); ``"none"`` keeps raw codes.
         existing_codes: for cold start, the SIDs ``(m, L')`` already given out (e.g. ``tokenizer.codes``): the
             new items' SIDs avoid all of them; the existing ones are not changed.
-        disambiguation_size: codes of the disambiguation level (default ``max(needed, K)``; with
+        disambiguation_size: codes of the disambiguation level (default ``max(2 * largest group, K)``, room
+            for cold-start items; with
             ``existing_codes`` it must be the existing table's).
 
     Returns:

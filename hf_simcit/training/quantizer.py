@@ -37,7 +37,13 @@ TRAINING_LOG_NAME = "training_log.json"
 
 @dataclass
 class QuantizerTrainingArguments:
-    """Everything a quantizer recipe holds (one flat YAML read by ``HfArgumentParser``)."""
+    """Everything a quantizer recipe holds (one flat YAML read by ``HfArgumentParser``).
+
+    Defaults are the measured recipe (``recipes/beauty/quantizer.yaml``): reference model and losses, plus the
+    symmetric InfoNCE, k-means codebooks on embeddings rescaled to RMS 1 and a k-means re-fit every 50 steps.
+    The reference schedule: ``codebook_init="uniform"``, ``init_latent_rms=None``, ``codebook_refresh_steps=0``,
+    ``symmetric_loss=False``.
+    """
 
     # data
     features_path: str | None = field(default=None, metadata={
@@ -58,22 +64,23 @@ class QuantizerTrainingArguments:
     gumbel_anneal_steps: int = 1000
     contrastive_weight: float = 1.0
     codeword_diversity_weight: float = 1.0
-    symmetric_loss: bool = False
+    symmetric_loss: bool = field(default=True, metadata={
+        "help": "Both InfoNCE directions (ours; reference: false). Beauty: 4.4% vs 11% raw collisions."})
     gather_negatives: bool = False
     codebook_init: str = field(default="kmeans", metadata={"help": "'kmeans' (ours) or 'uniform' (reference)."})
-    codebook_refresh_steps: int = field(default=0, metadata={
+    codebook_refresh_steps: int = field(default=50, metadata={
         "help": "Every N steps re-fit the codebooks by residual k-means of the current fused embeddings (0: off)."})
-    init_latent_rms: float | None = field(default=None, metadata={
+    init_latent_rms: float | None = field(default=1.0, metadata={
         "help": "With k-means init: rescale the encoders so fused embeddings start with this RMS (None: as is)."})
     # optimisation
-    max_steps: int = 2000
+    max_steps: int = 200
     per_device_batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-4
     weight_decay: float = 1e-3
-    warmup_steps: int = 100
+    warmup_steps: int = 20
     max_grad_norm: float | None = None
     # evaluation, checkpoints
-    eval_steps: int = 250
+    eval_steps: int = 50
     eval_batch_size: int = 4096
     validation_share: float = 0.05
     metric_for_best_model: str = "validation_loss"
