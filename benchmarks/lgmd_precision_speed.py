@@ -74,10 +74,14 @@ def sample_covariance(p: int, seed: int = 0) -> np.ndarray:
     return np.cov(draws.T)
 
 
-def run_child(path: str, lam: float, method: str, limit: int) -> dict:
+def run_child(path: str, lam: float, method: str, limit: int, threads: int) -> dict:
+    import os
+
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                        "OPENBLAS_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads)}
     try:
         out = subprocess.run([sys.executable, "-c", CHILD, path, str(lam), method], capture_output=True, text=True,
-                             timeout=limit)
+                             timeout=limit, env=env)
     except subprocess.TimeoutExpired:
         return {"seconds": None, "note": f"> {limit} s (stopped)"}
     if out.returncode != 0:
@@ -115,6 +119,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="500,1000,2000")
     parser.add_argument("--limit", type=int, default=100, help="seconds per solver run")
     parser.add_argument("--scale-p", type=int, default=20000)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads per solver")
     args = parser.parse_args()
     rows = []
     start = time.time()
@@ -125,7 +130,7 @@ def main() -> int:
             path = str(Path(tmp) / f"S{p}.npy")
             np.save(path, S)
             for method in METHODS:
-                result = run_child(path, lam, method, args.limit)
+                result = run_child(path, lam, method, args.limit, args.threads)
                 rows.append({"p": p, "method": method} | result)
                 print(p, method, result, flush=True)
     lines = ["| p | solver | seconds | objective - best | edges | note |", "|---|---|---|---|---|---|"]
@@ -144,6 +149,9 @@ def main() -> int:
                          f"{'' if r['pd'] else 'NOT positive definite; '}{ratio} |")
     table = "\n".join(lines)
     print(table, flush=True)
+    import torch
+
+    torch.set_num_threads(args.threads)
     big = scaling(args.scale_p)
     print(big)
     scale_line = (
@@ -157,10 +165,11 @@ def main() -> int:
     with open(RESULTS, "a") as fh:
         fh.write(
             f"\n## LGMD precision step speed ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
-            f"Machine: 2 shared CPU cores (other jobs running; timings are noisy). Total {total:.0f} s. lambda = "
+            f"Machine: 2 shared CPU cores (other jobs running; timings are noisy), {args.threads} thread(s) per solver. "
+            f"Total {total:.0f} s. lambda = "
             f"0.1 x mean variance; each solver in its own process, limit {args.limit} s.\n"
             f"Command: `nice -n 10 .venv/bin/python benchmarks/lgmd_precision_speed.py --sizes {args.sizes} "
-            f"--limit {args.limit}`\n\n" + table + "\n\nScaling: " + scale_line + "\n"
+            f"--limit {args.limit} --threads {args.threads}`\n\n" + table + "\n\nScaling: " + scale_line + "\n"
         )
     return 0
 
