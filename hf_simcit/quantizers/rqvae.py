@@ -32,6 +32,13 @@ class _RQVAENet(nn.Module):
         self.encoder = nn.Sequential(*encoder)
         self.decoder = nn.Sequential(*decoder)
         self.codebooks = nn.Parameter(torch.randn(num_levels, codebook_size, latent_dim) * 0.1)
+        # per-dimension standardisation of the inputs (fitted): L2-normalised features have tiny coordinates, and
+        # a reconstruction loss at that scale loses to the VQ terms, which then collapse every latent onto one code
+        self.register_buffer("input_mean", torch.zeros(input_dim))
+        self.register_buffer("input_std", torch.ones(input_dim))
+
+    def standardize(self, inputs: torch.Tensor) -> torch.Tensor:
+        return (inputs - self.input_mean) / self.input_std
 
     def quantize(self, latent: torch.Tensor):
         """-> quantized (straight-through) ``(n, D)``, codes ``(n, L)``, VQ loss, last distances ``(n, K)``."""
@@ -90,6 +97,9 @@ class RQVAEQuantizer(SemanticIDQuantizer):
         data = self._inputs(features, masks, fitting=True)
         self._build(data.shape[1])
         net = self.net
+        net.input_mean.copy_(data.mean(0))
+        net.input_std.copy_(data.std(0).clamp_min(1e-6))
+        data = net.standardize(data)
         with torch.no_grad():
             first = data[torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))[:16384]]
             codebooks, _ = residual_kmeans(net.encoder(first), self.num_levels, self.codebook_size, seed=self.seed)
@@ -114,7 +124,7 @@ class RQVAEQuantizer(SemanticIDQuantizer):
 
     @torch.no_grad()
     def _walk(self, features, masks):
-        data = self._inputs(features, masks, fitting=False)
+        data = self.net.standardize(self._inputs(features, masks, fitting=False))
         _, codes, _, distances = self.net.quantize(self.net.encoder(data))
         return codes, distances
 
