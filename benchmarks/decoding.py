@@ -254,7 +254,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], help="method keys to skip (e.g. dict_trie flashrec)")
     parser.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for every method (flashrec too); 1 avoids OpenMP stalls on an oversubscribed CPU",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
 
     codes = build_catalogue(args.items, args.codebook, args.seed)
