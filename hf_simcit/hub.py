@@ -456,6 +456,16 @@ def _feature_rows(run_dir: Path, columns: Sequence[str]) -> list[dict[str, Any]]
         rows.append({"column": details.get("column", f"{modality}_embedding"), "modality": modality,
                      "dim": details.get("dim"), "present": details.get("present"), "num_items": details.get("items"),
                      "how": how.get(modality, modality)})
+    lgmd = _read_json(run_dir / "lgmd" / "lgmd.json")
+    if lgmd is not None:  # the collaborative column written by the LGMD stage (hf-simcit lgmd)
+        options = lgmd.get("arguments") or {}
+        column = options.get("embedding_column", "cf_embedding")
+        rows = [row for row in rows if row["column"] != column]
+        rows.append({"column": column, "modality": column.removesuffix("_embedding"), "dim": lgmd.get("rank"),
+                     "present": lgmd["num_items"] - lgmd.get("items_without_interactions", 0),
+                     "num_items": lgmd.get("num_items"),
+                     "how": f"LGMD (rank {lgmd.get('rank')}, learned sparse user and item graphs) of the training "
+                            "interactions only (no validation/test items)"})
     known = {row["column"] for row in rows}
     rows += [{"column": c, "modality": c.removesuffix("_embedding"), "dim": None, "present": None, "num_items": None,
               "how": "see the hf-simcit features stage"} for c in columns if c not in known]
@@ -487,7 +497,9 @@ def plan_dataset(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], templ
     if not splits_dir.is_dir():
         raise SimCITInputError(f"dataset: {splits_dir} does not exist; run `hf-simcit prepare` into {run_dir / 'data'}")
     configs = {"default": ("data", _load_table(splits_dir))}
-    items_dir = next((p for p in (run_dir / "features", run_dir / "data" / "items") if p.is_dir()), None)
+    # the most processed item table: LGMD's (features + cf_embedding), else the features stage's, else the raw one
+    candidates = (run_dir / "lgmd" / "items", run_dir / "features", run_dir / "data" / "items")
+    items_dir = next((p for p in candidates if p.is_dir()), None)
     if items_dir is not None:
         configs["items"] = ("items", _load_table(items_dir))
     files: dict[str, bytes | Path] = {}

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The local Hub stand-in (tests/hub_fixtures.py): configured before any test module imports huggingface_hub.
+pytest_plugins = ["hub_fixtures"]
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
