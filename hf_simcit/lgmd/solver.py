@@ -18,6 +18,16 @@ is empty (observed: U's RMS fell 20x, Theta_U lost every edge). The default ``ga
 optimal c clamped so that each column's norm ratio ||u_j|| / ||v_j|| stays within ``gauge_bound`` of its
 initial value (the constrained optimum; F along c is unimodal), and only where it lowers F.
 
+Limitation (measured, see the "LGMD completion RMSE" sections of benchmarks/RESULTS.md): the Theta-step
+learns the graph from the current factors alone, i.e. from k samples of a p-dimensional vector. Without the
+l1 term its minimiser is Theta = (W W^T / k + eps I)^-1, and by the push-through identity
+Theta W = W (W^T W / k + eps I)^-1: the learned prior acts on W only through its k x k column Gram, so it
+shrinks W's spectrum (profiling Theta out leaves the penalty k/2 logdet(W W^T / k + eps I), a function of
+W's singular values only) but never pulls a row towards its neighbours. Any smoothing across rows comes
+from the l1 sparsity alone, and at the penalties that complete well the learned graphs are often empty (only
+the diagonal); a fixed kNN Laplacian, which is not fitted to W, does smooth. With every method tuned on
+held-out observed entries, LGMD's completion therefore lands between PMF and fixed-kNN MF.
+
 Every step below exactly minimises F (or an EM majoriser of it, which touches F at the current point) in
 one block, so F never increases:
 
