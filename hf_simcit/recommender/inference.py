@@ -38,7 +38,7 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
     ``k`` larger than the catalogue returns the whole catalogue; ``num_beams`` defaults to ``k`` and must
     not be smaller. Empty histories and unknown item ids raise :class:`SimCITInputError`.
     """
-    from ..generation import recommend
+    from ..generation import SIDTrie, recommend
 
     num_items = rec.item_token_ids.shape[0]
     if k < 1:
@@ -51,11 +51,12 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
     indices = item_indices(rec, histories)
     prompts = [formatter.prompt_ids(h, where=f"history {row}") for row, h in enumerate(indices)]
     device = next(rec.model.parameters()).device
+    trie = SIDTrie(rec.item_token_ids.to(device))  # built once, shared by every batch
     out: list[list[tuple[str, float]]] = []
     for start in range(0, len(prompts), batch_size):
         batch = {key: v.to(device) for key, v in pad_prompts(prompts[start:start + batch_size],
                                                              rec.tokenizer.pad_token_id).items()}
-        result = recommend(rec.model, batch["input_ids"], rec.item_token_ids.to(device), k=k, num_beams=num_beams,
+        result = recommend(rec.model, batch["input_ids"], trie, k=k, num_beams=num_beams,
                            attention_mask=batch["attention_mask"])
         for items, scores in zip(result.item_indices.tolist(), result.scores.tolist()):
             out.append([(rec.item_ids[i], float(s)) for i, s in zip(items, scores)])
