@@ -1,9 +1,9 @@
 """The SID side of the recommender: which LLM tokens spell each item's semantic ID.
 
 Why: the generator only needs ``item_token_ids`` (row ``i`` = the LLM token ids of item ``i``'s SID, one per
-level). :class:`SIDTable` is a minimal, dependency-free source of that table built from raw codes; the full
-``SimCITTokenizer`` (``hf_simcit.tokenization_simcit``) offers the same three methods and is used whenever it
-is given. Both spell level ``l`` code ``c`` as ``<{chr(ord('a') + l)}_{c}>``, e.g. ``<a_12><b_3><c_200>``.
+level). :class:`SIDTable` holds raw codes aligned to a data set's item order (from any SID tokenizer: SimCIT,
+RQ-VAE, RQ-KMeans, random IDs, a ``.npy`` of codes) and hands the LLM side to the equivalent
+``SimCITTokenizer`` (``hf_simcit.tokenization_simcit``), which is also accepted directly. Both spell level ``l`` code ``c`` as ``<{chr(ord('a') + l)}_{c}>``, e.g. ``<a_12><b_3><c_200>``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import SimCITInputError
-
-
-def sid_token(level: int, code: int) -> str:
-    """The token string of ``code`` at ``level`` (level 0 uses the letter ``a``)."""
-    return f"<{chr(ord('a') + level)}_{int(code)}>"
+from ..tokenization_simcit import sid_token  # one spelling of SID tokens for the whole package
 
 
 def sid_vocabulary(codebook_sizes: Sequence[int]) -> list[str]:
@@ -65,6 +61,7 @@ class SIDTable:
                 f"{int((counts > 1).sum())} SIDs are shared by several items (e.g. item {self.item_ids[dup]!r});"
                 " resolve collisions (disambiguation level) before training the recommender")
         self._index_of = {item: i for i, item in enumerate(self.item_ids)}
+        self._sid_tokenizer = None
 
     @property
     def num_items(self) -> int:
@@ -81,34 +78,21 @@ class SIDTable:
             raise SimCITInputError(f"items not in the SID table: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
         return [self._index_of[str(i)] for i in item_ids]
 
+    def sid_tokenizer(self):
+        """The equivalent :class:`~hf_simcit.tokenization_simcit.SimCITTokenizer` (built once)."""
+        if self._sid_tokenizer is None:
+            from ..tokenization_simcit import SimCITTokenizer
+
+            self._sid_tokenizer = SimCITTokenizer.from_codes(self.codes, self.item_ids, self.codebook_sizes)
+        return self._sid_tokenizer
+
     def extend_tokenizer(self, llm_tokenizer: Any) -> Any:
         """Add every SID token to ``llm_tokenizer`` (in place, also returned); refuse tokens it already has."""
-        vocab = sid_vocabulary(self.codebook_sizes)
-        existing = llm_tokenizer.get_vocab()
-        clashing = [t for t in vocab if t in existing]
-        if clashing:
-            raise SimCITInputError(
-                f"the base tokenizer already has {len(clashing)} token(s) spelled like SID tokens, e.g. "
-                f"{clashing[:3]}; use a different base tokenizer or remove them")
-        from tokenizers import AddedToken
-
-        llm_tokenizer.add_tokens([AddedToken(t, single_word=False, lstrip=False, rstrip=False, normalized=False)
-                                  for t in vocab])
-        return llm_tokenizer
+        return self.sid_tokenizer().extend_tokenizer(llm_tokenizer)
 
     def item_token_ids(self, llm_tokenizer: Any) -> torch.LongTensor:
         """``(num_items, num_levels)`` LLM token ids of every item's SID (row ``i`` = item index ``i``)."""
-        vocab = llm_tokenizer.get_vocab()
-        table = np.empty_like(self.codes)
-        for level, size in enumerate(self.codebook_sizes):
-            ids = np.empty(size, dtype=np.int64)
-            for code in range(size):
-                token = sid_token(level, code)
-                if token not in vocab:
-                    raise SimCITInputError(f"LLM tokenizer lacks SID token {token}; call extend_tokenizer first")
-                ids[code] = vocab[token]
-            table[:, level] = ids[self.codes[:, level]]
-        return torch.from_numpy(table)
+        return self.sid_tokenizer().item_token_ids(llm_tokenizer)
 
 
 def item_token_table(sid_source: SIDSource, llm_tokenizer: Any) -> torch.LongTensor:
