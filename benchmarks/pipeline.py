@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if sasrec is not None:
         table.append("| SASRec (same split, same steps) | " + " | ".join(f"{sasrec[k]:.4f}" for k in keys) + " | - |")
     recipe = os.path.relpath(args.recipe, ROOT)
-    command = "python benchmarks/pipeline.py" + (f" --recipe {recipe}" if "ml-100k" not in recipe else "") + "".join(
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/pipeline.py" + (f" --recipe {recipe}" if "ml-100k" not in recipe else "") + "".join(
         f" --set {s}" for s in args.settings)
     section = "\n".join([
         f"## Pipeline end to end: `hf-simcit run {recipe}` "

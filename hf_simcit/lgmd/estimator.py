@@ -301,6 +301,7 @@ class LGMD:
             base=float(self.base),
             progress=self.progress,
         )
+        _orient_columns(state)
         self._state = state
         self.support_ = support
         self._export(state)
@@ -384,3 +385,26 @@ class LGMD:
             f"LGMD(rank={self.rank}, rho_u={self.rho_u}, rho_v={self.rho_v}, ridge={self.ridge}, "
             f"support={self.support!r})"
         )
+
+
+def _orient_columns(state) -> None:
+    """Flip the sign of factor column j in both U and V (in place) so that V's largest-magnitude entry in that
+    column is positive (scikit-learn's ``svd_flip`` convention).
+
+    Why: a sign flip of column j of both factors leaves U V^T, the priors tr(W^T Theta W), the learned graphs
+    and the gauge ratios unchanged, so the fit defines the embedding only up to these signs, and which one
+    comes out depended on floating-point details (1 vs 2 BLAS threads gave ML-100K item embeddings that
+    differed only by flipped columns, and different SIDs downstream). With the convention the embedding is a
+    function of the data.
+    """
+    import torch
+
+    V = state.V
+    if V.numel() == 0:
+        return
+    rows = V.abs().argmax(dim=0)
+    signs = torch.sign(V[rows, torch.arange(V.shape[1], device=V.device)])
+    signs[signs == 0] = 1
+    state.U = state.U * signs
+    state.V = V * signs
+
