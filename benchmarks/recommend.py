@@ -3,11 +3,15 @@
 Side by side, on the same leave-one-out split, with the same generator (architecture, prompt, optimiser,
 steps, seed) and the same full-ranking evaluation (trie-constrained beam search, 0 invalid items):
 SimCIT SIDs vs RQ-VAE (TIGER-style) SIDs vs RQ-KMeans SIDs vs random SIDs, plus SASRec trained on the same
-examples. Collisions are resolved the same way for every tokenizer (TIGER's extra disambiguation level).
+examples. The SIDs come from the library's own tokenizers: SimCIT is ``train_quantizer`` with the data set's
+recipe (``recipes/<dataset>/quantizer.yaml``), the baselines are ``hf_simcit.quantizers`` ``RQVAEQuantizer``,
+``RQKMeansQuantizer`` and ``RandomIDQuantizer`` fitted on the same item features; every tokenizer's codes go
+through the same ``assign_semantic_ids(..., resolve="level")`` (TIGER's extra disambiguation level).
 Reports Recall@{5,10}, NDCG@{5,10} on the test split and appends the table to ``benchmarks/RESULTS.md``.
 
-    nice -n 10 .venv/bin/python benchmarks/recommend.py --dataset ml-100k            # CPU, small budget
-    .venv/bin/python benchmarks/recommend.py --dataset beauty --epochs 3              # takes a GPU if present
+    nice -n 10 .venv/bin/python benchmarks/recommend.py --dataset ml-100k --max-steps 250 --threads 1
+    .venv/bin/python benchmarks/recommend.py --dataset beauty --epochs 1 --eval-steps 500 --threads 1
+    .venv/bin/python benchmarks/recommend.py --dataset foursquare-nyc    # text + geography; takes a GPU if present
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CACHE = Path(os.environ.get("HF_SIMCIT_REC_BENCH_CACHE", "/tmp/hf_simcit_bench_rec"))
-# benchmarks/quantizers.py caches the same MiniLM text + 32-d SVD features here (reused when item ids match)
+# benchmarks/quantizers.py caches the same MiniLM text + 32-d SVD / geo features here (reused when item ids match)
 QUANTIZER_CACHE = Path(os.environ.get("HF_SIMCIT_BENCH_CACHE", "/tmp/hf_simcit_bench"))
 sys.path.insert(0, str(ROOT))
 
 DATA_DIRS = {"beauty": DATA / "amazon2014_beauty", "foursquare-nyc": DATA / "foursquare_nyc",
              "scientific": DATA / "amazon2018_scientific", "yelp": DATA / "yelp", "ml-100k": None}
+NAMES = {"simcit": "SimCIT SIDs", "rqvae": "RQ-VAE SIDs", "rqkmeans": "RQ-KMeans SIDs", "random": "random SIDs",
+         "sasrec": "SASRec"}
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -46,22 +52,35 @@ def load_data(name: str):
     return rec
 
 
-def load_features(name: str, rec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{modality: (features (n, d), present (n,))}``: MiniLM text, 32-d SVD collaborative, geo for POIs."""
+def load_features(name: str, rec):
+    """:class:`hf_simcit.quantizers.ItemFeatures`: MiniLM text, 32-d SVD collaborative, geography for POIs.
+
+    Reuses ``benchmarks/quantizers.py``'s cache when its item order matches; else computes them with the
+    package's feature functions and caches them under ``CACHE/features``.
+    """
+    from hf_simcit.quantizers import ItemFeatures
+
+    item_ids = [str(i) for i in rec.items["item_id"]]
+
+    def wrap(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> ItemFeatures:
+        return ItemFeatures({m: torch.as_tensor(np.asarray(x, dtype=np.float32)) for m, (x, _) in arrays.items()},
+                            {m: torch.as_tensor(np.asarray(p, dtype=bool)) for m, (_, p) in arrays.items()},
+                            item_ids)
+
+    shared = QUANTIZER_CACHE / f"{name}.npz"
+    if shared.exists():
+        z = np.load(shared, allow_pickle=False)
+        if "item_ids" in z.files and [str(i) for i in z["item_ids"]] == item_ids:
+            print(f"features: reusing {shared} (benchmarks/quantizers.py cache, same item order)")
+            return wrap({m: (z[m], z[f"{m}_mask"]) for m in ("text", "cf", "geo") if m in z.files})
+    path = CACHE / "features" / f"{name}.npz"
+    if path.exists():
+        z = np.load(path)
+        return wrap({str(m): (z[f"{m}_x"], z[f"{m}_p"]) for m in z["modalities"]})
     from hf_simcit.data import training_matrix
     from hf_simcit.features.collaborative import collaborative_embeddings
     from hf_simcit.features.text import encode_texts
 
-    path = CACHE / "features" / f"{name}.npz"
-    if path.exists():
-        z = np.load(path)
-        return {m: (z[f"{m}_x"], z[f"{m}_p"]) for m in z["modalities"]}
-    shared = QUANTIZER_CACHE / f"{name}.npz"
-    if shared.exists():
-        z = np.load(shared, allow_pickle=False)
-        if "item_ids" in z.files and list(z["item_ids"]) == list(rec.items["item_id"]):
-            print(f"features: reusing {shared} (MiniLM text + SVD/geo, same item order)")
-            return {m: (z[m], z[f"{m}_mask"]) for m in ("text", "cf", "geo") if m in z.files}
     feats = {"text": encode_texts(rec.items["text"], batch_size=128, max_length=64),
              "cf": collaborative_embeddings(training_matrix(rec), dim=32, method="svd")}
     if "latitude" in rec.items.column_names:
@@ -71,155 +90,64 @@ def load_features(name: str, rec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, modalities=np.array(list(feats)), **{f"{m}_x": x for m, (x, _) in feats.items()},
              **{f"{m}_p": p for m, (_, p) in feats.items()})
-    return feats
+    return wrap(feats)
+
+
+def test_subset(split, n: int | None, seed: int):
+    """The test split, or a fixed random subset of ``n`` users (seeded; the same for every method)."""
+    if not n or n >= len(split):
+        return split
+    rows = np.sort(np.random.default_rng(seed).choice(len(split), size=n, replace=False))
+    return split.select(rows.tolist())
 
 
 # ------------------------------------------------------------------------------------------------ SIDs
-def disambiguate(codes: np.ndarray) -> tuple[np.ndarray, float]:
-    """TIGER's fix: append a level numbering the items that share a SID (0, 1, 2, ...); raw collision rate."""
-    codes = np.asarray(codes, dtype=np.int64)
-    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    collision = float((counts[inverse] > 1).mean())
-    extra = np.zeros(len(codes), dtype=np.int64)
-    seen: dict[int, int] = {}
-    for i, group in enumerate(inverse):
-        extra[i] = seen.get(group, 0)
-        seen[group] = extra[i] + 1
-    return np.concatenate([codes, extra[:, None]], axis=1), collision
+def quantizer_recipe(dataset: str, args, workdir: Path):
+    """SimCIT's training arguments: the data set's recipe, with this run's folders, seed and overrides."""
+    from hf_simcit.training.quantizer import parse_quantizer_recipe
+
+    overrides = ["--output_dir", str(workdir / "quantizer_simcit"),
+                 "--checkpoint_dir", str(workdir / "quantizer_simcit_checkpoints"),
+                 "--resume", "false", "--show_progress", "false", "--seed", str(args.seed)]
+    if args.levels:
+        overrides += ["--num_levels", str(args.levels)]
+    if args.codebook_size:
+        overrides += ["--codebook_size", str(args.codebook_size)]
+    if args.simcit_steps:
+        overrides += ["--max_steps", str(args.simcit_steps)]
+    return parse_quantizer_recipe(str(ROOT / "recipes" / dataset / "quantizer.yaml"), overrides)
 
 
-def rq_kmeans_codes(x: np.ndarray, levels: int, size: int, seed: int) -> np.ndarray:
-    """Residual k-means (k-means++ init, scikit-learn), the RQ-KMeans tokenizer of GRID / semantic-id."""
-    from sklearn.cluster import KMeans
+def build_sids(method: str, feats, modalities: list[str], levels: int, size: int, seed: int,
+               simcit_args=None, rqvae_steps: int = 1500):
+    """Train one tokenizer of the package on ``feats[modalities]`` and give every item a unique SID.
 
-    residual, codes = np.asarray(x, dtype=np.float64), []
-    for level in range(levels):
-        km = KMeans(size, n_init=1, random_state=seed + level).fit(residual)
-        codes.append(km.labels_)
-        residual = residual - km.cluster_centers_[km.labels_]
-    return np.stack(codes, axis=1)
-
-
-@torch.no_grad()
-def reset_dead_codes(z: torch.Tensor, codebooks: torch.Tensor, generator: torch.Generator) -> int:
-    """Replace codewords no item uses by random residuals of that level (in place); returns how many.
-
-    Why: with a moving encoder, codewords that lose all their items get no gradient and the residual
-    quantizer collapses onto a few codes (seen here within 20 epochs for both RQ-VAE and SimCIT).
+    Every method goes through the same ``assign_semantic_ids(..., resolve="level")``: colliding items get an
+    extra level numbering them (TIGER), of size ``max(2 x largest group, K)``.
+    Returns ``(SemanticIDAssignment, quantizer)``.
     """
-    residual, replaced = z, 0
-    for level in range(codebooks.shape[0]):
-        code = torch.cdist(residual, codebooks[level]).argmin(-1)
-        unused = torch.ones(codebooks.shape[1], dtype=torch.bool)
-        unused[code] = False
-        if unused.any():
-            pick = torch.randint(0, len(residual), (int(unused.sum()),), generator=generator)
-            codebooks[level][unused] = residual[pick]
-            replaced += int(unused.sum())
-            code = torch.cdist(residual, codebooks[level]).argmin(-1)
-        residual = residual - codebooks[level][code]
-    return replaced
+    from hf_simcit.quantizers import BASELINES, ItemFeatures, assign_semantic_ids
 
+    sub = ItemFeatures({m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities},
+                       feats.item_ids)
+    if method == "simcit":
+        from hf_simcit.training.quantizer import train_quantizer
 
-def random_codes(n: int, levels: int, size: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, size, size=(n, levels))
-
-
-def rq_vae_codes(x: np.ndarray, levels: int, size: int, seed: int, epochs: int) -> np.ndarray:
-    """TIGER-style RQ-VAE: MLP encoder -> residual VQ (straight-through, commitment 0.25) -> MLP decoder.
-
-    Uses ``hf_simcit.quantizers`` when it provides an RQ-VAE, else this compact reference.
-    """
-    try:
-        from hf_simcit.quantizers import rqvae_codes  # type: ignore[attr-defined]
-
-        return np.asarray(rqvae_codes(x, num_levels=levels, codebook_size=size, seed=seed, epochs=epochs))
-    except ImportError:
-        pass
-    from hf_simcit.quantizers.residual import residual_kmeans
-
-    torch.manual_seed(seed)
-    data = torch.as_tensor(x, dtype=torch.float32)
-    d, latent = data.shape[1], 32
-    encoder = torch.nn.Sequential(torch.nn.Linear(d, 256), torch.nn.SiLU(), torch.nn.Linear(256, 128),
-                                  torch.nn.SiLU(), torch.nn.Linear(128, latent))
-    decoder = torch.nn.Sequential(torch.nn.Linear(latent, 128), torch.nn.SiLU(), torch.nn.Linear(128, 256),
-                                  torch.nn.SiLU(), torch.nn.Linear(256, d))
+        quantizer = train_quantizer(simcit_args, sub).model.eval()
+    elif method in BASELINES:
+        kwargs = {"steps": rqvae_steps} if method == "rqvae" else {}
+        quantizer = BASELINES[method](num_levels=levels, codebook_size=size, seed=seed, **kwargs)
+        quantizer.fit(sub.features, sub.masks)
+    else:
+        raise SystemExit(f"unknown method {method!r} (simcit, rqvae, rqkmeans, random, sasrec)")
     with torch.no_grad():
-        codebooks = torch.nn.Parameter(residual_kmeans(encoder(data), levels, size, seed=seed)[0].clone())
-    params = [*encoder.parameters(), *decoder.parameters(), codebooks]
-    optimizer = torch.optim.Adam(params, lr=1e-3)
-
-    def quantize(z):
-        residual, quantized, codes, commit = z, torch.zeros_like(z), [], 0.0
-        for level in range(levels):
-            dist = torch.cdist(residual, codebooks[level])
-            code = dist.argmin(-1)
-            chosen = codebooks[level][code]
-            commit = commit + ((residual.detach() - chosen) ** 2).mean() + 0.25 * ((residual - chosen.detach()) ** 2).mean()
-            quantized = quantized + chosen
-            residual = residual - chosen.detach()
-            codes.append(code)
-        return z + (quantized - z).detach(), torch.stack(codes, -1), commit
-
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        with torch.no_grad():
-            reset_dead_codes(encoder(data), codebooks.data, generator)
-        for idx in torch.randperm(len(data), generator=generator).split(256):
-            z = encoder(data[idx])
-            q, _, commit = quantize(z)
-            loss = ((decoder(q) - data[idx]) ** 2).mean() + commit
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    with torch.no_grad():
-        return quantize(encoder(data))[1].numpy()
-
-
-def simcit_codes(feats: dict, modalities: list[str], levels: int, size: int, seed: int, epochs: int) -> np.ndarray:
-    """Train ``SimCITQuantizer`` on its own loss (k-means initialised codebooks, AdamW 1e-3, wd 1e-3, batch
-    256), then quantize its learned fused space with residual k-means.
-
-    Why the final k-means re-fit: in this loop the trained codebooks collapse (3-8 codes used per level
-    within 5 epochs on ML-100K, at lr 1e-3 and 2e-4 alike; the fused embeddings have norm ~0.02 while the
-    diversity term spreads the codewords), which would make the comparison about collapse, not about the
-    contrastive space. The raw collision of the trained codebooks is printed for the record.
-    """
-    from hf_simcit.configuration_simcit import SimCITConfig
-    from hf_simcit.modeling_simcit import SimCITQuantizer
-    from hf_simcit.quantizers.residual import residual_kmeans
-
-    torch.manual_seed(seed)
-    x = {m: torch.as_tensor(feats[m][0]) for m in modalities}
-    p = {m: torch.as_tensor(feats[m][1]) for m in modalities}
-    config = SimCITConfig(modality_names=modalities, modality_dims=[x[m].shape[1] for m in modalities],
-                          num_levels=levels, codebook_size=size)
-    model = SimCITQuantizer(config)
-    model.set_codebooks(residual_kmeans(model.fused_embeddings(x, p), levels, size, seed=seed)[0])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
-    generator = torch.Generator().manual_seed(seed)
-    n = len(next(iter(x.values())))
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(n, generator=generator).split(256):
-            if len(idx) < 2:
-                continue
-            out = model({m: v[idx] for m, v in x.items()}, {m: v[idx] for m, v in p.items()})
-            optimizer.zero_grad()
-            out.loss.backward()
-            optimizer.step()
-    model.eval()
-    trained = model.encode(x, p).numpy()
-    print(f"[simcit] trained codebooks: raw collision {disambiguate(trained)[1]:.3f}, codes used per level "
-          f"{[len(np.unique(trained[:, level])) for level in range(levels)]}; re-fitting by residual k-means")
-    return rq_kmeans_codes(model.fused_embeddings(x, p).numpy(), levels, size, seed)
+        assignment = assign_semantic_ids(quantizer, sub.features, sub.masks, resolve="level")
+    return assignment, quantizer
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def run_generator(name: str, codes: np.ndarray, rec, args, workdir: Path) -> dict:
-    from hf_simcit.recommender.modeling import RecommenderModelArguments
+def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -> dict:
+    from hf_simcit.recommender.modeling import RecommenderModelArguments, load_recommender
     from hf_simcit.recommender.sid import SIDTable
     from hf_simcit.training.evaluation import evaluate_recommender
     from hf_simcit.training.recommender import (
@@ -228,7 +156,7 @@ def run_generator(name: str, codes: np.ndarray, rec, args, workdir: Path) -> dic
         train_recommender,
     )
 
-    table = SIDTable(codes, rec.items["item_id"])
+    table = SIDTable(assignment.codes, rec.items["item_id"], codebook_sizes=assignment.codebook_sizes)
     model_args = RecommenderModelArguments(
         model_name_or_path=args.model, tiny_hidden_size=args.hidden, tiny_num_layers=args.layers,
         tiny_num_heads=args.heads, tiny_intermediate_size=2 * args.hidden)
@@ -237,134 +165,211 @@ def run_generator(name: str, codes: np.ndarray, rec, args, workdir: Path) -> dic
         output_dir=str(workdir / name), checkpoint_dir=str(workdir / f"{name}_checkpoints"),
         seed=args.seed, learning_rate=args.lr, num_train_epochs=args.epochs, max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, warmup_ratio=0.02, eval_steps=args.eval_steps,
-        save_steps=0, logging_steps=100, eval_num_beams=args.beams, eval_batch_size=64,
+        save_steps=0, logging_steps=100, eval_num_beams=args.beams, eval_batch_size=args.eval_batch_size,
         resume_from_checkpoint="no")
     start = time.time()
     result = train_recommender(model_args, data_args, train_args, splits=rec.splits, sid_source=table)
     train_time = time.time() - start
-    best = result["recommender"]
-    from hf_simcit.recommender.modeling import load_recommender
-
-    best = load_recommender(train_args.output_dir, device=best.model.device)
+    best = load_recommender(train_args.output_dir, device=result["recommender"].model.device)
     start = time.time()
-    test = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, rec.splits["test"],
-                                num_beams=args.beams, ks=(5, 10), batch_size=64, desc=f"test {name}",
-                                max_examples=args.test_examples)
+    test = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, test_split,
+                                num_beams=args.beams, ks=(5, 10), batch_size=args.eval_batch_size,
+                                desc=f"test {name}")
     return {"test": test, "validation": result["best_metrics"], "train_s": train_time,
             "eval_s": time.time() - start, "steps": result["final_step"], "best_step": result["best_step"]}
+
+
+def run_sasrec(rec, test_split, n: int, args, device: str, steps: int | None) -> dict:
+    """SASRec on the same training examples and batch size for ``steps`` optimizer steps (the generators'
+    budget; ``None``: ``ceil(epochs)`` epochs), best epoch by validation NDCG@10."""
+    from hf_simcit.baselines.sasrec import SASRecConfig, train_sasrec
+
+    t0 = time.time()
+    steps = steps if steps and steps > 0 else None
+    epochs = 10 ** 6 if steps else max(1, int(np.ceil(args.epochs)))
+    patience = 10 ** 6
+    if args.sasrec_epochs:   # its own budget: up to N epochs, early stopping on validation NDCG@10
+        steps, epochs, patience = None, args.sasrec_epochs, args.sasrec_patience
+    config = SASRecConfig(num_items=n, max_len=20, hidden_size=64, num_layers=2, num_heads=2, dropout=0.2,
+                          learning_rate=args.sasrec_lr, batch_size=args.batch_size, num_epochs=epochs,
+                          patience=patience, seed=args.seed, eval_max_examples=args.eval_examples)
+    splits = {**rec.splits, "test": test_split}
+    _, res = train_sasrec(splits, config, device=device, max_steps=steps)
+    return {"test": {**res["test"], "invalid_items": 0}, "validation": res.get("validation"),
+            "train_s": time.time() - t0, "eval_s": 0.0, "steps": res["steps"],
+            "best_step": max(res["history"], key=lambda h: h["ndcg@10"])["step"] if res.get("history") else None}
+
+
+def format_table(rows: dict, sid_stats: dict) -> str:
+    header = ("| method | R@5 | N@5 | R@10 | N@10 | invalid | test users | raw collision | SID levels "
+              "(sizes) | steps (best) | train s | test eval s |")
+    lines = [header, "|" + "---|" * 12]
+    for method, row in rows.items():
+        t, s = row["test"], sid_stats.get(method, {})
+        sizes = f"{s['levels']} ({'/'.join(map(str, s['sizes']))})" if s else "-"
+        best = f" ({row['best_step']})" if row.get("best_step") is not None else ""
+        lines.append(
+            f"| {NAMES.get(method, method)} | {t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} | "
+            f"{t['ndcg@10']:.4f} | {t['invalid_items']} | {t.get('num_examples', '-')} | "
+            f"{format(s['collision'], '.2%') if s else '-'} | {sizes} | {row['steps']}{best} | "
+            f"{row['train_s']:.0f} | {row['eval_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def reevaluate(args, rec, workdir: Path, command: str) -> int:
+    """Evaluate the generators a previous run saved under ``workdir`` on another split (no training)."""
+    from hf_simcit.recommender.modeling import load_recommender
+    from hf_simcit.training.evaluation import evaluate_recommender
+
+    split = test_subset(rec.splits[args.reevaluate], args.test_examples, args.seed)
+    lines = ["| method | R@5 | N@5 | R@10 | N@10 | invalid | users | saved at step | eval s |", "|" + "---|" * 9]
+    for method in [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "sasrec"]:
+        folder = workdir / method
+        if not (folder / "train_log.json").exists():
+            print(f"[{method}] no saved generator in {folder}; skipped")
+            continue
+        start = time.time()
+        best = load_recommender(folder, device="cuda" if torch.cuda.is_available() else "cpu")
+        m = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, split, num_beams=args.beams,
+                                 ks=(5, 10), batch_size=args.eval_batch_size, desc=f"{args.reevaluate} {method}")
+        step = json.loads((folder / "train_log.json").read_text())["best_step"]
+        lines.append(f"| {NAMES[method]} | {m['recall@5']:.4f} | {m['ndcg@5']:.4f} | {m['recall@10']:.4f} | "
+                     f"{m['ndcg@10']:.4f} | {m['invalid_items']} | {m['num_examples']} | {step} | "
+                     f"{time.time() - start:.0f} |")
+        print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_results:
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+            f.write(f"\nRe-evaluation of the saved generators (best validation checkpoints, no retraining) on the "
+                    f"{args.reevaluate} split, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, threads "
+                    f"{torch.get_num_threads()}. Command: `{command}`\n\n{table}\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", choices=sorted(DATA_DIRS))
     parser.add_argument("--methods", default="simcit,rqvae,rqkmeans,random,sasrec")
-    parser.add_argument("--levels", type=int, default=3)
-    parser.add_argument("--codebook-size", type=int, default=None, help="default: 32 (ml-100k) / 256")
-    parser.add_argument("--quantizer-epochs", type=int, default=60)
+    parser.add_argument("--levels", type=int, default=None, help="SID levels (default: the quantizer recipe's)")
+    parser.add_argument("--codebook-size", type=int, default=None, help="codes per level (default: the recipe's)")
+    parser.add_argument("--simcit-steps", type=int, default=None, help="SimCIT max_steps (default: the recipe's)")
+    parser.add_argument("--rqvae-steps", type=int, default=1500, help="RQ-VAE AdamW steps (batch 1024)")
+    parser.add_argument("--baseline-modalities", default="same",
+                        help="features of the baseline tokenizers: 'same' as SimCIT's recipe, or e.g. 'text'")
     parser.add_argument("--model", default=None, help="LLM path/name (default: tiny Llama from a config)")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, default=-1)
-    parser.add_argument("--eval-steps", type=int, default=0)
-    parser.add_argument("--eval-examples", type=int, default=None, help="validation examples (default: all)")
+    parser.add_argument("--eval-steps", type=int, default=0, help="validate every N steps (0: at the end only)")
+    parser.add_argument("--eval-examples", type=int, default=None, help="validation users (default: all)")
     parser.add_argument("--test-examples", type=int, default=None,
-                        help="test histories evaluated (default: all; the first N users otherwise)")
+                        help="test users evaluated (default: all; else a seeded random subset, same for all)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--beams", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--sasrec-epochs", type=int, default=0,
+                        help="SASRec's own budget: up to N epochs with early stopping (0: the generators' steps)")
+    parser.add_argument("--sasrec-patience", type=int, default=3)
+    parser.add_argument("--sasrec-lr", type=float, default=1e-3)
+    parser.add_argument("--reevaluate", choices=["validation", "test"], default=None,
+                        help="no training: evaluate the generators saved by an earlier run on this split")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    size = args.codebook_size or (32 if args.dataset == "ml-100k" else 256)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     command = "python benchmarks/recommend.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    started = time.time()
+    started, load_start = time.time(), os.getloadavg()
+    # import every stage up front: a long run must not pick up half-edited modules of a working tree
+    import hf_simcit.baselines.sasrec  # noqa: F401
+    import hf_simcit.recommender.modeling  # noqa: F401
+    import hf_simcit.training.evaluation  # noqa: F401
+    import hf_simcit.training.quantizer  # noqa: F401
+    import hf_simcit.training.recommender  # noqa: F401
 
     rec = load_data(args.dataset)
     feats = load_features(args.dataset, rec)
-    modalities = ["text", "cf"] + (["geo"] if "geo" in feats else [])
-    n = rec.num_items if hasattr(rec, "num_items") else len(rec.items)
-    print(f"{args.dataset}: {n} items, {len(rec.splits['train'])} training examples, "
-          f"{len(rec.splits['test'])} test users; modalities {modalities}; device {device}")
-
     workdir = CACHE / "runs" / args.dataset
+    if args.reevaluate:
+        return reevaluate(args, rec, workdir, command)
+    simcit_args = quantizer_recipe(args.dataset, args, workdir)
+    modalities = list(simcit_args.modalities or feats.modalities)
+    base_modalities = modalities if args.baseline_modalities == "same" else \
+        [m.strip() for m in args.baseline_modalities.split(",") if m.strip()]
+    levels, size = simcit_args.num_levels, simcit_args.codebook_size
+    n = len(rec.items)
+    test_split = test_subset(rec.splits["test"], args.test_examples, args.seed)
+    print(f"{args.dataset}: {n} items, {len(rec.splits['train'])} training examples, "
+          f"{len(rec.splits['test'])} test users (evaluated {len(test_split)}); SimCIT modalities {modalities}, "
+          f"baselines {base_modalities}; {levels} levels x {size}; device {device}; threads {torch.get_num_threads()}",
+          flush=True)
+
     rows, sid_stats = {}, {}
     for method in methods:
         if method == "sasrec":
             continue
         t0 = time.time()
-        if method == "random":
-            raw = random_codes(n, args.levels, size, args.seed)
-        elif method == "rqkmeans":
-            raw = rq_kmeans_codes(feats["text"][0], args.levels, size, args.seed)
-        elif method == "rqvae":
-            raw = rq_vae_codes(feats["text"][0], args.levels, size, args.seed, args.quantizer_epochs)
-        elif method == "simcit":
-            raw = simcit_codes(feats, modalities, args.levels, size, args.seed, args.quantizer_epochs)
-        else:
-            raise SystemExit(f"unknown method {method}")
-        codes, collision = disambiguate(raw)
-        sid_stats[method] = {"collision": collision, "levels": codes.shape[1], "sid_s": time.time() - t0,
-                             "usage": [len(np.unique(raw[:, level])) / size for level in range(args.levels)]}
-        print(f"[{method}] SIDs in {time.time() - t0:.1f}s: raw collision {collision:.3f}, "
-              f"{codes.shape[1]} levels (max disambiguation index {codes[:, -1].max()})", flush=True)
-        rows[method] = run_generator(method, codes, rec, args, workdir)
-        print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in rows[method]['test'].items() if isinstance(v, float)})}"
-              f" invalid={rows[method]['test']['invalid_items']}", flush=True)
+        assignment, _ = build_sids(method, feats, modalities if method == "simcit" else base_modalities, levels,
+                                   size, args.seed, simcit_args, args.rqvae_steps)
+        raw = assignment.raw_statistics
+        sid_stats[method] = {"collision": raw["collision_rate"], "levels": assignment.codes.shape[1],
+                             "sizes": assignment.codebook_sizes, "usage": raw["usage"], "sid_s": time.time() - t0}
+        print(f"[{method}] SIDs in {time.time() - t0:.1f}s: raw collision {raw['collision_rate']:.4f}, usage "
+              f"{[round(u, 3) for u in raw['usage']]}, codebook sizes {assignment.codebook_sizes}", flush=True)
+        rows[method] = run_generator(method, assignment, rec, test_split, args, workdir)
+        row = rows[method]
+        print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in row['test'].items() if isinstance(v, float)})}"
+              f" invalid={row['test']['invalid_items']} users={row['test']['num_examples']} "
+              f"train {row['train_s']:.0f}s eval {row['eval_s']:.0f}s, best step {row['best_step']}", flush=True)
 
     if "sasrec" in methods:
-        from hf_simcit.baselines.sasrec import SASRecConfig, train_sasrec
+        generator_steps = next((r["steps"] for r in rows.values()), None)
+        rows["sasrec"] = run_sasrec(rec, test_split, n, args, device, generator_steps or args.max_steps)
+        rows["sasrec"]["test"]["num_examples"] = len(test_split)
+        print(f"[sasrec] test {json.dumps({k: round(v, 4) for k, v in rows['sasrec']['test'].items() if isinstance(v, float)})}",
+              flush=True)
 
-        t0 = time.time()
-        epochs = max(1, int(round(args.epochs))) if args.max_steps <= 0 else 1000
-        config = SASRecConfig(num_items=n, max_len=20, hidden_size=64, num_layers=2, num_heads=2, dropout=0.2,
-                              batch_size=args.batch_size, num_epochs=max(epochs, 1), patience=10 ** 6,
-                              seed=args.seed, eval_max_examples=args.eval_examples)
-        steps = args.max_steps if args.max_steps > 0 else None
-        splits = rec.splits
-        if args.test_examples:
-            splits = {**rec.splits, "test": rec.splits["test"].select(range(min(args.test_examples,
-                                                                                len(rec.splits["test"]))))}
-        _, res = train_sasrec(splits, config, device=device, max_steps=steps)
-        rows["sasrec"] = {"test": {**res["test"], "invalid_items": 0}, "train_s": time.time() - t0,
-                          "eval_s": 0.0, "steps": res["steps"]}
-        print(f"[sasrec] test {json.dumps({k: round(v, 4) for k, v in res['test'].items() if isinstance(v, float)})}")
-
-    header = "| method | R@5 | N@5 | R@10 | N@10 | invalid | raw collision | SID levels | steps | train s | test eval s |"
-    lines = [header, "|" + "---|" * 11]
-    names = {"simcit": "SimCIT SIDs", "rqvae": "RQ-VAE SIDs", "rqkmeans": "RQ-KMeans SIDs", "random": "random SIDs",
-             "sasrec": "SASRec"}
-    for method, row in rows.items():
-        t, s = row["test"], sid_stats.get(method, {})
-        lines.append(
-            f"| {names.get(method, method)} | {t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} | "
-            f"{t['ndcg@10']:.4f} | {t['invalid_items']} | "
-            f"{format(s['collision'], '.3f') if 'collision' in s else '-'} | "
-            f"{s.get('levels', '-')} | {row['steps']} | {row['train_s']:.0f} | {row['eval_s']:.0f} |")
-    table = "\n".join(lines)
+    table = format_table(rows, sid_stats)
+    wall = time.time() - started
     print(table)
-    settings = (f"data {args.dataset} ({n} items, {len(rec.splits['train'])} training examples, "
-                f"{len(rec.splits['test'])} test users (evaluated: {args.test_examples or 'all'}), leave-one-out, history <= 20, full ranking); SIDs: "
-                f"{args.levels} levels x {size} codes + a disambiguation level, quantizer epochs "
-                f"{args.quantizer_epochs}, SimCIT modalities {modalities} (quantizer trained on its contrastive loss, codebooks re-fit by residual k-means on its fused space), RQ-VAE (dead-code reset per epoch)/RQ-KMeans on MiniLM text; "
-                f"generator: {args.model or f'Llama from config (hidden {args.hidden}, {args.layers} layers, {args.heads} heads)'}"
-                f", full fine-tune, plain prompt, lr {args.lr}, batch {args.batch_size}, epochs {args.epochs}, "
-                f"max_steps {args.max_steps}, best-of validation every {args.eval_steps or 'end'} steps, beam "
-                f"{args.beams}; SASRec: hidden 64, 2 layers, full-softmax CE, same examples and batch size, "
-                f"{'same number of optimizer steps' if args.max_steps > 0 else 'same number of epochs'}; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
+    simcit_keys = ("max_steps", "learning_rate", "per_device_batch_size", "symmetric_loss", "codebook_init",
+                   "codebook_refresh_steps", "init_latent_rms")
+    settings = (
+        f"data {args.dataset} ({n} items, {len(rec.splits['train'])} training examples, "
+        f"{len(rec.splits['test'])} test users, evaluated: "
+        f"{'all' if len(test_split) == len(rec.splits['test']) else f'{len(test_split)} (seeded random subset, seed {args.seed}, the same for every method)'}"
+        f"; leave-one-out, history <= 20, full ranking over all items); SIDs: {levels} levels x {size} codes, "
+        f"collisions resolved identically for every tokenizer by `assign_semantic_ids(resolve='level')` (an extra "
+        f"level numbering items that share a SID); SimCIT = `train_quantizer` with recipes/{args.dataset}/"
+        f"quantizer.yaml ({', '.join(f'{k} {getattr(simcit_args, k)}' for k in simcit_keys)}) on {modalities}; "
+        f"RQ-VAE ({args.rqvae_steps} steps), RQ-KMeans, random IDs = `hf_simcit.quantizers` baselines on "
+        f"{base_modalities}; generator: "
+        f"{args.model or f'Llama from config (hidden {args.hidden}, {args.layers} layers, {args.heads} heads)'}, "
+        f"full fine-tune, plain prompt, lr {args.lr} cosine, batch {args.batch_size}, "
+        f"{f'max_steps {args.max_steps}' if args.max_steps > 0 else f'epochs {args.epochs}'}, best-of validation "
+        f"({args.eval_examples or 'all'} validation users) every {args.eval_steps or 'end'} steps, beam {args.beams}; "
+        f"SASRec: hidden 64, 2 layers, dropout 0.2, full-softmax CE, lr {args.sasrec_lr}, same examples and batch "
+        f"size, "
+        f"{f'up to {args.sasrec_epochs} epochs, early stopping (patience {args.sasrec_patience})' if args.sasrec_epochs else 'same number of optimizer steps as the generators'}"
+        f", best epoch on validation; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
     print(settings)
+    print(f"total wall time {wall:.0f} s")
     if not args.no_results:
+        load_end = os.getloadavg()
+        machine = (f"GPU {torch.cuda.get_device_name()}" if device == "cuda" else
+                   f"{os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs: load average "
+                   f"{load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end")
         with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(f"\n## Generative recommender: SID tokenizers side by side ({args.dataset})\n\n"
-                    f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: "
-                    f"{'GPU ' + torch.cuda.get_device_name() if device == 'cuda' else f'{os.cpu_count()} CPU cores'}"
-                    f" ({platform.machine()}), total wall time {time.time() - started:.0f} s.\n"
+                    f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {machine}; "
+                    f"total wall time {wall:.0f} s ({wall / 60:.1f} min).\n"
                     f"Command: `{command}`\n\nSettings: {settings}.\n\nTest split:\n\n{table}\n")
     return 0
 

@@ -1,0 +1,69 @@
+"""benchmarks/recommend.py: every tokenizer is the package's, and collisions are resolved the same way."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_recommend", ROOT / "benchmarks" / "recommend.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def features():
+    from hf_simcit.quantizers import ItemFeatures
+
+    g = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(400, 16, generator=g), dim=-1)
+    text[1] = text[0]                                             # two items with identical features
+    cf = torch.nn.functional.normalize(torch.randn(400, 8, generator=g), dim=-1)
+    cf[1] = cf[0]
+    masks = {"text": torch.ones(400, dtype=torch.bool), "cf": torch.ones(400, dtype=torch.bool)}
+    return ItemFeatures({"text": text, "cf": cf}, masks, [f"i{k}" for k in range(400)])
+
+
+@pytest.mark.parametrize("method", ["rqvae", "rqkmeans", "random"])
+def test_baseline_sids_are_unique_with_a_disambiguation_level(bench, features, method):
+    from hf_simcit.quantizers import BASELINES
+
+    assignment, quantizer = bench.build_sids(method, features, ["text", "cf"], 2, 8, seed=0, rqvae_steps=5)
+    assert isinstance(quantizer, BASELINES[method])
+    codes = assignment.codes
+    assert codes.shape == (400, 3) and len(np.unique(codes, axis=0)) == 400
+    assert assignment.codebook_sizes[:2] == [8, 8] and assignment.resolve == "level"
+    if method != "random":                                        # identical features -> the same raw SID
+        assert (assignment.raw_codes[0] == assignment.raw_codes[1]).all() and codes[0, -1] != codes[1, -1]
+
+
+def test_simcit_sids_come_from_train_quantizer_with_the_recipe(bench, features, tmp_path):
+    from hf_simcit.modeling_simcit import SimCITQuantizer
+
+    args = SimpleNamespace(seed=0, levels=2, codebook_size=8, simcit_steps=2)
+    recipe = bench.quantizer_recipe("beauty", args, tmp_path)
+    assert recipe.modalities == ["text", "cf"] and recipe.symmetric_loss and recipe.codebook_init == "kmeans"
+    assert (recipe.num_levels, recipe.codebook_size, recipe.max_steps) == (2, 8, 2)
+    recipe.per_device_batch_size, recipe.eval_steps = 64, 1
+    assignment, quantizer = bench.build_sids("simcit", features, recipe.modalities, 2, 8, 0, recipe)
+    assert isinstance(quantizer, SimCITQuantizer)
+    assert len(np.unique(assignment.codes, axis=0)) == 400 and assignment.codes.shape[1] == 3
+
+
+def test_test_subset_is_seeded_and_shared(bench):
+    from datasets import Dataset
+
+    split = Dataset.from_dict({"user_id": list(range(100)), "target": list(range(100))})
+    a, b = bench.test_subset(split, 10, 42), bench.test_subset(split, 10, 42)
+    assert a["user_id"] == b["user_id"] and len(a) == 10 and a["user_id"] != list(range(10))
+    assert bench.test_subset(split, None, 42) is split and bench.test_subset(split, 500, 42) is split
