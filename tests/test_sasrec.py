@@ -60,3 +60,21 @@ def test_sasrec_bad_histories():
         encode_histories([[1], []], 4, NUM_ITEMS)
     with pytest.raises(SimCITInputError, match=r"\[99\]"):
         encode_histories([[1, 99]], 4, NUM_ITEMS)
+
+
+def test_sasrec_no_grad_eval_matches_autograd_path_on_padded_histories():
+    """Regression: ``mask=causal`` + ``src_key_padding_mask`` left fully blocked rows for left padding, and the
+    fused no-grad eval fast path turned them into NaN scores for every history shorter than ``max_len``."""
+    torch.manual_seed(0)
+    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=16, num_layers=2, num_heads=2, dropout=0.0)
+    model = SASRec(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    seqs = encode_histories([[1, 2, 3], [5], list(range(10))], 8, NUM_ITEMS)
+    slow = model(seqs)                                      # grad enabled: the autograd (slow) path
+    with torch.no_grad():
+        fast = model(seqs)                                  # eval + no_grad: PyTorch's fused fast path
+    assert not fast.isnan().any()
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-4, rtol=1e-4)
+    assert rank_items(model, [[1, 2, 3]], top=NUM_ITEMS)[0].tolist() == fast[0].argsort(descending=True).tolist()

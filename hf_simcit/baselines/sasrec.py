@@ -59,12 +59,25 @@ class SASRec(nn.Module):
         positions = torch.arange(length, device=sequences.device) + (self.config.max_len - length)
         hidden = self.item_embedding(sequences) * math.sqrt(self.config.hidden_size)
         hidden = self.dropout(hidden + self.position_embedding(positions))
-        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=sequences.device), diagonal=1)
-        padding = sequences == 0
-        # a fully padded prefix row would attend to nothing: let padding attend to itself only
-        hidden = self.encoder(hidden, mask=causal, src_key_padding_mask=padding & ~padding.all(-1, keepdim=True))
+        hidden = self.encoder(hidden, mask=attention_mask(sequences, self.config.num_heads))
         last = self.final_norm(hidden[:, -1])                                  # (B, d)
         return last @ self.item_embedding.weight[1:].T                         # (B, num_items)
+
+
+def attention_mask(sequences: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Boolean ``(B * num_heads, T, T)`` mask (True = blocked): causal, padding keys blocked, but every query
+    may always attend to itself.
+
+    Why not ``mask=causal, src_key_padding_mask=padding``: with left padding the padded query rows would then
+    have every key blocked. The slow (autograd) path survives that, but under ``torch.no_grad()`` in eval mode
+    PyTorch's fused encoder fast path turns those rows into NaN, the NaN reaches the real tokens' values in the
+    next layer (0 * NaN), and every history shorter than ``max_len`` was scored NaN -> a garbage ranking.
+    """
+    length = sequences.shape[1]
+    causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=sequences.device), diagonal=1)
+    eye = torch.eye(length, dtype=torch.bool, device=sequences.device)
+    blocked = (causal | (sequences == 0)[:, None, :]) & ~eye                     # (B, T, T)
+    return blocked.repeat_interleave(num_heads, dim=0)
 
 
 def encode_histories(histories: Sequence[Sequence[int]], max_len: int, num_items: int) -> torch.Tensor:
