@@ -18,3 +18,16 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (see ../shared/data/README.md)")
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch intra-op thread (restored afterwards): small-op-heavy solvers stall on a
+    shared 2-core machine with more. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from hf_simcit.cli import main
@@ -18,12 +17,8 @@ from hf_simcit.lgmd import LGMDTransform
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread: the solver's small ops stall on a shared 2-core machine with more (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _prepared(tmp_path: Path, num_users=24, num_items=15) -> Path:

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from hf_simcit.errors import SimCITInputError
 from hf_simcit.lgmd.selection import param_grid, select_lgmd, validation_split
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread: the solver's small ops stall on a shared 2-core machine with more (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_validation_split_only_uses_observed_entries_and_keeps_rows_and_columns():

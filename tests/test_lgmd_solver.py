@@ -12,14 +12,8 @@ from hf_simcit.lgmd import LGMD, admm_graphical_lasso, glasso_objective
 from hf_simcit.lgmd.precision import BlockPrecision, knn_support, make_blocks
 from hf_simcit.lgmd.solver import sylvester_factor_step
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: one thread is faster, and kinder to a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny matrices: one thread is faster, and kinder to a shared 2-core machine (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _low_rank(m=40, n=30, k=3, noise=0.2, missing=0.0, seed=0):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from datasets import Dataset, load_from_disk
 
 from hf_simcit.errors import SimCITInputError
@@ -17,12 +16,8 @@ from hf_simcit.lgmd.transform import interaction_matrix
 pytest_plugins = ["hub_fixtures"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one torch thread: the solver's small ops stall on a shared 2-core machine with more (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train_split(num_users=30, num_items=20, seed=0):
