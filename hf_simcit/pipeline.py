@@ -38,6 +38,7 @@ from .errors import SimCITInputError
 STAGES = ("prepare", "features", "lgmd", "quantizer", "assign", "recommender", "evaluate", "baselines",
           "report", "push")
 STATE_FILE = "pipeline.json"
+ALWAYS_RUN = ("report", "push")  # cheap, or meant to happen on every call: never skipped as "done earlier"
 
 
 @dataclass
@@ -446,8 +447,8 @@ def run_pipeline(args: PipelineArguments, *, on_stage: Callable[[str], None] | N
                      "max_examples": args.eval_max_examples},
         "baselines": {"baselines": args.baselines, "sasrec": plan.sasrec, "split": args.eval_split,
                       "max_examples": args.eval_max_examples},
-        "report": {"time": time.time()},  # always re-rendered
-        "push": {"repo": args.push_to_hub, "time": time.time()},
+        "report": {},
+        "push": {"repo": args.push_to_hub},
     }
     for key in ("progress", "show_progress"):  # display options do not change results
         for config in (configs["features"], configs["lgmd"] or {}, configs["quantizer"]):
@@ -459,7 +460,7 @@ def run_pipeline(args: PipelineArguments, *, on_stage: Callable[[str], None] | N
     total = len(selected)
     for position, stage in enumerate(selected, 1):
         fingerprint = fingerprints[stage]
-        if state.done(stage, fingerprint) and not args.force and stage not in ("report", "push"):
+        if state.done(stage, fingerprint) and not args.force and stage not in ALWAYS_RUN:
             print(f"[{position}/{total}] {stage}: done earlier, skipped ({run / STATE_FILE})")
             continue
         if state.started_with(stage) != fingerprint or args.force:
