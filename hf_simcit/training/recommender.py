@@ -184,6 +184,29 @@ class EpochShuffleSampler(torch.utils.data.Sampler[int]):
         return self.num_examples
 
 
+def _cpu_processes() -> bool:
+    """True when several processes were launched (torchrun, ``accelerate launch``) on a machine without CUDA.
+
+    accelerate only sets up a CPU process group (gloo) with ``cpu=True``; without it every process believes it
+    is alone and they train side by side, overwriting each other's checkpoints.
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def _check_distributed_setup(accelerator: Any) -> None:
+    """Refuse set-ups that would silently differ from what the launcher asked for."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != accelerator.num_processes:
+        raise SimCITInputError(
+            f"{world} processes were launched but accelerate joined {accelerator.num_processes} "
+            f"({accelerator.distributed_type}); on CPU set `cpu: true` in the recipe")
+    asked_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
+    if asked_fsdp and not str(accelerator.distributed_type).endswith("FSDP"):
+        raise SimCITInputError(
+            f"the accelerate config asks for FSDP but accelerate set up {accelerator.distributed_type} (FSDP "
+            "needs GPUs; accelerate runs it on CPU as DDP): use recipes/accelerate_configs/multi_cpu.yaml on CPU")
+
+
 def _mixed_precision(choice: str, cpu: bool) -> str:
     if choice != "auto":
         return choice
@@ -222,8 +245,10 @@ def train_recommender(
     from .evaluation import evaluate_recommender
 
     args = training_args
-    accelerator = Accelerator(mixed_precision=_mixed_precision(args.mixed_precision, args.cpu),
-                              gradient_accumulation_steps=args.gradient_accumulation_steps, cpu=args.cpu)
+    cpu = args.cpu or _cpu_processes()
+    accelerator = Accelerator(mixed_precision=_mixed_precision(args.mixed_precision, cpu),
+                              gradient_accumulation_steps=args.gradient_accumulation_steps, cpu=cpu)
+    _check_distributed_setup(accelerator)
     set_seed(args.seed)
     if splits is None or sid_source is None:
         if not data_args.data_dir or not data_args.sid_dir:
@@ -335,7 +360,10 @@ def train_recommender(
             progress.update(1)
             logs: dict[str, Any] = {}
             if args.logging_steps and step % args.logging_steps == 0:
-                logs = {"step": step, "loss": running_loss / max(running_count, 1),
+                # the mean over every process's batches (each process holds only its own share)
+                total = accelerator.reduce(torch.tensor([running_loss, running_count], dtype=torch.float64,
+                                                        device=accelerator.device), reduction="sum")
+                logs = {"step": step, "loss": (total[0] / total[1].clamp(min=1)).item(),
                         "lr": scheduler.get_last_lr()[0]}
                 running_loss, running_count = 0.0, 0
                 progress.set_postfix(loss=f"{logs['loss']:.4f}")
