@@ -105,9 +105,7 @@ def evaluate_recommender(
     histories = split[:n]["history"]
     targets = torch.as_tensor(split[:n]["target"], dtype=torch.long)
     formatter.check_items(targets.tolist(), "evaluation targets")
-    indices = list(range(n))
-    if accelerator is not None and accelerator.num_processes > 1:
-        indices = indices[accelerator.process_index::accelerator.num_processes]
+    rows_to_decode, tags = _shard_rows(n, accelerator)
     device = device or (accelerator.device if accelerator is not None else next(model.parameters()).device)
     was_training = model.training
     model.eval()
@@ -115,17 +113,17 @@ def evaluate_recommender(
     search = _search_engine(engine, width)
     rankings = []
     show = accelerator is None or accelerator.is_local_main_process
-    for start in tqdm(range(0, len(indices), batch_size), desc=desc, disable=not show, leave=False):
-        rows = indices[start:start + batch_size]
+    for start in tqdm(range(0, len(rows_to_decode), batch_size), desc=desc, disable=not show, leave=False):
+        rows = rows_to_decode[start:start + batch_size]
         prompts = [formatter.prompt_ids(histories[i], where=f"{desc} row {i}") for i in rows]
         items = search(model, prompts, item_token_ids, tokenizer.pad_token_id, device)
-        rankings.append(torch.cat([torch.as_tensor(rows).view(-1, 1), items.cpu()], dim=1))
+        tag = torch.as_tensor(tags[start:start + batch_size], dtype=torch.long).view(-1, 1)
+        rankings.append(torch.cat([tag, items.cpu().long()], dim=1))
     if was_training:
         model.train()
     ranked = torch.cat(rankings) if rankings else torch.empty(0, width + 1, dtype=torch.long)
-    if accelerator is not None and accelerator.num_processes > 1:
-        ranked = accelerator.gather_for_metrics(ranked.to(device), use_gather_object=False).cpu()
-        ranked = ranked[ranked[:, 0].argsort()]
+    if accelerator is not None and accelerator.num_processes > 1 and n > 0:
+        ranked = _gather_rankings(ranked, n, accelerator, device)
     order, ranked = ranked[:, 0], ranked[:, 1:]
     invalid = count_invalid(ranked, num_items)
     metrics: dict[str, Any] = _metrics(ranked, targets[order], ks, invalid)
@@ -135,6 +133,38 @@ def evaluate_recommender(
     if return_rankings:
         metrics["rankings"] = ranked
     return metrics
+
+
+def _shard_rows(n: int, accelerator: Any) -> tuple[list[int], list[int]]:
+    """This process's rows to decode and their tags (the row index, ``-1`` for padding).
+
+    Every process decodes the same number of rows, ``ceil(n / processes)``: the shards of ``n % processes != 0``
+    rows are padded with a repeat of a real row (tagged ``-1``, dropped after the gather). Equal shards keep
+    the gather's tensors the same shape on every process and the model's forward calls in step (FSDP runs
+    collectives inside forward).
+    """
+    world = accelerator.num_processes if accelerator is not None else 1
+    if world <= 1 or n == 0:
+        return list(range(n)), list(range(n))
+    mine = list(range(accelerator.process_index, n, world))
+    pad = -(-n // world) - len(mine)
+    return mine + [mine[0] if mine else 0] * pad, mine + [-1] * pad
+
+
+def _gather_rankings(ranked: torch.Tensor, n: int, accelerator: Any, device: Any) -> torch.Tensor:
+    """All processes' ``(rows, 1 + width)`` tagged rankings, padding dropped, in row order; checks that every
+    row 0..n-1 came back exactly once.
+
+    Plain ``gather``, not ``gather_for_metrics``: the latter truncates to the *training* loader's remainder when
+    it is called while that loader sits on its last batch (validation at the end of an epoch).
+    """
+    gathered = accelerator.gather(ranked.to(device)).cpu()
+    gathered = gathered[gathered[:, 0] >= 0]
+    gathered = gathered[gathered[:, 0].argsort()]
+    if not torch.equal(gathered[:, 0], torch.arange(n)):
+        raise RuntimeError(f"distributed evaluation gathered rows {gathered[:, 0].tolist()[:20]}..., "
+                           f"expected each of 0..{n - 1} once")
+    return gathered
 
 
 def _search_engine(engine: str, width: int) -> Callable:
