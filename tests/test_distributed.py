@@ -1,0 +1,196 @@
+"""The recommender under 2 real processes: `accelerate launch` with recipes/accelerate_configs/multi_cpu.yaml
+(DDP over gloo on CPU), against 1-process references.
+
+What the 2-process runs must show:
+- the batch split: 2 processes x 8 examples take the same optimizer steps, losses and weights as 1 process x 16;
+- resume: a run interrupted at a checkpoint and resumed by 2 fresh processes ends where the reference ends;
+- evaluation: validation sharded over 2 processes (11 rows: uneven shards) gives exactly the metrics of a
+  1-process evaluation of the saved model, also when it runs on the training loader's last batch (where
+  accelerate's gather_for_metrics used to cut the rows to the training remainder);
+- the saved model loads and recommends valid items.
+
+FSDP and DeepSpeed are not covered: accelerate has no CPU FSDP (FSDP1 refuses to start without a GPU, an
+FSDP2 config runs as DDP) and DeepSpeed needs CUDA. The trainer refuses an FSDP config it cannot honour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from safetensors.torch import load_file
+from test_recommender import NUM_ITEMS, tiny_splits
+
+from hf_simcit.cli import main
+from hf_simcit.data import RecDataset
+from hf_simcit.errors import SimCITInputError
+from hf_simcit.training.evaluation import _shard_rows, evaluate_saved_recommender
+from hf_simcit.training.recommender import (
+    _check_distributed_setup,
+    parse_recommender_recipe,
+    train_recommender,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTI_CPU = ROOT / "recipes" / "accelerate_configs" / "multi_cpu.yaml"
+NUM_USERS = 11          # validation: 11 rows, shards of 6 and 5; train: 33 rows
+KS = (1, 5)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+    root = tmp_path_factory.mktemp("distributed")
+    item_ids = [f"m{i}" for i in range(NUM_ITEMS)]
+    items = Dataset.from_dict({"item_index": list(range(NUM_ITEMS)), "item_id": item_ids,
+                               "text": [f"movie {i}" for i in range(NUM_ITEMS)]})
+    sequences = Dataset.from_dict({
+        "user_id": list(range(NUM_USERS)), "raw_user_id": [str(u) for u in range(NUM_USERS)],
+        "items": [[(u + j) % NUM_ITEMS for j in range(6)] for u in range(NUM_USERS)]})
+    RecDataset(tiny_splits(NUM_USERS), items, sequences, {"dataset": "tiny"}).save_to_disk(root / "data")
+    codes = np.array([[i // 4, i % 4] for i in range(NUM_ITEMS)])
+    SimCITTokenizer.from_codes(codes, item_ids, [4, 4]).save_pretrained(root / "quantizer")
+    (root / "recommender.yaml").write_text(f"""
+model:
+  tiny_hidden_size: 32
+  tiny_num_layers: 1
+  tiny_num_heads: 2
+  tiny_intermediate_size: 64
+data:
+  data_dir: {root / 'data'}
+  sid_dir: {root / 'quantizer'}
+training:
+  learning_rate: 1.0e-2
+  lr_scheduler_type: constant
+  warmup_ratio: 0.0
+  per_device_train_batch_size: 8
+  logging_steps: 1
+  eval_num_beams: 5
+  eval_ks: "1,5"
+  seed: 0
+""")
+    return root
+
+
+def launch(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file multi_cpu.yaml -m hf_simcit.cli train` (2 processes), on a free port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(MULTI_CPU),
+               "--main_process_port", str(port), "-m", "hf_simcit.cli", "train",
+               str(run_dir / "recommender.yaml"), *overrides]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=run_dir, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def train_log(output_dir: Path) -> dict:
+    return json.loads((output_dir / "train_log.json").read_text())
+
+
+def one_process_validation(run_dir: Path, model_dir: Path) -> dict:
+    return evaluate_saved_recommender(str(model_dir), str(run_dir / "data"), split="validation", ks=KS,
+                                      num_beams=5, device="cpu")
+
+
+def metrics_only(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "split"}
+
+
+def test_two_processes_train_resume_and_evaluate_like_one(run_dir, capsys):
+    """2 x 8 examples per step, interrupted at step 2 and resumed, equals 1 x 16 examples for 4 steps."""
+    common = ["--max_train_examples", "32", "--checkpoint_dir", str(run_dir / "ddp_checkpoints")]
+    first = launch(run_dir, *common, "--max_steps", "2", "--save_steps", "2",
+                   "--output_dir", str(run_dir / "ddp_first"))
+    assert (run_dir / "ddp_checkpoints" / "checkpoint-2").is_dir()
+    assert train_log(run_dir / "ddp_first")["final_step"] == 2
+    assert first.stdout.count('"final_step"') == 1          # the summary comes from the main process only
+
+    resumed = launch(run_dir, *common, "--max_steps", "4", "--save_steps", "2",
+                     "--output_dir", str(run_dir / "ddp"))
+    assert resumed.stdout.count("resumed from") == 1 and "checkpoint-2 at step 2" in resumed.stdout
+    assert (run_dir / "ddp_checkpoints" / "checkpoint-4").is_dir()
+    ddp = train_log(run_dir / "ddp")
+
+    # the reference: one process, the same global batch, uninterrupted
+    model_args, data_args, training_args = parse_recommender_recipe(
+        str(run_dir / "recommender.yaml"),
+        ["--max_train_examples", "32", "--max_steps", "4", "--per_device_train_batch_size", "16", "--cpu", "true",
+         "--output_dir", str(run_dir / "single"), "--resume_from_checkpoint", "no"])
+    train_recommender(model_args, data_args, training_args)
+    single = train_log(run_dir / "single")
+
+    # same steps over the same examples: 32 rows = 2 steps per epoch; step losses (averaged over both
+    # processes) and the final weights agree to float rounding
+    assert ddp["final_step"] == single["final_step"] == 4
+    losses = {name: [e["loss"] for e in log["log"] if "loss" in e] for name, log in (("ddp", ddp), ("1", single))}
+    assert len(losses["ddp"]) == len(losses["1"]) == 4
+    np.testing.assert_allclose(losses["ddp"], losses["1"], rtol=1e-5)
+    ddp_weights = load_file(str(run_dir / "ddp" / "model.safetensors"))
+    single_weights = load_file(str(run_dir / "single" / "model.safetensors"))
+    assert ddp_weights.keys() == single_weights.keys()
+    max_diff = max((ddp_weights[k] - single_weights[k]).abs().max().item() for k in ddp_weights)
+    assert max_diff < 1e-4, max_diff
+    start = load_file(str(run_dir / "ddp_first" / "model.safetensors"))
+    assert max((start[k] - ddp_weights[k]).abs().max().item() for k in start) > 1e-3   # steps 3-4 did train
+
+    # validation sharded over 2 processes (6 + 5 rows) == 1-process evaluation of the saved model
+    assert ddp["best_step"] == 4 and ddp["best_metrics"]["num_examples"] == NUM_USERS
+    assert ddp["best_metrics"] == metrics_only(one_process_validation(run_dir, run_dir / "ddp"))
+
+    # the saved model loads and recommends distinct, real items
+    capsys.readouterr()
+    assert main(["recommend", "--model", str(run_dir / "ddp"), "--history", "m0", "m1", "m2", "-k", "3",
+                 "--device", "cpu"]) == 0
+    ids = [r["item_id"] for r in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["recommendations"]]
+    assert len(set(ids)) == 3 and set(ids) <= {f"m{i}" for i in range(NUM_ITEMS)}
+
+
+def test_two_process_validation_on_the_last_training_batch_sees_every_row(run_dir):
+    """33 training rows, global batch 16: the epoch's last batch holds 1 row. Validation at that step used to
+    return 1 of the 11 rows (gather_for_metrics cut to the training remainder)."""
+    launch(run_dir, "--max_steps", "3", "--output_dir", str(run_dir / "remainder"),
+           "--checkpoint_dir", str(run_dir / "remainder_checkpoints"))
+    log = train_log(run_dir / "remainder")
+    assert log["final_step"] == 3 and log["best_metrics"]["num_examples"] == NUM_USERS
+    assert log["best_metrics"] == metrics_only(one_process_validation(run_dir, run_dir / "remainder"))
+
+
+# ------------------------------------------------------------------------------------ without processes
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 11, 12])
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_are_equal_sized_and_cover_every_row_once(n, world):
+    shards = [_shard_rows(n, SimpleNamespace(num_processes=world, process_index=r)) for r in range(world)]
+    assert len({len(rows) for rows, _ in shards}) == 1                       # same number of rows everywhere
+    tags = sorted(t for _, row_tags in shards for t in row_tags if t >= 0)
+    assert tags == list(range(n))
+    for rows, row_tags in shards:
+        assert all(0 <= r < n for r in rows) and all(t in (r, -1) for r, t in zip(rows, row_tags))
+
+
+def test_set_ups_that_would_silently_differ_are_refused(monkeypatch):
+    alone = SimpleNamespace(num_processes=1, distributed_type="DistributedType.NO")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SimCITInputError, match="2 processes were launched but accelerate joined 1"):
+        _check_distributed_setup(alone)
+    ddp = SimpleNamespace(num_processes=2, distributed_type="DistributedType.MULTI_CPU")
+    _check_distributed_setup(ddp)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(SimCITInputError, match="asks for FSDP"):
+        _check_distributed_setup(ddp)
+    _check_distributed_setup(SimpleNamespace(num_processes=2, distributed_type="DistributedType.FSDP"))
