@@ -1,5 +1,5 @@
-"""The recommender under 2 real processes: `accelerate launch` with recipes/accelerate_configs/multi_cpu.yaml
-(DDP over gloo on CPU), against 1-process references.
+"""The recommender and the quantizer under 2 real processes: `accelerate launch` with
+recipes/accelerate_configs/multi_cpu.yaml (DDP over gloo on CPU), against 1-process references.
 
 What the 2-process runs must show:
 - the batch split: 2 processes x 8 examples take the same optimizer steps, losses and weights as 1 process x 16;
@@ -7,10 +7,12 @@ What the 2-process runs must show:
 - evaluation: validation sharded over 2 processes (11 rows: uneven shards) gives exactly the metrics of a
   1-process evaluation of the saved model, also when it runs on the training loader's last batch (where
   accelerate's gather_for_metrics used to cut the rows to the training remainder);
-- the saved model loads and recommends valid items.
+- the saved model loads and recommends valid items;
+- the quantizer: 2 x 8 items per step (negatives gathered) train like 1 x 16 and save the same codes.
 
 FSDP and DeepSpeed are not covered: accelerate has no CPU FSDP (FSDP1 refuses to start without a GPU, an
-FSDP2 config runs as DDP) and DeepSpeed needs CUDA. The trainer refuses an FSDP config it cannot honour.
+FSDP2 config runs as DDP) and DeepSpeed needs CUDA. The recommender trainer refuses an FSDP config it cannot
+honour; the quantizer trainer refuses FSDP and DeepSpeed (it trains a full copy per process).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 from safetensors.torch import load_file
 from test_recommender import NUM_ITEMS, tiny_splits
@@ -32,12 +35,9 @@ from test_recommender import NUM_ITEMS, tiny_splits
 from hf_simcit.cli import main
 from hf_simcit.data import RecDataset
 from hf_simcit.errors import SimCITInputError
+from hf_simcit.training.distributed import check_distributed_setup
 from hf_simcit.training.evaluation import _shard_rows, evaluate_saved_recommender
-from hf_simcit.training.recommender import (
-    _check_distributed_setup,
-    parse_recommender_recipe,
-    train_recommender,
-)
+from hf_simcit.training.recommender import parse_recommender_recipe, train_recommender
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI_CPU = ROOT / "recipes" / "accelerate_configs" / "multi_cpu.yaml"
@@ -85,6 +85,11 @@ training:
 
 def launch(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     """`accelerate launch --config_file multi_cpu.yaml -m hf_simcit.cli train` (2 processes), on a free port."""
+    return accelerate_launch(run_dir, "train", str(run_dir / "recommender.yaml"), *overrides)
+
+
+def accelerate_launch(cwd: Path, *cli_args: str) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file multi_cpu.yaml -m hf_simcit.cli CLI_ARGS` (2 processes), on a free port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -92,9 +97,8 @@ def launch(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(MULTI_CPU),
-               "--main_process_port", str(port), "-m", "hf_simcit.cli", "train",
-               str(run_dir / "recommender.yaml"), *overrides]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=run_dir, env=env)
+               "--main_process_port", str(port), "-m", "hf_simcit.cli", *cli_args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
@@ -171,6 +175,54 @@ def test_two_process_validation_on_the_last_training_batch_sees_every_row(run_di
     assert log["best_metrics"] == metrics_only(one_process_validation(run_dir, run_dir / "remainder"))
 
 
+def test_two_processes_train_the_quantizer_like_one(tmp_path):
+    """The quantizer under 2 processes x 8 items per step (negatives gathered) equals 1 process x 16: one
+    group, the same steps, training and validation losses, weights, best step and codes.
+
+    Why a Gumbel temperature of 1e6: the training forward adds Gumbel noise that every process draws for its
+    own rows, so at the recipe's temperature a 2-process run is another sample of the same procedure, not the
+    same numbers; at 1e6 the soft assignment is uniform to ~1e-5 and the noise no longer matters. Only the text
+    modality: with partly absent modalities each process averages InfoNCE over its own valid anchors, which
+    is not the 1-process mean when the processes hold different numbers of them.
+    """
+    from test_quantizer import _item_table, tiny_features
+    from transformers import AutoModel
+
+    from hf_simcit.training.quantizer import TRAINING_LOG_NAME, parse_quantizer_recipe, train_quantizer
+
+    feats = tiny_features(64)
+    _item_table(feats).save_to_disk(str(tmp_path / "features"))
+    recipe = tmp_path / "quantizer.yaml"
+    recipe.write_text(
+        f"features_path: {tmp_path / 'features'}\nmodalities: [text]\nlatent_dim: 16\nencoder_hidden_sizes: [32]\n"
+        "num_levels: 2\ncodebook_size: 8\nmax_steps: 6\nper_device_batch_size: 8\neval_steps: 3\n"
+        "warmup_steps: 1\nlearning_rate: 1.0e-2\nvalidation_share: 0.2\ngather_negatives: true\n"
+        "gumbel_temperature: 1.0e6\ncodebook_refresh_steps: 4\nshow_progress: false\nseed: 1\n")
+    run = accelerate_launch(tmp_path, "train-quantizer", str(recipe), "--output_dir", str(tmp_path / "ddp"))
+    assert run.stdout.count("step 6 ") == 1                  # evaluations are printed by the main process only
+    single = train_quantizer(parse_quantizer_recipe(
+        str(recipe), ["--per_device_batch_size", "16", "--output_dir", str(tmp_path / "single")]))
+
+    ddp = json.loads((tmp_path / "ddp" / TRAINING_LOG_NAME).read_text())
+    one = json.loads((tmp_path / "single" / TRAINING_LOG_NAME).read_text())
+    # 51 training items, global batch 16: 3 steps an epoch, 6 steps, evaluated at 0, 3 and 6, on both
+    assert (ddp["num_processes"], ddp["global_batch_size"]) == (2, 16)
+    assert (one["num_processes"], one["global_batch_size"]) == (1, 16)
+    assert [h["step"] for h in ddp["history"]] == [h["step"] for h in one["history"]] == [0, 3, 6]
+    for key in ("train_loss", "validation_loss", "collision_rate"):      # train loss: mean over both processes
+        np.testing.assert_allclose([h.get(key, 0.0) for h in ddp["history"]],
+                                   [h.get(key, 0.0) for h in one["history"]], rtol=1e-4, err_msg=key)
+    assert ddp["best_step"] == one["best_step"]
+    ddp_weights = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    one_weights = load_file(str(tmp_path / "single" / "model.safetensors"))
+    assert max((ddp_weights[k] - one_weights[k]).abs().max().item() for k in one_weights) < 1e-4
+
+    # the saved quantizer loads with the Auto class and gives the 1-process run's codes
+    model = AutoModel.from_pretrained(tmp_path / "ddp")
+    text = {"text": feats.features["text"]}
+    assert torch.equal(model.encode(text), single.model.encode(text))
+
+
 # ------------------------------------------------------------------------------------ without processes
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 11, 12])
 @pytest.mark.parametrize("world", [2, 3])
@@ -187,10 +239,22 @@ def test_set_ups_that_would_silently_differ_are_refused(monkeypatch):
     alone = SimpleNamespace(num_processes=1, distributed_type="DistributedType.NO")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SimCITInputError, match="2 processes were launched but accelerate joined 1"):
-        _check_distributed_setup(alone)
+        check_distributed_setup(alone)
     ddp = SimpleNamespace(num_processes=2, distributed_type="DistributedType.MULTI_CPU")
-    _check_distributed_setup(ddp)
+    check_distributed_setup(ddp)
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     with pytest.raises(SimCITInputError, match="asks for FSDP"):
-        _check_distributed_setup(ddp)
-    _check_distributed_setup(SimpleNamespace(num_processes=2, distributed_type="DistributedType.FSDP"))
+        check_distributed_setup(ddp)
+    check_distributed_setup(SimpleNamespace(num_processes=2, distributed_type="DistributedType.FSDP"))
+
+
+def test_the_quantizer_refuses_sharded_training(monkeypatch, tmp_path):
+    from test_quantizer import tiny_args, tiny_features
+
+    import hf_simcit.training.distributed as distributed
+    from hf_simcit.training.quantizer import train_quantizer
+
+    fsdp = SimpleNamespace(num_processes=2, process_index=0, distributed_type="DistributedType.FSDP")
+    monkeypatch.setattr(distributed, "build_accelerator", lambda **kwargs: fsdp)
+    with pytest.raises(SimCITInputError, match="full copy on every process"):
+        train_quantizer(tiny_args(tmp_path), tiny_features(64))

@@ -200,15 +200,20 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
 
     ``features`` (in-memory :class:`ItemFeatures`) overrides ``args.features_path``.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
     from ..modeling_simcit import SimCITQuantizer
     from ..quantizers.simcit import initialize_simcit_codebooks
+    from .distributed import build_accelerator
 
-    accelerator = Accelerator()
+    accelerator = build_accelerator()
+    if str(accelerator.distributed_type).endswith(("FSDP", "DEEPSPEED")):
+        raise SimCITInputError(
+            f"the quantizer trains a full copy on every process (DDP), not under {accelerator.distributed_type}: "
+            "the codebook refits and the catalogue evaluation need the whole model; use multi_gpu.yaml or "
+            "multi_cpu.yaml")
     set_seed(args.seed)
     if features is None:
         features = load_quantizer_features(args)
@@ -230,6 +235,8 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
             f"{world} processes); lower per_device_batch_size"
         )
     batches_per_epoch = len(train_rows) // global_batch  # every batch full: same shapes on every process
+    # validation loss with the negatives training sees: the global batch when they are gathered over processes
+    negatives_batch = global_batch if args.gather_negatives else args.per_device_batch_size
 
     config = args.simcit_config(features.modalities, features.dims)
     model = SimCITQuantizer(config)
@@ -260,7 +267,7 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         nonlocal best_metric, best_step, patience
         metrics = {"step": step, "learning_rate": scheduler.get_last_lr()[0],
                    "gumbel_temperature": config.gumbel_temperature_at(step), **train_parts,
-                   **evaluate_quantizer(unwrapped, features, validation_rows, args.per_device_batch_size,
+                   **evaluate_quantizer(unwrapped, features, validation_rows, negatives_batch,
                                         args.eval_batch_size),
                    "train_time_s": elapsed_before + (time.perf_counter() - start)}
         key = args.metric_for_best_model
@@ -317,6 +324,8 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
             progress.update(1)
             if args.codebook_refresh_steps and (step % args.codebook_refresh_steps == 0 or step == args.max_steps):
                 refresh_codebooks(unwrapped, optimizer, features.subset(train_rows), args.seed + step)
+                if world > 1:  # the same k-means on every process; the main one's result makes sure of it
+                    torch.distributed.broadcast(unwrapped.quantizer.codebooks.data, src=0)
             parts = {"train_loss": out.loss.item(), "train_contrastive_loss": out.contrastive_loss.item(),
                      "train_codeword_diversity_loss": out.codeword_diversity_loss.item()}
             for name, value in zip(features.modalities, out.modality_losses.detach().tolist()):
@@ -326,8 +335,11 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
             running_count += 1
             over_time = (args.max_train_time_s is not None
                          and elapsed_before + time.perf_counter() - start > args.max_train_time_s)
+            if args.max_train_time_s is not None and world > 1:  # every process stops at the same step
+                over_time = bool(accelerator.reduce(torch.tensor(float(over_time), device=accelerator.device),
+                                                    reduction="sum") > 0)
             if step % args.eval_steps == 0 or step == args.max_steps or over_time:
-                means = {k: v / running_count for k, v in running.items()}
+                means = _process_means(accelerator, running, running_count)
                 running, running_count = {}, 0
                 stopped = evaluate_and_checkpoint(means) or over_time
                 if stopped:
@@ -336,7 +348,7 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
                 break
     progress.close()
     if history and history[-1]["step"] != step:
-        evaluate_and_checkpoint({k: v / max(running_count, 1) for k, v in running.items()})
+        evaluate_and_checkpoint(_process_means(accelerator, running, running_count))
     train_time = elapsed_before + time.perf_counter() - start
 
     best = SimCITQuantizer.from_pretrained(best_dir) if best_dir.exists() else unwrapped
@@ -344,11 +356,22 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         with atomic_directory(output_dir) as tmp:
             best.save_pretrained(tmp, safe_serialization=True)
             summary = {"best_step": best_step, "metric_for_best_model": args.metric_for_best_model,
-                       "best_metric": best_metric, "train_time_s": train_time, "args": asdict(args),
-                       "history": history}
+                       "best_metric": best_metric, "train_time_s": train_time, "num_processes": world,
+                       "global_batch_size": global_batch, "args": asdict(args), "history": history}
             (tmp / TRAINING_LOG_NAME).write_text(json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
     return QuantizerTrainingResult(best, history, best_step, best_metric, output_dir, train_time)
+
+
+def _process_means(accelerator, running: dict[str, float], count: int) -> dict[str, float]:
+    """The training-loss parts averaged over the steps since the last evaluation and over every process (each
+    holds the losses of its own share of the batches)."""
+    means = {k: v / max(count, 1) for k, v in running.items()}
+    if accelerator.num_processes == 1 or not means:
+        return means
+    values = accelerator.reduce(torch.tensor(list(means.values()), dtype=torch.float64, device=accelerator.device),
+                                reduction="mean")
+    return dict(zip(means, values.tolist()))
 
 
 def refresh_codebooks(model, optimizer, features: ItemFeatures, seed: int) -> None:

@@ -184,37 +184,6 @@ class EpochShuffleSampler(torch.utils.data.Sampler[int]):
         return self.num_examples
 
 
-def _cpu_processes() -> bool:
-    """True when several processes were launched (torchrun, ``accelerate launch``) on a machine without CUDA.
-
-    accelerate only sets up a CPU process group (gloo) with ``cpu=True``; without it every process believes it
-    is alone and they train side by side, overwriting each other's checkpoints.
-    """
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-
-
-def _check_distributed_setup(accelerator: Any) -> None:
-    """Refuse set-ups that would silently differ from what the launcher asked for."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world != accelerator.num_processes:
-        raise SimCITInputError(
-            f"{world} processes were launched but accelerate joined {accelerator.num_processes} "
-            f"({accelerator.distributed_type}); on CPU set `cpu: true` in the recipe")
-    asked_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
-    if asked_fsdp and not str(accelerator.distributed_type).endswith("FSDP"):
-        raise SimCITInputError(
-            f"the accelerate config asks for FSDP but accelerate set up {accelerator.distributed_type} (FSDP "
-            "needs GPUs; accelerate runs it on CPU as DDP): use recipes/accelerate_configs/multi_cpu.yaml on CPU")
-
-
-def _mixed_precision(choice: str, cpu: bool) -> str:
-    if choice != "auto":
-        return choice
-    if not cpu and torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
 # --------------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------------
@@ -234,7 +203,6 @@ def train_recommender(
     ``data_args.data_dir`` and ``data_args.sid_dir``. ``step_callback(step, logs)`` runs after every
     optimizer step (and its checkpoint), e.g. to stop a run early.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_scheduler
@@ -242,13 +210,12 @@ def train_recommender(
     from ..recommender.data import RecommenderCollator, SIDPromptFormatter, build_training_dataset
     from ..recommender.modeling import build_recommender, save_recommender
     from ..utils.serialization import latest_checkpoint, load_training_state, save_training_state
+    from .distributed import build_accelerator
     from .evaluation import evaluate_recommender
 
     args = training_args
-    cpu = args.cpu or _cpu_processes()
-    accelerator = Accelerator(mixed_precision=_mixed_precision(args.mixed_precision, cpu),
-                              gradient_accumulation_steps=args.gradient_accumulation_steps, cpu=cpu)
-    _check_distributed_setup(accelerator)
+    accelerator = build_accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
+                                    gradient_accumulation_steps=args.gradient_accumulation_steps)
     set_seed(args.seed)
     if splits is None or sid_source is None:
         if not data_args.data_dir or not data_args.sid_dir:
