@@ -39,7 +39,7 @@ def test_rank_too_large(X):
         LGMD(0).fit(X)
 
 
-@pytest.mark.parametrize("name", ["rho_u", "rho_v", "ridge"])
+@pytest.mark.parametrize("name", ["rho_u", "rho_v", "ridge", "prior_weight"])
 @pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
 def test_non_positive_penalties(X, name, value):
     with pytest.raises(SimCITInputError, match=f"{name} must be a positive"):

@@ -68,6 +68,29 @@ def test_admm_solves_rank_deficient_covariance_where_sklearn_fails():
     assert torch.allclose(torch.diagonal(grad), torch.zeros(60, dtype=grad.dtype), atol=2e-3)
 
 
+def test_attractive_admm_satisfies_the_sign_constrained_kkt_conditions():
+    """attractive=True solves min tr(S T) - logdet T + lam sum_ij |T_ij| s.t. T_ij <= 0 (i != j): KKT gives
+    W = T^-1 with W_ii = S_ii, W_ij = S_ij - lam on edges and W_ij >= S_ij - lam off them."""
+    rng = np.random.default_rng(0)
+    F = rng.standard_normal((40, 3))
+    ridge, lam = 0.1, 0.05
+    S = torch.tensor(F @ F.T / 3) + ridge * torch.eye(40, dtype=torch.float64)
+    theta, _, info = admm_graphical_lasso(S, lam, attractive=True, tol=1e-8, max_iter=20000)
+    assert info["converged"]
+    off = ~torch.eye(40, dtype=torch.bool)
+    assert (theta[off] <= 0).all()
+    edges = (theta != 0) & off
+    assert 40 < int(edges.sum()) < 40 * 39  # a real, sparse graph
+    W = torch.linalg.inv(theta)
+    torch.testing.assert_close(torch.diagonal(W), torch.diagonal(S), atol=2e-4, rtol=0)
+    torch.testing.assert_close(W[edges], S[edges] - lam, atol=2e-4, rtol=0)
+    assert (W[~edges & off] >= S[~edges & off] - lam - 2e-4).all()
+    # the unconstrained solution has repulsive (positive) edges that the constraint removes
+    free, _, _ = admm_graphical_lasso(S, lam, tol=1e-8, max_iter=20000)
+    assert (free[off] > 1e-6).any()
+    assert float(glasso_objective(S, free, lam)) < float(glasso_objective(S, theta, lam))
+
+
 def test_admm_respects_restricted_support_and_batches():
     rng = np.random.default_rng(1)
     covs = torch.stack([torch.tensor(np.cov(rng.standard_normal((100, 12)).T)) for _ in range(3)])
@@ -140,6 +163,45 @@ def test_objective_never_increases(seed, missing, support):
     history = np.array(model.objective_history_)
     assert (np.diff(history) <= 1e-9 * np.abs(history[:-1])).all()
     assert history[-1] < history[0]
+
+
+@pytest.mark.parametrize(("support", "missing", "prior_weight"), [("dense", 0.3, 1.0), ("dense", 0.3, 10.0),
+                                                               ("blocks", 0.0, 3.0), ("knn", 0.3, 3.0)])
+def test_attractive_graph_objective_never_increases(support, missing, prior_weight):
+    X, mask = _low_rank(seed=7, missing=missing)
+    model = LGMD(3, support=support, max_block_size=16, knn=4, max_iter=8, tol=0, trace_steps=True,
+                 admm_iter=50, attractive=True, prior_weight=prior_weight, base=0.3, ridge=0.3)
+    model.fit(X, mask if missing else None)
+    values = np.array([v for _, v in model.objective_trace_])
+    steps = np.diff(values)
+    assert (steps <= 1e-9 * np.abs(values[:-1])).all(), model.objective_trace_
+    assert values[-1] < values[0]
+    for theta in (model.theta_u_, model.theta_v_):
+        coo = theta.tocoo()
+        assert (coo.data[coo.row != coo.col] <= 0).all()
+
+
+def test_attractive_graph_links_rows_of_the_same_cluster():
+    """Rows drawn around 4 centres: most of the learned attractive row graph's edge weight lies inside the
+    clusters (chance: 14 / 59 = 24%; measured 80%), and smoothing along it completes better than the same
+    model without a graph (PMF; measured RMSE 0.374 vs 0.420)."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 15)
+    U = rng.standard_normal((4, 3))[labels] + 0.1 * rng.standard_normal((60, 3))
+    clean = U @ rng.standard_normal((3, 40))
+    X = clean + 0.8 * rng.standard_normal(clean.shape)
+    mask = rng.random(X.shape) >= 0.3
+    lgmd = LGMD(3, attractive=True, prior_weight=10.0, base=0.0, rho_u=0.05, rho_v=0.05, ridge=0.3,
+                admm_iter=50).fit(X, mask)
+    pmf = LGMD(3, learn_graph=False, base=1.0).fit(X, mask)
+    coo = lgmd.theta_u_.tocoo()
+    off = coo.row != coo.col
+    same = labels[coo.row[off]] == labels[coo.col[off]]
+    weight = -coo.data[off]
+    assert off.sum() > 60 and (weight * same).sum() / weight.sum() > 0.7
+    rmse = {name: np.sqrt(((m.complete() - clean)[~mask] ** 2).mean()) for name, m in
+            (("lgmd", lgmd), ("pmf", pmf))}
+    assert rmse["lgmd"] < 0.92 * rmse["pmf"], rmse
 
 
 def test_float32_and_fixed_sigma2_are_monotone_too():

@@ -62,6 +62,15 @@ class LGMD:
             the PMF prior that LGMD's graph refines. 0 gives the plain model of the method notes.
         shrink_to_graph: with ``graph_weight > 0``, shrink the covariance towards the kNN-graph covariance
             instead of the identity (experimental).
+        attractive: constrain both precision matrices to non-positive off-diagonals (attractive Gaussian
+            graphical models, i.e. generalised graph Laplacians). Why: then ``tr(W^T Theta W)`` contains
+            ``-Theta_ij ||w_i - w_j||^2`` for every edge, so the learned graph pulls neighbouring rows together
+            as a kNN Laplacian does; an unconstrained Theta ~ (W W^T / k + eps I)^-1 only rescales W's
+            columns (see :mod:`.solver`). The fixed kNN prior of graph-regularised MF is a feasible point.
+        prior_weight: gamma, the weight of both graph priors against the data fit (a tempered posterior;
+            1 is the plain MAP model). The Theta-step does not depend on it; the factor steps smooth more
+            along the learned graph as it grows. Pick it with ``base`` and ``rho`` on held-out entries
+            (:func:`~.selection.select_lgmd`).
 
     Attributes (after ``fit``):
         U_ (m, k), V_ (n, k): the factors (numpy). ``theta_u_`` (m, m), ``theta_v_`` (n, n): the learned
@@ -98,6 +107,8 @@ class LGMD:
         gauge_bound: float = 2.0,
         shrink_to_graph: bool = False,
         base: float = 1.0,
+        attractive: bool = False,
+        prior_weight: float = 1.0,
     ):
         self.rank = rank
         self.rho_u = rho_u
@@ -125,6 +136,8 @@ class LGMD:
         self.gauge_bound = gauge_bound
         self.shrink_to_graph = shrink_to_graph
         self.base = base
+        self.attractive = attractive
+        self.prior_weight = prior_weight
         self._state: LGMDState | None = None
 
     # ------------------------------------------------------------------------------------------------
@@ -160,6 +173,10 @@ class LGMD:
             raise SimCITInputError(f"gauge={self.gauge!r}: choose bounded, optimal or none")
         if not self.gauge_bound >= 1 or self.graph_weight < 0 or not self.base >= 0:
             raise SimCITInputError("gauge_bound must be >= 1, graph_weight >= 0 and base >= 0")
+        if not isinstance(self.prior_weight, (int, float, np.floating)) or not 0 < self.prior_weight < np.inf:
+            raise SimCITInputError(
+                f"prior_weight must be a positive finite number, got {self.prior_weight!r} (1 is the plain "
+                "posterior; larger values smooth more along the graphs)")
         if self.knn < 1:
             raise SimCITInputError(f"knn must be >= 1, got {self.knn}")
         if self.max_iter < 0 or self.tol < 0:
@@ -299,6 +316,8 @@ class LGMD:
             gauge_bound=float(self.gauge_bound),
             shrink_to_graph=bool(self.shrink_to_graph),
             base=float(self.base),
+            attractive=bool(self.attractive),
+            prior_weight=float(self.prior_weight),
             progress=self.progress,
         )
         _orient_columns(state)

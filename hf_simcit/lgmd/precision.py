@@ -162,6 +162,7 @@ def admm_graphical_lasso(
     *,
     support: torch.Tensor | None = None,
     penalize_diagonal: bool = False,
+    attractive: bool = False,
     max_iter: int = 1000,
     tol: float = 1e-5,
     state: ADMMState | None = None,
@@ -176,6 +177,9 @@ def admm_graphical_lasso(
         cov: (B, B) or (nb, B, B) symmetric covariance(s).
         lam: l1 weight (same units as ``cov``).
         support: optional BoolTensor like ``cov``: allowed non-zeros (the diagonal is always allowed).
+        attractive: constrain the off-diagonal to ``Theta_ij <= 0`` (an attractive / MTP2 Gaussian, a
+            generalised graph Laplacian): every edge then pulls its two nodes together, since
+            ``tr(F^T Theta F) = sum_i (Theta 1)_i ||f_i||^2 + sum_{i<j} -Theta_ij ||f_i - f_j||^2``.
         max_iter, tol: stop when primal and dual residuals fall below ``tol`` relative to the iterates.
         state: warm start from a previous call on a nearby ``cov``.
 
@@ -210,6 +214,8 @@ def admm_graphical_lasso(
         Z_old = Z
         shifted = theta + dual
         Z = torch.where(thresh_mask, _soft_threshold(shifted, lam / r), shifted)
+        if attractive:  # prox of lam |z| + indicator(z <= 0) off the diagonal: min(v + lam / r, 0)
+            Z = torch.where(eye, Z, torch.clamp(shifted + lam / r, max=0))
         if support is not None:
             Z = Z * support
         dual = dual + theta - Z

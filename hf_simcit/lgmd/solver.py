@@ -75,6 +75,7 @@ class SideState:
     weight: float = 1.0  # gamma: this side's prior weight, (m + n) / (2 p)
     target: torch.Tensor | None = None  # (nb, B, B) shrinkage target T of the ridge (None: identity)
     base: float = 0.0  # beta: fixed isotropic precision added to Theta in the prior of the factor
+    attractive: bool = False  # constrain Theta's off-diagonal to <= 0 (a generalised graph Laplacian)
 
 
 @dataclass
@@ -209,7 +210,8 @@ def _precision_step(side: SideState, W: torch.Tensor, admm_iter: int, admm_tol: 
         cov = cov + side.eps * side.target
     lam = 2 * side.rho / k
     theta, admm_state, _ = admm_graphical_lasso(
-        cov, lam, support=prec.support, max_iter=admm_iter, tol=admm_tol, state=side.admm
+        cov, lam, support=prec.support, attractive=side.attractive, max_iter=admm_iter, tol=admm_tol,
+        state=side.admm,
     )
     valid = prec.valid.to(theta.dtype)
     pad = torch.diag_embed(1 - valid)
@@ -217,7 +219,8 @@ def _precision_step(side: SideState, W: torch.Tensor, admm_iter: int, admm_tol: 
     theta = theta * pair + pad
     candidate = BlockPrecision(prec.index, theta, prec.support, prec.num_nodes)
     old = _side_objective(side, W)
-    side_new = SideState(candidate, admm_state, side.rho, side.eps, side.weight, side.target, side.base)
+    side_new = SideState(candidate, admm_state, side.rho, side.eps, side.weight, side.target, side.base,
+                         side.attractive)
     new = _side_objective(side_new, W)
     side.admm = admm_state
     if new <= old:
@@ -324,6 +327,8 @@ def fit_lgmd(
     gauge_bound: float = 2.0,
     shrink_to_graph: bool = False,
     base: float = 0.0,
+    attractive: bool = False,
+    prior_weight: float = 1.0,
     balance_priors: bool = False,
     track_substeps: bool = False,
     progress: bool = False,
@@ -344,9 +349,11 @@ def fit_lgmd(
         U, V = initial_factors(data, rank, seed)
         row = _build_side(U, rho_u, ridge, support, max_block_size, knn, graph_weight, shrink_to_graph, base)
         col = _build_side(V, rho_v, ridge, support, max_block_size, knn, graph_weight, shrink_to_graph, base)
+        row.attractive = col.attractive = attractive
+        row.weight = col.weight = prior_weight
         if balance_priors:
             m, n = data.shape
-            row.weight, col.weight = (m + n) / (2 * m), (m + n) / (2 * n)
+            row.weight, col.weight = prior_weight * (m + n) / (2 * m), prior_weight * (m + n) / (2 * n)
         if sigma2 is None:
             s2 = max(data.loss(U, V) / data.n_obs, 1e-8 * (data.loss(U * 0, V) / data.n_obs) + 1e-12)
         else:

@@ -35,6 +35,9 @@ class LGMDArguments:
     rho_v: float = field(default=0.5, metadata={"help": "l1 weight of the item graph (relative)"})
     ridge: float = field(default=1.0, metadata={"help": "covariance shrinkage (relative)"})
     base: float = field(default=1.0, metadata={"help": "isotropic prior precision added to the graphs (relative)"})
+    attractive: bool = field(
+        default=False, metadata={"help": "learn attractive graphs (precision off-diagonals <= 0, Laplacian-like)"})
+    prior_weight: float = field(default=1.0, metadata={"help": "weight of the graph priors against the fit"})
     support: str = field(default="auto", metadata={"help": "auto, dense, blocks or knn"})
     max_block_size: int = field(default=500, metadata={"help": "largest dense precision block"})
     knn: int = field(default=10, metadata={"help": "neighbours per node for support=knn"})
@@ -94,6 +97,8 @@ def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
         rho_v=args.rho_v,
         ridge=args.ridge,
         base=args.base,
+        attractive=args.attractive,
+        prior_weight=args.prior_weight,
         support=args.support,
         max_block_size=args.max_block_size,
         knn=args.knn,
