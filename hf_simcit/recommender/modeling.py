@@ -225,11 +225,13 @@ def build_recommender(args: RecommenderModelArguments, sid_source: SIDSource, *,
     return Recommender(model, tokenizer, item_token_ids, sid_token_ids, args, base_model, item_ids)
 
 
-def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str, Any] | None = None,
+                     state_dict: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the adapter (LoRA) or full model, the extended tokenizer, the SID token table and a config.
 
     The folder reloads with :func:`load_recommender`; a LoRA folder also loads with
-    ``PeftModel.from_pretrained(base_resized_to_len(tokenizer), path)``.
+    ``PeftModel.from_pretrained(base_resized_to_len(tokenizer), path)``. ``state_dict``: the model's weights
+    when ``rec.model`` does not hold them whole (FSDP, ZeRO-3: ``accelerator.get_state_dict`` on every process).
     """
     from safetensors.torch import save_file
 
@@ -239,9 +241,9 @@ def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str,
     with atomic_directory(path) as tmp:
         if rec.is_peft:
             # every new row is a trainable token (stored in the adapter): no need to ship the whole embedding
-            model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
+            model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False, state_dict=state_dict)
         else:
-            model.save_pretrained(tmp, safe_serialization=True)
+            model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         rec.tokenizer.save_pretrained(tmp)
         save_file({"item_token_ids": rec.item_token_ids.contiguous()}, str(tmp / ITEM_TOKENS_NAME))
         config = {"base_model": rec.base_model, "is_peft": rec.is_peft, "sid_token_ids": rec.sid_token_ids,

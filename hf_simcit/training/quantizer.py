@@ -275,6 +275,7 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         if value is None:
             raise SimCITInputError(f"metric_for_best_model {key!r} is not available (validation_share is 0?)")
         stop = False
+        # every process holds the whole model (DDP; FSDP and DeepSpeed are refused above): the main one writes
         if improved(value):
             best_metric, best_step, patience = value, step, 0
             if accelerator.is_main_process:

@@ -143,11 +143,15 @@ class _TrainableState:
     """Checkpoint view of a model: only parameters that train (LoRA, SID rows, or all for a full fine-tune).
 
     Why: a LoRA checkpoint stays adapter-sized, and tied weights are stored once (safetensors refuses
-    shared tensors).
+    shared tensors). The trainer writes checkpoints from the gathered state dict (``trainable_names``) and
+    loads them through this view.
     """
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
+
+    def trainable_names(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
@@ -242,6 +246,7 @@ def train_recommender(
         train_ds, batch_size=args.per_device_train_batch_size, sampler=sampler,
         collate_fn=RecommenderCollator(rec.tokenizer.pad_token_id), num_workers=args.dataloader_num_workers)
     model = rec.model
+    trainable_names = _TrainableState(model).trainable_names()     # before FSDP flattens the parameters
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay,
                                   betas=(0.9, args.adam_beta2))
@@ -282,18 +287,22 @@ def train_recommender(
             raise RuntimeError(f"constrained decoding returned {metrics['invalid_items']} invalid items")
         return metrics
 
+    # Saving: every process calls get_state_dict (FSDP and ZeRO-3 gather the shards there; complete on the
+    # main process, which writes)
     def save_best(step: int, metrics: dict[str, Any] | None) -> None:
         accelerator.wait_for_everyone()
+        weights = accelerator.get_state_dict(model)
         if accelerator.is_main_process:
             extra = {"step": step, "validation_metrics": metrics, "training_args": asdict(args)}
-            save_recommender(_unwrapped(rec, accelerator, model), args.output_dir, extra=extra)
+            save_recommender(_unwrapped(rec, accelerator, model), args.output_dir, extra=extra, state_dict=weights)
         accelerator.wait_for_everyone()
 
     def save_checkpoint(step: int) -> None:
         accelerator.wait_for_everyone()
+        weights = accelerator.get_state_dict(model)
         if accelerator.is_main_process:
-            save_training_state(ckpt_root / f"checkpoint-{step}", model=trainable, optimizer=optimizer,
-                                scheduler=scheduler, extra=state)
+            save_training_state(ckpt_root / f"checkpoint-{step}", model={n: weights[n] for n in trainable_names},
+                                optimizer=optimizer, scheduler=scheduler, extra=state)
             _rotate(ckpt_root, args.save_total_limit)
         accelerator.wait_for_everyone()
 

@@ -121,7 +121,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_training_state(
     checkpoint_dir: str | os.PathLike,
     *,
-    model: torch.nn.Module,
+    model: torch.nn.Module | dict[str, torch.Tensor],
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     extra: dict[str, Any] | None = None,
@@ -129,10 +129,11 @@ def save_training_state(
     """Write model weights, optimizer, scheduler, RNG state and ``extra`` (step, metrics...) atomically.
 
     ``checkpoint_dir`` is e.g. ``run/checkpoints/checkpoint-500``; only safetensors and JSON are written.
+    ``model`` is a module or its weights (e.g. a state dict gathered from sharded processes).
     """
+    weights = model if isinstance(model, dict) else model.state_dict()
     with atomic_directory(checkpoint_dir) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  str(tmp / "model.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
         if optimizer is not None:
             save_state_dict_tree(optimizer.state_dict(), tmp, "optimizer")
         if scheduler is not None:
