@@ -322,7 +322,9 @@ def train_recommender(
                 loss = model(**batch).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                    # the prepared model's parameters, so FSDP clips by the norm over all shards (frozen ones
+                    # have no gradient and do not count)
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             state["batches_in_epoch"] += 1
