@@ -12,7 +12,8 @@ What the 2-process runs must show:
 
 FSDP and DeepSpeed are not covered: accelerate has no CPU FSDP (FSDP1 refuses to start without a GPU, an
 FSDP2 config runs as DDP) and DeepSpeed needs CUDA. The recommender trainer refuses an FSDP config it cannot
-honour; the quantizer trainer refuses FSDP and DeepSpeed (it trains a full copy per process).
+honour and refuses to resume under FSDP/DeepSpeed; the quantizer trainer refuses FSDP and DeepSpeed (it trains
+a full copy per process). Those refusals are tested with stand-in accelerators.
 """
 
 from __future__ import annotations
@@ -258,3 +259,46 @@ def test_the_quantizer_refuses_sharded_training(monkeypatch, tmp_path):
     monkeypatch.setattr(distributed, "build_accelerator", lambda **kwargs: fsdp)
     with pytest.raises(SimCITInputError, match="full copy on every process"):
         train_quantizer(tiny_args(tmp_path), tiny_features(64))
+
+
+@pytest.mark.parametrize("kind", ["DistributedType.FSDP", "DistributedType.DEEPSPEED"])
+def test_the_recommender_refuses_to_resume_sharded_training_before_it_starts(monkeypatch, tmp_path, kind):
+    """A checkpoint holds the main process's optimizer shard only: resuming under FSDP/DeepSpeed is refused at
+    start-up (before any data is read: without the check this run would fail on the missing data_dir)."""
+    import hf_simcit.training.distributed as distributed
+    from hf_simcit.training.recommender import (
+        RecommenderDataArguments,
+        RecommenderModelArguments,
+        RecommenderTrainingArguments,
+    )
+
+    sharded = SimpleNamespace(num_processes=2, process_index=0, distributed_type=kind)
+    monkeypatch.setattr(distributed, "build_accelerator", lambda **kwargs: sharded)
+    (tmp_path / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path / "out"), checkpoint_dir=str(tmp_path / "checkpoints"))
+    with pytest.raises(SimCITInputError, match=f"cannot resume from .*checkpoint-2 under {kind}: .*resume_from_"):
+        train_recommender(RecommenderModelArguments(), RecommenderDataArguments(), args)
+
+
+def test_which_resumes_are_refused():
+    from hf_simcit.training.distributed import check_resume_supported
+
+    fsdp = SimpleNamespace(distributed_type="DistributedType.FSDP")
+    ddp = SimpleNamespace(distributed_type="DistributedType.MULTI_GPU")
+    check_resume_supported(fsdp, None)              # a fresh start (e.g. 'auto' and no checkpoint yet) runs
+    with pytest.raises(SimCITInputError, match="under DistributedType.FSDP"):
+        check_resume_supported(fsdp, "ckpt/checkpoint-2")
+    check_resume_supported(ddp, "absent/checkpoint-2")           # DDP resumes (no trainer_state: older format)
+
+
+def test_a_checkpoint_written_under_fsdp_is_refused_under_ddp(tmp_path):
+    from hf_simcit.training.distributed import check_resume_supported
+
+    ddp = SimpleNamespace(distributed_type="DistributedType.MULTI_GPU")
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 2, "distributed_type": "DistributedType.NO"}))
+    check_resume_supported(ddp, checkpoint)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 2, "distributed_type": "DistributedType.FSDP"}))
+    with pytest.raises(SimCITInputError, match="written under DistributedType.FSDP"):
+        check_resume_supported(ddp, checkpoint)

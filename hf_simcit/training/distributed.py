@@ -4,6 +4,7 @@ accelerate would run differently from what was asked are refused."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +33,40 @@ def check_distributed_setup(accelerator: Any) -> None:
         raise SimCITInputError(
             f"the accelerate config asks for FSDP but accelerate set up {accelerator.distributed_type} (FSDP "
             "needs GPUs; accelerate runs it on CPU as DDP): use recipes/accelerate_configs/multi_cpu.yaml on CPU")
+
+
+def is_sharded(accelerator: Any) -> bool:
+    """True under FSDP or DeepSpeed: a process holds only its shard of the optimizer (and, FSDP/ZeRO-3, of
+    the weights)."""
+    return str(accelerator.distributed_type).endswith(("FSDP", "DEEPSPEED"))
+
+
+def check_resume_supported(accelerator: Any, checkpoint: str | os.PathLike | None) -> None:
+    """Refuse to resume ``checkpoint`` where the trainer's checkpoints cannot be restored.
+
+    A checkpoint holds the full trainable weights but only the main process's optimizer state: under FSDP or
+    DeepSpeed that is rank 0's shard, and the weights would be copied into sharded parameters (a deep shape
+    error). A checkpoint written under FSDP/DeepSpeed (its ``trainer_state.json`` says so) is refused under
+    any set-up for the same reason. ``None`` (a fresh start) always passes.
+    """
+    if checkpoint is None:
+        return
+    if is_sharded(accelerator):
+        raise SimCITInputError(
+            f"cannot resume from {checkpoint} under {accelerator.distributed_type}: checkpoints do not hold every "
+            "process's optimizer shard; train without resume (resume_from_checkpoint: no, or a new "
+            "checkpoint_dir) or train under DDP (recipes/accelerate_configs/multi_gpu.yaml)")
+    state_file = Path(checkpoint) / "trainer_state.json"
+    written_under = None
+    if state_file.is_file():
+        import json
+
+        written_under = json.loads(state_file.read_text()).get("distributed_type")
+    if written_under is not None and str(written_under).endswith(("FSDP", "DEEPSPEED")):
+        raise SimCITInputError(
+            f"cannot resume from {checkpoint}: it was written under {written_under} and holds only the main "
+            "process's optimizer shard; train without resume (resume_from_checkpoint: no, or a new "
+            "checkpoint_dir)")
 
 
 def auto_mixed_precision(choice: str, cpu: bool) -> str:

@@ -5,6 +5,8 @@ where the device has it, gradient accumulation, periodic full-ranking validation
 selection, pickle-free checkpoints (``checkpoint-<step>``: trainable weights, optimizer, scheduler, RNG and
 the data position) and exact resume: the epoch order comes from ``seed + epoch`` and the batches already
 seen in the interrupted epoch are skipped, so a resumed run reaches the same weights as an uninterrupted one.
+Resume works on one process and under DDP; under FSDP and DeepSpeed it is refused at start-up (a checkpoint
+holds only the main process's optimizer shard).
 """
 
 from __future__ import annotations
@@ -214,12 +216,21 @@ def train_recommender(
     from ..recommender.data import RecommenderCollator, SIDPromptFormatter, build_training_dataset
     from ..recommender.modeling import build_recommender, save_recommender
     from ..utils.serialization import latest_checkpoint, load_training_state, save_training_state
-    from .distributed import build_accelerator
+    from .distributed import build_accelerator, check_resume_supported
     from .evaluation import evaluate_recommender
 
     args = training_args
     accelerator = build_accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
                                     gradient_accumulation_steps=args.gradient_accumulation_steps)
+    # which checkpoint to resume, decided (and refused where it cannot be restored) before any work
+    ckpt_root = args.checkpoints()
+    resume = args.resume_from_checkpoint
+    resume_path = None
+    if resume and str(resume).lower() not in ("no", "none", "false"):
+        resume_path = latest_checkpoint(ckpt_root) if str(resume).lower() in ("auto", "true") else Path(resume)
+        if resume_path is not None and not Path(resume_path).is_dir():
+            raise SimCITInputError(f"resume_from_checkpoint: {resume_path} is not a checkpoint folder")
+    check_resume_supported(accelerator, resume_path)
     set_seed(args.seed)
     if splits is None or sid_source is None:
         if not data_args.data_dir or not data_args.sid_dir:
@@ -260,15 +271,9 @@ def train_recommender(
     # ---- resume
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
              "best_metrics": None, "log": []}
-    ckpt_root = args.checkpoints()
-    resume = args.resume_from_checkpoint
-    resume_path = None
-    if resume and str(resume).lower() not in ("no", "none", "false"):
-        resume_path = latest_checkpoint(ckpt_root) if str(resume).lower() in ("auto", "true") else Path(resume)
-        if resume_path is not None and not Path(resume_path).is_dir():
-            raise SimCITInputError(f"resume_from_checkpoint: {resume_path} is not a checkpoint folder")
     if resume_path is not None:
-        state.update(load_training_state(resume_path, model=trainable, optimizer=optimizer, scheduler=scheduler))
+        loaded = load_training_state(resume_path, model=trainable, optimizer=optimizer, scheduler=scheduler)
+        state.update({k: v for k, v in loaded.items() if k != "distributed_type"})
         accelerator.print(f"resumed from {resume_path} at step {state['step']}")
 
     ks = args.ks()
@@ -301,8 +306,10 @@ def train_recommender(
         accelerator.wait_for_everyone()
         weights = accelerator.get_state_dict(model)
         if accelerator.is_main_process:
+            # distributed_type: a checkpoint written under FSDP/DeepSpeed is refused on resume (rank 0's shard)
             save_training_state(ckpt_root / f"checkpoint-{step}", model={n: weights[n] for n in trainable_names},
-                                optimizer=optimizer, scheduler=scheduler, extra=state)
+                                optimizer=optimizer, scheduler=scheduler,
+                                extra={**state, "distributed_type": str(accelerator.distributed_type)})
             _rotate(ckpt_root, args.save_total_limit)
         accelerator.wait_for_everyone()
 
