@@ -8,7 +8,9 @@ What the 2-process runs must show:
   1-process evaluation of the saved model, also when it runs on the training loader's last batch (where
   accelerate's gather_for_metrics used to cut the rows to the training remainder);
 - the saved model loads and recommends valid items;
-- the quantizer: 2 x 8 items per step (negatives gathered) train like 1 x 16 and save the same codes.
+- the quantizer: 2 x 8 items per step (negatives gathered) train like 1 x 16 and save the same codes;
+- the quantizer's processes draw their own Gumbel noise, checkpoints keep every process's RNG state, and a
+  2-process resume ends bitwise where the uninterrupted 2-process run ends.
 
 FSDP and DeepSpeed are not covered: accelerate has no CPU FSDP (FSDP1 refuses to start without a GPU, an
 FSDP2 config runs as DDP) and DeepSpeed needs CUDA. The recommender trainer refuses an FSDP config it cannot
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -224,6 +227,50 @@ def test_two_processes_train_the_quantizer_like_one(tmp_path):
     assert torch.equal(model.encode(text), single.model.encode(text))
 
 
+def test_two_quantizer_processes_draw_their_own_noise_and_resume_it(tmp_path):
+    """Each process of a 2-process quantizer run draws its own Gumbel noise (its own RNG streams, stored per
+    process in every checkpoint), and 2 fresh processes resumed from checkpoint-3 end bitwise where the
+    uninterrupted 2-process run ends. At this Gumbel temperature the noise matters: a resume that gave
+    process 1 process 0's stream (what checkpoints held before) ends elsewhere."""
+    from test_quantizer import _item_table, tiny_features
+
+    from hf_simcit.training.quantizer import TRAINING_LOG_NAME
+
+    _item_table(tiny_features(64)).save_to_disk(str(tmp_path / "features"))
+    recipe = tmp_path / "quantizer.yaml"
+    recipe.write_text(
+        f"features_path: {tmp_path / 'features'}\nmodalities: [text]\nlatent_dim: 16\nencoder_hidden_sizes: [32]\n"
+        "num_levels: 2\ncodebook_size: 8\nmax_steps: 6\nper_device_batch_size: 8\neval_steps: 3\n"
+        "warmup_steps: 1\nlearning_rate: 1.0e-2\nvalidation_share: 0.2\ngumbel_temperature: 0.5\n"
+        "codebook_refresh_steps: 0\nshow_progress: false\nseed: 1\n")
+    straight = tmp_path / "straight_checkpoints"
+    accelerate_launch(tmp_path, "train-quantizer", str(recipe), "--output_dir", str(tmp_path / "straight"),
+                      "--checkpoint_dir", str(straight))
+    rng = {name: load_file(str(straight / "checkpoint-3" / f"{name}.safetensors")) for name in ("rng", "rng_1")}
+    assert not (straight / "checkpoint-3" / "rng_2.json").exists()
+    for key in rng["rng"]:                  # torch and numpy states (tensors), python random's (JSON) differ
+        assert not torch.equal(rng["rng"][key], rng["rng_1"][key]), key
+    assert (straight / "checkpoint-3" / "rng.json").read_text() != (straight / "checkpoint-3" / "rng_1.json").read_text()
+
+    # interrupted after checkpoint-3: 2 fresh processes continue from it
+    resumed = tmp_path / "resumed_checkpoints"
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-3", resumed / "checkpoint-3")
+    run = accelerate_launch(tmp_path, "train-quantizer", str(recipe), "--output_dir", str(tmp_path / "resumed"),
+                            "--checkpoint_dir", str(resumed))
+    assert run.stdout.count("resumed from") == 1
+    for name in ("model", "optimizer", "rng", "rng_1"):
+        a = load_file(str(straight / "checkpoint-6" / f"{name}.safetensors"))
+        b = load_file(str(resumed / "checkpoint-6" / f"{name}.safetensors"))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    logs = [json.loads((tmp_path / d / TRAINING_LOG_NAME).read_text())["history"] for d in ("straight", "resumed")]
+    drop = ("train_time_s",)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in logs[0]] == \
+        [{k: v for k, v in h.items() if k not in drop} for h in logs[1]]
+
+
 # ------------------------------------------------------------------------------------ without processes
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 11, 12])
 @pytest.mark.parametrize("world", [2, 3])
@@ -302,3 +349,63 @@ def test_a_checkpoint_written_under_fsdp_is_refused_under_ddp(tmp_path):
     (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 2, "distributed_type": "DistributedType.FSDP"}))
     with pytest.raises(SimCITInputError, match="written under DistributedType.FSDP"):
         check_resume_supported(ddp, checkpoint)
+
+
+def test_checkpoints_keep_every_process_rng_state_and_restore_each_its_own(tmp_path):
+    """rng = process 0's state (the one-process format, unchanged), rng_<i> = process i's; a process the
+    checkpoint has no state for keeps its own; process 0's state is required."""
+    from hf_simcit.utils.serialization import (
+        has_rng_state,
+        load_training_state,
+        rng_state,
+        save_training_state,
+    )
+
+    model = torch.nn.Linear(2, 2)
+    states = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        states.append(rng_state())
+    save_training_state(tmp_path / "two", model=model, rng_states=states)
+    save_training_state(tmp_path / "one", model=model)
+    assert sorted(p.name for p in (tmp_path / "one").iterdir() if p.name.startswith("rng")) == [
+        "rng.json", "rng.safetensors"]
+    assert [has_rng_state(tmp_path / "two", i) for i in range(3)] == [True, True, False]
+
+    def draws():
+        return torch.rand(3), np.random.rand(3)
+
+    expected = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        expected.append(draws())
+    for index in (0, 1):
+        torch.manual_seed(99)
+        load_training_state(tmp_path / "two", model=model, process_index=index)
+        got = draws()
+        assert torch.equal(got[0], expected[index][0]) and np.array_equal(got[1], expected[index][1])
+    torch.manual_seed(99)
+    here = torch.get_rng_state()
+    load_training_state(tmp_path / "one", model=model, process_index=1)       # written by 1 process
+    assert torch.equal(torch.get_rng_state(), here)
+    (tmp_path / "one" / "rng.json").unlink()
+    with pytest.raises(FileNotFoundError):
+        load_training_state(tmp_path / "one", model=model)
+
+
+def test_process_streams_differ_per_process_and_leave_one_process_alone():
+    from hf_simcit.training.distributed import process_seed, seed_process_streams
+
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    seed_process_streams(SimpleNamespace(num_processes=1, process_index=0), 5)
+    assert torch.equal(torch.get_rng_state(), before)
+    draws = []
+    for rank in (0, 1):
+        seed_process_streams(SimpleNamespace(num_processes=2, process_index=rank), 5)
+        draws.append(torch.empty(4).exponential_())
+    assert not torch.equal(draws[0], draws[1])
+    assert len({process_seed(s, r) for s in (5, 6) for r in (0, 1)}) == 4
+    assert process_seed(5, 0) != 5 and process_seed(5, 1) != process_seed(6, 0)

@@ -89,3 +89,44 @@ def build_accelerator(*, cpu: bool = False, mixed_precision: str | None = None, 
     accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision, **kwargs)
     check_distributed_setup(accelerator)
     return accelerator
+
+
+def gather_rng_states(accelerator: Any) -> list[dict[str, Any]]:
+    """Every process's RNG state (python ``random``, numpy, torch and CUDA where present), in process order,
+    on every process: what a checkpoint stores so that each process resumes its own random streams.
+
+    A collective under several processes: every process must call it (one process: no communication).
+    """
+    from ..utils.serialization import rng_state
+
+    if accelerator.num_processes == 1:
+        return [rng_state()]
+    from accelerate.utils import gather_object
+
+    return gather_object([rng_state()])
+
+
+def process_seed(seed: int, process_index: int) -> int:
+    """A seed of its own for each process, derived from ``(seed, process_index)`` by numpy's SeedSequence.
+
+    Why not ``seed + process_index``: process 0 would restart the exact numbers the model's initialisation drew
+    after ``set_seed(seed)``, and process 1 of a run with seed 42 would draw what process 0 of a run with
+    seed 43 draws.
+    """
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+
+
+def seed_process_streams(accelerator: Any, seed: int) -> None:
+    """Under several processes, reseed python ``random``, numpy and torch (and CUDA) on each process with
+    :func:`process_seed`, so each process draws its own noise for its own rows; on one process nothing changes
+    (the run stays bitwise identical to one without this call).
+
+    Call it after everything that must be identical on every process (model initialisation) and before the
+    first random draw of training (and before the first checkpoint, which stores each process's state).
+    """
+    if accelerator.num_processes > 1:
+        from accelerate.utils import set_seed
+
+        set_seed(process_seed(seed, accelerator.process_index))

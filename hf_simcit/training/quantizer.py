@@ -6,7 +6,9 @@ catalogue and logs per-level codebook usage and perplexity and the share of item
 the validation loss alone does not say whether the codes are usable. The best model (``metric_for_best_model``)
 is kept, training stops early when it has not improved for ``early_stopping_patience`` evaluations, and a
 ``checkpoint-<step>`` (safetensors + JSON, RNG included) after every evaluation makes the run resumable: the
-order of each epoch comes from ``seed + epoch``, so a resumed run continues exactly where it stopped.
+order of each epoch comes from ``seed + epoch``, so a resumed run continues exactly where it stopped. Under
+several processes each process draws its own Gumbel noise (its own RNG streams, stored per process in the
+checkpoints); one process draws exactly what it drew before processes had streams of their own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..quantizers.features import ItemFeatures
 from ..utils.serialization import (
     CHECKPOINT_PREFIX,
     atomic_directory,
+    has_rng_state,
     latest_checkpoint,
     load_training_state,
     save_training_state,
@@ -206,7 +209,7 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
 
     from ..modeling_simcit import SimCITQuantizer
     from ..quantizers.simcit import initialize_simcit_codebooks
-    from .distributed import build_accelerator
+    from .distributed import build_accelerator, gather_rng_states, seed_process_streams
 
     accelerator = build_accelerator()
     if str(accelerator.distributed_type).endswith(("FSDP", "DEEPSPEED")):
@@ -251,10 +254,15 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
     elapsed_before = 0.0
     checkpoint = latest_checkpoint(checkpoint_dir) if args.resume else None
     if checkpoint is not None:
-        state = load_training_state(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
+        state = load_training_state(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
+                                    process_index=rank)
         step, best_metric, best_step = state["step"], state["best_metric"], state["best_step"]
         patience, history, elapsed_before = state["patience"], state["history"], state.get("train_time_s", 0.0)
         accelerator.print(f"resumed from {checkpoint} (step {step})")
+    if checkpoint is None or not has_rng_state(checkpoint, rank):
+        # several processes: each its own Gumbel noise for its own rows (one process: unchanged); a resumed
+        # process continues the stream its checkpoint stored
+        seed_process_streams(accelerator, args.seed)
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
     mode = BEST_METRICS[args.metric_for_best_model]
@@ -287,12 +295,14 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         metrics["best_step"] = best_step
         history.append(metrics)
         accelerator.print(_format(metrics))
+        rng_states = gather_rng_states(accelerator)  # every process's own stream (a collective)
         if accelerator.is_main_process:
             save_training_state(
                 checkpoint_dir / f"{CHECKPOINT_PREFIX}{step}", model=unwrapped, optimizer=optimizer,
                 scheduler=scheduler,
                 extra={"step": step, "best_metric": best_metric, "best_step": best_step, "patience": patience,
                        "history": history, "train_time_s": metrics["train_time_s"]},
+                rng_states=rng_states,
             )
             _prune_checkpoints(checkpoint_dir, args.save_total_limit)
         accelerator.wait_for_everyone()

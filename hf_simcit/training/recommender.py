@@ -216,7 +216,7 @@ def train_recommender(
     from ..recommender.data import RecommenderCollator, SIDPromptFormatter, build_training_dataset
     from ..recommender.modeling import build_recommender, save_recommender
     from ..utils.serialization import latest_checkpoint, load_training_state, save_training_state
-    from .distributed import build_accelerator, check_resume_supported
+    from .distributed import build_accelerator, check_resume_supported, gather_rng_states
     from .evaluation import evaluate_recommender
 
     args = training_args
@@ -272,7 +272,8 @@ def train_recommender(
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
              "best_metrics": None, "log": []}
     if resume_path is not None:
-        loaded = load_training_state(resume_path, model=trainable, optimizer=optimizer, scheduler=scheduler)
+        loaded = load_training_state(resume_path, model=trainable, optimizer=optimizer, scheduler=scheduler,
+                                     process_index=accelerator.process_index)
         state.update({k: v for k, v in loaded.items() if k != "distributed_type"})
         accelerator.print(f"resumed from {resume_path} at step {state['step']}")
 
@@ -305,11 +306,13 @@ def train_recommender(
     def save_checkpoint(step: int) -> None:
         accelerator.wait_for_everyone()
         weights = accelerator.get_state_dict(model)
+        rng_states = gather_rng_states(accelerator)     # each process resumes its own random streams
         if accelerator.is_main_process:
             # distributed_type: a checkpoint written under FSDP/DeepSpeed is refused on resume (rank 0's shard)
             save_training_state(ckpt_root / f"checkpoint-{step}", model={n: weights[n] for n in trainable_names},
                                 optimizer=optimizer, scheduler=scheduler,
-                                extra={**state, "distributed_type": str(accelerator.distributed_type)})
+                                extra={**state, "distributed_type": str(accelerator.distributed_type)},
+                                rng_states=rng_states)
             _rotate(ckpt_root, args.save_total_limit)
         accelerator.wait_for_everyone()
 

@@ -118,6 +118,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def rng_file_name(process_index: int) -> str:
+    """The checkpoint file (``<name>.safetensors`` + ``<name>.json``) with a process's RNG state: ``rng`` for
+    process 0 (the one-process format, unchanged), ``rng_<i>`` for process ``i`` of a multi-process run."""
+    return "rng" if process_index == 0 else f"rng_{process_index}"
+
+
+def has_rng_state(checkpoint_dir: str | os.PathLike, process_index: int = 0) -> bool:
+    """Whether the checkpoint holds process ``process_index``'s RNG state (one written by fewer processes does
+    not)."""
+    return (Path(checkpoint_dir) / f"{rng_file_name(process_index)}.json").is_file()
+
+
 def save_training_state(
     checkpoint_dir: str | os.PathLike,
     *,
@@ -125,20 +137,25 @@ def save_training_state(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     extra: dict[str, Any] | None = None,
+    rng_states: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write model weights, optimizer, scheduler, RNG state and ``extra`` (step, metrics...) atomically.
 
     ``checkpoint_dir`` is e.g. ``run/checkpoints/checkpoint-500``; only safetensors and JSON are written.
-    ``model`` is a module or its weights (e.g. a state dict gathered from sharded processes).
+    ``model`` is a module or its weights (e.g. a state dict gathered from sharded processes). ``rng_states``:
+    every process's RNG state in process order (``hf_simcit.training.distributed.gather_rng_states``), stored
+    as :func:`rng_file_name`; default: this process's only, as ``rng``.
     """
     weights = model if isinstance(model, dict) else model.state_dict()
+    states = [rng_state()] if rng_states is None else list(rng_states)
     with atomic_directory(checkpoint_dir) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
         if optimizer is not None:
             save_state_dict_tree(optimizer.state_dict(), tmp, "optimizer")
         if scheduler is not None:
             save_state_dict_tree(scheduler.state_dict(), tmp, "scheduler")
-        save_state_dict_tree(rng_state(), tmp, "rng")
+        for index, state in enumerate(states):
+            save_state_dict_tree(state, tmp, rng_file_name(index))
         (tmp / "trainer_state.json").write_text(json.dumps(extra or {}, indent=2))
     return Path(checkpoint_dir)
 
@@ -150,16 +167,21 @@ def load_training_state(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     restore_rng: bool = True,
+    process_index: int = 0,
 ) -> dict[str, Any]:
-    """Inverse of :func:`save_training_state`; returns the ``extra`` dict (e.g. ``{"step": 500}``)."""
+    """Inverse of :func:`save_training_state`; returns the ``extra`` dict (e.g. ``{"step": 500}``).
+
+    The RNG state restored is process ``process_index``'s; where the checkpoint lacks it (written by fewer
+    processes, see :func:`has_rng_state`) the RNG of a process other than 0 is left as it is.
+    """
     checkpoint_dir = Path(checkpoint_dir)
     model.load_state_dict(load_file(str(checkpoint_dir / "model.safetensors")))
     if optimizer is not None and (checkpoint_dir / "optimizer.json").exists():
         optimizer.load_state_dict(load_state_dict_tree(checkpoint_dir, "optimizer"))
     if scheduler is not None and (checkpoint_dir / "scheduler.json").exists():
         scheduler.load_state_dict(load_state_dict_tree(checkpoint_dir, "scheduler"))
-    if restore_rng:
-        set_rng_state(load_state_dict_tree(checkpoint_dir, "rng"))
+    if restore_rng and (process_index == 0 or has_rng_state(checkpoint_dir, process_index)):
+        set_rng_state(load_state_dict_tree(checkpoint_dir, rng_file_name(process_index)))
     return json.loads((checkpoint_dir / "trainer_state.json").read_text())
 
 
