@@ -15,7 +15,8 @@ What the 2-process runs must show:
 FSDP and DeepSpeed are not covered: accelerate has no CPU FSDP (FSDP1 refuses to start without a GPU, an
 FSDP2 config runs as DDP) and DeepSpeed needs CUDA. The recommender trainer refuses an FSDP config it cannot
 honour and refuses to resume under FSDP/DeepSpeed; the quantizer trainer refuses FSDP and DeepSpeed (it trains
-a full copy per process). Those refusals are tested with stand-in accelerators.
+a full copy per process). Those refusals, and matching DeepSpeed's own gradient clipping to max_grad_norm,
+are tested with stand-in accelerators.
 """
 
 from __future__ import annotations
@@ -409,3 +410,62 @@ def test_process_streams_differ_per_process_and_leave_one_process_alone():
     assert not torch.equal(draws[0], draws[1])
     assert len({process_seed(s, r) for s in (5, 6) for r in (0, 1)}) == 4
     assert process_seed(5, 0) != 5 and process_seed(5, 1) != process_seed(6, 0)
+
+
+def _deepspeed(clipping) -> SimpleNamespace:
+    config = {} if clipping is None else {"gradient_clipping": clipping}
+    return SimpleNamespace(num_processes=2, process_index=0, distributed_type="DistributedType.DEEPSPEED",
+                           deepspeed_plugin=SimpleNamespace(deepspeed_config=config))
+
+
+def test_the_deepspeed_config_clips_at_an_explicit_norm(monkeypatch):
+    """deepspeed_zero2.yaml through `accelerate launch` (its environment) into accelerate's DeepSpeedPlugin:
+    gradient_clipping is the number the config states, not "auto" (which accelerate fills with 1.0 whatever
+    the recipe's max_grad_norm). Neither deepspeed nor a GPU is needed for this part."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import DeepSpeedPlugin
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env
+
+    from hf_simcit.training.distributed import match_deepspeed_gradient_clipping
+
+    config_file = ROOT / "recipes" / "accelerate_configs" / "deepspeed_zero2.yaml"
+    launch_args, defaults, _ = _validate_launch_command(
+        launch_command_parser().parse_args(["--config_file", str(config_file), "train.py"]))
+    launch_args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+    _, env = prepare_deepspeed_cmd_env(launch_args)
+    monkeypatch.setenv("ACCELERATE_GRADIENT_CLIPPING", env["ACCELERATE_GRADIENT_CLIPPING"])
+    plugin = DeepSpeedPlugin()
+    assert plugin.deepspeed_config["gradient_clipping"] == 1.0
+    accelerator = SimpleNamespace(distributed_type="DistributedType.DEEPSPEED", deepspeed_plugin=plugin)
+    match_deepspeed_gradient_clipping(accelerator, 1.0)             # the recommender's default max_grad_norm
+    with pytest.raises(SimCITInputError, match="gradient_clipping 1 .* max_grad_norm 0.05"):
+        match_deepspeed_gradient_clipping(accelerator, 0.05)
+
+
+def test_deepspeed_clipping_follows_the_recipe_or_is_refused():
+    from hf_simcit.training.distributed import match_deepspeed_gradient_clipping
+
+    auto = _deepspeed("auto")                       # "auto" takes the recipe's value (before prepare fills 1.0)
+    match_deepspeed_gradient_clipping(auto, 0.05)
+    assert auto.deepspeed_plugin.deepspeed_config["gradient_clipping"] == 0.05
+    auto = _deepspeed("auto")
+    match_deepspeed_gradient_clipping(auto, 0)                       # no clipping: DeepSpeed's 0
+    assert auto.deepspeed_plugin.deepspeed_config["gradient_clipping"] == 0.0
+    match_deepspeed_gradient_clipping(_deepspeed(None), 0)           # absent from a DeepSpeed JSON: no clipping
+    with pytest.raises(SimCITInputError, match="gradient_clipping 0 .* max_grad_norm 1"):
+        match_deepspeed_gradient_clipping(_deepspeed(None), 1.0)
+    match_deepspeed_gradient_clipping(SimpleNamespace(distributed_type="DistributedType.MULTI_GPU"), 0.05)
+
+
+def test_the_recommender_refuses_a_deepspeed_clipping_mismatch_before_it_starts(monkeypatch, tmp_path):
+    import hf_simcit.training.distributed as distributed
+    from hf_simcit.training.recommender import (
+        RecommenderDataArguments,
+        RecommenderModelArguments,
+        RecommenderTrainingArguments,
+    )
+
+    monkeypatch.setattr(distributed, "build_accelerator", lambda **kwargs: _deepspeed(1.0))
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path / "out"), max_grad_norm=0.05)
+    with pytest.raises(SimCITInputError, match="not at the recipe's max_grad_norm 0.05"):
+        train_recommender(RecommenderModelArguments(), RecommenderDataArguments(), args)

@@ -69,6 +69,35 @@ def check_resume_supported(accelerator: Any, checkpoint: str | os.PathLike | Non
             "checkpoint_dir)")
 
 
+def match_deepspeed_gradient_clipping(accelerator: Any, max_grad_norm: float | None) -> None:
+    """Under DeepSpeed make the engine clip at the recipe's ``max_grad_norm``, or refuse a config that clips
+    at another norm; other set-ups are left alone.
+
+    DeepSpeed clips the gradients itself at its config's ``gradient_clipping`` (``accelerator.clip_grad_norm_``
+    does nothing under DeepSpeed). accelerate (1.15) builds that config from the accelerate config's
+    ``deepspeed_config.gradient_clipping`` or a DeepSpeed JSON: an unset value becomes ``"auto"``, which
+    ``Accelerator.prepare`` fills with 1.0; a key absent from a DeepSpeed JSON means no clipping. ``"auto"`` is
+    set here (before ``prepare``) to the recipe's value, as transformers' Trainer does; a number that differs
+    from it is refused. ``max_grad_norm`` 0 or None: no clipping (DeepSpeed's 0).
+    """
+    if not str(accelerator.distributed_type).endswith("DEEPSPEED"):
+        return
+    import math
+
+    config = accelerator.deepspeed_plugin.deepspeed_config
+    wanted = float(max_grad_norm or 0.0)
+    value = config.get("gradient_clipping")
+    if value == "auto":
+        config["gradient_clipping"] = wanted
+        return
+    value = float(value or 0.0)
+    if not math.isclose(value, wanted):
+        raise SimCITInputError(
+            f"DeepSpeed clips gradients at its gradient_clipping {value:g} (0: none), not at the recipe's "
+            f"max_grad_norm {wanted:g}: set deepspeed_config.gradient_clipping to {wanted:g} (or 'auto') in the "
+            f"accelerate config, or max_grad_norm to {value:g} in the recipe")
+
+
 def auto_mixed_precision(choice: str, cpu: bool) -> str:
     """``"auto"``: bf16 on a GPU that has it, fp16 on other GPUs, none on CPU; other choices pass through."""
     if choice != "auto":

@@ -216,7 +216,12 @@ def train_recommender(
     from ..recommender.data import RecommenderCollator, SIDPromptFormatter, build_training_dataset
     from ..recommender.modeling import build_recommender, save_recommender
     from ..utils.serialization import latest_checkpoint, load_training_state, save_training_state
-    from .distributed import build_accelerator, check_resume_supported, gather_rng_states
+    from .distributed import (
+        build_accelerator,
+        check_resume_supported,
+        gather_rng_states,
+        match_deepspeed_gradient_clipping,
+    )
     from .evaluation import evaluate_recommender
 
     args = training_args
@@ -231,6 +236,7 @@ def train_recommender(
         if resume_path is not None and not Path(resume_path).is_dir():
             raise SimCITInputError(f"resume_from_checkpoint: {resume_path} is not a checkpoint folder")
     check_resume_supported(accelerator, resume_path)
+    match_deepspeed_gradient_clipping(accelerator, args.max_grad_norm)
     set_seed(args.seed)
     if splits is None or sid_source is None:
         if not data_args.data_dir or not data_args.sid_dir:
@@ -333,7 +339,8 @@ def train_recommender(
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     # the prepared model's parameters, so FSDP clips by the norm over all shards (frozen ones
-                    # have no gradient and do not count)
+                    # have no gradient and do not count); under DeepSpeed this does nothing: the engine clips at
+                    # its gradient_clipping, matched to max_grad_norm at start-up
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
