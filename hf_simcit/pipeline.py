@@ -96,18 +96,12 @@ def load_pipeline(path: str | os.PathLike, overrides: Mapping[str, Any] | None =
     ``overrides`` keys are pipeline fields, or ``stage.key`` for one key of a stage recipe
     (e.g. ``{"quantizer.max_steps": 50}``).
     """
-    import yaml
     from transformers import HfArgumentParser
 
+    from .utils.recipes import mapping_fields, read_recipe
+
     path = Path(path)
-    if not path.is_file():
-        raise SimCITInputError(f"pipeline recipe {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SimCITInputError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(raw, dict):
-        raise SimCITInputError(f"{path}: expected a mapping of pipeline keys")
+    raw = read_recipe(path, sections=(), mappings=mapping_fields(PipelineArguments), what="pipeline recipe")
     raw.setdefault("recipe_dir", str(path.parent))
     raw["overrides"] = {stage: dict(values or {}) for stage, values in (raw.get("overrides") or {}).items()}
     for key, value in (overrides or {}).items():
@@ -127,26 +121,17 @@ def load_pipeline(path: str | os.PathLike, overrides: Mapping[str, Any] | None =
 
 
 # --------------------------------------------------------------------------------------------- recipes
-def _recipe(args: PipelineArguments, name: str | None) -> dict[str, Any]:
-    """A stage recipe as a flat dict (sections such as ``model:``/``data:``/``training:`` are merged)."""
-    import yaml
+def _recipe(args: PipelineArguments, name: str | None, types: tuple[type, ...]) -> dict[str, Any]:
+    """A stage recipe (arguments ``types``) as a flat dict (sections such as ``model:``/``data:``/``training:``
+    are merged)."""
+    from .utils.recipes import mapping_fields, read_recipe
 
     if name is None:
         return {}
     path = Path(name) if Path(name).is_absolute() else Path(args.recipe_dir or ".") / name
     if not path.is_file():
         raise SimCITInputError(f"stage recipe {str(path)!r} does not exist (named in the pipeline recipe)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SimCITInputError(f"{path}: not valid YAML ({err})") from None
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, dict) and key in ("model", "data", "training"):
-            flat.update(value)
-        else:
-            flat[key] = value
-    return flat
+    return read_recipe(path, mappings=mapping_fields(*types))
 
 
 def _dataclasses(types: tuple[type, ...], values: Mapping[str, Any], where: str) -> tuple[Any, ...]:
@@ -192,27 +177,26 @@ def plan_stages(args: PipelineArguments) -> StagePlan:
 
     run = Path(args.run_dir)
     over = args.overrides
-    values = _recipe(args, args.features_recipe) | over.get("features", {})
+    values = _recipe(args, args.features_recipe, (FeaturesArguments,)) | over.get("features", {})
     values |= {"data": str(run / "data"), "output": str(run / "features")}
     (features,) = _dataclasses((FeaturesArguments,), values, "features recipe")
     lgmd = None
     if args.lgmd_recipe:
-        values = _recipe(args, args.lgmd_recipe) | over.get("lgmd", {})
+        values = _recipe(args, args.lgmd_recipe, (LGMDArguments,)) | over.get("lgmd", {})
         values |= {"data": str(run / "data"), "items": str(run / "features"), "output": str(run / "lgmd")}
         (lgmd,) = _dataclasses((LGMDArguments,), values, "lgmd recipe")
         # the collaborative modality comes from LGMD, as column lgmd.embedding_column
         features.modalities = [m for m in features.modalities if m != "cf"] or ["text"]
     plan = StagePlan(run, features, lgmd, None, None, dict(over.get("sasrec", {})))
-    values = _recipe(args, args.quantizer_recipe) | over.get("quantizer", {})
+    values = _recipe(args, args.quantizer_recipe, (QuantizerTrainingArguments,)) | over.get("quantizer", {})
     values |= {"features_path": str(plan.quantizer_items), "output_dir": str(run / "quantizer"),
                "checkpoint_dir": str(run / "quantizer_checkpoints")}
     (plan.quantizer,) = _dataclasses((QuantizerTrainingArguments,), values, "quantizer recipe")
-    values = _recipe(args, args.recommender_recipe) | over.get("recommender", {})
+    recommender_types = (RecommenderModelArguments, RecommenderDataArguments, RecommenderTrainingArguments)
+    values = _recipe(args, args.recommender_recipe, recommender_types) | over.get("recommender", {})
     values |= {"data_dir": str(run / "data"), "sid_dir": str(run / "quantizer"),
                "output_dir": str(run / "recommender"), "checkpoint_dir": str(run / "recommender_checkpoints")}
-    plan.recommender = _dataclasses(
-        (RecommenderModelArguments, RecommenderDataArguments, RecommenderTrainingArguments), values,
-        "recommender recipe")
+    plan.recommender = _dataclasses(recommender_types, values, "recommender recipe")
     return plan
 
 

@@ -82,10 +82,13 @@ def parse_features_arguments(args: argparse.Namespace):
     if args.recipe is not None:
         from transformers import HfArgumentParser
 
+        from ..utils.recipes import mapping_fields, read_recipe
+
         if not Path(args.recipe).is_file():
             raise FileNotFoundError(2, "recipe not found", args.recipe)
+        values = read_recipe(args.recipe, mappings=mapping_fields(FeaturesArguments))
         try:
-            (base,) = HfArgumentParser(FeaturesArguments).parse_yaml_file(args.recipe)
+            (base,) = HfArgumentParser(FeaturesArguments).parse_dict(values)
         except ValueError as err:
             raise SimCITInputError(f"{args.recipe}: {err}") from None
         values = asdict(base)

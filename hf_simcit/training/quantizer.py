@@ -413,23 +413,18 @@ def _prune_checkpoints(directory: Path, keep: int) -> None:
 
 def parse_quantizer_recipe(path: str, overrides: list[str] | None = None) -> QuantizerTrainingArguments:
     """Read a recipe YAML into :class:`QuantizerTrainingArguments`; ``overrides`` like ``["--max_steps", "10"]``."""
-    import yaml
     from transformers import HfArgumentParser
 
-    recipe = Path(path)
-    if not recipe.exists():
-        raise SimCITInputError(f"recipe {path!r} does not exist")
-    try:
-        data = yaml.safe_load(recipe.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SimCITInputError(f"{path}: not valid YAML ({err})") from None
+    from ..utils.recipes import mapping_fields, read_recipe
+
+    data = read_recipe(path, mappings=mapping_fields(QuantizerTrainingArguments))
     known = {f for f in QuantizerTrainingArguments.__dataclass_fields__}
     unknown = [key for key in data if key not in known]
     if unknown:
         raise SimCITInputError(f"{path}: unknown key {unknown[0]!r} in the quantizer recipe")
     parser = HfArgumentParser(QuantizerTrainingArguments)
     if not overrides:
-        (args,) = parser.parse_yaml_file(str(recipe))
+        (args,) = parser.parse_dict(data)          # what parse_yaml_file does with the file's mapping
         return args
     argv = []
     for key, value in data.items():

@@ -99,17 +99,13 @@ class RecommenderTrainingArguments:
 
 def parse_recommender_recipe(path: str, overrides: list[str] | None = None):
     """Read a recipe YAML into (model, data, training) argument dataclasses; ``--key value`` overrides win."""
-    import yaml
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((RecommenderModelArguments, RecommenderDataArguments, RecommenderTrainingArguments))
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():       # sections (model:, data:, training:) or flat keys both work
-        if isinstance(value, dict) and key in ("model", "data", "training"):
-            flat.update(value)
-        else:
-            flat[key] = value
+    from ..utils.recipes import mapping_fields, read_recipe
+
+    types = (RecommenderModelArguments, RecommenderDataArguments, RecommenderTrainingArguments)
+    parser = HfArgumentParser(types)
+    flat = read_recipe(path, mappings=mapping_fields(*types))  # sections (model:, data:, training:) or flat keys
     known = {f for dc in parser.dataclass_types for f in dc.__dataclass_fields__}
     unknown = sorted(set(flat) - known)
     if unknown:

@@ -1,5 +1,6 @@
-"""Small shared helpers: atomic artifact writes and pickle-free training-state checkpoints."""
+"""Small shared helpers: atomic artifact writes, pickle-free training-state checkpoints, recipe files."""
 
+from .recipes import read_recipe
 from .serialization import (
     atomic_directory,
     latest_checkpoint,
@@ -7,4 +8,4 @@ from .serialization import (
     save_training_state,
 )
 
-__all__ = ["atomic_directory", "latest_checkpoint", "load_training_state", "save_training_state"]
+__all__ = ["atomic_directory", "latest_checkpoint", "load_training_state", "read_recipe", "save_training_state"]
