@@ -370,7 +370,9 @@ def _fit_info(lgmd: LGMD, shape, source: str) -> dict[str, Any]:
         "shape": [int(shape[0]), int(shape[1])],
         "params": {
             "rank": int(lgmd.rank), "rho_u": float(lgmd.rho_u), "rho_v": float(lgmd.rho_v),
-            "ridge": float(lgmd.ridge), "support": lgmd.support_, "max_block_size": int(lgmd.max_block_size),
+            "ridge": float(lgmd.ridge), "base": float(lgmd.base), "attractive": bool(lgmd.attractive),
+            "prior_weight": float(lgmd.prior_weight), "support": lgmd.support_,
+            "max_block_size": int(lgmd.max_block_size),
         },
         "n_iter": int(lgmd.n_iter_),
         "converged": bool(lgmd.converged_),
