@@ -211,12 +211,18 @@ def train_recommender(
 
     from ..recommender.data import RecommenderCollator, SIDPromptFormatter, build_training_dataset
     from ..recommender.modeling import build_recommender, save_recommender
-    from ..utils.serialization import latest_checkpoint, load_training_state, save_training_state
+    from ..utils.serialization import (
+        has_rng_state,
+        latest_checkpoint,
+        load_training_state,
+        save_training_state,
+    )
     from .distributed import (
         build_accelerator,
         check_resume_supported,
         gather_rng_states,
         match_deepspeed_gradient_clipping,
+        seed_process_streams,
     )
     from .evaluation import evaluate_recommender
 
@@ -278,6 +284,10 @@ def train_recommender(
                                      process_index=accelerator.process_index)
         state.update({k: v for k, v in loaded.items() if k != "distributed_type"})
         accelerator.print(f"resumed from {resume_path} at step {state['step']}")
+    if resume_path is None or not has_rng_state(resume_path, accelerator.process_index):
+        # several processes: each its own dropout masks (one process: unchanged); a resumed process continues
+        # the stream its checkpoint stored. The batch order comes from the sampler's own generator.
+        seed_process_streams(accelerator, args.seed)
 
     ks = args.ks()
 
