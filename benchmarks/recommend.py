@@ -119,11 +119,14 @@ def quantizer_recipe(dataset: str, args, workdir: Path):
 
 
 def build_sids(method: str, feats, modalities: list[str], levels: int, size: int, seed: int,
-               simcit_args=None, rqvae_steps: int = 1500):
+               simcit_args=None, rqvae_steps: int = 1500, resolve: str = "level",
+               disambiguation_order: str = "index"):
     """Train one tokenizer of the package on ``feats[modalities]`` and give every item a unique SID.
 
     Every method goes through the same ``assign_semantic_ids(..., resolve="level")``: colliding items get an
-    extra level numbering them (TIGER), of size ``max(2 x largest group, K)``.
+    extra level numbering them (TIGER), of size ``max(2 x largest group, K)``, in item order unless
+    ``disambiguation_order`` says otherwise (``"random"``, ``"distance"``); ``resolve="sinkhorn"`` instead
+    moves colliding items to free last-level codes (no extra level).
     Returns ``(SemanticIDAssignment, quantizer)``.
     """
     from hf_simcit.quantizers import BASELINES, ItemFeatures, assign_semantic_ids
@@ -141,7 +144,8 @@ def build_sids(method: str, feats, modalities: list[str], levels: int, size: int
     else:
         raise SystemExit(f"unknown method {method!r} (simcit, rqvae, rqkmeans, random, sasrec)")
     with torch.no_grad():
-        assignment = assign_semantic_ids(quantizer, sub.features, sub.masks, resolve="level")
+        assignment = assign_semantic_ids(quantizer, sub.features, sub.masks, resolve=resolve,
+                                         disambiguation_order=disambiguation_order, disambiguation_seed=seed)
     return assignment, quantizer
 
 
@@ -255,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codebook-size", type=int, default=None, help="codes per level (default: the recipe's)")
     parser.add_argument("--simcit-steps", type=int, default=None, help="SimCIT max_steps (default: the recipe's)")
     parser.add_argument("--rqvae-steps", type=int, default=1500, help="RQ-VAE AdamW steps (batch 1024)")
+    parser.add_argument("--resolve", default="level", choices=["level", "sinkhorn"],
+                        help="SID collision resolution for every tokenizer (assign_semantic_ids)")
+    parser.add_argument("--disambiguation-order", default="index", choices=["index", "distance", "random"],
+                        help="with --resolve level: how items sharing a SID are numbered (index = item order)")
     parser.add_argument("--baseline-modalities", default="same",
                         help="features of the baseline tokenizers: 'same' as SimCIT's recipe, or e.g. 'text'")
     parser.add_argument("--model", default=None, help="LLM path/name (default: tiny Llama from a config)")
@@ -317,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.time()
         assignment, _ = build_sids(method, feats, modalities if method == "simcit" else base_modalities, levels,
-                                   size, args.seed, simcit_args, args.rqvae_steps)
+                                   size, args.seed, simcit_args, args.rqvae_steps, args.resolve,
+                                   args.disambiguation_order)
         raw = assignment.raw_statistics
         sid_stats[method] = {"collision": raw["collision_rate"], "levels": assignment.codes.shape[1],
                              "sizes": assignment.codebook_sizes, "usage": raw["usage"], "sid_s": time.time() - t0}
@@ -346,8 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(rec.splits['test'])} test users, evaluated: "
         f"{'all' if len(test_split) == len(rec.splits['test']) else f'{len(test_split)} (seeded random subset, seed {args.seed}, the same for every method)'}"
         f"; leave-one-out, history <= 20, full ranking over all items); SIDs: {levels} levels x {size} codes, "
-        f"collisions resolved identically for every tokenizer by `assign_semantic_ids(resolve='level')` (an extra "
-        f"level numbering items that share a SID); SimCIT = `train_quantizer` with recipes/{args.dataset}/"
+        f"collisions resolved identically for every tokenizer by "
+        + (f"`assign_semantic_ids(resolve='level', disambiguation_order='{args.disambiguation_order}')` (an extra "
+           f"level numbering items that share a SID, in "
+           f"{dict(index='item order', distance='order of distance to the last codeword', random='a seeded random order')[args.disambiguation_order]})"
+           if args.resolve == "level" else
+           "`assign_semantic_ids(resolve='sinkhorn')` (colliding items moved to free last-level codes, no extra level)")
+        + f"; SimCIT = `train_quantizer` with recipes/{args.dataset}/"
         f"quantizer.yaml ({', '.join(f'{k} {getattr(simcit_args, k)}' for k in simcit_keys)}) on {modalities}; "
         f"RQ-VAE ({args.rqvae_steps} steps), RQ-KMeans, random IDs = `hf_simcit.quantizers` baselines on "
         f"{base_modalities}; generator: "

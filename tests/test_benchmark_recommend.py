@@ -67,3 +67,12 @@ def test_test_subset_is_seeded_and_shared(bench):
     a, b = bench.test_subset(split, 10, 42), bench.test_subset(split, 10, 42)
     assert a["user_id"] == b["user_id"] and len(a) == 10 and a["user_id"] != list(range(10))
     assert bench.test_subset(split, None, 42) is split and bench.test_subset(split, 500, 42) is split
+
+
+def test_resolution_options_reach_assign_semantic_ids(bench, features):
+    shuffled, _ = bench.build_sids("rqkmeans", features, ["text", "cf"], 2, 8, seed=0,
+                                   disambiguation_order="random")
+    assert shuffled.resolve == "level" and shuffled.disambiguation_order == "random"
+    assert len(np.unique(shuffled.codes, axis=0)) == 400
+    balanced, _ = bench.build_sids("rqkmeans", features, ["text", "cf"], 2, 64, seed=0, resolve="sinkhorn")
+    assert balanced.resolve == "sinkhorn" and balanced.codes.shape == (400, 2)

@@ -122,3 +122,50 @@ def test_bad_arguments_name_the_problem():
         sinkhorn_reassign_last_level(np.zeros((3, 2), dtype=np.int64), np.zeros((3, 5)), codebook_size=4)
     with pytest.raises(SimCITInputError, match="only 2 codes"):
         resolve_collisions(np.zeros((5, 2), dtype=np.int64), [4, 4], "level", disambiguation_size=2)
+
+
+def test_disambiguation_order_index_random_distance():
+    """The disambiguation level numbers a group in item order by default; "random" and "distance" do not leak
+    item order (often first appearance, i.e. popularity) into the codes."""
+    codes = np.zeros((40, 2), dtype=np.int64)          # one group of 40 items
+    codes[30:, 0] = 1                                  # and one of 10
+    default = resolve_collisions(codes, [4, 4], "level")
+    assert default.disambiguation_order == "index"
+    assert np.array_equal(default.codes[:30, -1], np.arange(30)) and np.array_equal(default.codes[30:, -1], np.arange(10))
+    shuffled = resolve_collisions(codes, [4, 4], "level", disambiguation_order="random", disambiguation_seed=3)
+    assert shuffled.summary()["disambiguation_order"] == "random"
+    assert sorted(shuffled.codes[:30, -1].tolist()) == list(range(30))   # still a numbering of the group
+    assert not np.array_equal(shuffled.codes[:30, -1], np.arange(30))    # ... but not in item order
+    assert abs(np.corrcoef(np.arange(30), shuffled.codes[:30, -1])[0, 1]) < 0.5
+    again = resolve_collisions(codes, [4, 4], "level", disambiguation_order="random", disambiguation_seed=3)
+    assert np.array_equal(again.codes, shuffled.codes)                  # deterministic for a seed
+    assert np.array_equal(shuffled.codes[:, :2], codes) and collision_rate(shuffled.codes) == 0.0
+    distances = np.ones((40, 4))
+    distances[:, 0] = np.linspace(1.0, 0.0, 40)       # later items are nearer their codeword (code 0)
+    nearest = resolve_collisions(codes, [4, 4], "level", distances=distances, disambiguation_order="distance")
+    assert np.array_equal(nearest.codes[:30, -1], np.arange(29, -1, -1))
+    assert np.array_equal(nearest.codes[30:, -1], np.arange(9, -1, -1))
+    with pytest.raises(SimCITInputError, match="disambiguation_order must be"):
+        resolve_collisions(codes, [4, 4], "level", disambiguation_order="popularity")
+    with pytest.raises(SimCITInputError, match="needs the items' last-level distances"):
+        resolve_collisions(codes, [4, 4], "level", disambiguation_order="distance")
+    with pytest.raises(SimCITInputError, match="one sort key per item"):
+        add_disambiguation_level(codes, order=np.zeros(3))
+
+
+@pytest.mark.parametrize("order", ["random", "distance"])
+def test_disambiguation_order_with_a_quantizer_and_cold_start(order):
+    import torch
+
+    from hf_simcit.quantizers import RQKMeansQuantizer, assign_semantic_ids
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 8, generator=g)
+    x[100:200] = x[0]                                   # 101 items with the same features -> one SID
+    quantizer = RQKMeansQuantizer(num_levels=2, codebook_size=4, seed=0).fit({"text": x})
+    existing = assign_semantic_ids(quantizer, {"text": x[:250]}, resolve="level", disambiguation_order=order)
+    group = existing.codes[100:200, -1]
+    assert sorted(group.tolist()) == sorted(set(group.tolist())) and collision_rate(existing.codes) == 0.0
+    new = assign_semantic_ids(quantizer, {"text": x[250:]}, resolve="level", disambiguation_order=order,
+                              existing_codes=existing.codes, disambiguation_size=existing.codebook_sizes[-1])
+    assert collision_rate(np.concatenate([existing.codes, new.codes])) == 0.0

@@ -7,6 +7,7 @@ and :func:`assign_semantic_ids` (raw codes -> unique SIDs + collision statistics
 """
 
 from .assignment import (
+    DISAMBIGUATION_ORDERS,
     RESOLVE_METHODS,
     SemanticIDAssignment,
     add_cold_start_items,
@@ -28,6 +29,7 @@ BASELINES = {"rqvae": RQVAEQuantizer, "rqkmeans": RQKMeansQuantizer, "random": R
 
 __all__ = [
     "BASELINES",
+    "DISAMBIGUATION_ORDERS",
     "RESOLVE_METHODS",
     "ItemFeatures",
     "RQKMeansQuantizer",

@@ -13,6 +13,8 @@ from .collisions import add_disambiguation_level, sinkhorn_reassign_last_level
 from .residual import codebook_statistics
 
 RESOLVE_METHODS = ("level", "sinkhorn", "none")
+# how resolve="level" numbers the items inside a group of items sharing a SID
+DISAMBIGUATION_ORDERS = ("index", "distance", "random")
 
 
 @dataclass
@@ -27,6 +29,7 @@ class SemanticIDAssignment:
         raw_statistics: :func:`codebook_statistics` of ``raw_codes`` (``collision_rate`` is the raw rate).
         statistics: the same for ``codes`` (``collision_rate`` 0 unless ``resolve="none"``).
         reassigned_items: items whose SID differs from their raw code (the disambiguation level not counted).
+        disambiguation_order: how ``resolve="level"`` numbered the items of a group (see :func:`resolve_collisions`).
     """
 
     codes: np.ndarray
@@ -36,6 +39,7 @@ class SemanticIDAssignment:
     raw_statistics: dict[str, Any] = field(default_factory=dict)
     statistics: dict[str, Any] = field(default_factory=dict)
     reassigned_items: int = 0
+    disambiguation_order: str = "index"
 
     @property
     def raw_collision_rate(self) -> float:
@@ -54,6 +58,7 @@ class SemanticIDAssignment:
             "perplexity": self.raw_statistics["perplexity"],
             "unique_share": self.statistics["unique_share"],
             "reassigned_items": self.reassigned_items,
+            "disambiguation_order": self.disambiguation_order,
         }
 
 
@@ -64,17 +69,24 @@ def resolve_collisions(
     distances=None,
     existing_codes=None,
     disambiguation_size: int | None = None,
+    disambiguation_order: str = "index",
+    disambiguation_seed: int = 0,
 ) -> SemanticIDAssignment:
     """Make raw codes ``(n, L)`` unique (see :func:`assign_semantic_ids` for the arguments)."""
     if resolve not in RESOLVE_METHODS:
         raise SimCITInputError(f"resolve must be one of {RESOLVE_METHODS}, got {resolve!r}")
+    if disambiguation_order not in DISAMBIGUATION_ORDERS:
+        raise SimCITInputError(
+            f"disambiguation_order must be one of {DISAMBIGUATION_ORDERS}, got {disambiguation_order!r}"
+        )
     raw = np.asarray(raw_codes, dtype=np.int64)
     if raw.ndim != 2 or raw.shape[1] != len(codebook_sizes):
         raise SimCITInputError(f"raw codes of shape {raw.shape} do not match codebook_sizes {codebook_sizes}")
     existing = None if existing_codes is None else np.asarray(existing_codes, dtype=np.int64)
     sizes = list(codebook_sizes)
     if resolve == "level":
-        codes = add_disambiguation_level(raw, existing)
+        codes = add_disambiguation_level(raw, existing, _disambiguation_keys(
+            raw, disambiguation_order, distances, disambiguation_seed))
         needed = int(codes[:, -1].max(initial=0)) + 1
         if existing is not None and disambiguation_size is None:
             raise SimCITInputError(
@@ -103,7 +115,26 @@ def resolve_collisions(
         raw_statistics=codebook_statistics(raw, list(codebook_sizes)),
         statistics=codebook_statistics(codes, sizes),
         reassigned_items=reassigned,
+        disambiguation_order=disambiguation_order if resolve == "level" else "index",
     )
+
+
+def _disambiguation_keys(raw: np.ndarray, order: str, distances, seed: int) -> np.ndarray | None:
+    """Sort keys for :func:`add_disambiguation_level`: ``None`` (item order), the distance of each item to its
+    own last-level codeword (nearest first), or a seeded random permutation (independent of item order)."""
+    if order == "index":
+        return None
+    if order == "random":
+        return np.random.default_rng(seed).permutation(len(raw))
+    if distances is None:
+        raise SimCITInputError(
+            "disambiguation_order='distance' needs the items' last-level distances (a quantizer with "
+            "last_level_distances, or distances=...)"
+        )
+    distances = np.asarray(distances, dtype=np.float64)
+    if distances.ndim != 2 or distances.shape[0] != len(raw) or distances.shape[1] <= int(raw[:, -1].max(initial=0)):
+        raise SimCITInputError(f"distances have shape {distances.shape}; expected ({len(raw)}, last codebook size)")
+    return distances[np.arange(len(raw)), raw[:, -1]]
 
 
 def assign_semantic_ids(
@@ -114,6 +145,8 @@ def assign_semantic_ids(
     resolve: str = "level",
     existing_codes=None,
     disambiguation_size: int | None = None,
+    disambiguation_order: str = "index",
+    disambiguation_seed: int = 0,
 ) -> SemanticIDAssignment:
     """Encode items with a trained quantizer and make their semantic IDs unique.
 
@@ -130,6 +163,11 @@ def assign_semantic_ids(
         disambiguation_size: codes of the disambiguation level (default ``max(2 * largest group, K)``, room
             for cold-start items; with
             ``existing_codes`` it must be the existing table's).
+        disambiguation_order: with ``"level"``, how the items of a group are numbered: ``"index"`` (item
+            order, the default; TIGER), ``"distance"`` (nearest to the group's last-level codeword first; needs
+            ``last_level_distances``) or ``"random"`` (a permutation seeded by ``disambiguation_seed``). Item
+            order often follows first appearance in the data, i.e. popularity, which a generator can exploit
+            as "predict the group, then code 0"; the other two orders carry no such signal.
 
     Returns:
         :class:`SemanticIDAssignment` (``.codes`` unique ``(n, L')`` int64, ``.raw_collision_rate``, per-level
@@ -146,11 +184,12 @@ def assign_semantic_ids(
     raw = quantizer.encode(features, masks)
     raw = raw.numpy() if isinstance(raw, torch.Tensor) else np.asarray(raw)
     distances = None
-    if resolve == "sinkhorn":
+    if resolve == "sinkhorn" or (resolve == "level" and disambiguation_order == "distance"):
         distances = quantizer.last_level_distances(features, masks)
         if distances is not None:
             distances = distances.numpy() if isinstance(distances, torch.Tensor) else np.asarray(distances)
-    return resolve_collisions(raw, sizes, resolve, distances, existing_codes, disambiguation_size)
+    return resolve_collisions(raw, sizes, resolve, distances, existing_codes, disambiguation_size,
+                              disambiguation_order, disambiguation_seed)
 
 
 
@@ -186,6 +225,7 @@ def save_semantic_ids(
     items,
     resolve: str = "level",
     output_dir=None,
+    disambiguation_order: str = "index",
 ):
     """The ``assign`` stage: trained quantizer + item table -> unique SIDs -> :class:`SimCITTokenizer`.
 
@@ -211,7 +251,8 @@ def save_semantic_ids(
             raise SimCITInputError(f"item table {str(items)!r} does not exist; run `hf-simcit features` first")
         items = load_from_disk(str(items))
     features = load_item_features(items, _quantizer_modalities(quantizer))
-    assignment = assign_semantic_ids(quantizer, features.features, features.masks, resolve=resolve)
+    assignment = assign_semantic_ids(quantizer, features.features, features.masks, resolve=resolve,
+                                     disambiguation_order=disambiguation_order)
     tokenizer = SimCITTokenizer.from_codes(assignment.codes, features.item_ids, assignment.codebook_sizes)
     target = Path(output_dir) if output_dir is not None else quantizer_dir
     with atomic_directory(target) as tmp:
@@ -240,7 +281,8 @@ def add_cold_start_items(quantizer_dir, features, masks=None, item_ids=None, sav
     quantizer = load_quantizer(quantizer_dir)
     tokenizer = SimCITTokenizer.from_pretrained(quantizer_dir)
     info_path = quantizer_dir / ASSIGNMENT_FILE
-    resolve = json.loads(info_path.read_text())["resolve"] if info_path.exists() else "level"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    resolve = info.get("resolve", "level")
     features, masks = check_features(features, masks, item_ids)
     item_ids = check_item_ids(item_ids if item_ids is not None else [])
     clash = [item for item in item_ids if item in set(tokenizer.item_ids)]
@@ -249,6 +291,7 @@ def add_cold_start_items(quantizer_dir, features, masks=None, item_ids=None, sav
     assignment = assign_semantic_ids(
         quantizer, features, masks, resolve=resolve, existing_codes=tokenizer.codes.numpy(),
         disambiguation_size=tokenizer.codebook_sizes[-1] if resolve == "level" else None,
+        disambiguation_order=info.get("disambiguation_order", "index"),
     )
     tokenizer.add_items(assignment.codes, item_ids)
     if save:
@@ -258,6 +301,7 @@ def add_cold_start_items(quantizer_dir, features, masks=None, item_ids=None, sav
 
 __all__ = [
     "ASSIGNMENT_FILE",
+    "DISAMBIGUATION_ORDERS",
     "RESOLVE_METHODS",
     "SemanticIDAssignment",
     "add_cold_start_items",

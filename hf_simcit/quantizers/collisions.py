@@ -23,8 +23,13 @@ def _as_codes(codes, name: str = "codes") -> np.ndarray:
     return array.astype(np.int64)
 
 
-def add_disambiguation_level(codes, existing_codes=None) -> np.ndarray:
-    """Append a level that numbers the items sharing a SID ``0, 1, 2, ...`` (in item order): ``(n, L + 1)``.
+def add_disambiguation_level(codes, existing_codes=None, order=None) -> np.ndarray:
+    """Append a level that numbers the items sharing a SID ``0, 1, 2, ...``: ``(n, L + 1)``.
+
+    Inside a group the items are numbered in ascending ``order`` (``(n,)`` sort keys, ties in item order);
+    ``None`` numbers them in item order. Item order is rarely neutral (ids are often given out in order of
+    first appearance, which follows popularity), so a generator can learn "code 0" as a popularity prior;
+    :func:`~hf_simcit.quantizers.resolve_collisions` offers orders that do not follow item order.
 
     ``existing_codes`` ``(m, L + 1)``: a table that already has the level; new items continue after the numbers
     its items use for the same prefix, so no new SID equals an existing one.
@@ -40,9 +45,17 @@ def add_disambiguation_level(codes, existing_codes=None) -> np.ndarray:
             )
         for row in existing.tolist():
             used[tuple(row[:-1])].add(row[-1])
+    if order is None:
+        visit = range(len(codes))
+    else:
+        keys = np.asarray(order)
+        if keys.shape != (len(codes),):
+            raise SimCITInputError(f"order must hold one sort key per item ({len(codes)},), got {keys.shape}")
+        visit = np.argsort(keys, kind="stable").tolist()
+    rows = codes.tolist()
     suffix = np.zeros(len(codes), dtype=np.int64)
-    for index, row in enumerate(codes.tolist()):
-        taken = used[tuple(row)]
+    for index in visit:
+        taken = used[tuple(rows[index])]
         number = 0
         while number in taken:
             number += 1
