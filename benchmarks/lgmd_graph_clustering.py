@@ -6,7 +6,7 @@
    baseline), a kNN graph of the SVD factors, and |correlation| thresholded at the true edge count.
 2. Clustering: k-means on the row embedding (U) of scikit-learn's digits (500 images, 10 classes; 30% of the
    pixels hidden), ACC with Hungarian matching and NMI over k-means seeds, against PCA, NMF, SVD imputation
-   and fixed-kNN-graph MF. Then real items: Beauty's cf_embedding from ``hf-simcit lgmd`` (if the run folder
+   and fixed-kNN-graph MF; "LGMD" learns attractive graphs, "LGMD (glasso)" unconstrained ones. Then real items: Beauty's cf_embedding from ``hf-simcit lgmd`` (if the run folder
    given by --beauty-run exists) against truncated-SVD item factors of the same training matrix, labels =
    the top-level category of each item.
 
@@ -109,6 +109,10 @@ def cluster_scores(emb: np.ndarray, labels: np.ndarray, seeds=(0, 1, 2)) -> tupl
     return float(np.mean(accs)), float(np.std(accs)), float(np.mean(nmis)), float(np.std(nmis))
 
 
+ATTRACTIVE = {"attractive": True, "base": 0.3, "prior_weight": 3.0, "rho_u": 0.05, "rho_v": 0.05, "ridge": 0.3,
+              "admm_iter": 50}
+
+
 def digits_clustering() -> list[dict]:
     from sklearn.datasets import load_digits
     from sklearn.decomposition import NMF, PCA
@@ -130,14 +134,18 @@ def digits_clustering() -> list[dict]:
     embeddings["fixed-kNN MF"] = LGMD(k, max_iter=20, center=True, learn_graph=False, graph_weight=1.0).fit(
         X, mask).U_
     t0 = time.time()
-    embeddings["LGMD"] = LGMD(k, max_iter=20, center=True).fit(X, mask).U_
-    lgmd_s = time.time() - t0
+    embeddings["LGMD (glasso)"] = LGMD(k, max_iter=20, center=True).fit(X, mask).U_
+    t1 = time.time()
+    # attractive graphs, with the options the completion benchmark picks on digits (held-out entries)
+    embeddings["LGMD"] = LGMD(k, max_iter=20, center=True, **ATTRACTIVE).fit(X, mask).U_
+    lgmd_s = time.time() - t1
+    glasso_s = t1 - t0
     out = []
     for name, emb in embeddings.items():
         acc, acc_sd, nmi, nmi_sd = cluster_scores(emb, y)
         out.append({"data": "digits (500, 30% missing)", "method": name, "acc": acc, "acc_sd": acc_sd,
                     "nmi": nmi, "nmi_sd": nmi_sd})
-    out[-1]["note"] = f"LGMD fit {lgmd_s:.1f} s"
+    out[-1]["note"] = f"LGMD fit {lgmd_s:.1f} s, LGMD (glasso) {glasso_s:.1f} s"
     return out
 
 
@@ -196,10 +204,10 @@ def main() -> int:
     clusters = digits_clustering()
     if args.beauty_run and (Path(args.beauty_run) / "lgmd" / "items").is_dir():
         clusters += beauty_clustering(Path(args.beauty_run))
-    lines = ["| data | method | ACC (mean +- sd, 3 k-means seeds) | NMI |", "|---|---|---|---|"]
+    lines = ["| data | method | ACC (mean +- sd, 3 k-means seeds) | NMI | note |", "|---|---|---|---|---|"]
     for r in clusters:
         lines.append(f"| {r['data']} | {r['method']} | {r['acc']:.3f} +- {r['acc_sd']:.3f} | "
-                     f"{r['nmi']:.3f} +- {r['nmi_sd']:.3f} |")
+                     f"{r['nmi']:.3f} +- {r['nmi_sd']:.3f} | {r.get('note', '')} |")
     cluster_table = "\n".join(lines)
     print(cluster_table)
     total = time.time() - start
