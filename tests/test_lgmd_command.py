@@ -87,6 +87,20 @@ def test_lgmd_command_recipe_and_errors(tmp_path, capsys):
     assert "file not found" in err and "rank=99 is larger than the matrix allows" in err
 
 
+def test_lgmd_command_attractive_graphs(tmp_path):
+    data = _prepared(tmp_path)
+    out = tmp_path / "lgmd"
+    code = main(["lgmd", "--data", str(data), "--output", str(out), "--rank", "3", "--max-iter", "3",
+                 "--attractive", "--prior-weight", "3", "--rho-u", "0.05", "--rho-v", "0.05", "--ridge", "0.3",
+                 "--device", "cpu", "--no-progress"])
+    assert code == 0
+    report = json.loads((out / "lgmd.json").read_text())
+    assert report["arguments"]["attractive"] is True and report["arguments"]["prior_weight"] == 3.0
+    params = LGMDTransform.from_pretrained(out).info["params"]
+    assert params["attractive"] is True and params["prior_weight"] == 3.0
+    assert report["item_graph_edges"] > 0
+
+
 @pytest.mark.parametrize("name", ["ml-100k", "beauty", "scientific", "yelp", "foursquare-nyc"])
 def test_recipes_match_the_arguments_dataclass(name):
     from transformers import HfArgumentParser

@@ -18,6 +18,7 @@ OVERRIDES = {
     "rho_v": float,
     "ridge": float,
     "base": float,
+    "prior_weight": float,
     "support": str,
     "max_block_size": int,
     "knn": int,
@@ -42,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("recipe", nargs="?", default=None, help="recipe YAML (LGMDArguments keys)")
     for name, kind in OVERRIDES.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None)
+    parser.add_argument("--attractive", action=argparse.BooleanOptionalAction, default=None,
+                        help="learn attractive graphs (precision off-diagonals <= 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_lgmd_command)
 
@@ -69,7 +72,7 @@ def parse_lgmd_arguments(args: argparse.Namespace):
         values = asdict(base)
     else:
         values = asdict(LGMDArguments())
-    for name in OVERRIDES:
+    for name in (*OVERRIDES, "attractive"):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
