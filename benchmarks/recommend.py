@@ -3,11 +3,14 @@
 Side by side, on the same leave-one-out split, with the same generator (architecture, prompt, optimiser,
 steps, seed) and the same full-ranking evaluation (trie-constrained beam search, 0 invalid items):
 SimCIT SIDs vs RQ-VAE (TIGER-style) SIDs vs RQ-KMeans SIDs vs random SIDs, plus SASRec trained on the same
-examples. The SIDs come from the library's own tokenizers: SimCIT is ``train_quantizer`` with the data set's
+examples, plus two non-learned rankings (``hf_simcit.baselines.popularity``): ``history`` (the user's history
+items by count, ties most recent first, then popular items) and ``popularity`` (most frequent training targets).
+The SIDs come from the library's own tokenizers: SimCIT is ``train_quantizer`` with the data set's
 recipe (``recipes/<dataset>/quantizer.yaml``), the baselines are ``hf_simcit.quantizers`` ``RQVAEQuantizer``,
 ``RQKMeansQuantizer`` and ``RandomIDQuantizer`` fitted on the same item features; every tokenizer's codes go
 through the same ``assign_semantic_ids(..., resolve="level")`` (TIGER's extra disambiguation level).
-Reports Recall@{5,10}, NDCG@{5,10} on the test split and appends the table to ``benchmarks/RESULTS.md``.
+Reports Recall@{5,10}, NDCG@{5,10} on the test split, and for every row Recall@10 split by whether the test
+target is already in the user's history (repeat) or not (new), and appends the table to ``benchmarks/RESULTS.md``.
 
     nice -n 10 .venv/bin/python benchmarks/recommend.py --dataset ml-100k --max-steps 250 --threads 1
     .venv/bin/python benchmarks/recommend.py --dataset beauty --epochs 1 --eval-steps 500 --threads 1
@@ -37,7 +40,9 @@ sys.path.insert(0, str(ROOT))
 DATA_DIRS = {"beauty": DATA / "amazon2014_beauty", "foursquare-nyc": DATA / "foursquare_nyc",
              "scientific": DATA / "amazon2018_scientific", "yelp": DATA / "yelp", "ml-100k": None}
 NAMES = {"simcit": "SimCIT SIDs", "rqvae": "RQ-VAE SIDs", "rqkmeans": "RQ-KMeans SIDs", "random": "random SIDs",
-         "sasrec": "SASRec"}
+         "sasrec": "SASRec", "history": "history (count, recency; then popular)",
+         "popularity": "popularity (training targets)"}
+GENERATORS = ("simcit", "rqvae", "rqkmeans", "random")
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -178,15 +183,16 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -
     start = time.time()
     test = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, test_split,
                                 num_beams=args.beams, ks=(5, 10), batch_size=args.eval_batch_size,
-                                desc=f"test {name}")
-    return {"test": test, "validation": result["best_metrics"], "train_s": train_time,
+                                desc=f"test {name}", return_rankings=True)
+    rankings = test.pop("rankings")
+    return {"test": test, "rankings": rankings, "validation": result["best_metrics"], "train_s": train_time,
             "eval_s": time.time() - start, "steps": result["final_step"], "best_step": result["best_step"]}
 
 
 def run_sasrec(rec, test_split, n: int, args, device: str, steps: int | None) -> dict:
     """SASRec on the same training examples and batch size for ``steps`` optimizer steps (the generators'
     budget; ``None``: ``ceil(epochs)`` epochs), best epoch by validation NDCG@10."""
-    from hf_simcit.baselines.sasrec import SASRecConfig, train_sasrec
+    from hf_simcit.baselines.sasrec import SASRecConfig, rank_items, train_sasrec
 
     t0 = time.time()
     steps = steps if steps and steps > 0 else None
@@ -198,23 +204,69 @@ def run_sasrec(rec, test_split, n: int, args, device: str, steps: int | None) ->
                           learning_rate=args.sasrec_lr, batch_size=args.batch_size, num_epochs=epochs,
                           patience=patience, seed=args.seed, eval_max_examples=args.eval_examples)
     splits = {**rec.splits, "test": test_split}
-    _, res = train_sasrec(splits, config, device=device, max_steps=steps)
-    return {"test": {**res["test"], "invalid_items": 0}, "validation": res.get("validation"),
+    model, res = train_sasrec(splits, config, device=device, max_steps=steps)
+    rankings = rank_items(model, test_split["history"], 10, device=device)   # the best model's test lists
+    return {"test": {**res["test"], "invalid_items": 0}, "rankings": rankings, "validation": res.get("validation"),
             "train_s": time.time() - t0, "eval_s": 0.0, "steps": res["steps"],
             "best_step": max(res["history"], key=lambda h: h["ndcg@10"])["step"] if res.get("history") else None}
 
 
+def run_baseline(method: str, rec, test_split) -> dict:
+    """A non-learned ranking (``history`` or ``popularity``, counts from the training split) on the test users."""
+    from hf_simcit.baselines.popularity import evaluate_baseline, item_popularity
+
+    t0 = time.time()
+    popularity = item_popularity(rec.splits["train"]["target"], len(rec.items))
+    fit_s = time.time() - t0
+    t0 = time.time()
+    test = evaluate_baseline(method, test_split, popularity, ks=(5, 10), return_rankings=True)
+    rankings = test.pop("rankings")
+    return {"test": test, "rankings": rankings, "validation": None, "train_s": fit_s,
+            "eval_s": time.time() - t0, "steps": "-", "best_step": None}
+
+
+def in_history(split) -> np.ndarray:
+    """Per test user: is the target already in the user's history (a repeat)?"""
+    return np.array([int(t) in {int(i) for i in h} for h, t in zip(split["history"], split["target"])], dtype=bool)
+
+
+def history_split(rankings: torch.Tensor, split, recall: float | None = None, k: int = 10) -> dict:
+    """Recall@k over the test users whose target is in their history (repeat) and over the others (new).
+
+    ``rankings``: ``(n, >= k)`` ranked item indices in ``split``'s row order. With ``recall`` (the row's
+    reported Recall@k) the lists must reproduce it: the split is of the same lists the metric code scored.
+    """
+    targets = np.asarray(split["target"])
+    ranked = np.asarray(rankings)[:, :k]
+    if ranked.shape[0] != len(targets):
+        raise RuntimeError(f"{ranked.shape[0]} ranked lists for {len(targets)} test users")
+    hits = (ranked == targets[:, None]).any(axis=1)
+    if recall is not None and abs(hits.mean() - recall) > 1e-6:
+        raise RuntimeError(f"rankings give Recall@{k} {hits.mean():.6f}, the metric code {recall:.6f}")
+    repeat = in_history(split)
+    return {"repeat": float(hits[repeat].mean()) if repeat.any() else float("nan"),
+            "new": float(hits[~repeat].mean()) if (~repeat).any() else float("nan"),
+            "repeat_users": int(repeat.sum()), "new_users": int((~repeat).sum())}
+
+
+def _share(value: float | None) -> str:
+    """A recall for the table; ``-`` where no test user falls in the group (NaN) or it was not measured."""
+    return "-" if value is None or np.isnan(value) else f"{value:.4f}"
+
+
 def format_table(rows: dict, sid_stats: dict) -> str:
-    header = ("| method | R@5 | N@5 | R@10 | N@10 | invalid | test users | raw collision | SID levels "
-              "(sizes) | steps (best) | train s | test eval s |")
-    lines = [header, "|" + "---|" * 12]
+    header = ("| method | R@5 | N@5 | R@10 | N@10 | R@10 repeat | R@10 new | invalid | test users | raw collision | "
+              "SID levels (sizes) | steps (best) | train s | test eval s |")
+    lines = [header, "|" + "---|" * 14]
     for method, row in rows.items():
         t, s = row["test"], sid_stats.get(method, {})
         sizes = f"{s['levels']} ({'/'.join(map(str, s['sizes']))})" if s else "-"
         best = f" ({row['best_step']})" if row.get("best_step") is not None else ""
+        split = row.get("split", {})
         lines.append(
             f"| {NAMES.get(method, method)} | {t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} | "
-            f"{t['ndcg@10']:.4f} | {t['invalid_items']} | {t.get('num_examples', '-')} | "
+            f"{t['ndcg@10']:.4f} | {_share(split.get('repeat'))} | {_share(split.get('new'))} | "
+            f"{t['invalid_items']} | {t.get('num_examples', '-')} | "
             f"{format(s['collision'], '.2%') if s else '-'} | {sizes} | {row['steps']}{best} | "
             f"{row['train_s']:.0f} | {row['eval_s']:.0f} |")
     return "\n".join(lines)
@@ -226,8 +278,9 @@ def reevaluate(args, rec, workdir: Path, command: str) -> int:
     from hf_simcit.training.evaluation import evaluate_recommender
 
     split = test_subset(rec.splits[args.reevaluate], args.test_examples, args.seed)
-    lines = ["| method | R@5 | N@5 | R@10 | N@10 | invalid | users | saved at step | eval s |", "|" + "---|" * 9]
-    for method in [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "sasrec"]:
+    lines = ["| method | R@5 | N@5 | R@10 | N@10 | R@10 repeat | R@10 new | invalid | users | saved at step | "
+             "eval s |", "|" + "---|" * 11]
+    for method in [m.strip() for m in args.methods.split(",") if m.strip() in GENERATORS]:
         folder = workdir / method
         if not (folder / "train_log.json").exists():
             print(f"[{method}] no saved generator in {folder}; skipped")
@@ -235,10 +288,13 @@ def reevaluate(args, rec, workdir: Path, command: str) -> int:
         start = time.time()
         best = load_recommender(folder, device="cuda" if torch.cuda.is_available() else "cpu")
         m = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, split, num_beams=args.beams,
-                                 ks=(5, 10), batch_size=args.eval_batch_size, desc=f"{args.reevaluate} {method}")
+                                 ks=(5, 10), batch_size=args.eval_batch_size, desc=f"{args.reevaluate} {method}",
+                                 return_rankings=True)
+        split_hits = history_split(m.pop("rankings"), split, m["recall@10"])
         step = json.loads((folder / "train_log.json").read_text())["best_step"]
         lines.append(f"| {NAMES[method]} | {m['recall@5']:.4f} | {m['ndcg@5']:.4f} | {m['recall@10']:.4f} | "
-                     f"{m['ndcg@10']:.4f} | {m['invalid_items']} | {m['num_examples']} | {step} | "
+                     f"{m['ndcg@10']:.4f} | {_share(split_hits['repeat'])} | {_share(split_hits['new'])} | "
+                     f"{m['invalid_items']} | {m['num_examples']} | {step} | "
                      f"{time.time() - start:.0f} |")
         print(lines[-1], flush=True)
     table = "\n".join(lines)
@@ -254,7 +310,7 @@ def reevaluate(args, rec, workdir: Path, command: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", choices=sorted(DATA_DIRS))
-    parser.add_argument("--methods", default="simcit,rqvae,rqkmeans,random,sasrec")
+    parser.add_argument("--methods", default="simcit,rqvae,rqkmeans,random,sasrec,history,popularity")
     parser.add_argument("--levels", type=int, default=None, help="SID levels (default: the quantizer recipe's)")
     parser.add_argument("--codebook-size", type=int, default=None, help="codes per level (default: the recipe's)")
     parser.add_argument("--simcit-steps", type=int, default=None, help="SimCIT max_steps (default: the recipe's)")
@@ -296,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/recommend.py " + " ".join(argv if argv is not None else sys.argv[1:])
     started, load_start = time.time(), os.getloadavg()
     # import every stage up front: a long run must not pick up half-edited modules of a working tree
+    import hf_simcit.baselines.popularity  # noqa: F401
     import hf_simcit.baselines.sasrec  # noqa: F401
     import hf_simcit.recommender.modeling  # noqa: F401
     import hf_simcit.training.evaluation  # noqa: F401
@@ -319,9 +376,15 @@ def main(argv: list[str] | None = None) -> int:
           f"baselines {base_modalities}; {levels} levels x {size}; device {device}; threads {torch.get_num_threads()}",
           flush=True)
 
+    unknown = [m for m in methods if m not in NAMES]
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown} ({', '.join(NAMES)})")
+    repeat = in_history(test_split)
+    print(f"test targets already in the user's history: {repeat.mean():.2%} ({repeat.sum()} of {len(repeat)})",
+          flush=True)
     rows, sid_stats = {}, {}
     for method in methods:
-        if method == "sasrec":
+        if method not in GENERATORS:
             continue
         t0 = time.time()
         assignment, _ = build_sids(method, feats, modalities if method == "simcit" else base_modalities, levels,
@@ -344,6 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         rows["sasrec"]["test"]["num_examples"] = len(test_split)
         print(f"[sasrec] test {json.dumps({k: round(v, 4) for k, v in rows['sasrec']['test'].items() if isinstance(v, float)})}",
               flush=True)
+    for method in [m for m in methods if m in ("history", "popularity")]:
+        rows[method] = run_baseline(method, rec, test_split)
+        print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in rows[method]['test'].items() if isinstance(v, float)})}",
+              flush=True)
+    for row in rows.values():
+        row["split"] = history_split(row.pop("rankings"), test_split, row["test"]["recall@10"])
 
     table = format_table(rows, sid_stats)
     wall = time.time() - started
@@ -354,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         f"data {args.dataset} ({n} items, {len(rec.splits['train'])} training examples, "
         f"{len(rec.splits['test'])} test users, evaluated: "
         f"{'all' if len(test_split) == len(rec.splits['test']) else f'{len(test_split)} (seeded random subset, seed {args.seed}, the same for every method)'}"
-        f"; leave-one-out, history <= 20, full ranking over all items); SIDs: {levels} levels x {size} codes, "
+        f"; leave-one-out, history <= 20, full ranking over all items; test targets already in the user's "
+        f"history: {repeat.mean():.1%} ({repeat.sum()} of {len(repeat)} evaluated users), R@10 repeat / new = "
+        f"Recall@10 over those users / the others); SIDs: {levels} levels x {size} codes, "
         f"collisions resolved identically for every tokenizer by "
         + (f"`assign_semantic_ids(resolve='level', disambiguation_order='{args.disambiguation_order}')` (an extra "
            f"level numbering items that share a SID, in "
@@ -372,7 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         f"SASRec: hidden 64, 2 layers, dropout 0.2, full-softmax CE, lr {args.sasrec_lr}, same examples and batch "
         f"size, "
         f"{f'up to {args.sasrec_epochs} epochs, early stopping (patience {args.sasrec_patience})' if args.sasrec_epochs else 'same number of optimizer steps as the generators'}"
-        f", best epoch on validation; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
+        f", best epoch on validation; history = the user's history items by count, ties most recent first, "
+        f"then the most popular training targets not in the history; popularity = the most frequent training "
+        f"targets; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
     print(settings)
     print(f"total wall time {wall:.0f} s")
     if not args.no_results:

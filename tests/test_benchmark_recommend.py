@@ -76,3 +76,30 @@ def test_resolution_options_reach_assign_semantic_ids(bench, features):
     assert len(np.unique(shuffled.codes, axis=0)) == 400
     balanced, _ = bench.build_sids("rqkmeans", features, ["text", "cf"], 2, 64, seed=0, resolve="sinkhorn")
     assert balanced.resolve == "sinkhorn" and balanced.codes.shape == (400, 2)
+
+
+def test_history_split_separates_repeat_and_new_targets(bench):
+    from datasets import Dataset
+
+    split = Dataset.from_dict({"history": [[1, 2], [3], [4, 5], [6]], "target": [2, 7, 8, 6]})
+    assert bench.in_history(split).tolist() == [True, False, False, True]
+    rankings = torch.tensor([[2, 9], [0, 7], [1, 3], [5, 4]])              # hits: yes, yes, no, no
+    s = bench.history_split(rankings, split, recall=0.5, k=2)
+    assert (s["repeat"], s["new"], s["repeat_users"], s["new_users"]) == (0.5, 0.5, 2, 2)
+    assert bench.history_split(rankings, split, k=1)["new"] == 0.0         # 7 is second, outside the top 1
+    with pytest.raises(RuntimeError, match="metric code"):
+        bench.history_split(rankings, split, recall=0.75, k=2)
+
+
+def test_run_baseline_counts_training_targets(bench):
+    from datasets import Dataset
+
+    rec = SimpleNamespace(items=list(range(5)), splits={"train": Dataset.from_dict(
+        {"history": [[0], [0], [1]], "target": [3, 3, 4]})})
+    test = Dataset.from_dict({"history": [[0, 1], [2]], "target": [1, 3]})
+    pop = bench.run_baseline("popularity", rec, test)
+    assert pop["rankings"][:, :3].tolist() == [[3, 4, 0], [3, 4, 0]] and pop["test"]["recall@5"] == 1.0
+    hist = bench.run_baseline("history", rec, test)
+    assert hist["rankings"][0, :3].tolist() == [1, 0, 3] and hist["test"]["num_examples"] == 2
+    assert bench.history_split(hist["rankings"], test, hist["test"]["recall@10"]) == {
+        "repeat": 1.0, "new": 1.0, "repeat_users": 1, "new_users": 1}
