@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from hf_simcit.errors import SimCITInputError
 from hf_simcit.lgmd import LGMD, admm_graphical_lasso, glasso_objective
 from hf_simcit.lgmd.precision import BlockPrecision, knn_support, make_blocks
 from hf_simcit.lgmd.solver import sylvester_factor_step
@@ -236,6 +237,14 @@ def test_warm_start_continues_from_previous_solution():
     assert model.objective_history_[3] == first_end
     assert model.objective_history_[-1] <= first_end
     assert model.n_iter_ == 6
+    # the state belongs to one objective: changing it under a warm start is refused, not silently ignored
+    model.attractive, model.prior_weight = True, 10.0
+    with pytest.raises(SimCITInputError, match="attractive changed from False to True, prior_weight changed"):
+        model.fit(X)
+    model.warm_start = False
+    model.fit(X)
+    coo = model.theta_u_.tocoo()
+    assert (coo.data[coo.row != coo.col] <= 0).all()
 
 
 def test_sparse_implicit_matrix_and_item_without_interactions():

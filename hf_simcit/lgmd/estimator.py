@@ -18,6 +18,9 @@ from ..errors import SimCITInputError
 from .solver import LGMDState, fit_lgmd
 
 _SUPPORTS = ("auto", "dense", "blocks", "knn")
+# options fixed into a fitted state (its objective, graphs' support and priors): a warm start cannot change them
+_OBJECTIVE_OPTIONS = ("rho_u", "rho_v", "ridge", "sigma2", "support", "max_block_size", "knn", "center",
+                      "learn_graph", "graph_weight", "shrink_to_graph", "base", "attractive", "prior_weight")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -291,6 +294,14 @@ class LGMD:
                     f"warm_start=True but X is {shape[0]} x {shape[1]} (rank {self.rank}) while the previous "
                     f"fit was {self._state.U.shape[0]} x {self._state.V.shape[0]} (rank {self._state.U.shape[1]})"
                 )
+            changed = {name: (old, getattr(self, name)) for name, old in self._objective_options.items()
+                       if getattr(self, name) != old}
+            if changed:
+                raise SimCITInputError(
+                    "warm_start=True continues the previous fit's objective, but "
+                    + ", ".join(f"{name} changed from {old!r} to {new!r}" for name, (old, new) in changed.items())
+                    + "; fit with warm_start=False to use the new options"
+                )
             warm = self._state
         state = fit_lgmd(
             X_t,
@@ -322,6 +333,7 @@ class LGMD:
         )
         _orient_columns(state)
         self._state = state
+        self._objective_options = {name: getattr(self, name) for name in _OBJECTIVE_OPTIONS}
         self.support_ = support
         self._export(state)
         return self
