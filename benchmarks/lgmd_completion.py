@@ -18,8 +18,8 @@ imputation {centre}; PMF {centre} x base {0.3, 1, 3}; fixed-kNN MF {centre} x ba
 weight {0.3, 1, 3, 10}; LGMD {centre} x base {0, 0.3, 1} x prior weight {1, 3, 10} x rho {0.05, 0.2}
 (ridge 0.3); LGMD (glasso) the same with rho {0.2}. ``--no-tune`` gives fixed settings (``FIXED``).
 
-Run: ``nice -n 10 .venv/bin/python benchmarks/lgmd_completion.py --missing 0.3`` (about 15 min on 2 shared
-cores with tuning). Appends a table to benchmarks/RESULTS.md.
+Run: ``nice -n 10 .venv/bin/python benchmarks/lgmd_completion.py --missing 0.3 --seeds 3`` (about 30 min per
+seed on one shared core with tuning: 88 min for 3 seeds). Appends a table to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

@@ -213,9 +213,11 @@ def admm_graphical_lasso(
         theta = (evecs * theta_evals[:, None, :]) @ evecs.transpose(1, 2)
         Z_old = Z
         shifted = theta + dual
-        Z = torch.where(thresh_mask, _soft_threshold(shifted, lam / r), shifted)
         if attractive:  # prox of lam |z| + indicator(z <= 0) off the diagonal: min(v + lam / r, 0)
-            Z = torch.where(eye, Z, torch.clamp(shifted + lam / r, max=0))
+            diagonal = _soft_threshold(shifted, lam / r) if penalize_diagonal else shifted
+            Z = torch.where(eye, diagonal, torch.clamp(shifted + lam / r, max=0))
+        else:
+            Z = torch.where(thresh_mask, _soft_threshold(shifted, lam / r), shifted)
         if support is not None:
             Z = Z * support
         dual = dual + theta - Z
