@@ -469,3 +469,25 @@ def test_the_recommender_refuses_a_deepspeed_clipping_mismatch_before_it_starts(
     args = RecommenderTrainingArguments(output_dir=str(tmp_path / "out"), max_grad_norm=0.05)
     with pytest.raises(SimCITInputError, match="not at the recipe's max_grad_norm 0.05"):
         train_recommender(RecommenderModelArguments(), RecommenderDataArguments(), args)
+
+
+@pytest.mark.parametrize(
+    ("kind", "zero_stage", "collective"),
+    [("DistributedType.NO", None, False), ("DistributedType.MULTI_GPU", None, False),
+     ("DistributedType.FSDP", None, True), ("DistributedType.DEEPSPEED", 2, False),
+     ("DistributedType.DEEPSPEED", 3, True)],
+)
+def test_full_state_dict_is_gathered_by_every_process_only_where_it_is_a_collective(kind, zero_stage, collective):
+    from hf_simcit.training.distributed import full_state_dict
+
+    for rank in (0, 1):
+        calls = []
+        stand_in = SimpleNamespace(
+            distributed_type=kind, is_main_process=rank == 0,
+            state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=zero_stage) if zero_stage else None),
+            get_state_dict=lambda model, calls=calls: calls.append(model) or {"w": 1})
+        weights = full_state_dict(stand_in, "model")
+        assert weights == ({"w": 1} if rank == 0 else None)
+        # the main process always gathers; another one only where get_state_dict is a collective (else under
+        # ZeRO-2 it would clone the whole model on every device)
+        assert len(calls) == int(rank == 0 or collective)

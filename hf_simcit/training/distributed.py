@@ -41,6 +41,29 @@ def is_sharded(accelerator: Any) -> bool:
     return str(accelerator.distributed_type).endswith(("FSDP", "DEEPSPEED"))
 
 
+def needs_collective_state_dict(accelerator: Any) -> bool:
+    """True where ``accelerator.get_state_dict`` is a collective that every process must call: FSDP and
+    DeepSpeed ZeRO-3 gather the weight shards there. Elsewhere (one process, DDP, ZeRO-1/2) every process holds
+    the whole model and only the main one needs the dict (under ZeRO-2, a call on every rank would clone the
+    model on every device)."""
+    kind = str(accelerator.distributed_type)
+    if kind.endswith("FSDP"):
+        return True
+    if kind.endswith("DEEPSPEED"):
+        plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+        return getattr(plugin, "zero_stage", 0) == 3
+    return False
+
+
+def full_state_dict(accelerator: Any, model: Any) -> dict | None:
+    """The full state dict of the prepared ``model`` on the main process (None elsewhere), gathered by every
+    process only where that is needed (:func:`needs_collective_state_dict`)."""
+    if needs_collective_state_dict(accelerator):
+        weights = accelerator.get_state_dict(model)
+        return weights if accelerator.is_main_process else None
+    return accelerator.get_state_dict(model) if accelerator.is_main_process else None
+
+
 def check_resume_supported(accelerator: Any, checkpoint: str | os.PathLike | None) -> None:
     """Refuse to resume ``checkpoint`` where the trainer's checkpoints cannot be restored.
 

@@ -220,6 +220,7 @@ def train_recommender(
     from .distributed import (
         build_accelerator,
         check_resume_supported,
+        full_state_dict,
         gather_rng_states,
         match_deepspeed_gradient_clipping,
         seed_process_streams,
@@ -305,11 +306,11 @@ def train_recommender(
             raise RuntimeError(f"constrained decoding returned {metrics['invalid_items']} invalid items")
         return metrics
 
-    # Saving: every process calls get_state_dict (FSDP and ZeRO-3 gather the shards there; complete on the
-    # main process, which writes)
+    # Saving: the main process writes the full state dict; under FSDP and ZeRO-3 every process takes part in
+    # gathering it (full_state_dict)
     def save_best(step: int, metrics: dict[str, Any] | None) -> None:
         accelerator.wait_for_everyone()
-        weights = accelerator.get_state_dict(model)
+        weights = full_state_dict(accelerator, model)
         if accelerator.is_main_process:
             extra = {"step": step, "validation_metrics": metrics, "training_args": asdict(args)}
             save_recommender(_unwrapped(rec, accelerator, model), args.output_dir, extra=extra, state_dict=weights)
@@ -317,7 +318,7 @@ def train_recommender(
 
     def save_checkpoint(step: int) -> None:
         accelerator.wait_for_everyone()
-        weights = accelerator.get_state_dict(model)
+        weights = full_state_dict(accelerator, model)
         rng_states = gather_rng_states(accelerator)     # each process resumes its own random streams
         if accelerator.is_main_process:
             # distributed_type: a checkpoint written under FSDP/DeepSpeed is refused on resume (rank 0's shard)
