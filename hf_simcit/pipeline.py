@@ -62,6 +62,8 @@ class PipelineArguments:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
         "help": "per stage (features, lgmd, quantizer, recommender, sasrec): keys replacing the recipe's"})
     resolve: str = field(default="level", metadata={"help": "SID collision resolution: level, sinkhorn"})
+    disambiguation_order: str = field(default="index", metadata={
+        "help": "with resolve=level, how items sharing a SID are numbered: index, random (seed 0), distance"})
     eval_split: str = "test"
     eval_num_beams: int = 20
     eval_ks: list[int] = field(default_factory=lambda: [5, 10])
@@ -85,6 +87,9 @@ class PipelineArguments:
             raise SimCITInputError(f"overrides: unknown stage {bad[0]!r}; use {', '.join(sorted(known))}")
         if self.resolve not in ("level", "sinkhorn"):
             raise SimCITInputError(f"resolve must be level or sinkhorn, got {self.resolve!r}")
+        if self.disambiguation_order not in ("index", "random", "distance"):
+            raise SimCITInputError(
+                f"disambiguation_order must be index, random or distance, got {self.disambiguation_order!r}")
         unknown_baselines = [b for b in self.baselines if b != "sasrec"]
         if unknown_baselines:
             raise SimCITInputError(f"unknown baseline {unknown_baselines[0]!r}; available: sasrec")
@@ -275,7 +280,8 @@ def _stage_quantizer(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]
 def _stage_assign(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
     from .quantizers.assignment import save_semantic_ids
 
-    _, assignment = save_semantic_ids(plan.run / "quantizer", str(plan.quantizer_items), args.resolve)
+    _, assignment = save_semantic_ids(plan.run / "quantizer", str(plan.quantizer_items), args.resolve,
+                                      disambiguation_order=args.disambiguation_order)
     summary = assignment.summary()
     print(f"  {summary['num_items']:,} items: raw collision rate {summary['raw_collision_rate']:.2%}, codebook "
           f"usage {' / '.join(f'{u:.0%}' for u in summary['usage'])}, unique after '{summary['resolve']}' "
@@ -425,7 +431,9 @@ def run_pipeline(args: PipelineArguments, *, on_stage: Callable[[str], None] | N
         "features": asdict(plan.features),
         "lgmd": asdict(plan.lgmd) if plan.lgmd else None,
         "quantizer": asdict(plan.quantizer),
-        "assign": {"resolve": args.resolve},
+        # the default order stays out of the fingerprint, so runs made before the option existed still resume
+        "assign": {"resolve": args.resolve} | (
+            {"disambiguation_order": args.disambiguation_order} if args.disambiguation_order != "index" else {}),
         "recommender": [asdict(part) for part in plan.recommender],
         "evaluate": {"split": args.eval_split, "beams": args.eval_num_beams, "ks": args.eval_ks,
                      "max_examples": args.eval_max_examples},

@@ -166,6 +166,7 @@ def test_cli_run_prints_the_metrics_table(finished, capsys):
     ({"dataset": "ml-100k", "overrides": {"quantiser": {"max_steps": 1}}}, "unknown stage 'quantiser'"),
     ({"dataset": "ml-100k", "quantizer_recipe": "nope.yaml"}, "nope.yaml"),
     ({"dataset": "ml-100k", "overrides": {"quantizer": {"max_stepz": 1}}}, "quantizer recipe: unknown key 'max_stepz'"),
+    ({"dataset": "ml-100k", "disambiguation_order": "popularity"}, "disambiguation_order must be index, random"),
 ])
 def test_bad_pipeline_recipes_name_the_problem(tmp_path, content, message):
     from hf_simcit.pipeline import plan_stages

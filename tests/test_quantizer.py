@@ -355,6 +355,16 @@ def test_cli_train_assign_then_auto_classes_reproduce_the_sids(tmp_path):
     assert np.array_equal(table[:, :2], raw)  # the quantizer's codes, plus the disambiguation level
     info = json.loads((folder / "sid_assignment.json").read_text())
     assert info["unique_share"] == 1.0 and 0 <= info["raw_collision_rate"] <= 1
+    assert info["disambiguation_order"] == "index"
+    # another numbering inside collision groups, recorded with its seed; the raw codes are the same
+    shuffled = tmp_path / "shuffled"
+    assert main(["assign", "--quantizer", str(folder), "--features", str(tmp_path / "features"), "--output",
+                 str(shuffled), "--disambiguation-order", "random", "--disambiguation-seed", "5"]) == 0
+    shuffled_info = json.loads((shuffled / "sid_assignment.json").read_text())
+    assert (shuffled_info["disambiguation_order"], shuffled_info["disambiguation_seed"]) == ("random", 5)
+    shuffled_table = AutoTokenizer.from_pretrained(shuffled).codes.numpy()
+    assert np.array_equal(shuffled_table[:, :2], table[:, :2])
+    assert len({tuple(r) for r in shuffled_table.tolist()}) == 64
 
     # cold start: copies of existing items (forced collisions) get new, distinct SIDs; old ones are unchanged
     new_feats = feats.subset(torch.arange(5))

@@ -134,6 +134,7 @@ def test_disambiguation_order_index_random_distance():
     assert np.array_equal(default.codes[:30, -1], np.arange(30)) and np.array_equal(default.codes[30:, -1], np.arange(10))
     shuffled = resolve_collisions(codes, [4, 4], "level", disambiguation_order="random", disambiguation_seed=3)
     assert shuffled.summary()["disambiguation_order"] == "random"
+    assert shuffled.summary()["disambiguation_seed"] == 3 and default.summary()["disambiguation_seed"] is None
     assert sorted(shuffled.codes[:30, -1].tolist()) == list(range(30))   # still a numbering of the group
     assert not np.array_equal(shuffled.codes[:30, -1], np.arange(30))    # ... but not in item order
     assert abs(np.corrcoef(np.arange(30), shuffled.codes[:30, -1])[0, 1]) < 0.5

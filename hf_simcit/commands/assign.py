@@ -17,6 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--features", required=True, help="item table with embedding columns (e.g. RUN/features)")
     parser.add_argument("--resolve", choices=("level", "sinkhorn", "none"), default="level",
                         help="collision resolution (default: level)")
+    parser.add_argument("--disambiguation-order", choices=("index", "random", "distance"), default="index",
+                        help="with --resolve level, how items sharing a SID are numbered: item index (default), a "
+                        "seeded random order, or nearest to the last-level codeword first")
+    parser.add_argument("--disambiguation-seed", type=int, default=0, help="seed of the random order")
     parser.add_argument("--output", default=None, help="write the model + tokenizer here instead (a copy)")
     parser.set_defaults(func=run_assign)
 
@@ -24,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_assign(args: argparse.Namespace) -> int:
     from ..quantizers.assignment import save_semantic_ids
 
-    tokenizer, assignment = save_semantic_ids(args.quantizer, args.features, args.resolve, args.output)
+    tokenizer, assignment = save_semantic_ids(
+        args.quantizer, args.features, args.resolve, args.output,
+        disambiguation_order=args.disambiguation_order, disambiguation_seed=args.disambiguation_seed)
     summary = assignment.summary()
     print(f"items               {summary['num_items']:,}")
     print(f"raw collision rate  {summary['raw_collision_rate']:.4f} ({summary['raw_distinct_sids']:,} distinct SIDs, "

@@ -40,6 +40,7 @@ class SemanticIDAssignment:
     statistics: dict[str, Any] = field(default_factory=dict)
     reassigned_items: int = 0
     disambiguation_order: str = "index"
+    disambiguation_seed: int | None = None  # the seed of a "random" order (None otherwise)
 
     @property
     def raw_collision_rate(self) -> float:
@@ -59,6 +60,7 @@ class SemanticIDAssignment:
             "unique_share": self.statistics["unique_share"],
             "reassigned_items": self.reassigned_items,
             "disambiguation_order": self.disambiguation_order,
+            "disambiguation_seed": self.disambiguation_seed,
         }
 
 
@@ -116,6 +118,8 @@ def resolve_collisions(
         statistics=codebook_statistics(codes, sizes),
         reassigned_items=reassigned,
         disambiguation_order=disambiguation_order if resolve == "level" else "index",
+        disambiguation_seed=int(disambiguation_seed) if resolve == "level" and disambiguation_order == "random"
+        else None,
     )
 
 
@@ -226,6 +230,7 @@ def save_semantic_ids(
     resolve: str = "level",
     output_dir=None,
     disambiguation_order: str = "index",
+    disambiguation_seed: int = 0,
 ):
     """The ``assign`` stage: trained quantizer + item table -> unique SIDs -> :class:`SimCITTokenizer`.
 
@@ -252,7 +257,8 @@ def save_semantic_ids(
         items = load_from_disk(str(items))
     features = load_item_features(items, _quantizer_modalities(quantizer))
     assignment = assign_semantic_ids(quantizer, features.features, features.masks, resolve=resolve,
-                                     disambiguation_order=disambiguation_order)
+                                     disambiguation_order=disambiguation_order,
+                                     disambiguation_seed=disambiguation_seed)
     tokenizer = SimCITTokenizer.from_codes(assignment.codes, features.item_ids, assignment.codebook_sizes)
     target = Path(output_dir) if output_dir is not None else quantizer_dir
     with atomic_directory(target) as tmp:
