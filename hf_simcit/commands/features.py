@@ -74,7 +74,6 @@ OVERRIDES = (
 def parse_features_arguments(args: argparse.Namespace):
     """Recipe YAML (if any) + command-line overrides -> ``FeaturesArguments``."""
     from dataclasses import asdict
-    from pathlib import Path
 
     from ..errors import SimCITInputError
     from ..features import FeaturesArguments
@@ -84,8 +83,6 @@ def parse_features_arguments(args: argparse.Namespace):
 
         from ..utils.recipes import mapping_fields, read_recipe
 
-        if not Path(args.recipe).is_file():
-            raise FileNotFoundError(2, "recipe not found", args.recipe)
         values = read_recipe(args.recipe, mappings=mapping_fields(FeaturesArguments))
         try:
             (base,) = HfArgumentParser(FeaturesArguments).parse_dict(values)

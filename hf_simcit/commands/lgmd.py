@@ -52,7 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def parse_lgmd_arguments(args: argparse.Namespace):
     """Recipe YAML (if any) + command-line overrides -> ``LGMDArguments``."""
     from dataclasses import asdict
-    from pathlib import Path
 
     from ..errors import SimCITInputError
     from ..lgmd.stage import LGMDArguments
@@ -62,8 +61,6 @@ def parse_lgmd_arguments(args: argparse.Namespace):
 
         from ..utils.recipes import mapping_fields, read_recipe
 
-        if not Path(args.recipe).is_file():
-            raise FileNotFoundError(2, "recipe not found", args.recipe)
         values = read_recipe(args.recipe, mappings=mapping_fields(LGMDArguments))
         try:
             (base,) = HfArgumentParser(LGMDArguments).parse_dict(values)
