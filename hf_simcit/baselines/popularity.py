@@ -113,7 +113,7 @@ def evaluate_baseline(method: str, split: Any, popularity: np.ndarray, ks: Seque
     ``popularity``: :func:`item_popularity` of the *training* split. ``return_rankings`` adds the ``(n, max(ks))``
     ranked item indices under ``"rankings"``.
     """
-    from ..training.evaluation import _metrics, count_invalid
+    from ..training.evaluation import count_invalid, score_ranked_lists
 
     n = len(split) if max_examples is None else min(len(split), int(max_examples))
     rows = split[:n]
@@ -124,7 +124,7 @@ def evaluate_baseline(method: str, split: Any, popularity: np.ndarray, ks: Seque
     if bad.numel():
         raise SimCITInputError(f"evaluation target(s) {bad[:5].tolist()} outside 0..{num_items - 1}")
     invalid = count_invalid(ranked, num_items)
-    metrics: dict[str, Any] = _metrics(ranked, targets, ks, invalid)
+    metrics: dict[str, Any] = score_ranked_lists(ranked, targets, ks, invalid)
     metrics["invalid_items"] = invalid
     metrics["num_examples"] = n
     if return_rankings:

@@ -40,7 +40,7 @@ def ranking_metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: Sequence[in
     return metrics
 
 
-def _metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: Sequence[int], invalid: int) -> dict[str, Any]:
+def score_ranked_lists(ranked: torch.Tensor, targets: torch.Tensor, ks: Sequence[int], invalid: int) -> dict[str, Any]:
     """The package's metric code (:func:`hf_simcit.metrics.compute_metrics`, same as the ``evaluate`` module)
     when the lists are complete and valid; :func:`ranking_metrics` for short or broken lists."""
     try:
@@ -126,7 +126,7 @@ def evaluate_recommender(
         ranked = _gather_rankings(ranked, n, accelerator, device)
     order, ranked = ranked[:, 0], ranked[:, 1:]
     invalid = count_invalid(ranked, num_items)
-    metrics: dict[str, Any] = _metrics(ranked, targets[order], ks, invalid)
+    metrics: dict[str, Any] = score_ranked_lists(ranked, targets[order], ks, invalid)
     metrics["invalid_items"] = invalid
     metrics["num_examples"] = int(ranked.shape[0])
     metrics["num_beams"] = int(width)
