@@ -35,6 +35,7 @@ from typing import Any
 
 from .errors import SimCITInputError
 
+BASELINES = ("sasrec", "history", "popularity")
 STAGES = ("prepare", "features", "lgmd", "quantizer", "assign", "recommender", "evaluate", "baselines",
           "report", "push")
 STATE_FILE = "pipeline.json"
@@ -68,8 +69,9 @@ class PipelineArguments:
     eval_num_beams: int = 20
     eval_ks: list[int] = field(default_factory=lambda: [5, 10])
     eval_max_examples: int | None = field(default=None, metadata={"help": "null: every user of the split"})
-    baselines: list[str] = field(default_factory=lambda: ["sasrec"], metadata={
-        "help": "classic baselines trained on the same split (sasrec), same optimizer-step budget"})
+    baselines: list[str] = field(default_factory=lambda: ["sasrec", "history", "popularity"], metadata={
+        "help": "baselines on the same split: sasrec (trained, same optimizer-step budget), history (the user's "
+                "most frequent history items) and popularity (most frequent training targets)"})
     stages: list[str] | None = field(default=None, metadata={"help": "run only these stages (default: all)"})
     force: bool = field(default=False, metadata={"help": "re-run stages even if they finished"})
     push_to_hub: str | None = field(default=None, metadata={"help": "ORG/NAME prefix to push the artifacts to"})
@@ -90,9 +92,10 @@ class PipelineArguments:
         if self.disambiguation_order not in ("index", "random", "distance"):
             raise SimCITInputError(
                 f"disambiguation_order must be index, random or distance, got {self.disambiguation_order!r}")
-        unknown_baselines = [b for b in self.baselines if b != "sasrec"]
+        unknown_baselines = [b for b in self.baselines if b not in BASELINES]
         if unknown_baselines:
-            raise SimCITInputError(f"unknown baseline {unknown_baselines[0]!r}; available: sasrec")
+            raise SimCITInputError(
+                f"unknown baseline {unknown_baselines[0]!r}; available: {', '.join(BASELINES)}")
 
 
 def load_pipeline(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> PipelineArguments:
@@ -315,12 +318,28 @@ def _generator_steps(plan: StagePlan) -> int | None:
 
 
 def _stage_baselines(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
-    from .baselines.sasrec import SASRecConfig, train_sasrec
+    from .baselines.popularity import evaluate_baseline, item_popularity
     from .data import load_prepared
 
-    if "sasrec" not in args.baselines:
-        return {}
     prepared = load_prepared(plan.run / "data")
+    out_dir = plan.run / "baselines"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    non_learned = [b for b in args.baselines if b != "sasrec"]
+    if non_learned:
+        popularity = item_popularity(prepared.splits["train"]["target"], prepared.num_items)
+        for name in non_learned:
+            metrics = evaluate_baseline(name, prepared.splits[args.eval_split], popularity, ks=tuple(args.eval_ks),
+                                        max_examples=args.eval_max_examples)
+            (out_dir / f"{name}.json").write_text(json.dumps(metrics, indent=2))
+            print(f"  {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k))
+    if "sasrec" in args.baselines:
+        _train_sasrec_baseline(args, plan, prepared)
+    return {}
+
+
+def _train_sasrec_baseline(args: PipelineArguments, plan: StagePlan, prepared) -> None:
+    from .baselines.sasrec import SASRecConfig, train_sasrec
+
     options = dict(plan.sasrec)
     max_steps = options.pop("max_steps", None) or _generator_steps(plan)  # same optimizer-step budget
     config_fields = {f.name for f in fields(SASRecConfig)}
@@ -345,7 +364,6 @@ def _stage_baselines(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]
     out.write_text(json.dumps(metrics, indent=2, default=str))
     print(f"  SASRec ({result['steps']} steps): " + ", ".join(
         f"{k} {v:.4f}" for k, v in result["test"].items() if "@" in k))
-    return {}
 
 
 def _stage_report(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
@@ -361,6 +379,11 @@ def _stage_report(args: PipelineArguments, plan: StagePlan, state: RunState) -> 
     sasrec = _json(run / "baselines" / "sasrec.json")
     if sasrec is not None and "sasrec" in args.baselines:
         rows["SASRec (same split, same steps)"] = sasrec
+    for name, label in (("history", "history: the user's most frequent items (no training)"),
+                        ("popularity", "popularity: most frequent training targets (no training)")):
+        found = _json(run / "baselines" / f"{name}.json")
+        if found is not None and name in args.baselines:
+            rows[label] = found
     sid_stats = _json(run / "quantizer" / "sid_assignment.json") or {}
     quantizer_log = (_json(run / "quantizer" / "training_log.json") or {}).get("history", [])
     recommender_log = (_json(run / "recommender" / "train_log.json") or {}).get("log", [])

@@ -98,6 +98,18 @@ def test_every_stage_writes_its_artifact_and_the_report(finished):
     assert "cf_embedding" not in load_from_disk(str(run / "features")).column_names
     # SASRec trained for the generator's optimizer steps
     assert json.loads((run / "baselines" / "sasrec.json").read_text())["steps"] == 8
+    # the non-learned baselines: every test user, the same numbers as the library call, rows in the report
+    from hf_simcit.baselines.popularity import evaluate_baseline, item_popularity
+    from hf_simcit.data import load_prepared
+
+    prepared = load_prepared(run / "data")
+    popularity = item_popularity(prepared.splits["train"]["target"], prepared.num_items)
+    for name, label in (("history", "| history: the user's most frequent items (no training) |"),
+                        ("popularity", "| popularity: most frequent training targets (no training) |")):
+        saved = json.loads((run / "baselines" / f"{name}.json").read_text())
+        assert saved["num_examples"] == NUM_USERS and saved["invalid_items"] == 0
+        assert saved == pytest.approx(evaluate_baseline(name, prepared.splits["test"], popularity))
+        assert label in report and f"{saved['recall@10']:.4f}" in report
 
 
 def test_rerun_skips_finished_stages_and_changed_settings_rerun_downstream(finished, capsys):
@@ -167,6 +179,7 @@ def test_cli_run_prints_the_metrics_table(finished, capsys):
     ({"dataset": "ml-100k", "quantizer_recipe": "nope.yaml"}, "nope.yaml"),
     ({"dataset": "ml-100k", "overrides": {"quantizer": {"max_stepz": 1}}}, "quantizer recipe: unknown key 'max_stepz'"),
     ({"dataset": "ml-100k", "disambiguation_order": "popularity"}, "disambiguation_order must be index, random"),
+    ({"dataset": "ml-100k", "baselines": ["sasrec", "itemknn"]}, "unknown baseline 'itemknn'; available: sasrec"),
 ])
 def test_bad_pipeline_recipes_name_the_problem(tmp_path, content, message):
     from hf_simcit.pipeline import plan_stages

@@ -10,7 +10,7 @@ a score is repeat consumption (``history``) and how much is the popularity skew 
   recent first), then the most popular training items not in the history until the list is full.
 
 Both rank the full catalogue (distinct, valid items) and are scored with the generators' metric code
-(:func:`hf_simcit.training.evaluation` ``_metrics``, i.e. :func:`hf_simcit.metrics.compute_metrics`).
+(:func:`hf_simcit.training.evaluation.score_ranked_lists`, i.e. :func:`hf_simcit.metrics.compute_metrics`).
 """
 
 from __future__ import annotations
