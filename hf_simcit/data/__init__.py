@@ -11,7 +11,16 @@ from .dataset import (
     training_matrix,
 )
 from .readers import RawInteractions, movielens_100k_dir
-from .splits import KCoreReport, index_ids, k_core, leave_one_out
+from .splits import (
+    KCoreReport,
+    TrainingWindow,
+    index_ids,
+    k_core,
+    leave_one_out,
+    sample_rows,
+    training_sequences_from_splits,
+    training_windows,
+)
 
 __all__ = [
     "DATASET_NAMES",
@@ -27,5 +36,9 @@ __all__ = [
     "movielens_100k_dir",
     "prepare_dataset",
     "read_raw",
+    "TrainingWindow",
+    "sample_rows",
     "training_matrix",
+    "training_sequences_from_splits",
+    "training_windows",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import SimCITInputError
 
@@ -126,3 +127,151 @@ def leave_one_out(
                 continue
             add(split.train, user, seq, position)
     return split
+
+
+# --------------------------------------------------------------------------------------------------------
+# One sequence per user: the full-sequence training objective
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class TrainingWindow:
+    """A window of one user's training items and which of them are targets counted in this window.
+
+    ``items``: item indices, oldest first (at most ``max_history + 1``). ``is_target[j]``: item ``j`` is a
+    training target whose loss this window carries (its context is ``items[:j]``).
+    """
+
+    user_id: int
+    items: list[int]
+    is_target: list[bool]
+
+
+def training_windows(
+    train_sequences: dict[int, tuple[list[int], set[int]]],
+    *,
+    max_history: int = 20,
+    stride: int | None = None,
+    predict_first: bool = False,
+) -> list[TrainingWindow]:
+    """Cut each user's training sequence into windows that together carry every training target once.
+
+    Args:
+        train_sequences: ``user_id -> (items, held_out)``: the items before the validation target, oldest
+            first, and the user's validation/test targets (a training target equal to one is masked, as
+            :func:`leave_one_out` drops that example).
+        max_history: a window holds at most ``max_history + 1`` items, so a target sees at most the
+            ``max_history`` items a prompt would show it.
+        stride: items between the starts of consecutive windows of a long user (default
+            ``max(1, max_history // 2)``). Each target is counted in the first window that holds it past
+            that window's first item, so in later windows a target sees between ``max_history + 1 - stride``
+            and ``max_history`` items of context (a prompt shows ``max_history``); ``stride=1`` reproduces
+            the prompts' contexts exactly, at the prefix objective's cost.
+        predict_first: also predict each user's first item from the empty context (BOS only); the prefix
+            examples never do.
+
+    Why: one forward pass over a user's window supervises every target in it; the prefix objective
+    (one example per target) recomputes the same prefixes ``max_history`` times.
+    """
+    if max_history < 1:
+        raise SimCITInputError(f"max_history must be >= 1, got {max_history}")
+    stride = max(1, max_history // 2) if stride is None else int(stride)
+    if not 1 <= stride <= max_history:
+        raise SimCITInputError(f"window stride must be in 1..max_history ({max_history}), got {stride}")
+    size = max_history + 1
+    windows: list[TrainingWindow] = []
+    for user, (items, held_out) in train_sequences.items():
+        n = len(items)
+        if n == 0 or (n == 1 and not predict_first):
+            continue
+        starts = list(range(0, max(n - size, 0) + 1, stride))
+        if starts[-1] + size < n:
+            starts.append(n - size)              # the last window ends with the user's last training item
+        counted_until = 0                        # positions < counted_until already carry their loss
+        for start in starts:
+            end = min(start + size, n)
+            first = start + 1 if start > 0 or not predict_first else 0
+            first = max(first, counted_until)
+            flags = [False] * (end - start)
+            for position in range(first, end):
+                flags[position - start] = items[position] not in held_out
+            counted_until = end
+            if any(flags):
+                windows.append(TrainingWindow(int(user), list(items[start:end]), flags))
+    return windows
+
+
+def training_sequences_from_splits(train: dict[str, list] | Any, validation: dict[str, list] | Any,
+                                   test: dict[str, list] | Any) -> dict[int, tuple[list[int], set[int]]]:
+    """Recover each user's training items (and validation/test targets) from leave-one-out splits.
+
+    The split columns are all that the training code is sure to have; rebuilding the sequences from them
+    (and checking that :func:`leave_one_out` on the result gives back exactly these splits) guarantees that
+    the full-sequence objective supervises exactly the prefix examples' targets. Splits it cannot reproduce
+    (``train_examples="last"``, hand-edited rows) raise an error naming the first user that differs.
+    """
+    columns = [{k: list(part[k]) for k in ("user_id", "history", "target")} for part in (train, validation, test)]
+    train_c, valid_c, test_c = columns
+    max_history = max((len(h) for part in columns for h in part["history"]), default=1) or 1
+    by_user: dict[int, list[tuple[list[int], int]]] = {}
+    for user, history, target in zip(train_c["user_id"], train_c["history"], train_c["target"]):
+        by_user.setdefault(int(user), []).append((list(history), int(target)))
+    test_of = {int(u): (list(h), int(t)) for u, h, t in zip(test_c["user_id"], test_c["history"], test_c["target"])}
+    result: dict[int, tuple[list[int], set[int]]] = {}
+    eval_targets: dict[int, list[int]] = {}
+    for user, history, target in zip(valid_c["user_id"], valid_c["history"], valid_c["target"]):
+        user = int(user)
+        if user not in test_of:
+            raise SimCITInputError(f"user_id {user} has a validation example but no test example")
+        items: list[int] = []
+        for h, t in by_user.get(user, []):
+            items.extend(_continuation(items, h, max_history))
+            items.append(t)
+        items.extend(_continuation(items, list(history), max_history))
+        result[user] = (items, {int(target), test_of[user][1]})
+        eval_targets[user] = [int(target), test_of[user][1]]
+    # the check: the rebuilt sequences must split into exactly the given examples
+    users = list(result)
+    full = [result[u][0] + eval_targets[u] for u in users]
+    again = leave_one_out(full, max_history=max_history)
+    for name, given, rebuilt in (("train", train_c, again.train), ("validation", valid_c, again.validation),
+                                 ("test", test_c, again.test)):
+        rebuilt = {**rebuilt, "user_id": [users[i] for i in rebuilt["user_id"]]}
+        for key in ("user_id", "history", "target"):
+            if [_plain(v) for v in given[key]] != [_plain(v) for v in rebuilt[key]]:
+                row = next(i for i, (a, b) in enumerate(zip(given[key], rebuilt[key] + [None] * len(given[key])))
+                           if _plain(a) != _plain(b))
+                raise SimCITInputError(
+                    f"{name} split, row {row} (user_id {given['user_id'][row]}): the examples are not every prefix "
+                    "of one leave-one-out sequence per user (train_examples='last' or edited rows), so the "
+                    "full-sequence objective cannot reproduce them; use objective 'prefix'")
+    return result
+
+
+def _continuation(items: list[int], history: list[int], max_history: int) -> list[int]:
+    """The items of ``history`` that come after ``items`` (the targets its examples dropped), shortest first."""
+    if len(history) < max_history:           # an untruncated history is the whole prefix
+        return history[len(items):] if history[:len(items)] == items else history
+    for gap in range(len(history) + 1):
+        joined = items + history[len(history) - gap:]
+        if len(joined) >= len(history) and joined[-len(history):] == history:
+            return history[len(history) - gap:]
+    return history
+
+
+def _plain(value: Any) -> Any:
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else int(value)
+
+
+def sample_rows(num_rows: int, size: int | None, seed: int) -> list[int]:
+    """A fixed, seeded random sample of ``size`` row indices (sorted), or every row when ``size`` is None
+    or at least ``num_rows``.
+
+    Why random, not the first rows: the users early in a split are not a random sample (ids follow the
+    raw files' order), and checkpoint selection on them ranked methods differently from the full split.
+    """
+    if size is None or size >= num_rows:
+        return list(range(num_rows))
+    if size < 1:
+        raise SimCITInputError(f"sample size must be >= 1 or None, got {size}")
+    import numpy as np
+
+    return sorted(np.random.default_rng(seed).choice(num_rows, size=int(size), replace=False).tolist())
