@@ -1,20 +1,27 @@
 """Benchmark: which semantic IDs make the best generative recommender? One command, one split.
 
 Side by side, on the same leave-one-out split, with the same generator (architecture, prompt, optimiser,
-steps, seed) and the same full-ranking evaluation (trie-constrained beam search, 0 invalid items):
-SimCIT SIDs vs RQ-VAE (TIGER-style) SIDs vs RQ-KMeans SIDs vs random SIDs, plus SASRec trained on the same
-examples, plus two non-learned rankings (``hf_simcit.baselines.popularity``): ``history`` (the user's history
+seed) and the same full-ranking evaluation (trie-constrained beam search, 0 invalid items):
+SimCIT SIDs vs RQ-VAE (TIGER-style) SIDs vs RQ-KMeans SIDs vs random SIDs, plus SASRec on the same split,
+plus two non-learned rankings (``hf_simcit.baselines.popularity``): ``history`` (the user's history
 items by count, ties most recent first, then popular items) and ``popularity`` (most frequent training targets).
 The SIDs come from the library's own tokenizers: SimCIT is ``train_quantizer`` with the data set's
 recipe (``recipes/<dataset>/quantizer.yaml``), the baselines are ``hf_simcit.quantizers`` ``RQVAEQuantizer``,
 ``RQKMeansQuantizer`` and ``RandomIDQuantizer`` fitted on the same item features; every tokenizer's codes go
 through the same ``assign_semantic_ids(..., resolve="level")`` (TIGER's extra disambiguation level).
+The budget is fair by construction: every learned row (each generator and SASRec) trains to its own
+early-stopping point (validation NDCG@10 every epoch on the same fixed, seeded sample of validation users,
+``--patience`` validations without improvement) under one common epoch cap (``--epochs``); the best
+validation checkpoint is tested. Each row records its epochs, best epoch, training seconds and its learning
+curve (validation NDCG@10 against epochs and seconds, plotted to ``benchmarks/results/curves-<data>.png``).
 Reports Recall@{5,10}, NDCG@{5,10} on the test split, and for every row Recall@10 split by whether the test
-target is already in the user's history (repeat) or not (new), and appends the table to ``benchmarks/RESULTS.md``.
+target is already in the user's history (repeat) or not (new); appends the table to ``benchmarks/RESULTS.md``
+and writes ``benchmarks/results/recommend-<data>[-gpu].json`` and ``training-positions-<data>.json``.
 
-    nice -n 10 .venv/bin/python benchmarks/recommend.py --dataset ml-100k --max-steps 250 --threads 1
-    .venv/bin/python benchmarks/recommend.py --dataset beauty --epochs 1 --eval-steps 500 --threads 1
-    .venv/bin/python benchmarks/recommend.py --dataset foursquare-nyc    # text + geography; takes a GPU if present
+    nice -n 10 .venv/bin/python benchmarks/recommend.py --dataset ml-100k --threads 1
+    .venv/bin/python benchmarks/recommend.py --dataset beauty --epochs 30 --threads 1
+    .venv/bin/python benchmarks/recommend.py --dataset beauty --epochs 200 --eval-batch-size 512   # one GPU
+    .venv/bin/python benchmarks/recommend.py --smoke          # a minute on CPU: the GPU script's code path
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
 CACHE = Path(os.environ.get("HF_SIMCIT_REC_BENCH_CACHE", "/tmp/hf_simcit_bench_rec"))
 # benchmarks/quantizers.py caches the same MiniLM text + 32-d SVD / geo features here (reused when item ids match)
 QUANTIZER_CACHE = Path(os.environ.get("HF_SIMCIT_BENCH_CACHE", "/tmp/hf_simcit_bench"))
@@ -168,47 +176,53 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -
     table = SIDTable(assignment.codes, rec.items["item_id"], codebook_sizes=assignment.codebook_sizes)
     model_args = RecommenderModelArguments(
         model_name_or_path=args.model, tiny_hidden_size=args.hidden, tiny_num_layers=args.layers,
-        tiny_num_heads=args.heads, tiny_intermediate_size=2 * args.hidden)
-    data_args = RecommenderDataArguments(eval_max_examples=args.eval_examples)
+        tiny_num_heads=args.heads, tiny_intermediate_size=args.ffn or 2 * args.hidden, tiny_dropout=args.dropout)
+    data_args = RecommenderDataArguments(eval_max_examples=args.eval_examples, eval_sample_seed=args.seed,
+                                         objective=args.objective)
     train_args = RecommenderTrainingArguments(
         output_dir=str(workdir / name), checkpoint_dir=str(workdir / f"{name}_checkpoints"),
-        seed=args.seed, learning_rate=args.lr, num_train_epochs=args.epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, warmup_ratio=0.02, eval_steps=args.eval_steps,
+        seed=args.seed, learning_rate=args.lr, weight_decay=args.weight_decay, num_train_epochs=args.epochs,
+        max_steps=args.max_steps, per_device_train_batch_size=args.batch_size, warmup_ratio=0.02,
+        lr_scheduler_type=args.scheduler, eval_steps=args.eval_steps,
+        eval_epochs=0 if args.eval_steps else args.eval_epochs, early_stopping_patience=args.patience,
         save_steps=0, logging_steps=100, eval_num_beams=args.beams, eval_batch_size=args.eval_batch_size,
         resume_from_checkpoint="no")
-    start = time.time()
     result = train_recommender(model_args, data_args, train_args, splits=rec.splits, sid_source=table)
-    train_time = time.time() - start
     best = load_recommender(train_args.output_dir, device=result["recommender"].model.device)
     start = time.time()
     test = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, test_split,
                                 num_beams=args.beams, ks=(5, 10), batch_size=args.eval_batch_size,
                                 desc=f"test {name}", return_rankings=True)
     rankings = test.pop("rankings")
-    return {"test": test, "rankings": rankings, "validation": result["best_metrics"], "train_s": train_time,
-            "eval_s": time.time() - start, "steps": result["final_step"], "best_step": result["best_step"]}
+    curve = [{"epoch": e["epoch"], "seconds": e["train_seconds"], "ndcg@10": e["ndcg@10"]}
+             for e in result["log"] if "ndcg@10" in e]
+    return {"test": test, "rankings": rankings, "validation": result["best_metrics"],
+            "train_s": result["train_seconds"], "eval_s": time.time() - start, "steps": result["final_step"],
+            "best_step": result["best_step"], "epochs": result["epochs"], "best_epoch": result["best_epoch"],
+            "curve": curve, "positions": result["token_positions_per_epoch"]}
 
 
-def run_sasrec(rec, test_split, n: int, args, device: str, steps: int | None) -> dict:
-    """SASRec on the same training examples and batch size for ``steps`` optimizer steps (the generators'
-    budget; ``None``: ``ceil(epochs)`` epochs), best epoch by validation NDCG@10."""
+def run_sasrec(rec, test_split, n: int, args, device: str) -> dict:
+    """SASRec (the package's defaults: CE at every position) to its own early-stopping point under the
+    common epoch cap, on the same fixed validation sample; the best epoch is tested."""
     from hf_simcit.baselines.sasrec import SASRecConfig, rank_items, train_sasrec
 
-    t0 = time.time()
-    steps = steps if steps and steps > 0 else None
-    epochs = 10 ** 6 if steps else max(1, int(np.ceil(args.epochs)))
-    patience = 10 ** 6
-    if args.sasrec_epochs:   # its own budget: up to N epochs, early stopping on validation NDCG@10
-        steps, epochs, patience = None, args.sasrec_epochs, args.sasrec_patience
-    config = SASRecConfig(num_items=n, max_len=20, hidden_size=64, num_layers=2, num_heads=2, dropout=0.2,
-                          learning_rate=args.sasrec_lr, batch_size=args.batch_size, num_epochs=epochs,
-                          patience=patience, seed=args.seed, eval_max_examples=args.eval_examples)
+    config = SASRecConfig(num_items=n, num_epochs=int(np.ceil(args.sasrec_epochs or args.epochs)),
+                          patience=args.sasrec_patience or args.patience, seed=args.seed,
+                          eval_max_examples=args.eval_examples,
+                          **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}))
     splits = {**rec.splits, "test": test_split}
-    model, res = train_sasrec(splits, config, device=device, max_steps=steps)
+    model, res = train_sasrec(splits, config, device=device, verbose=False)
+    start = time.time()
     rankings = rank_items(model, test_split["history"], 10, device=device)   # the best model's test lists
+    history = res.get("history", [])
+    curve = [{"epoch": h["epoch"] + 1, "seconds": h.get("seconds"), "ndcg@10": h["ndcg@10"]} for h in history]
+    best = max(history, key=lambda h: h["ndcg@10"]) if history else None
     return {"test": {**res["test"], "invalid_items": 0}, "rankings": rankings, "validation": res.get("validation"),
-            "train_s": time.time() - t0, "eval_s": 0.0, "steps": res["steps"],
-            "best_step": max(res["history"], key=lambda h: h["ndcg@10"])["step"] if res.get("history") else None}
+            "train_s": res.get("train_s", 0.0), "eval_s": time.time() - start, "steps": res["steps"],
+            "best_step": best["step"] if best else None, "epochs": res["epochs"],
+            "best_epoch": res.get("best_epoch", best["epoch"] + 1 if best else None), "curve": curve,
+            "config": {k: v for k, v in vars(config).items()}}
 
 
 def run_baseline(method: str, rec, test_split) -> dict:
@@ -222,7 +236,7 @@ def run_baseline(method: str, rec, test_split) -> dict:
     test = evaluate_baseline(method, test_split, popularity, ks=(5, 10), return_rankings=True)
     rankings = test.pop("rankings")
     return {"test": test, "rankings": rankings, "validation": None, "train_s": fit_s,
-            "eval_s": time.time() - t0, "steps": "-", "best_step": None}
+            "eval_s": time.time() - t0, "steps": "-", "best_step": None, "epochs": None, "best_epoch": None}
 
 
 def in_history(split) -> np.ndarray:
@@ -256,20 +270,92 @@ def _share(value: float | None) -> str:
 
 def format_table(rows: dict, sid_stats: dict) -> str:
     header = ("| method | R@5 | N@5 | R@10 | N@10 | R@10 repeat | R@10 new | invalid | test users | raw collision | "
-              "SID levels (sizes) | steps (best) | train s | test eval s |")
+              "SID levels (sizes) | epochs (best) | train s | test eval s |")
     lines = [header, "|" + "---|" * 14]
     for method, row in rows.items():
         t, s = row["test"], sid_stats.get(method, {})
         sizes = f"{s['levels']} ({'/'.join(map(str, s['sizes']))})" if s else "-"
-        best = f" ({row['best_step']})" if row.get("best_step") is not None else ""
+        epochs = "-" if row.get("epochs") is None else f"{row['epochs']:.0f}"
+        best = f" ({row['best_epoch']:.0f})" if row.get("best_epoch") is not None else ""
         split = row.get("split", {})
         lines.append(
             f"| {NAMES.get(method, method)} | {t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} | "
             f"{t['ndcg@10']:.4f} | {_share(split.get('repeat'))} | {_share(split.get('new'))} | "
             f"{t['invalid_items']} | {t.get('num_examples', '-')} | "
-            f"{format(s['collision'], '.2%') if s else '-'} | {sizes} | {row['steps']}{best} | "
+            f"{format(s['collision'], '.2%') if s else '-'} | {sizes} | {epochs}{best} | "
             f"{row['train_s']:.0f} | {row['eval_s']:.0f} |")
     return "\n".join(lines)
+
+
+def _sasrec_summary(row: dict | None) -> str:
+    if not row:
+        return "not run"
+    c = row.get("config", {})
+    return (f"{c.get('num_layers')} x {c.get('hidden_size')}, objective {c.get('objective', '?')}, dropout "
+            f"{c.get('dropout')}, lr {c.get('learning_rate')}, batch {c.get('batch_size')}, up to "
+            f"{c.get('num_epochs')} epochs, patience {c.get('patience')}")
+
+
+def write_results(folder: Path, name: str, rows: dict, command: str, device: str, wall: float) -> Path:
+    """``<folder>/<name>.json``: ``{date, command, device, wall_s, rows: {method: {test, invalid_items, epochs,
+    best_epoch, train_s, curve}}}`` (the machine-readable twin of the RESULTS.md table)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+           "device": torch.cuda.get_device_name() if device == "cuda" else f"{os.cpu_count()} CPU cores",
+           "wall_s": round(wall, 1), "rows": {}}
+    for method, row in rows.items():
+        t = row["test"]
+        out["rows"][method] = {
+            "test": {k: t[k] for k in ("recall@5", "recall@10", "ndcg@5", "ndcg@10")},
+            "invalid_items": int(t["invalid_items"]), "epochs": row.get("epochs"),
+            "best_epoch": row.get("best_epoch"), "train_s": round(float(row["train_s"]), 1),
+            "curve": row.get("curve"), "repeat_new": row.get("split")}
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    return path
+
+
+def plot_curves(rows: dict, path: Path, title: str) -> Path | None:
+    """Validation NDCG@10 against epochs and against training seconds, one line per learned row."""
+    curves = {m: r["curve"] for m, r in rows.items() if r.get("curve")}
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for method, curve in curves.items():
+        ndcg = [c["ndcg@10"] for c in curve]
+        axes[0].plot([c["epoch"] for c in curve], ndcg, marker=".", label=NAMES.get(method, method))
+        if all(c.get("seconds") is not None for c in curve):
+            axes[1].plot([c["seconds"] for c in curve], ndcg, marker=".", label=NAMES.get(method, method))
+    axes[0].set(xlabel="epoch", ylabel="validation NDCG@10", title=title)
+    axes[1].set(xlabel="training seconds (evaluation excluded)", title="against training time")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def assignment_levels(sid_stats: dict) -> int:
+    """SID length in tokens (levels incl. disambiguation) of the run's generators (4 when none ran)."""
+    return next((s["levels"] for s in sid_stats.values()), 4)
+
+
+def training_positions(rec, levels: int, objective: str) -> int:
+    """Token positions per training epoch of the plain template: ``[bos]`` + ``levels`` tokens per item."""
+    if objective == "prefix":
+        return sum(1 + (len(h) + 1) * levels for h in rec.splits["train"]["history"] if h)
+    from hf_simcit.data import training_sequences_from_splits, training_windows
+
+    sequences = training_sequences_from_splits(*(rec.splits[s][:] for s in ("train", "validation", "test")))
+    return sum(1 + len(w.items) * levels for w in training_windows(sequences, max_history=20))
 
 
 def reevaluate(args, rec, workdir: Path, command: str) -> int:
@@ -325,26 +411,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--ffn", type=int, default=None, help="FFN width (default: 2 x hidden)")
+    parser.add_argument("--dropout", type=float, default=0.2, help="generator residual + embedding dropout")
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--objective", default="full_sequence", choices=["full_sequence", "prefix"])
+    parser.add_argument("--epochs", type=float, default=30.0,
+                        help="the common epoch cap of every learned row (each stops early on its own)")
+    parser.add_argument("--patience", type=int, default=5, help="validations without improvement before stopping")
+    parser.add_argument("--eval-epochs", type=int, default=1, help="validate every N epochs")
+    parser.add_argument("--scheduler", default="constant_with_warmup",
+                        help="learning-rate schedule (cosine would decay over the cap, not the stopping point)")
     parser.add_argument("--max-steps", type=int, default=-1)
-    parser.add_argument("--eval-steps", type=int, default=0, help="validate every N steps (0: at the end only)")
-    parser.add_argument("--eval-examples", type=int, default=None, help="validation users (default: all)")
+    parser.add_argument("--eval-steps", type=int, default=0, help="validate every N steps instead (0: by epochs)")
+    parser.add_argument("--eval-examples", type=int, default=2000,
+                        help="validation users: a fixed random sample (seed --seed), the same for every row")
     parser.add_argument("--test-examples", type=int, default=None,
                         help="test users evaluated (default: all; else a seeded random subset, same for all)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--eval-batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--beams", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
-    parser.add_argument("--sasrec-epochs", type=int, default=0,
-                        help="SASRec's own budget: up to N epochs with early stopping (0: the generators' steps)")
-    parser.add_argument("--sasrec-patience", type=int, default=3)
-    parser.add_argument("--sasrec-lr", type=float, default=1e-3)
+    parser.add_argument("--sasrec-epochs", type=int, default=0, help="SASRec's epoch cap (0: --epochs)")
+    parser.add_argument("--sasrec-patience", type=int, default=0, help="(0: --patience)")
+    parser.add_argument("--sasrec-lr", type=float, default=None, help="(default: SASRecConfig's)")
+    parser.add_argument("--results-name", default=None,
+                        help="benchmarks/results/<name>.json (default recommend-<data>, -gpu on a GPU)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a minute on CPU: ML-100K, 1 epoch, small samples, nothing written to benchmarks/")
     parser.add_argument("--reevaluate", choices=["validation", "test"], default=None,
                         help="no training: evaluate the generators saved by an earlier run on this split")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.dataset, args.epochs, args.patience, args.eval_examples = "ml-100k", 1.0, 1, 50
+        args.test_examples, args.simcit_steps, args.rqvae_steps, args.no_results = 100, 5, 20, True
+        args.hidden, args.layers, args.batch_size = 32, 1, 256
     if args.threads:
         torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -402,8 +505,7 @@ def main(argv: list[str] | None = None) -> int:
               f"train {row['train_s']:.0f}s eval {row['eval_s']:.0f}s, best step {row['best_step']}", flush=True)
 
     if "sasrec" in methods:
-        generator_steps = next((r["steps"] for r in rows.values()), None)
-        rows["sasrec"] = run_sasrec(rec, test_split, n, args, device, generator_steps or args.max_steps)
+        rows["sasrec"] = run_sasrec(rec, test_split, n, args, device)
         rows["sasrec"]["test"]["num_examples"] = len(test_split)
         print(f"[sasrec] test {json.dumps({k: round(v, 4) for k, v in rows['sasrec']['test'].items() if isinstance(v, float)})}",
               flush=True)
@@ -437,13 +539,14 @@ def main(argv: list[str] | None = None) -> int:
         f"RQ-VAE ({args.rqvae_steps} steps), RQ-KMeans, random IDs = `hf_simcit.quantizers` baselines on "
         f"{base_modalities}; generator: "
         f"{args.model or f'Llama from config (hidden {args.hidden}, {args.layers} layers, {args.heads} heads)'}, "
-        f"full fine-tune, plain prompt, lr {args.lr} cosine, batch {args.batch_size}, "
-        f"{f'max_steps {args.max_steps}' if args.max_steps > 0 else f'epochs {args.epochs}'}, best-of validation "
-        f"({args.eval_examples or 'all'} validation users) every {args.eval_steps or 'end'} steps, beam {args.beams}; "
-        f"SASRec: hidden 64, 2 layers, dropout 0.2, full-softmax CE, lr {args.sasrec_lr}, same examples and batch "
-        f"size, "
-        f"{f'up to {args.sasrec_epochs} epochs, early stopping (patience {args.sasrec_patience})' if args.sasrec_epochs else 'same number of optimizer steps as the generators'}"
-        f", best epoch on validation; history = the user's history items by count, ties most recent first, "
+        f"FFN {args.ffn or 2 * args.hidden}, dropout {args.dropout}, weight decay {args.weight_decay}), "
+        f"full fine-tune, plain prompt, objective {args.objective}, lr {args.lr} {args.scheduler}, batch "
+        f"{args.batch_size}; every learned row: up to {args.epochs:g} epochs"
+        f"{f' (max_steps {args.max_steps})' if args.max_steps > 0 else ''}, validation NDCG@10 every "
+        f"{f'{args.eval_steps} steps' if args.eval_steps else f'{args.eval_epochs} epoch(s)'} on the same "
+        f"{args.eval_examples or 'all'} validation users (seeded sample), early stopping after {args.patience} "
+        f"validations without improvement, best checkpoint tested; beam {args.beams}; SASRec: "
+        f"{_sasrec_summary(rows.get('sasrec'))}; history = the user's history items by count, ties most recent first, "
         f"then the most popular training targets not in the history; popularity = the most frequent training "
         f"targets; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
     print(settings)
@@ -457,7 +560,16 @@ def main(argv: list[str] | None = None) -> int:
             f.write(f"\n## Generative recommender: SID tokenizers side by side ({args.dataset})\n\n"
                     f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {machine}; "
                     f"total wall time {wall:.0f} s ({wall / 60:.1f} min).\n"
-                    f"Command: `{command}`\n\nSettings: {settings}.\n\nTest split:\n\n{table}\n")
+                    f"Command: `{command}`\n\nSettings: {settings}.\n\nTest split:\n\n{table}\n\n"
+                    f"Learning curves: `benchmarks/results/curves-{args.dataset}.png`.\n")
+    results = RESULTS_DIR if not args.smoke else workdir / "results"
+    name = args.results_name or f"recommend-{args.dataset}{'-gpu' if device == 'cuda' else ''}"
+    write_results(results, name, rows, command, device, wall)
+    plot_curves(rows, results / f"curves-{args.dataset}.png", f"{args.dataset}: validation NDCG@10")
+    positions = {"prefix": training_positions(rec, assignment_levels(sid_stats), "prefix"),
+                 "full_sequence": training_positions(rec, assignment_levels(sid_stats), "full_sequence")}
+    (results / f"training-positions-{args.dataset}.json").write_text(json.dumps(positions, indent=2) + "\n")
+    print(f"training positions per epoch: {positions}")
     return 0
 
 

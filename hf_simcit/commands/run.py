@@ -10,9 +10,15 @@ def _value(text: str):
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:        # YAML 1.1 reads 1e-3 (no dot) as a string
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,4 +1,11 @@
-"""Training examples for the generative recommender: (history SIDs -> target SID) token sequences.
+"""Training examples for the generative recommender: SID token sequences with labels.
+
+Two objectives:
+- ``full_sequence`` (default for the ``plain`` template): one sequence per user window
+  (:func:`hf_simcit.data.training_windows`), loss on every SID token of every training target in it, so one
+  forward pass supervises every target that the prefix examples would supervise one at a time.
+- ``prefix``: one example per (history -> target) row of the training split, loss on the target's SID only
+  (the ``chat`` template, and an option for ``plain``).
 
 Why token ids, not text: with the ``plain`` template a prompt is just the history's SID tokens one after the
 other, so we concatenate rows of ``item_token_ids`` directly (no string round trip, no tokenizer surprises).
@@ -109,6 +116,66 @@ class SIDPromptFormatter:
         return {"input_ids": input_ids, "labels": labels}
 
 
+class FullSequenceFormatter:
+    """Turns training windows into ``[bos] sid(i_1) ... sid(i_n)`` with labels on the target items' tokens.
+
+    The label of a target item's SID tokens sits where the item is, so with the usual shift the model predicts
+    it from ``[bos]`` and the SIDs before it in the window: exactly the ``plain`` prompt of that history (a
+    later window of a long user shows a shorter context, see :func:`hf_simcit.data.training_windows`).
+    Non-targets (the window's first item, targets counted in an earlier window, training targets equal to the
+    user's validation/test target) are ``-100``.
+    """
+
+    def __init__(self, prompts: SIDPromptFormatter):
+        if prompts.template.kind != "plain":
+            raise SimCITInputError("the full_sequence objective needs the 'plain' prompt template; use objective "
+                                   "'prefix' with the 'chat' template")
+        self.prompts = prompts
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        """Batched ``Dataset.map`` function: ``user_id``, ``items``, ``is_target`` -> ``input_ids``, ``labels``."""
+        table, bos = self.prompts.table, self.prompts.tokenizer.bos_token_id
+        input_ids, labels = [], []
+        for user, items, flags in zip(batch["user_id"], batch["items"], batch["is_target"]):
+            self.prompts.check_items(items, f"user_id {user} training items")
+            ids = [bos] if bos is not None else []
+            lab = [IGNORE_INDEX] * len(ids)
+            for item, flag in zip(items, flags):
+                tokens = table[int(item)]
+                ids.extend(tokens)
+                lab.extend(tokens if flag else [IGNORE_INDEX] * len(tokens))
+            input_ids.append(ids)
+            labels.append(lab)
+        return {"input_ids": input_ids, "labels": labels}
+
+
+def build_full_sequence_dataset(splits: Any, prompts: SIDPromptFormatter, *, max_history: int | None = None,
+                                stride: int | None = None, predict_first: bool = False,
+                                desc: str = "SID sequences") -> Any:
+    """One example per user window (``input_ids`` + ``labels``) from the train/validation/test splits.
+
+    ``max_history`` defaults to the longest history in the splits (the prepared data's cap). The windows are
+    rebuilt from the split rows and checked to reproduce them (:func:`hf_simcit.data.training_sequences_from_splits`),
+    so this objective supervises exactly the training split's targets, each once per epoch.
+    """
+    from datasets import Dataset
+
+    from ..data.splits import training_sequences_from_splits, training_windows
+
+    missing = [name for name in ("train", "validation", "test") if name not in splits]
+    if missing:
+        raise SimCITInputError(f"the full_sequence objective needs train, validation and test splits; missing {missing}")
+    columns = [splits[name][:] for name in ("train", "validation", "test")]
+    sequences = training_sequences_from_splits(*columns)
+    if max_history is None:
+        max_history = max((len(h) for part in columns for h in part["history"]), default=1) or 1
+    windows = training_windows(sequences, max_history=max_history, stride=stride, predict_first=predict_first)
+    table = Dataset.from_dict({"user_id": [w.user_id for w in windows], "items": [w.items for w in windows],
+                               "is_target": [w.is_target for w in windows]})
+    return table.map(FullSequenceFormatter(prompts), batched=True, remove_columns=table.column_names, desc=desc,
+                     load_from_cache_file=False)
+
+
 def build_training_dataset(split: Any, formatter: SIDPromptFormatter, *, empty_history: str = "skip",
                            desc: str = "SID prompts") -> Any:
     """Map a data-layer split (``user_id``, ``history``, ``target``) to ``input_ids`` + ``labels``.
@@ -154,6 +221,40 @@ class RecommenderCollator:
             batch["attention_mask"][row, span] = 1
             batch["labels"][row, span] = torch.as_tensor(f["labels"])
         return batch
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler[int]):
+    """A seeded random order in which neighbouring examples have similar lengths (less padding per batch).
+
+    Examples are shuffled, cut into chunks of ``batch_size * group_batches``, each chunk sorted by length and
+    split into batches, and the batches shuffled again: every batch is random but near-uniform in length.
+    The order depends only on ``seed`` and the epoch (:meth:`use_epoch`), so a resumed run sees the same
+    batches (see ``EpochShuffleSampler`` in the training loop).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group_batches: int = 50):
+        self.lengths = torch.as_tensor(list(lengths), dtype=torch.long)
+        self.batch_size, self.seed, self.group_batches, self.epoch = int(batch_size), int(seed), group_batches, 0
+
+    def use_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator)
+        chunk = self.batch_size * self.group_batches
+        batches = []
+        for start in range(0, len(order), chunk):
+            part = order[start:start + chunk]
+            part = part[torch.argsort(self.lengths[part], descending=True, stable=True)]
+            batches.extend(part[i:i + self.batch_size] for i in range(0, len(part), self.batch_size))
+        # a short batch (the very last one) stays last, so that every other batch is exactly batch_size long
+        short = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()] + short
+        return iter(torch.cat(shuffled).tolist() if shuffled else [])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
 
 
 def pad_prompts(prompts: Sequence[Sequence[int]], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -56,7 +56,9 @@ class RecommenderModelArguments:
     tiny_num_heads: int = 4
     tiny_intermediate_size: int = 256
     tiny_max_position_embeddings: int = 512
-    tiny_dropout: float = 0.0
+    tiny_dropout: float = field(default=0.0, metadata={
+        "help": "Residual and embedding dropout of the config-built Llama (add_residual_dropout)."})
+    tiny_attention_dropout: float = field(default=0.0, metadata={"help": "Attention-probability dropout."})
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -81,13 +83,40 @@ def tiny_llama(args: RecommenderModelArguments, vocab_size: int, tokenizer: Any)
         vocab_size=vocab_size, hidden_size=args.tiny_hidden_size, num_hidden_layers=args.tiny_num_layers,
         num_attention_heads=args.tiny_num_heads, num_key_value_heads=args.tiny_num_heads,
         intermediate_size=args.tiny_intermediate_size,
-        max_position_embeddings=args.tiny_max_position_embeddings, attention_dropout=args.tiny_dropout,
+        max_position_embeddings=args.tiny_max_position_embeddings, attention_dropout=args.tiny_attention_dropout,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
     )
     if args.attn_implementation:
         config._attn_implementation = args.attn_implementation
-    return LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)
+    add_residual_dropout(model, args.tiny_dropout)
+    return model
+
+
+def add_residual_dropout(model: Any, p: float) -> Any:
+    """Dropout on the token embeddings and on every residual branch (attention and MLP outputs) of a Llama.
+
+    Why here: Llama has no residual or embedding dropout (only ``attention_dropout``), yet a small generator
+    trained for many epochs on sparse data overfits within a few epochs without it (GPT-2's ``embd_pdrop`` /
+    ``resid_pdrop`` are the same regulariser). Forward hooks keep the saved checkpoint a plain Llama that loads
+    and decodes anywhere; the hooks only act in training mode and are re-added by :func:`build_recommender`
+    from the recorded ``tiny_dropout``.
+    """
+    if not 0.0 <= p < 1.0:
+        raise SimCITInputError(f"tiny_dropout must be in [0, 1), got {p}")
+    if p == 0.0:
+        return model
+
+    def drop(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.dropout(output, p, module.training)
+
+    base = model.get_decoder()
+    base.embed_tokens.register_forward_hook(drop)
+    for layer in base.layers:
+        layer.self_attn.o_proj.register_forward_hook(drop)
+        layer.mlp.down_proj.register_forward_hook(drop)
+    return model
 
 
 def smollm2_checkpoint(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -1,4 +1,11 @@
-"""Train the generative recommender with accelerate: next-item SID generation, loss on the target SID only.
+"""Train the generative recommender with accelerate: next-item SID generation.
+
+The objective (``data.objective``): ``full_sequence`` (one sequence per user window, loss on every training
+target's SID tokens; the default for the ``plain`` template) or ``prefix`` (one example per training row, loss
+on the target's SID only; the ``chat`` template). The budget is epochs (``num_train_epochs`` as a cap) with
+validation NDCG@10 every ``eval_epochs`` epochs on a fixed, seeded random sample of validation users, early
+stopping after ``early_stopping_patience`` validations without improvement, and the best checkpoint kept.
+Every validation is logged with its epoch and training seconds (the learning curve).
 
 One loop for every set-up the accelerate config names (CPU, one GPU, DDP, FSDP, DeepSpeed): mixed precision
 where the device has it, gradient accumulation, periodic full-ranking validation (Recall/NDCG@K), best-model
@@ -15,6 +22,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,15 +52,31 @@ class RecommenderDataArguments:
     sid_dir: str | None = field(default=None, metadata={
         "help": "Folder with the SimCITTokenizer (RUN/quantizer), or a sid_table.json / codes .npy file."})
     prompt_template: str = field(default="plain", metadata={"help": "'plain' (small models) or 'chat'."})
+    objective: str = field(default="auto", metadata={
+        "help": "'full_sequence' (one sequence per user window, loss on every target), 'prefix' (one example "
+                "per history -> target row) or 'auto' (full_sequence for 'plain', prefix for 'chat')."})
+    window_stride: int | None = field(default=None, metadata={
+        "help": "full_sequence: items between window starts of long users (default max_history // 2)."})
+    predict_first_item: bool = field(default=False, metadata={
+        "help": "full_sequence: also predict each user's first item from BOS alone."})
     instruction: str = DEFAULT_INSTRUCTION
     add_eos: bool = False
     max_train_examples: int | None = field(default=None, metadata={"help": "Cap on training examples."})
     eval_max_examples: int | None = field(default=1000, metadata={
-        "help": "Validation examples used by periodic evaluation (None: all)."})
+        "help": "Validation users used by periodic evaluation: a fixed random sample (None: all)."})
+    eval_sample_seed: int = field(default=0, metadata={"help": "Seed of that sample (the same for every run)."})
     empty_history: str = field(default="skip", metadata={"help": "'skip' or 'error' for empty histories."})
 
     def template(self) -> PromptTemplate:
         return PromptTemplate(kind=self.prompt_template, instruction=self.instruction, add_eos=self.add_eos)
+
+    def resolved_objective(self) -> str:
+        objective = self.objective
+        if objective == "auto":
+            objective = "full_sequence" if self.prompt_template == "plain" else "prefix"
+        if objective not in ("full_sequence", "prefix"):
+            raise SimCITInputError(f"objective must be 'full_sequence', 'prefix' or 'auto', got {self.objective!r}")
+        return objective
 
 
 @dataclass
@@ -69,7 +93,8 @@ class RecommenderTrainingArguments:
     adam_beta2: float = 0.999
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
-    num_train_epochs: float = 1.0
+    num_train_epochs: float = field(default=1.0, metadata={
+        "help": "Epochs to train, the budget (with early stopping: the cap)."})
     max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; overrides num_train_epochs if > 0."})
     per_device_train_batch_size: int = 64
     gradient_accumulation_steps: int = 1
@@ -78,6 +103,15 @@ class RecommenderTrainingArguments:
         "help": "'auto' (bf16 on a GPU that has it, else none), 'no', 'bf16' or 'fp16'."})
     logging_steps: int = 50
     eval_steps: int = field(default=0, metadata={"help": "Validate every N steps (0: only at the end)."})
+    eval_epochs: int = field(default=0, metadata={"help": "Validate at the end of every N-th epoch (0: never)."})
+    early_stopping_patience: int = field(default=0, metadata={
+        "help": "Stop after this many validations without a better metric_for_best_model (0: never stop early)."})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "Batches of similar lengths (LengthGroupedSampler): less padding, same randomness per epoch."})
+    labelled_loss: bool = field(default=True, metadata={
+        "help": "Output layer only at labelled positions (LabelledTokenLoss); false: the model's own loss."})
+    softmax_over: str = field(default="auto", metadata={
+        "help": "labelled_loss: 'sid' rows only, whole 'vocab', or 'auto' (sid for a large base vocabulary)."})
     save_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: never)."})
     save_total_limit: int = 2
     metric_for_best_model: str = field(default="auto", metadata={
@@ -209,8 +243,16 @@ def train_recommender(
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
-    from ..recommender.data import RecommenderCollator, SIDPromptFormatter, build_training_dataset
+    from ..data.splits import sample_rows
+    from ..recommender.data import (
+        LengthGroupedSampler,
+        RecommenderCollator,
+        SIDPromptFormatter,
+        build_full_sequence_dataset,
+        build_training_dataset,
+    )
     from ..recommender.modeling import build_recommender, save_recommender
+    from ..recommender.objective import LabelledTokenLoss
     from ..utils.serialization import (
         has_rng_state,
         latest_checkpoint,
@@ -254,22 +296,42 @@ def train_recommender(
     template = data_args.template()
     rec.template = asdict(template)
     formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids, template)
-    train_split = splits["train"]
-    if data_args.max_train_examples:
-        train_split = train_split.select(range(min(len(train_split), data_args.max_train_examples)))
+    objective = data_args.resolved_objective()
     with accelerator.main_process_first():
-        train_ds = build_training_dataset(train_split, formatter, empty_history=data_args.empty_history)
+        if objective == "full_sequence":
+            train_ds = build_full_sequence_dataset(splits, formatter, stride=data_args.window_stride,
+                                                   predict_first=data_args.predict_first_item)
+        else:
+            train_ds = build_training_dataset(splits["train"], formatter, empty_history=data_args.empty_history)
+        if data_args.max_train_examples:
+            train_ds = train_ds.select(range(min(len(train_ds), data_args.max_train_examples)))
     validation = splits.get("validation", None)
+    if validation is not None and len(validation):
+        validation = validation.select(sample_rows(len(validation), data_args.eval_max_examples,
+                                                   data_args.eval_sample_seed))
+    positions = int(sum(len(ids) for ids in train_ds["input_ids"]))
+    accelerator.print(f"objective {objective}: {len(train_ds)} sequences, {positions} token positions per epoch")
 
-    sampler = EpochShuffleSampler(len(train_ds), args.seed)
+    if args.group_by_length:
+        sampler = LengthGroupedSampler([len(ids) for ids in train_ds["input_ids"]],
+                                       args.per_device_train_batch_size, args.seed)
+    else:
+        sampler = EpochShuffleSampler(len(train_ds), args.seed)
     loader = torch.utils.data.DataLoader(
         train_ds, batch_size=args.per_device_train_batch_size, sampler=sampler,
         collate_fn=RecommenderCollator(rec.tokenizer.pad_token_id), num_workers=args.dataloader_num_workers)
     model = rec.model
     trainable_names = _TrainableState(model).trainable_names()     # before FSDP flattens the parameters
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay,
-                                  betas=(0.9, args.adam_beta2))
+    # weight decay on matrices only: decaying norm gains and biases towards 0 only hurts (GPT-2, BERT practice)
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=args.learning_rate, betas=(0.9, args.adam_beta2))
+    # the labelled-token loss reads hidden states through a hook, outside FSDP/DeepSpeed's parameter gathering
+    sharded_engine = any(str(accelerator.distributed_type).endswith(t) for t in ("FSDP", "DEEPSPEED"))
+    loss_fn = LabelledTokenLoss(model, rec.sid_token_ids, args.softmax_over) \
+        if args.labelled_loss and not sharded_engine else None
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = max(1, math.ceil(len(loader) / args.gradient_accumulation_steps))
     max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
@@ -279,7 +341,8 @@ def train_recommender(
 
     # ---- resume
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
-             "best_metrics": None, "log": []}
+             "best_metrics": None, "best_epoch": None, "evals_without_improvement": 0, "train_seconds": 0.0,
+             "stopped_early": False, "log": []}
     if resume_path is not None:
         loaded = load_training_state(resume_path, model=trainable, optimizer=optimizer, scheduler=scheduler,
                                      process_index=accelerator.process_index)
@@ -334,7 +397,23 @@ def train_recommender(
     progress = tqdm(total=max_steps, initial=step, desc="train recommender",
                     disable=not accelerator.is_local_main_process)
     running_loss, running_count = 0.0, 0
-    while step < max_steps:
+    clock = time.perf_counter()
+
+    def train_seconds() -> float:
+        """Training time so far, evaluation and checkpointing excluded (the learning curves' x axis)."""
+        nonlocal clock
+        now = time.perf_counter()
+        state["train_seconds"] += now - clock
+        clock = now
+        return state["train_seconds"]
+
+    def validate(at_step: int) -> None:
+        nonlocal clock
+        train_seconds()
+        _validate_and_select(at_step, state, run_validation, save_best, args, accelerator)
+        clock = time.perf_counter()
+
+    while step < max_steps and not state["stopped_early"]:
         epoch = state["epoch"]
         sampler.use_epoch(epoch)
         epoch_loader = loader
@@ -342,7 +421,7 @@ def train_recommender(
             epoch_loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
         for batch in epoch_loader:
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = loss_fn(model, batch) if loss_fn is not None else model(**batch).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     # the prepared model's parameters, so FSDP clips by the norm over all shards (frozen ones
@@ -370,28 +449,45 @@ def train_recommender(
                 running_loss, running_count = 0.0, 0
                 progress.set_postfix(loss=f"{logs['loss']:.4f}")
                 state["log"].append(logs)
-            if args.eval_steps and step % args.eval_steps == 0 and step < max_steps:
-                _validate_and_select(step, state, run_validation, save_best, args, accelerator)
+            end_of_epoch = state["batches_in_epoch"] == len(loader)
+            if end_of_epoch:
+                state["epoch"] += 1
+                state["batches_in_epoch"] = 0
+            state["epoch_progress"] = state["epoch"] + state["batches_in_epoch"] / max(1, len(loader))
+            state["train_seconds_at_step"] = train_seconds()
+            if step < max_steps and (
+                    (args.eval_steps and step % args.eval_steps == 0)
+                    or (args.eval_epochs and end_of_epoch and state["epoch"] % args.eval_epochs == 0)):
+                validate(step)
             if args.save_steps and step % args.save_steps == 0:
                 save_checkpoint(step)
             if step_callback is not None:
                 step_callback(step, logs)
-            if step >= max_steps:
+            if step >= max_steps or state["stopped_early"]:
                 break
+            if end_of_epoch:
+                break                      # the next epoch's order (sampler.use_epoch) starts the loader anew
         else:
-            state["epoch"] += 1
+            state["epoch"] += 1            # a loader that ended on a step that did not sync (accumulation)
             state["batches_in_epoch"] = 0
     progress.close()
-    _validate_and_select(step, state, run_validation, save_best, args, accelerator)
+    if not state["stopped_early"]:
+        validate(step)
     if args.save_steps:
         save_checkpoint(step)
     if accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "train_log.json").write_text(json.dumps(
-            {"best_step": state["best_step"], "best_metrics": state["best_metrics"], "final_step": step,
+            {"objective": objective, "train_sequences": len(train_ds), "token_positions_per_epoch": positions,
+             "best_step": state["best_step"], "best_epoch": state["best_epoch"],
+             "best_metrics": state["best_metrics"], "final_step": step, "epochs": state["epoch_progress"],
+             "train_seconds": state["train_seconds"], "stopped_early": state["stopped_early"],
              "log": state["log"]}, indent=2))
     accelerator.wait_for_everyone()
     return {"best_metrics": state["best_metrics"], "best_step": state["best_step"], "final_step": step,
+            "best_epoch": state["best_epoch"], "epochs": state["epoch_progress"],
+            "train_seconds": state["train_seconds"], "stopped_early": state["stopped_early"],
+            "token_positions_per_epoch": positions, "objective": objective,
             "output_dir": args.output_dir, "log": state["log"], "recommender": rec}
 
 
@@ -399,21 +495,29 @@ def _validate_and_select(step, state, run_validation, save_best, args, accelerat
     metrics = run_validation(step)
     if metrics is None:
         save_best(step, None)           # no validation data: the last model is the model
-        state["best_step"] = step
+        state["best_step"], state["best_epoch"] = step, state.get("epoch_progress")
         return
-    entry = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+    entry = {"step": step, "epoch": state.get("epoch_progress"), "train_seconds": state.get("train_seconds"),
+             **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
     state["log"].append(entry)
-    accelerator.print(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
-                                                    if isinstance(v, float)))
+    accelerator.print(f"step {step} (epoch {entry['epoch']:.2f}, {entry['train_seconds']:.0f} s): " + ", ".join(
+        f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
     key = args.metric_for_best_model
     if key == "auto":
         key = f"ndcg@{max(args.ks())}"
     if key not in metrics:
         raise SimCITInputError(f"metric_for_best_model {key!r} not among {sorted(metrics)}")
     if state["best_metric"] is None or metrics[key] > state["best_metric"]:
-        state.update(best_metric=metrics[key], best_step=step,
+        state.update(best_metric=metrics[key], best_step=step, best_epoch=state.get("epoch_progress"),
+                     evals_without_improvement=0,
                      best_metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         save_best(step, state["best_metrics"])
+    else:
+        state["evals_without_improvement"] += 1
+        if args.early_stopping_patience and state["evals_without_improvement"] >= args.early_stopping_patience:
+            state["stopped_early"] = True
+            accelerator.print(f"early stopping at step {step}: {key} has not improved on {state['best_metric']:.4f} "
+                              f"(step {state['best_step']}) for {args.early_stopping_patience} validations")
 
 
 def _unwrapped(rec, accelerator, model):

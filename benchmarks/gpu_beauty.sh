@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Beauty end to end on one GPU, in at most 9 minutes of wall time on an H200-class GPU: features (cached
+# MiniLM text + SVD), the four tokenizers (SimCIT, RQ-VAE, RQ-KMeans, random IDs), each generator to its own
+# early-stopping point under a 200-epoch cap, SASRec likewise, every test user. Writes
+# benchmarks/results/recommend-beauty-gpu.json, the learning curves and a RESULTS.md section.
+#
+#   bash benchmarks/gpu_beauty.sh            # on the GPU machine (figures come back under $OUT when set)
+#   bash benchmarks/gpu_beauty.sh --smoke    # a minute on CPU: the same code path on ML-100K (tests run it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+if [[ "${1:-}" == "--smoke" ]]; then
+    exec "$PY" benchmarks/recommend.py --smoke --threads 1
+fi
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no GPU: run with --smoke on CPU')"
+start=$(date +%s)
+# batch 256 windows, 5,000 validation users every 2 epochs, patience 10 validations (20 epochs)
+timeout 540 "$PY" benchmarks/recommend.py --dataset beauty --epochs 200 --eval-epochs 2 --patience 10 \
+    --batch-size 256 --lr 2e-3 --eval-examples 5000 --eval-batch-size 1024 --layers 4 --ffn 512 \
+    --results-name recommend-beauty-gpu "$@"
+echo "gpu_beauty.sh: $(( $(date +%s) - start )) s"
+if [[ -n "${OUT:-}" ]]; then
+    cp benchmarks/results/recommend-beauty-gpu.json benchmarks/results/curves-beauty.png "$OUT"/ 2>/dev/null || true
+    tail -n 40 benchmarks/RESULTS.md > "$OUT/RESULTS-tail.md"
+fi
