@@ -1,10 +1,13 @@
 """Benchmark: the one-command pipeline end to end (what `make demo` runs), time per stage and the metrics.
 
-Runs ``hf-simcit run RECIPE`` into a fresh run folder, then prints and appends to ``benchmarks/RESULTS.md``
-the wall time of every stage (from ``RUN/pipeline.json``), the test metrics of the generative recommender
-and of SASRec on the same split, and the SID statistics.
+Runs ``hf-simcit run RECIPE`` into a fresh run folder (once per ``--seeds`` entry, every trained stage
+seeded), then prints and appends to ``benchmarks/RESULTS.md`` the wall time of every stage (from
+``RUN/pipeline.json``), the test metrics of the generative recommender, SASRec and the non-learned rows on the
+same split (median, min and max over the seeds), and the SID statistics; writes
+``benchmarks/results/pipeline-<data>.json`` (``{date, command, wall_s, seeds, rows: {generator | sasrec |
+history | popularity: {test: {...median}, min, max, per_seed}}}``).
 
-    .venv/bin/python benchmarks/pipeline.py                                  # ML-100K, the demo recipe
+    .venv/bin/python benchmarks/pipeline.py --seeds 0,1,2                    # ML-100K, the demo recipe
     .venv/bin/python benchmarks/pipeline.py --recipe recipes/beauty/pipeline.yaml --set recommender.max_steps=1000
 """
 
@@ -15,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -22,6 +26,40 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+
+KEYS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
+ROWS = {"generator": "SimCIT SIDs + generator", "sasrec": "SASRec (same split, own early stopping)",
+        "history": "history (no training)", "popularity": "popularity (no training)"}
+
+
+def run_once(recipe: str, run_dir: str, settings: list[str], seed: int | None) -> dict:
+    """One cold ``hf-simcit run`` with every trained stage seeded by ``seed``; its metrics and stage times."""
+    from hf_simcit.commands.run import _value
+    from hf_simcit.pipeline import load_pipeline, run_pipeline
+
+    shutil.rmtree(run_dir, ignore_errors=True)  # a cold run: no stage is skipped
+    overrides = {key: _value(value) for key, _, value in (item.partition("=") for item in settings)}
+    if seed is not None:
+        overrides |= {"lgmd.seed": seed, "quantizer.seed": seed, "recommender.seed": seed}
+    overrides["run_dir"] = run_dir
+    start = time.perf_counter()
+    result = run_pipeline(load_pipeline(recipe, overrides))
+    total = time.perf_counter() - start
+    run = Path(result["run_dir"])
+
+    def read(path: Path):
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    rows = {"generator": read(run / "eval" / "metrics.json")}
+    for name in ("sasrec", "history", "popularity"):
+        found = read(run / "baselines" / f"{name}.json")
+        if found is not None:
+            rows[name] = found
+    log = read(run / "recommender" / "train_log.json") or {}
+    return {"seed": seed, "total_s": total, "stages": result["stages"], "rows": rows, "train_log": log,
+            "sids": read(run / "quantizer" / "sid_assignment.json"), "stats": read(run / "data" / "stats.json")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,64 +67,80 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "ml-100k" / "pipeline.yaml"))
     parser.add_argument("--run-dir", default="/tmp/hf_simcit_bench_pipeline")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds (lgmd, quantizer, recommender and SASRec); default: the recipes'")
     parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args(argv)
 
-    from hf_simcit.commands.run import _value
-    from hf_simcit.pipeline import load_pipeline, run_pipeline
-
-    shutil.rmtree(args.run_dir, ignore_errors=True)  # a cold run: no stage is skipped
-    overrides = {key: _value(value) for key, _, value in (item.partition("=") for item in args.settings)}
-    overrides["run_dir"] = args.run_dir
-    start = time.perf_counter()
-    result = run_pipeline(load_pipeline(args.recipe, overrides))
-    total = time.perf_counter() - start
-    run = Path(result["run_dir"])
-    stages = result["stages"]
-    metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    sasrec_path = run / "baselines" / "sasrec.json"
-    sasrec = json.loads(sasrec_path.read_text()) if sasrec_path.is_file() else None
-    sids = json.loads((run / "quantizer" / "sid_assignment.json").read_text())
-    stats = json.loads((run / "data" / "stats.json").read_text())
-
-    lines = ["| stage | seconds | share |", "|---|---|---|"]
-    for stage, entry in stages.items():
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
+    load_start = os.getloadavg()
+    runs = [run_once(args.recipe, args.run_dir, args.settings, seed) for seed in seeds]
+    first = runs[0]
+    lines = ["| stage | seconds (" + ", ".join(f"seed {r['seed']}" for r in runs) + ") |", "|---|---|"]
+    for stage, entry in first["stages"].items():
         if "seconds" in entry:
-            lines.append(f"| {stage} | {entry['seconds']:.1f} | {entry['seconds'] / total:.0%} |")
-    lines.append(f"| **total** | **{total:.1f}** | 100% |")
-    keys = ["recall@5", "ndcg@5", "recall@10", "ndcg@10"]
-    table = ["| system | " + " | ".join(k.replace("recall", "R").replace("ndcg", "N") for k in keys)
-             + " | invalid items |", "|---" * (len(keys) + 2) + "|",
-             "| SimCIT SIDs + generator | " + " | ".join(f"{metrics[k]:.4f}" for k in keys)
-             + f" | {metrics['invalid_items']} |"]
-    if sasrec is not None:
-        table.append("| SASRec (same split, same steps) | " + " | ".join(f"{sasrec[k]:.4f}" for k in keys) + " | - |")
+            lines.append(f"| {stage} | " + ", ".join(f"{r['stages'][stage]['seconds']:.1f}" for r in runs) + " |")
+    lines.append("| **total** | " + ", ".join(f"**{r['total_s']:.1f}**" for r in runs) + " |")
+    spread = len(runs) > 1
+    header = "| system | " + " | ".join(k.replace("recall", "R").replace("ndcg", "N") for k in KEYS)
+    table = [header + (" | R@10 per seed |" if spread else " |"), "|---" * (len(KEYS) + 1 + spread) + "|"]
+    summary: dict[str, dict] = {}
+    for name, label in ROWS.items():
+        values = {k: [r["rows"][name][k] for r in runs if name in r["rows"]] for k in KEYS}
+        if not values[KEYS[0]]:
+            continue
+        stats = {k: (min(v), float(statistics.median(v)), max(v)) for k, v in values.items()}
+        summary[name] = {"test": {k: stats[k][1] for k in KEYS}, "min": {k: stats[k][0] for k in KEYS},
+                         "max": {k: stats[k][2] for k in KEYS}, "per_seed": values}
+        cells = [f"{s[1]:.4f} ({s[0]:.4f}-{s[2]:.4f})" if spread else f"{s[1]:.4f}" for s in stats.values()]
+        table.append(f"| {label} | " + " | ".join(cells)
+                     + (" | " + ", ".join(f"{v:.4f}" for v in values["recall@10"]) + " |" if spread else " |"))
+    ratio = {r["seed"]: r["rows"]["generator"]["recall@10"] / r["rows"]["popularity"]["recall@10"]
+             for r in runs if "popularity" in r["rows"] and r["rows"]["popularity"]["recall@10"] > 0}
+    log = first["train_log"]
     recipe = os.path.relpath(args.recipe, ROOT)
     threads = os.environ.get("OMP_NUM_THREADS")
-    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/pipeline.py" + (f" --recipe {recipe}" if "ml-100k" not in recipe else "") + "".join(
-        f" --set {s}" for s in args.settings)
+    command = ((f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/pipeline.py"
+               + (f" --recipe {recipe}" if "ml-100k" not in recipe else "")
+               + (f" --seeds {args.seeds}" if args.seeds else "") + "".join(f" --set {s}" for s in args.settings))
+    stats, sids, metrics = first["stats"], first["sids"], first["rows"]["generator"]
+    wall = sum(r["total_s"] for r in runs)
+    load_end = os.getloadavg()
     section = "\n".join([
         f"## Pipeline end to end: `hf-simcit run {recipe}` "
         f"({datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC)",
         "",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs unless said "
-        f"otherwise. Command: `{command}`. Total {total:.0f} s ({total / 60:.1f} min), cold run folder "
-        "(the feature cache may be warm).",
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs: load average "
+        f"{load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end. Command: `{command}`. "
+        f"{len(runs)} cold run(s), {wall:.0f} s in all; the feature cache may be warm.",
         f"Data: {stats.get('dataset')}, {stats.get('users'):,} users, {stats.get('items'):,} items, "
         f"{stats.get('interactions'):,} interactions; test metrics on {metrics['num_examples']} users, full "
-        f"ranking. SIDs: {sids['num_levels']} levels {sids['codebook_sizes']}, raw collision "
-        f"{sids['raw_collision_rate']:.2%}, usage {' / '.join(f'{u:.0%}' for u in sids['usage'])}, unique "
-        f"{sids['unique_share']:.0%}.",
+        f"ranking. SIDs (first seed): {sids['num_levels']} levels {sids['codebook_sizes']}, raw collision "
+        f"{sids['raw_collision_rate']:.2%}, usage {' / '.join(f'{u:.0%}' for u in sids['usage'])}. Generator "
+        f"(first seed): objective {log.get('objective')}, {log.get('token_positions_per_epoch')} token positions "
+        f"per epoch, {log.get('epochs')} epochs, best at epoch {log.get('best_epoch')}, "
+        f"{log.get('train_seconds', 0):.0f} s of training.",
         "",
         *lines,
         "",
+        ("Median (min-max) over seeds " + ", ".join(map(str, seeds)) + ":" if spread else "Test split:"),
+        "",
         *table,
+        "",
+        "Generator R@10 / popularity R@10 per seed: " + ", ".join(f"{v:.2f}" for v in ratio.values()) + ".",
         "",
     ])
     print(section)
     if not args.no_results:
         with open(ROOT / "benchmarks" / "RESULTS.md", "a") as handle:
             handle.write("\n" + section)
+        name = f"pipeline-{stats.get('dataset')}"
+        out = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "command": command,
+               "wall_s": round(wall, 1), "seeds": seeds, "rows": summary,
+               "generator_over_popularity_recall@10": list(ratio.values()),
+               "total_s_per_seed": [round(r["total_s"], 1) for r in runs]}
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

@@ -315,34 +315,6 @@ def write_results(folder: Path, name: str, rows: dict, command: str, device: str
     return path
 
 
-def plot_curves(rows: dict, path: Path, title: str) -> Path | None:
-    """Validation NDCG@10 against epochs and against training seconds, one line per learned row."""
-    curves = {m: r["curve"] for m, r in rows.items() if r.get("curve")}
-    if not curves:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for method, curve in curves.items():
-        ndcg = [c["ndcg@10"] for c in curve]
-        axes[0].plot([c["epoch"] for c in curve], ndcg, marker=".", label=NAMES.get(method, method))
-        if all(c.get("seconds") is not None for c in curve):
-            axes[1].plot([c["seconds"] for c in curve], ndcg, marker=".", label=NAMES.get(method, method))
-    axes[0].set(xlabel="epoch", ylabel="validation NDCG@10", title=title)
-    axes[1].set(xlabel="training seconds (evaluation excluded)", title="against training time")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 def assignment_levels(sid_stats: dict) -> int:
     """SID length in tokens (levels incl. disambiguation) of the run's generators (4 when none ran)."""
     return next((s["levels"] for s in sid_stats.values()), 4)
@@ -565,7 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     results = RESULTS_DIR if not args.smoke else workdir / "results"
     name = args.results_name or f"recommend-{args.dataset}{'-gpu' if device == 'cuda' else ''}"
     write_results(results, name, rows, command, device, wall)
-    plot_curves(rows, results / f"curves-{args.dataset}.png", f"{args.dataset}: validation NDCG@10")
+    from hf_simcit.report import plot_learning_curves
+
+    plot_learning_curves({NAMES.get(m, m): r["curve"] for m, r in rows.items() if r.get("curve")},
+                         results / f"curves-{args.dataset}.png", title=f"{args.dataset}: validation NDCG@10")
     positions = {"prefix": training_positions(rec, assignment_levels(sid_stats), "prefix"),
                  "full_sequence": training_positions(rec, assignment_levels(sid_stats), "full_sequence")}
     (results / f"training-positions-{args.dataset}.json").write_text(json.dumps(positions, indent=2) + "\n")

@@ -402,10 +402,23 @@ def _stage_report(args: PipelineArguments, plan: StagePlan, state: RunState) -> 
     path = write_report(run, metrics=rows, data_stats=_json(run / "data" / "stats.json"),
                         sid_stats={k: v for k, v in sid_rows.items() if v is not None},
                         training_logs={"quantizer": quantizer_log, "recommender": recommender_log},
+                        learning_curves=_learning_curves(run, f"SimCIT SIDs + {generator}"),
                         settings=settings, timings=timings)
     print(format_metrics_table(rows))
     print(f"  report: {path}")
     return {}
+
+
+def _learning_curves(run: Path, generator: str) -> dict[str, list[dict[str, Any]]]:
+    """Validation NDCG@10 per epoch and training second of the generator and SASRec, from their logs."""
+    curves = {}
+    log = (_json(run / "recommender" / "train_log.json") or {}).get("log", [])
+    curves[generator] = [{"epoch": e.get("epoch"), "seconds": e.get("train_seconds"), "ndcg@10": e.get("ndcg@10")}
+                         for e in log if "ndcg@10" in e and e.get("epoch") is not None]
+    history = (_json(run / "baselines" / "sasrec.json") or {}).get("history") or []
+    curves["SASRec"] = [{"epoch": h["epoch"] + 1, "seconds": h.get("seconds"), "ndcg@10": h.get("ndcg@10")}
+                        for h in history]
+    return curves
 
 
 def _stage_push(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:

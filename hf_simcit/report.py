@@ -66,6 +66,38 @@ def plot_training_curves(logs: Mapping[str, Sequence[Mapping[str, Any]]], path: 
     return path
 
 
+def plot_learning_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: Path,
+                         metric: str = "ndcg@10", title: str = "validation NDCG@10") -> Path | None:
+    """Validation ``metric`` against epochs (left) and training seconds (right), one line per learned model.
+
+    ``curves``: ``{name: [{"epoch", "seconds", metric}, ...]}``; the legend sits outside the axes so that it
+    never hides a curve.
+    """
+    curves = {name: [c for c in curve if isinstance(c.get(metric), (int, float))] for name, curve in curves.items()}
+    curves = {name: curve for name, curve in curves.items() if curve}
+    if not curves:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for name, curve in curves.items():
+        values = [c[metric] for c in curve]
+        marker = "." if len(curve) < 60 else None
+        axes[0].plot([c["epoch"] for c in curve], values, marker=marker, label=name)
+        if all(isinstance(c.get("seconds"), (int, float)) for c in curve):
+            axes[1].plot([c["seconds"] for c in curve], values, marker=marker, label=name)
+    axes[0].set(xlabel="epoch", ylabel=f"validation {metric.replace('ndcg', 'NDCG').replace('recall', 'Recall')}",
+                title=title)
+    axes[1].set(xlabel="training seconds (evaluation excluded)", title="against training time")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def plot_codebook_usage(usage: Sequence[float], perplexity: Sequence[float] | None, path: Path) -> Path | None:
     """Bar chart: share of codewords used at each SID level (and perplexity as text)."""
     if not usage:
@@ -123,6 +155,7 @@ def write_report(
     data_stats: Mapping[str, Any] | None = None,
     sid_stats: Mapping[str, Any] | None = None,
     training_logs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    learning_curves: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     settings: Mapping[str, Any] | None = None,
     timings: Mapping[str, float] | None = None,
 ) -> Path:
@@ -135,6 +168,7 @@ def write_report(
             (sid_stats or {}).get("codebook_usage", []), (sid_stats or {}).get("perplexity"),
             plots / "codebook_usage.png"),
         "Recall@K": plot_recall_at_k(metrics, plots / "recall_at_k.png"),
+        "learning curves": plot_learning_curves(learning_curves or {}, plots / "learning_curves.png"),
     }
     lines = [f"# hf-simcit run report: {run_dir.name}", ""]
     if data_stats:

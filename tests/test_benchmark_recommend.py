@@ -103,3 +103,42 @@ def test_run_baseline_counts_training_targets(bench):
     assert hist["rankings"][0, :3].tolist() == [1, 0, 3] and hist["test"]["num_examples"] == 2
     assert bench.history_split(hist["rankings"], test, hist["test"]["recall@10"]) == {
         "repeat": 1.0, "new": 1.0, "repeat_users": 1, "new_users": 1}
+
+
+def test_results_json_has_the_checked_shape(bench, tmp_path):
+    import json
+
+    test = {"recall@5": 0.1, "recall@10": 0.2, "ndcg@5": 0.05, "ndcg@10": 0.08, "mrr": 0.04, "invalid_items": 0}
+    rows = {"simcit": {"test": test, "epochs": 7.0, "best_epoch": 4.0, "train_s": 12.34,
+                       "curve": [{"epoch": 1, "seconds": 2.0, "ndcg@10": 0.05}]},
+            "popularity": {"test": test, "epochs": None, "best_epoch": None, "train_s": 0.1}}
+    path = bench.write_results(tmp_path, "recommend-x", rows, "python benchmarks/recommend.py", "cpu", 99.0)
+    out = json.loads(path.read_text())
+    assert set(out) >= {"date", "command", "device", "wall_s", "rows"} and out["wall_s"] == 99.0
+    row = out["rows"]["simcit"]
+    assert row["test"] == {"recall@5": 0.1, "recall@10": 0.2, "ndcg@5": 0.05, "ndcg@10": 0.08}
+    assert (row["invalid_items"], row["epochs"], row["best_epoch"], row["train_s"]) == (0, 7.0, 4.0, 12.3)
+
+
+def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path):
+    """benchmarks/gpu_beauty.sh --smoke: the GPU script's code path, on ML-100K for one epoch, on the CPU."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHON": sys.executable, "HF_SIMCIT_REC_BENCH_CACHE": str(tmp_path / "cache"),
+           "HF_SIMCIT_BENCH_CACHE": str(tmp_path / "qcache")}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_beauty.sh"), "--smoke"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    results = tmp_path / "cache" / "runs" / "ml-100k" / "results"
+    out = json.loads((results / "recommend-ml-100k.json").read_text())
+    assert set(out["rows"]) == {"simcit", "rqvae", "rqkmeans", "random", "sasrec", "history", "popularity"}
+    for method, row in out["rows"].items():
+        assert row["invalid_items"] == 0, method
+        assert 0.0 <= row["test"]["ndcg@10"] <= row["test"]["recall@10"] <= 1.0
+    assert out["rows"]["simcit"]["epochs"] == 1.0 and out["rows"]["simcit"]["curve"]
+    positions = json.loads((results / "training-positions-ml-100k.json").read_text())
+    assert positions["full_sequence"] < positions["prefix"] / 5
+    assert (results / "curves-ml-100k.png").stat().st_size > 10_000

@@ -93,12 +93,12 @@ def test_full_sequence_labels_are_the_prefix_examples_supervision():
     assert sum(expected.values()) == len(splits["train"])
 
 
-def test_default_stride_counts_every_target_once_with_a_suffix_of_its_prompt_context():
+def test_strided_windows_count_every_target_once_with_a_suffix_of_its_prompt_context():
     splits = _splits()
     rec = build_recommender(tiny_model_args(), tiny_sids())
     prompts = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids)
     prefix = build_training_dataset(splits["train"], prompts)
-    full = build_full_sequence_dataset(splits, prompts)        # stride max_history // 2 = 2
+    full = build_full_sequence_dataset(splits, prompts, stride=2)
     bos, levels = rec.tokenizer.bos_token_id, rec.item_token_ids.shape[1]
     got = _supervision(full, bos, levels)
     assert len(got) == len(prefix)
@@ -123,6 +123,8 @@ def test_windows_stride_and_bad_options():
     assert first[0].is_target[0] is True and sum(sum(w.is_target) for w in first) == 10
     with pytest.raises(SimCITInputError, match="stride"):
         training_windows(seqs, max_history=4, stride=5)
+    default = training_windows(seqs, max_history=4)             # stride max_history: windows share one item
+    assert [w.items[0] for w in default] == [0, 4, 5]
 
 
 def test_splits_that_are_not_every_prefix_are_refused_with_the_row():

@@ -160,11 +160,12 @@ def training_windows(
             :func:`leave_one_out` drops that example).
         max_history: a window holds at most ``max_history + 1`` items, so a target sees at most the
             ``max_history`` items a prompt would show it.
-        stride: items between the starts of consecutive windows of a long user (default
-            ``max(1, max_history // 2)``). Each target is counted in the first window that holds it past
-            that window's first item, so in later windows a target sees between ``max_history + 1 - stride``
-            and ``max_history`` items of context (a prompt shows ``max_history``); ``stride=1`` reproduces
-            the prompts' contexts exactly, at the prefix objective's cost.
+        stride: items between the starts of consecutive windows of a long user (default ``max_history``:
+            consecutive windows share one item, the last window ends with the user's last item). Each target
+            is counted in the first window that holds it past that window's first item, so in later windows a
+            target sees between ``max_history + 1 - stride`` and ``max_history`` items of context (a prompt
+            shows ``max_history``); a smaller stride gives longer contexts at more positions per epoch, and
+            ``stride=1`` reproduces the prompts' contexts exactly, at the prefix objective's cost.
         predict_first: also predict each user's first item from the empty context (BOS only); the prefix
             examples never do.
 
@@ -173,7 +174,7 @@ def training_windows(
     """
     if max_history < 1:
         raise SimCITInputError(f"max_history must be >= 1, got {max_history}")
-    stride = max(1, max_history // 2) if stride is None else int(stride)
+    stride = max_history if stride is None else int(stride)
     if not 1 <= stride <= max_history:
         raise SimCITInputError(f"window stride must be in 1..max_history ({max_history}), got {stride}")
     size = max_history + 1

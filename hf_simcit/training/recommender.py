@@ -56,7 +56,7 @@ class RecommenderDataArguments:
         "help": "'full_sequence' (one sequence per user window, loss on every target), 'prefix' (one example "
                 "per history -> target row) or 'auto' (full_sequence for 'plain', prefix for 'chat')."})
     window_stride: int | None = field(default=None, metadata={
-        "help": "full_sequence: items between window starts of long users (default max_history // 2)."})
+        "help": "full_sequence: items between window starts of long users (default max_history)."})
     predict_first_item: bool = field(default=False, metadata={
         "help": "full_sequence: also predict each user's first item from BOS alone."})
     instruction: str = DEFAULT_INSTRUCTION
