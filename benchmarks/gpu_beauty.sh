@@ -14,12 +14,12 @@ if [[ "${1:-}" == "--smoke" ]]; then
 fi
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no GPU: run with --smoke on CPU')"
 start=$(date +%s)
-# batch 256 windows, 5,000 validation users every 2 epochs, patience 10 validations (20 epochs)
+# the CPU-validated settings (batch 32 windows, dropout 0.2); 5,000 validation users every 2 epochs, patience 10
 timeout 540 "$PY" benchmarks/recommend.py --dataset beauty --epochs 200 --eval-epochs 2 --patience 10 \
-    --batch-size 256 --lr 2e-3 --eval-examples 5000 --eval-batch-size 1024 --layers 4 --ffn 512 \
+    --batch-size 32 --lr 1e-3 --dropout 0.2 --eval-examples 5000 --eval-batch-size 1024 \
     --results-name recommend-beauty-gpu "$@"
 echo "gpu_beauty.sh: $(( $(date +%s) - start )) s"
 if [[ -n "${OUT:-}" ]]; then
-    cp benchmarks/results/recommend-beauty-gpu.json benchmarks/results/curves-beauty.png "$OUT"/ 2>/dev/null || true
+    cp benchmarks/results/recommend-beauty-gpu.json benchmarks/results/curves-recommend-beauty-gpu.png "$OUT"/ 2>/dev/null || true
     tail -n 40 benchmarks/RESULTS.md > "$OUT/RESULTS-tail.md"
 fi

@@ -221,7 +221,7 @@ def run_sasrec(rec, test_split, n: int, args, device: str) -> dict:
     return {"test": {**res["test"], "invalid_items": 0}, "rankings": rankings, "validation": res.get("validation"),
             "train_s": res.get("train_s", 0.0), "eval_s": time.time() - start, "steps": res["steps"],
             "best_step": best["step"] if best else None, "epochs": res["epochs"],
-            "best_epoch": res.get("best_epoch", best["epoch"] + 1 if best else None), "curve": curve,
+            "best_epoch": best["epoch"] + 1 if best else None, "curve": curve,       # epochs done, as for generators
             "config": {k: v for k, v in vars(config).items()}}
 
 
@@ -330,6 +330,29 @@ def training_positions(rec, levels: int, objective: str) -> int:
     return sum(1 + len(w.items) * levels for w in training_windows(sequences, max_history=20))
 
 
+def merge_results(paths: list[str], name: str) -> int:
+    """One results file (and one learning-curve plot) from runs that trained different rows on the same
+    split with the same settings, e.g. two processes on two cores; every source is named in the command."""
+    from hf_simcit.report import plot_learning_curves
+
+    sources = [json.loads(Path(p).read_text()) for p in paths]
+    rows: dict = {}
+    for source in sources:
+        clash = set(rows) & set(source["rows"])
+        if clash:
+            raise SystemExit(f"rows {sorted(clash)} appear in more than one of {paths}")
+        rows |= source["rows"]
+    out = {"date": max(s["date"] for s in sources),
+           "command": " + ".join(s["command"] for s in sources) + f" (merged: --merge {' '.join(paths)})",
+           "device": sources[0]["device"], "wall_s": max(s["wall_s"] for s in sources), "rows": rows}
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    plot_learning_curves({NAMES.get(m, m): r["curve"] for m, r in rows.items() if r.get("curve")},
+                         RESULTS_DIR / f"curves-{name}.png", title=f"{name}: validation NDCG@10")
+    print(f"wrote {path} with rows {list(rows)}")
+    return 0
+
+
 def reevaluate(args, rec, workdir: Path, command: str) -> int:
     """Evaluate the generators a previous run saved under ``workdir`` on another split (no training)."""
     from hf_simcit.recommender.modeling import load_recommender
@@ -411,11 +434,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sasrec-lr", type=float, default=None, help="(default: SASRecConfig's)")
     parser.add_argument("--results-name", default=None,
                         help="benchmarks/results/<name>.json (default recommend-<data>, -gpu on a GPU)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="no training: merge results files of runs that trained different rows")
     parser.add_argument("--smoke", action="store_true",
                         help="a minute on CPU: ML-100K, 1 epoch, small samples, nothing written to benchmarks/")
     parser.add_argument("--reevaluate", choices=["validation", "test"], default=None,
                         help="no training: evaluate the generators saved by an earlier run on this split")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge_results(args.merge, args.results_name or "recommend-merged")
     if args.smoke:
         args.dataset, args.epochs, args.patience, args.eval_examples = "ml-100k", 1.0, 1, 50
         args.test_examples, args.simcit_steps, args.rqvae_steps, args.no_results = 100, 5, 20, True
@@ -533,14 +560,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {machine}; "
                     f"total wall time {wall:.0f} s ({wall / 60:.1f} min).\n"
                     f"Command: `{command}`\n\nSettings: {settings}.\n\nTest split:\n\n{table}\n\n"
-                    f"Learning curves: `benchmarks/results/curves-{args.dataset}.png`.\n")
-    results = RESULTS_DIR if not args.smoke else workdir / "results"
+                    f"Learning curves: `benchmarks/results/curves-{args.results_name or 'recommend-' + args.dataset}.png`.\n")
+    results = RESULTS_DIR if not args.no_results else workdir / "results"   # --no-results: nothing in benchmarks/
     name = args.results_name or f"recommend-{args.dataset}{'-gpu' if device == 'cuda' else ''}"
     write_results(results, name, rows, command, device, wall)
     from hf_simcit.report import plot_learning_curves
 
     plot_learning_curves({NAMES.get(m, m): r["curve"] for m, r in rows.items() if r.get("curve")},
-                         results / f"curves-{args.dataset}.png", title=f"{args.dataset}: validation NDCG@10")
+                         results / f"curves-{name}.png", title=f"{args.dataset}: validation NDCG@10")
     positions = {"prefix": training_positions(rec, assignment_levels(sid_stats), "prefix"),
                  "full_sequence": training_positions(rec, assignment_levels(sid_stats), "full_sequence")}
     (results / f"training-positions-{args.dataset}.json").write_text(json.dumps(positions, indent=2) + "\n")

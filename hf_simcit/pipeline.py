@@ -354,12 +354,12 @@ def _train_sasrec_baseline(args: PipelineArguments, plan: StagePlan, prepared) -
     _, result = train_sasrec(splits if args.eval_split == "test" else {**splits, "test": splits[args.eval_split]},
                              config, ks=tuple(args.eval_ks), max_steps=max_steps, verbose=False)
     metrics = {**result["test"], "steps": result["steps"], "epochs": result["epochs"],
-               "best_epoch": result.get("best_epoch"), "history": result.get("history"),
+               "best_epoch": result["best_epoch"] + 1, "history": result.get("history"),   # epochs done at the best
                "train_s": round(time.perf_counter() - start, 1), "config": asdict(config)}
     out = plan.run / "baselines" / "sasrec.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2, default=str))
-    print(f"  SASRec ({result['epochs']} epochs, best {result.get('best_epoch')}): " + ", ".join(
+    print(f"  SASRec ({result['epochs']} epochs, best after {result['best_epoch'] + 1}): " + ", ".join(
         f"{k} {v:.4f}" for k, v in result["test"].items() if "@" in k))
 
 

@@ -141,4 +141,4 @@ def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path):
     assert out["rows"]["simcit"]["epochs"] == 1.0 and out["rows"]["simcit"]["curve"]
     positions = json.loads((results / "training-positions-ml-100k.json").read_text())
     assert positions["full_sequence"] < positions["prefix"] / 5
-    assert (results / "curves-ml-100k.png").stat().st_size > 10_000
+    assert (results / "curves-recommend-ml-100k.png").stat().st_size > 10_000

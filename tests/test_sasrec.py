@@ -78,3 +78,57 @@ def test_sasrec_no_grad_eval_matches_autograd_path_on_padded_histories():
     assert not fast.isnan().any()
     torch.testing.assert_close(fast, slow.detach(), atol=1e-4, rtol=1e-4)
     assert rank_items(model, [[1, 2, 3]], top=NUM_ITEMS)[0].tolist() == fast[0].argsort(descending=True).tolist()
+
+
+def test_all_position_labels_are_the_training_targets_each_once():
+    from collections import Counter
+
+    from hf_simcit.baselines.sasrec import IGNORE_INDEX, all_position_examples
+    from hf_simcit.data import leave_one_out
+
+    sequences = [[0, 1, 2, 3, 4, 5], [3, 4, 3, 5, 4, 3], [(2 * j) % NUM_ITEMS for j in range(12)], [7, 8, 9]]
+    split = leave_one_out(sequences, max_history=4)
+    splits = {name: getattr(split, name) for name in ("train", "validation", "test")}
+    inputs, labels = all_position_examples(splits, max_len=4)
+    got = Counter()
+    for x, y in zip(inputs.tolist(), labels.tolist()):
+        for j, label in enumerate(y):
+            if label != IGNORE_INDEX:
+                context = tuple(i - 1 for i in x[:j + 1] if i > 0)
+                got[(context[-1], label)] += 1      # (the item just before, the target)
+    wanted = Counter((h[-1], t) for h, t in zip(split.train["history"], split.train["target"]))
+    assert got == wanted and sum(got.values()) == len(split.train["target"])
+    assert (labels != IGNORE_INDEX).sum() < inputs.numel()
+
+
+def test_last_position_objective_still_learns():
+    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=32, num_layers=1, num_heads=2, dropout=0.0,
+                          learning_rate=1e-2, batch_size=32, num_epochs=40, patience=40, objective="last_position")
+    _, result = train_sasrec(cyclic_splits(), config, device="cpu", ks=(1, 5), verbose=False)
+    assert result["validation"]["recall@5"] == 1.0
+
+
+def test_early_stopping_stops_at_patience_and_restores_the_best(monkeypatch):
+    import hf_simcit.baselines.sasrec as sasrec
+
+    scores = iter([0.1, 0.3, 0.2, 0.25, 0.2, 0.9])     # best after epoch 1, then 3 worse validations
+    snapshots = []
+
+    def fake_metrics(model, *args, **kwargs):
+        snapshots.append(model.item_embedding.weight.detach().clone())
+        return {"ndcg@5": next(scores), "recall@5": 0.0}
+
+    monkeypatch.setattr(sasrec, "_sample_metrics", fake_metrics)
+    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=16, num_layers=1, num_heads=1,
+                          num_epochs=50, patience=3, learning_rate=1e-2)
+    model, result = train_sasrec(cyclic_splits(), config, device="cpu", ks=(1, 5), verbose=False)
+    assert result["epochs"] == 5 and result["best_epoch"] == 1 and len(result["history"]) == 5
+    assert [h["epoch"] for h in result["history"]] == [0, 1, 2, 3, 4]
+    assert all(b["seconds"] >= a["seconds"] for a, b in zip(result["history"], result["history"][1:]))
+    torch.testing.assert_close(model.item_embedding.weight, snapshots[1])     # the best epoch's weights
+    assert not torch.equal(snapshots[1], snapshots[-1])
+
+
+def test_bad_objective_is_one_clear_line():
+    with pytest.raises(SimCITInputError, match="objective must be one of all_positions, last_position; got 'all'"):
+        SASRecConfig(num_items=3, objective="all")

@@ -1,14 +1,33 @@
 """SASRec (Kang & McAuley, 2018), compact: the classic baseline on exactly the generator's splits.
 
-Why our own: it must read the same ``DatasetDict`` (``history`` -> ``target``), train on the same examples
+Why our own: it must read the same ``DatasetDict`` (``history`` -> ``target``), train on the same targets
 and be ranked with the same full-ranking metric code as the generative recommender, so the comparison has
 no preprocessing or protocol gap. Causal self-attention over item embeddings, full-softmax cross entropy
-over the whole catalogue (the "tuned" SASRec of recent re-runs), scores = last hidden state x item table.
+over the whole catalogue, scores = last hidden state x item table.
+
+Two objectives (:attr:`SASRecConfig.objective`):
+
+* ``"all_positions"`` (default, the strong published set-up, e.g. Klenitskiy & Vasilev 2023 "SASRec+"): one
+  window of <= ``max_len + 1`` items per user, cross entropy at every position, so one forward pass
+  supervises every training target of the window. The windows come from
+  :func:`hf_simcit.data.training_sequences_from_splits` + :func:`hf_simcit.data.training_windows`, which
+  rebuild the users' sequences from the leave-one-out splits and carry every target of ``splits["train"]``
+  exactly once per epoch (held-out validation/test targets stay masked, as the prefix split drops them).
+* ``"last_position"`` (RecBole's objective): one example per prefix of ``splits["train"]``, loss on the last
+  position only; ``max_len`` times the encoder work per target.
+
+Positions count from the first (oldest) item of the visible sequence, for training and scoring alike, and
+are computed from the non-padding tokens, so padding (left or right, any amount) never changes a score.
+Why from the start, not back from the most recent item: under ``all_positions`` the target at index ``j``
+of a window sees ``items[:j]``; counted from the start those items get positions ``0..j-1`` in training and
+exactly the same positions when that history is scored, whereas counting back from the end would give them
+``max_len - L + ..`` in training (``L`` = window length) but ``max_len - j + ..`` at scoring time.
 """
 
 from __future__ import annotations
 
-import math
+import copy
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,26 +37,57 @@ from torch import nn
 
 from ..errors import SimCITInputError
 
+IGNORE_INDEX = -100
+OBJECTIVES = ("all_positions", "last_position")
+
 
 @dataclass
 class SASRecConfig:
+    """SASRec hyper-parameters; the defaults are the strong published Beauty set-up (see module docstring).
+
+    ``inner_size`` 256 with ``hidden_size`` 64 and ``dropout`` 0.5 are RecBole's SASRec defaults and the
+    original paper's dropout for the sparse Amazon data; truncated-normal init (std 0.02), AdamW at 1e-3.
+    ``batch_size`` counts user windows (``all_positions``) or prefix examples (``last_position``).
+    ``num_epochs`` is a cap: training stops after ``patience`` validation evaluations (every ``eval_every``
+    epochs, NDCG@max(ks) on ``eval_max_examples`` validation users sampled with
+    :func:`hf_simcit.data.sample_rows`, None = all) without improvement, and the best state is restored.
+    ``max_len`` should equal the data's history cap (20 for the prepared datasets): longer histories are
+    truncated to it, and training contexts never exceed it nor the splits' longest history.
+    """
+
     num_items: int
     max_len: int = 20
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 2
-    dropout: float = 0.2
+    inner_size: int = 256
+    dropout: float = 0.5
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    batch_size: int = 256
-    num_epochs: int = 30
-    patience: int = 5
+    batch_size: int = 128
+    num_epochs: int = 200
+    patience: int = 10
+    eval_every: int = 1
     eval_max_examples: int | None = None
+    objective: str = "all_positions"
+    initializer_range: float = 0.02
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise SimCITInputError(f"SASRecConfig.objective must be one of {', '.join(OBJECTIVES)}; "
+                                   f"got {self.objective!r}")
+        for name in ("num_items", "max_len", "hidden_size", "num_layers", "num_heads", "inner_size",
+                     "batch_size", "num_epochs", "patience", "eval_every"):
+            if int(getattr(self, name)) < 1:
+                raise SimCITInputError(f"SASRecConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.hidden_size % self.num_heads:
+            raise SimCITInputError(f"SASRecConfig.hidden_size ({self.hidden_size}) must be divisible by "
+                                   f"num_heads ({self.num_heads})")
 
 
 class SASRec(nn.Module):
-    """Input ``(B, T)`` item indices + 1 (0 = padding, left-padded); output ``(B, num_items)`` scores."""
+    """Input ``(B, T)`` item indices + 1 (0 = padding, left-padded for scoring); output ``(B, num_items)``."""
 
     def __init__(self, config: SASRecConfig):
         super().__init__()
@@ -46,22 +96,47 @@ class SASRec(nn.Module):
         self.item_embedding = nn.Embedding(config.num_items + 1, d, padding_idx=0)
         self.position_embedding = nn.Embedding(config.max_len, d)
         self.dropout = nn.Dropout(config.dropout)
-        layer = nn.TransformerEncoderLayer(d, config.num_heads, dim_feedforward=d, dropout=config.dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(d, config.num_heads, dim_feedforward=config.inner_size,
+                                           dropout=config.dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(d)
-        nn.init.normal_(self.item_embedding.weight, std=0.02)
-        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        self._init_weights()
 
-    def forward(self, sequences: torch.Tensor) -> torch.Tensor:
-        length = sequences.shape[1]
-        # positions count back from the most recent item, so the amount of left padding never matters
-        positions = torch.arange(length, device=sequences.device) + (self.config.max_len - length)
-        hidden = self.item_embedding(sequences) * math.sqrt(self.config.hidden_size)
+    def _init_weights(self) -> None:
+        """Truncated normal (std ``initializer_range``) for every matrix, zero biases, unit LayerNorms.
+
+        Why: PyTorch's defaults (Xavier/Kaiming uniform) give the attention and FFN weights a far larger
+        scale than the 0.02-std embeddings; the published SASRec/BERT-style set-ups use one small std.
+        """
+        std = self.config.initializer_range
+        for name, param in self.named_parameters():
+            if param.dim() >= 2:
+                nn.init.trunc_normal_(param, std=std, a=-2 * std, b=2 * std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(param)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def hidden_states(self, sequences: torch.Tensor) -> torch.Tensor:
+        """Final-normed hidden states ``(B, T, d)`` at every position (the training objective's input).
+
+        Position ids count the real items from the oldest one (``cumsum`` over the non-padding mask).
+        """
+        real = sequences != 0
+        positions = (real.long().cumsum(1) - 1).clamp(min=0)
+        hidden = self.item_embedding(sequences) * self.config.hidden_size ** 0.5
         hidden = self.dropout(hidden + self.position_embedding(positions))
         hidden = self.encoder(hidden, mask=attention_mask(sequences, self.config.num_heads))
-        last = self.final_norm(hidden[:, -1])                                  # (B, d)
-        return last @ self.item_embedding.weight[1:].T                         # (B, num_items)
+        return self.final_norm(hidden)
+
+    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores ``(..., num_items)`` of hidden states against the (shared) item table."""
+        return hidden @ self.item_embedding.weight[1:].T
+
+    def forward(self, sequences: torch.Tensor) -> torch.Tensor:
+        """Scores of the next item after the last column (left padding: the most recent item)."""
+        return self.item_scores(self.hidden_states(sequences)[:, -1])
 
 
 def attention_mask(sequences: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -95,80 +170,184 @@ def encode_histories(histories: Sequence[Sequence[int]], max_len: int, num_items
 
 
 @torch.no_grad()
-def rank_items(model: SASRec, histories: Sequence[Sequence[int]], top: int, batch_size: int = 512,
-               device: str | torch.device = "cpu") -> torch.Tensor:
-    """Top-``top`` item indices ``(n, top)`` over the full catalogue for each history."""
+def _rank_encoded(model: SASRec, sequences: torch.Tensor, top: int, batch_size: int,
+                  device: str | torch.device) -> torch.Tensor:
     model.eval()
-    out = []
-    for start in range(0, len(histories), batch_size):
-        seqs = encode_histories(histories[start:start + batch_size], model.config.max_len,
-                                model.config.num_items).to(device)
-        out.append(model(seqs).topk(min(top, model.config.num_items), dim=-1).indices.cpu())
+    top = min(top, model.config.num_items)
+    out = [model(sequences[start:start + batch_size].to(device)).topk(top, dim=-1).indices.cpu()
+           for start in range(0, len(sequences), batch_size)]
     return torch.cat(out) if out else torch.empty(0, top, dtype=torch.long)
 
 
+def rank_items(model: SASRec, histories: Sequence[Sequence[int]], top: int, batch_size: int = 512,
+               device: str | torch.device = "cpu") -> torch.Tensor:
+    """Top-``top`` item indices ``(n, top)`` over the full catalogue for each history."""
+    sequences = encode_histories(histories, model.config.max_len, model.config.num_items)
+    return _rank_encoded(model, sequences, top, batch_size, device)
+
+
 def evaluate_sasrec(model: SASRec, split: Any, ks: Sequence[int] = (5, 10), max_examples: int | None = None,
-                    device: str | torch.device = "cpu") -> dict[str, float]:
+                    device: str | torch.device = "cpu", seed: int = 0) -> dict[str, float]:
+    """Full-ranking Recall/NDCG@ks and MRR on ``split`` (``max_examples`` rows sampled with
+    :func:`hf_simcit.data.sample_rows`, a fixed seeded random sample; None = every row)."""
+    from ..data import sample_rows
     from ..training.evaluation import ranking_metrics
 
-    n = len(split) if max_examples is None else min(len(split), max_examples)
-    ranked = rank_items(model, split[:n]["history"], max(ks), device=device)
-    metrics = ranking_metrics(ranked, torch.as_tensor(split[:n]["target"]), ks)
-    metrics["num_examples"] = n
+    rows = sample_rows(len(split), max_examples, seed)
+    part = split[rows] if len(rows) < len(split) else split[:]
+    ranked = rank_items(model, part["history"], max(ks), device=device)
+    metrics = ranking_metrics(ranked, torch.as_tensor(part["target"]), ks)
+    metrics["num_examples"] = len(rows)
     return metrics
+
+
+# --------------------------------------------------------------------------------------------------------
+# Training data: left-padded (input, labels) rows; labels = IGNORE_INDEX where no loss is carried
+# --------------------------------------------------------------------------------------------------------
+def _columns(split: Any) -> dict[str, list]:
+    return split[:] if hasattr(split, "column_names") else split
+
+
+def all_position_examples(splits: Any, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row per user window: inputs ``(N, max_len)`` (items + 1, left-padded) and labels ``(N, max_len)``
+    (the next item's index where that item is a training target, else ``IGNORE_INDEX``).
+
+    A window holds at most ``min(max_len, longest history in the splits)`` context items, so no training
+    target sees more history than a prompt would show it.
+    """
+    from ..data import training_sequences_from_splits, training_windows
+
+    train, validation, test = (_columns(splits[k]) for k in ("train", "validation", "test"))
+    try:
+        sequences = training_sequences_from_splits(train, validation, test)
+    except SimCITInputError as err:
+        raise SimCITInputError(str(err).replace("objective 'prefix'",
+                                                "SASRecConfig(objective='last_position')")) from err
+    cap = max((len(h) for part in (train, validation, test) for h in part["history"]), default=1)
+    windows = training_windows(sequences, max_history=max(1, min(max_len, cap)), stride=None)
+    inputs = torch.zeros(len(windows), max_len, dtype=torch.long)
+    labels = torch.full((len(windows), max_len), IGNORE_INDEX, dtype=torch.long)
+    for row, window in enumerate(windows):
+        if window.is_target[0]:   # predict_first=False: the first item of a window is context only
+            raise AssertionError("training_windows marked a window's first item as a target")
+        items = torch.as_tensor(window.items, dtype=torch.long)
+        flags = torch.as_tensor(window.is_target[1:], dtype=torch.bool)
+        n = len(window.items) - 1
+        inputs[row, max_len - n:] = items[:-1] + 1
+        labels[row, max_len - n:] = torch.where(flags, items[1:], IGNORE_INDEX)
+    return inputs, labels
+
+
+def last_position_examples(splits: Any, max_len: int, num_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row per ``splits["train"]`` example: its encoded history, label = target at the last column."""
+    train = _columns(splits["train"])
+    keep = [i for i, h in enumerate(train["history"]) if len(h) > 0]
+    inputs = encode_histories([train["history"][i] for i in keep], max_len, num_items)
+    labels = torch.full_like(inputs, IGNORE_INDEX)
+    labels[:, -1] = torch.as_tensor([int(train["target"][i]) for i in keep], dtype=torch.long)
+    return inputs, labels
+
+
+def length_grouped_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
+                           group_batches: int = 50) -> list[torch.Tensor]:
+    """Seeded random batches of similar length: shuffle, sort chunks of ``batch_size * group_batches`` rows
+    by length, cut into batches, shuffle the batches. Why: a batch is padded to its longest row only, and
+    most users are short, so this cuts the padded positions the encoder computes."""
+    order = torch.randperm(len(lengths), generator=generator)
+    batches: list[torch.Tensor] = []
+    for start in range(0, len(order), batch_size * group_batches):
+        part = order[start:start + batch_size * group_batches]
+        part = part[torch.argsort(lengths[part], descending=True, stable=True)]
+        batches.extend(part.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def _sample_metrics(model: SASRec, sequences: torch.Tensor, targets: torch.Tensor, ks: Sequence[int],
+                    device: torch.device) -> dict[str, float]:
+    """Metrics of the fixed validation sample (pre-encoded once); a seam for tests."""
+    from ..training.evaluation import ranking_metrics
+
+    return ranking_metrics(_rank_encoded(model, sequences, max(ks), 512, device), targets, ks)
 
 
 def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.device | None = None,
                  ks: Sequence[int] = (5, 10), max_steps: int | None = None, verbose: bool = True
                  ) -> tuple[SASRec, dict[str, Any]]:
-    """Train on ``splits["train"]`` (every history -> target pair once per epoch), early-stop on validation
-    NDCG@max(ks), return the best model and ``{"validation": ..., "test": ..., "epochs": ..., "steps": ...}``.
+    """Train with ``config.objective``, early-stop on validation NDCG@max(ks), return the best model and
+    ``{"validation", "test"`` (full splits), ``"epochs", "steps", "best_epoch", "train_s"`` (training seconds,
+    evaluation excluded), ``"history"}``: one entry per evaluated epoch, ``{"epoch", "step", "seconds"``
+    (cumulative training seconds), ``"loss"`` (mean CE per target), validation-sample metrics ``}``.
 
-    ``max_steps`` caps the optimizer steps (a training budget equal to the generator's).
+    ``max_steps`` caps the optimizer steps (a training budget equal to the generator's); ``patience`` counts
+    evaluations without improvement.
     """
     from tqdm.auto import tqdm
+
+    from ..data import sample_rows
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
     model = SASRec(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    train = splits["train"].filter(lambda h: len(h) > 0, input_columns="history")
-    sequences = encode_histories(train["history"], config.max_len, config.num_items)
-    targets = torch.as_tensor(train["target"], dtype=torch.long)
+    if config.objective == "all_positions":
+        inputs, labels = all_position_examples(splits, config.max_len)
+    else:
+        inputs, labels = last_position_examples(splits, config.max_len, config.num_items)
+    if len(inputs) == 0:
+        raise SimCITInputError("SASRec: the training split has no usable example")
+    lengths = (inputs != 0).sum(1)
+    validation = splits["validation"]
+    rows = sample_rows(len(validation), config.eval_max_examples, config.seed)
+    sample = validation[rows]
+    sample_inputs = encode_histories(sample["history"], config.max_len, config.num_items)
+    sample_targets = torch.as_tensor(sample["target"], dtype=torch.long)
+
     key = f"ndcg@{max(ks)}"
-    best, best_state, bad_epochs, step, history = -1.0, None, 0, 0, []
+    best, best_state, best_epoch, bad_evals, step, history = -1.0, None, -1, 0, 0, []
+    train_s, epoch = 0.0, -1
     generator = torch.Generator().manual_seed(config.seed)
     for epoch in range(config.num_epochs):
+        start_time = time.perf_counter()
         model.train()
-        order = torch.randperm(len(targets), generator=generator)
-        total = 0.0
-        batches = range(0, len(order), config.batch_size)
-        for start in tqdm(batches, desc=f"SASRec epoch {epoch}", leave=False, disable=not verbose):
-            idx = order[start:start + config.batch_size]
-            loss = nn.functional.cross_entropy(model(sequences[idx].to(device)), targets[idx].to(device))
+        total, count = 0.0, 0
+        batches = length_grouped_batches(lengths, config.batch_size, generator)
+        for idx in tqdm(batches, desc=f"SASRec epoch {epoch}", leave=False, disable=not verbose):
+            width = int(lengths[idx].max())
+            x, y = inputs[idx, -width:].to(device), labels[idx, -width:].to(device)
+            chosen = y != IGNORE_INDEX
+            hidden = model.hidden_states(x)[chosen]                        # (targets, d): no wasted logits
+            loss = nn.functional.cross_entropy(model.item_scores(hidden), y[chosen])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
-            step += 1
+            n = int(chosen.sum())
+            total, count, step = total + loss.item() * n, count + n, step + 1
             if max_steps is not None and step >= max_steps:
                 break
-        metrics = evaluate_sasrec(model, splits["validation"], ks, config.eval_max_examples, device)
-        history.append({"epoch": epoch, "step": step, "loss": total / len(order), **metrics})
+        train_s += time.perf_counter() - start_time
+        capped = max_steps is not None and step >= max_steps
+        last = capped or epoch == config.num_epochs - 1
+        if (epoch + 1) % config.eval_every and not last:
+            continue
+        metrics = _sample_metrics(model, sample_inputs, sample_targets, ks, device)
+        history.append({"epoch": epoch, "step": step, "seconds": round(train_s, 2),
+                        "loss": total / max(count, 1), **metrics})
         if verbose:
-            print(f"SASRec epoch {epoch}: loss {total / len(order):.4f} validation {key} {metrics[key]:.4f}")
+            print(f"SASRec epoch {epoch}: loss {total / max(count, 1):.4f} validation {key} {metrics[key]:.4f} "
+                  f"({train_s:.0f} s training)")
         if metrics[key] > best:
-            best, bad_epochs = metrics[key], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best, best_epoch, bad_evals = metrics[key], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
         else:
-            bad_epochs += 1
-            if bad_epochs >= config.patience:
+            bad_evals += 1
+            if bad_evals >= config.patience:
                 break
-        if max_steps is not None and step >= max_steps:
+        if capped:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     result = {"validation": evaluate_sasrec(model, splits["validation"], ks, device=device),
               "test": evaluate_sasrec(model, splits["test"], ks, device=device),
-              "epochs": len(history), "steps": step, "history": history}
+              "epochs": epoch + 1, "steps": step, "best_epoch": best_epoch, "train_s": round(train_s, 2),
+              "history": history}
     return model, result
