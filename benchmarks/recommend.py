@@ -205,15 +205,16 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -
 def run_sasrec(rec, test_split, n: int, args, device: str) -> dict:
     """SASRec (the package's defaults: CE at every position) to its own early-stopping point under the
     common epoch cap, on the same fixed validation sample; the best epoch is tested."""
-    from hf_simcit.baselines.sasrec import SASRecConfig, rank_items, train_sasrec
+    from hf_simcit.baselines.sasrec import SASRecConfig, evaluate_sasrec, rank_items, train_sasrec
 
     config = SASRecConfig(num_items=n, num_epochs=int(np.ceil(args.sasrec_epochs or args.epochs)),
                           patience=args.sasrec_patience or args.patience, seed=args.seed,
                           eval_max_examples=args.eval_examples,
                           **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}))
-    splits = {**rec.splits, "test": test_split}
-    model, res = train_sasrec(splits, config, device=device, verbose=False)
+    # the whole split: the training windows are rebuilt from train + validation + test rows
+    model, res = train_sasrec(rec.splits, config, device=device, verbose=False)
     start = time.time()
+    res["test"] = evaluate_sasrec(model, test_split, (5, 10), device=device)
     rankings = rank_items(model, test_split["history"], 10, device=device)   # the best model's test lists
     history = res.get("history", [])
     curve = [{"epoch": h["epoch"] + 1, "seconds": h.get("seconds"), "ndcg@10": h["ndcg@10"]} for h in history]

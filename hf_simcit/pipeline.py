@@ -333,7 +333,7 @@ def _stage_baselines(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]
 
 
 def _train_sasrec_baseline(args: PipelineArguments, plan: StagePlan, prepared) -> None:
-    from .baselines.sasrec import SASRecConfig, train_sasrec
+    from .baselines.sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
 
     options = dict(plan.sasrec)
     # its own budget: epochs up to its cap with early stopping on validation (equal optimizer steps would be
@@ -346,21 +346,23 @@ def _train_sasrec_baseline(args: PipelineArguments, plan: StagePlan, prepared) -
     training = plan.recommender[2]
     options.setdefault("seed", training.seed)
     config = SASRecConfig(num_items=prepared.num_items, **options)
-    splits = prepared.splits
-    if args.eval_max_examples is not None:
-        n = min(len(splits[args.eval_split]), args.eval_max_examples)
-        splits = {**splits, args.eval_split: splits[args.eval_split].select(range(n))}
     start = time.perf_counter()
-    _, result = train_sasrec(splits if args.eval_split == "test" else {**splits, "test": splits[args.eval_split]},
-                             config, ks=tuple(args.eval_ks), max_steps=max_steps, verbose=False)
-    metrics = {**result["test"], "steps": result["steps"], "epochs": result["epochs"],
+    # trained on the whole split (its training windows are rebuilt from train + validation + test), scored on
+    # the evaluated rows: the first eval_max_examples of eval_split, as the generator's evaluate stage does
+    model, result = train_sasrec(prepared.splits, config, ks=tuple(args.eval_ks), max_steps=max_steps, verbose=False)
+    evaluated = prepared.splits[args.eval_split]
+    if args.eval_max_examples is not None:
+        evaluated = evaluated.select(range(min(len(evaluated), args.eval_max_examples)))
+    test = evaluate_sasrec(model, evaluated, tuple(args.eval_ks), device=next(model.parameters()).device)
+    metrics = {**test, "steps": result["steps"], "epochs": result["epochs"],
                "best_epoch": result["best_epoch"] + 1, "history": result.get("history"),   # epochs done at the best
-               "train_s": round(time.perf_counter() - start, 1), "config": asdict(config)}
+               "train_s": result["train_s"], "wall_s": round(time.perf_counter() - start, 1),
+               "config": asdict(config)}
     out = plan.run / "baselines" / "sasrec.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2, default=str))
     print(f"  SASRec ({result['epochs']} epochs, best after {result['best_epoch'] + 1}): " + ", ".join(
-        f"{k} {v:.4f}" for k, v in result["test"].items() if "@" in k))
+        f"{k} {v:.4f}" for k, v in test.items() if "@" in k))
 
 
 def _stage_report(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:

@@ -56,9 +56,16 @@ class LabelledTokenLoss:
 
     _armed = False
 
-    def __call__(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross entropy over the labelled tokens of ``batch`` (``input_ids``, ``attention_mask``,
-        ``labels``, all ``(B, T)``); ``model`` is the prepared (possibly DDP-wrapped) model."""
+    def __call__(self, model: Any, batch: dict[str, torch.Tensor],
+                 normalizer: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Cross entropy summed over the labelled tokens of ``batch`` (``input_ids``, ``attention_mask``,
+        ``labels``, all ``(B, T)``) and divided by ``normalizer`` (default: their number, i.e. the mean);
+        ``model`` is the prepared (possibly DDP-wrapped) model.
+
+        Why a normalizer: full-sequence batches carry different numbers of labelled tokens, so under DDP each
+        process's own mean, averaged over processes, is not the mean over the global batch; dividing by
+        (global count / processes) makes the averaged gradient exactly the global batch's.
+        """
         labels = batch["labels"]
         self._armed = True
         try:
@@ -85,4 +92,6 @@ class LabelledTokenLoss:
             targets = targets - self.sid_rows.start
         if targets.numel() and self.sid_rows is not None and int(targets.min()) < 0:
             raise SimCITInputError("a label is not a SID token; use softmax_over 'vocab' (e.g. with add_eos)")
-        return torch.nn.functional.cross_entropy(logits.float(), targets)
+        if normalizer is None:
+            return torch.nn.functional.cross_entropy(logits.float(), targets)
+        return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum") / normalizer

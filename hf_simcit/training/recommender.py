@@ -245,6 +245,7 @@ def train_recommender(
 
     from ..data.splits import sample_rows
     from ..recommender.data import (
+        IGNORE_INDEX,
         LengthGroupedSampler,
         RecommenderCollator,
         SIDPromptFormatter,
@@ -313,8 +314,10 @@ def train_recommender(
     accelerator.print(f"objective {objective}: {len(train_ds)} sequences, {positions} token positions per epoch")
 
     if args.group_by_length:
+        # grouped in global batches: accelerate deals consecutive per-device batches to the processes, so a
+        # step of N processes sees exactly the examples of one step of one process with N times the batch
         sampler = LengthGroupedSampler([len(ids) for ids in train_ds["input_ids"]],
-                                       args.per_device_train_batch_size, args.seed)
+                                       args.per_device_train_batch_size * accelerator.num_processes, args.seed)
     else:
         sampler = EpochShuffleSampler(len(train_ds), args.seed)
     loader = torch.utils.data.DataLoader(
@@ -421,7 +424,13 @@ def train_recommender(
             epoch_loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
         for batch in epoch_loader:
             with accelerator.accumulate(model):
-                loss = loss_fn(model, batch) if loss_fn is not None else model(**batch).loss
+                if loss_fn is None:
+                    loss = model(**batch).loss
+                elif accelerator.num_processes > 1:      # normalised by the global batch's labelled tokens
+                    count = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().float()
+                    loss = loss_fn(model, batch, accelerator.reduce(count, "sum") / accelerator.num_processes)
+                else:
+                    loss = loss_fn(model, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     # the prepared model's parameters, so FSDP clips by the norm over all shards (frozen ones
