@@ -1,0 +1,76 @@
+"""SASRec on Amazon Beauty with given settings: validation/test metrics, seconds per epoch, best epoch.
+
+Usage (one thread, so a shared 2-core machine keeps a core free)::
+
+    nice -n 5 .venv/bin/python benchmarks/sasrec_tune.py --dropout 0.5 --inner-size 256 --lr 1e-3
+
+Choose settings by the validation NDCG@10 it prints (``validation``, all users); read ``test`` only for the
+chosen one. Appends one JSON line per run to ``--log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument("--objective", default="all_positions", choices=["all_positions", "last_position"])
+    parser.add_argument("--inner-size", type=int, default=256)
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--eval-every", type=int, default=1)
+    parser.add_argument("--eval-examples", type=int, default=None, help="validation users per check (None: all)")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--show-test", action="store_true", help="print test metrics (only for the chosen run)")
+    parser.add_argument("--log", default="/tmp/sasrec_work/runs.jsonl")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from benchmarks.recommend import load_data
+    from hf_simcit.baselines.sasrec import SASRecConfig, train_sasrec
+
+    rec = load_data(args.dataset)
+    config = SASRecConfig(num_items=rec.num_items, max_len=20, hidden_size=args.hidden_size, num_layers=args.layers,
+                          num_heads=args.heads, inner_size=args.inner_size, dropout=args.dropout,
+                          learning_rate=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                          num_epochs=args.epochs, patience=args.patience, eval_every=args.eval_every,
+                          eval_max_examples=args.eval_examples, objective=args.objective, seed=args.seed)
+    start = time.perf_counter()
+    _, result = train_sasrec(rec.splits, config, device="cpu", ks=(5, 10), max_steps=args.max_steps, verbose=True)
+    epochs = result["epochs"]
+    row = {"settings": {k: v for k, v in vars(args).items() if k not in ("log", "show_test")},
+           "epochs": epochs, "best_epoch": result["best_epoch"], "steps": result["steps"],
+           "s_per_epoch": round(result["train_s"] / max(epochs, 1), 1), "train_s": result["train_s"],
+           "wall_s": round(time.perf_counter() - start, 1),
+           "validation": {k: round(v, 4) for k, v in result["validation"].items() if isinstance(v, float)},
+           "test": {k: round(v, 4) for k, v in result["test"].items() if isinstance(v, float)},
+           "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()
+                        if k in ("epoch", "seconds", "loss", "ndcg@10", "recall@10")} for h in result["history"]]}
+    Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.log, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    shown = {k: v for k, v in row.items() if k != "history" and (k != "test" or args.show_test)}
+    print(json.dumps(shown, indent=1))
+
+
+if __name__ == "__main__":
+    main()
