@@ -25,6 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="beauty")
     parser.add_argument("--objective", default="all_positions", choices=["all_positions", "last_position"])
+    parser.add_argument("--layer-norm", default="pre", choices=["pre", "post"])
     parser.add_argument("--inner-size", type=int, default=256)
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
@@ -53,7 +54,8 @@ def main() -> None:
                           num_heads=args.heads, inner_size=args.inner_size, dropout=args.dropout,
                           learning_rate=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
                           num_epochs=args.epochs, patience=args.patience, eval_every=args.eval_every,
-                          eval_max_examples=args.eval_examples, objective=args.objective, seed=args.seed)
+                          eval_max_examples=args.eval_examples, objective=args.objective, layer_norm=args.layer_norm,
+                          seed=args.seed)
     start = time.perf_counter()
     _, result = train_sasrec(rec.splits, config, device="cpu", ks=(5, 10), max_steps=args.max_steps, verbose=True)
     epochs = result["epochs"]

@@ -32,9 +32,10 @@ def cyclic_splits(num_users: int = 15) -> DatasetDict:
     return DatasetDict({k: Dataset.from_list(v) for k, v in rows.items()})
 
 
-def test_sasrec_learns_the_next_item_and_ranks_full_catalogue():
+@pytest.mark.parametrize("layer_norm", ["pre", "post"])
+def test_sasrec_learns_the_next_item_and_ranks_full_catalogue(layer_norm):
     config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=32, num_layers=1, num_heads=2, dropout=0.0,
-                          learning_rate=1e-2, batch_size=32, num_epochs=40, patience=40)
+                          learning_rate=1e-2, batch_size=32, num_epochs=40, patience=40, layer_norm=layer_norm)
     model, result = train_sasrec(cyclic_splits(), config, device="cpu", ks=(1, 5), verbose=False)
     assert result["test"]["recall@1"] >= 0.9
     assert result["validation"]["recall@5"] == 1.0
@@ -62,11 +63,13 @@ def test_sasrec_bad_histories():
         encode_histories([[1, 99]], 4, NUM_ITEMS)
 
 
-def test_sasrec_no_grad_eval_matches_autograd_path_on_padded_histories():
+@pytest.mark.parametrize("layer_norm", ["pre", "post"])
+def test_sasrec_no_grad_eval_matches_autograd_path_on_padded_histories(layer_norm):
     """Regression: ``mask=causal`` + ``src_key_padding_mask`` left fully blocked rows for left padding, and the
     fused no-grad eval fast path turned them into NaN scores for every history shorter than ``max_len``."""
     torch.manual_seed(0)
-    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=16, num_layers=2, num_heads=2, dropout=0.0)
+    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=16, num_layers=2, num_heads=2, dropout=0.0,
+                          layer_norm=layer_norm)
     model = SASRec(config).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -132,3 +135,15 @@ def test_early_stopping_stops_at_patience_and_restores_the_best(monkeypatch):
 def test_bad_objective_is_one_clear_line():
     with pytest.raises(SimCITInputError, match="objective must be one of all_positions, last_position; got 'all'"):
         SASRecConfig(num_items=3, objective="all")
+    with pytest.raises(SimCITInputError, match="layer_norm must be one of pre, post; got 'none'"):
+        SASRecConfig(num_items=3, layer_norm="none")
+
+
+def test_layer_norm_layouts():
+    """``pre``: Kang & McAuley (scaled embeddings, pre-LN blocks, final LayerNorm; the saved keys of earlier
+    runs); ``post``: RecBole (LayerNorm of the summed embeddings, post-LN blocks)."""
+    pre = SASRec(SASRecConfig(num_items=NUM_ITEMS, layer_norm="pre"))
+    post = SASRec(SASRecConfig(num_items=NUM_ITEMS, layer_norm="post"))
+    assert pre.encoder.layers[0].norm_first and not post.encoder.layers[0].norm_first
+    assert "final_norm.weight" in pre.state_dict() and "embedding_norm.weight" not in pre.state_dict()
+    assert "embedding_norm.weight" in post.state_dict() and "final_norm.weight" not in post.state_dict()

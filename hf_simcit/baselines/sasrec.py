@@ -39,6 +39,7 @@ from ..errors import SimCITInputError
 
 IGNORE_INDEX = -100
 OBJECTIVES = ("all_positions", "last_position")
+LAYER_NORMS = ("pre", "post")
 
 
 @dataclass
@@ -53,6 +54,9 @@ class SASRecConfig:
     :func:`hf_simcit.data.sample_rows`, None = all) without improvement, and the best state is restored.
     ``max_len`` should equal the data's history cap (20 for the prepared datasets): longer histories are
     truncated to it, and training contexts never exceed it nor the splits' longest history.
+    ``layer_norm`` ``"pre"``: item embeddings scaled by sqrt(d), pre-LN blocks and a final LayerNorm (Kang &
+    McAuley's code); ``"post"``: LayerNorm of item + position embeddings, post-LN blocks, no scaling
+    (RecBole's SASRec), for a like-for-like comparison with RecBole.
     """
 
     num_items: int
@@ -70,6 +74,7 @@ class SASRecConfig:
     eval_every: int = 1
     eval_max_examples: int | None = None
     objective: str = "all_positions"
+    layer_norm: str = "pre"
     initializer_range: float = 0.02
     seed: int = 42
 
@@ -77,6 +82,9 @@ class SASRecConfig:
         if self.objective not in OBJECTIVES:
             raise SimCITInputError(f"SASRecConfig.objective must be one of {', '.join(OBJECTIVES)}; "
                                    f"got {self.objective!r}")
+        if self.layer_norm not in LAYER_NORMS:
+            raise SimCITInputError(f"SASRecConfig.layer_norm must be one of {', '.join(LAYER_NORMS)}; "
+                                   f"got {self.layer_norm!r}")
         for name in ("num_items", "max_len", "hidden_size", "num_layers", "num_heads", "inner_size",
                      "batch_size", "num_epochs", "patience", "eval_every"):
             if int(getattr(self, name)) < 1:
@@ -98,9 +106,11 @@ class SASRec(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         layer = nn.TransformerEncoderLayer(d, config.num_heads, dim_feedforward=config.inner_size,
                                            dropout=config.dropout, activation="gelu", batch_first=True,
-                                           norm_first=True)
+                                           norm_first=config.layer_norm == "pre")
         self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
-        self.final_norm = nn.LayerNorm(d)
+        # pre-LN normalises the encoder's output, post-LN its input (the blocks end in a LayerNorm)
+        self.final_norm = nn.LayerNorm(d) if config.layer_norm == "pre" else nn.Identity()
+        self.embedding_norm = nn.LayerNorm(d) if config.layer_norm == "post" else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -125,8 +135,10 @@ class SASRec(nn.Module):
         """
         real = sequences != 0
         positions = (real.long().cumsum(1) - 1).clamp(min=0)
-        hidden = self.item_embedding(sequences) * self.config.hidden_size ** 0.5
-        hidden = self.dropout(hidden + self.position_embedding(positions))
+        hidden = self.item_embedding(sequences)
+        if self.config.layer_norm == "pre":
+            hidden = hidden * self.config.hidden_size ** 0.5
+        hidden = self.dropout(self.embedding_norm(hidden + self.position_embedding(positions)))
         hidden = self.encoder(hidden, mask=attention_mask(sequences, self.config.num_heads))
         return self.final_norm(hidden)
 
