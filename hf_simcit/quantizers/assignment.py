@@ -204,9 +204,10 @@ ASSIGNMENT_FILE = "sid_assignment.json"
 def load_quantizer(directory):
     """Load a trained quantizer folder: a SimCIT model (``config.json``) or a baseline (``quantizer_config.json``)."""
     import json
-    from pathlib import Path
 
-    directory = Path(directory)
+    from ..safe_files import check_safe_folder
+
+    directory = check_safe_folder(directory)   # every file is copied by assign: nothing unsafe may be there
     if (directory / "config.json").exists():
         from ..modeling_simcit import SimCITQuantizer
 
@@ -270,6 +271,22 @@ def save_semantic_ids(
     return tokenizer, assignment
 
 
+def cold_start_assignment(quantizer, tokenizer, features, masks=None, info=None) -> SemanticIDAssignment:
+    """SIDs for new items that avoid every SID of ``tokenizer`` (nothing is changed or saved).
+
+    ``info``: the folder's ``sid_assignment.json`` (how the table was built: ``resolve``,
+    ``disambiguation_order``); the new items are resolved the same way. Used by :func:`add_cold_start_items`
+    and by the demo app, which places a new item in memory.
+    """
+    info = info or {}
+    resolve = info.get("resolve", "level")
+    return assign_semantic_ids(
+        quantizer, features, masks, resolve=resolve, existing_codes=tokenizer.codes.numpy(),
+        disambiguation_size=tokenizer.codebook_sizes[-1] if resolve == "level" else None,
+        disambiguation_order=info.get("disambiguation_order", "index"),
+    )
+
+
 def add_cold_start_items(quantizer_dir, features, masks=None, item_ids=None, save: bool = True):
     """Give new items SIDs from the trained quantizer without retraining, avoiding every existing SID.
 
@@ -288,17 +305,12 @@ def add_cold_start_items(quantizer_dir, features, masks=None, item_ids=None, sav
     tokenizer = SimCITTokenizer.from_pretrained(quantizer_dir)
     info_path = quantizer_dir / ASSIGNMENT_FILE
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    resolve = info.get("resolve", "level")
     features, masks = check_features(features, masks, item_ids)
     item_ids = check_item_ids(item_ids if item_ids is not None else [])
     clash = [item for item in item_ids if item in set(tokenizer.item_ids)]
     if clash:
         raise SimCITInputError(f"new item id {clash[0]!r} already has a SID in {quantizer_dir}")
-    assignment = assign_semantic_ids(
-        quantizer, features, masks, resolve=resolve, existing_codes=tokenizer.codes.numpy(),
-        disambiguation_size=tokenizer.codebook_sizes[-1] if resolve == "level" else None,
-        disambiguation_order=info.get("disambiguation_order", "index"),
-    )
+    assignment = cold_start_assignment(quantizer, tokenizer, features, masks, info)
     tokenizer.add_items(assignment.codes, item_ids)
     if save:
         tokenizer.save_pretrained(quantizer_dir)
@@ -312,6 +324,7 @@ __all__ = [
     "SemanticIDAssignment",
     "add_cold_start_items",
     "assign_semantic_ids",
+    "cold_start_assignment",
     "load_quantizer",
     "resolve_collisions",
     "save_semantic_ids",

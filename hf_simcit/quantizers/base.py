@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import SimCITInputError
+from ..safe_files import check_safe_folder
 from ..utils.serialization import atomic_directory
 from .features import check_features
 
@@ -88,7 +89,7 @@ class SemanticIDQuantizer:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike):
-        directory = Path(directory)
+        directory = check_safe_folder(directory)
         config = json.loads((directory / CONFIG_NAME).read_text())
         kind = config.pop("quantizer")
         if kind != cls.name:

