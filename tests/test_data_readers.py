@@ -109,7 +109,8 @@ def test_table_bad_timestamp_and_duplicate_item_text(tmp_path):
     pd.DataFrame({"user_id": [1, 1, 1], "item_id": [2, 3, 4]}).to_csv(tmp_path / "u.csv", index=False)
     pd.DataFrame({"item_id": [2, 2], "text": ["a", "b"]}).to_csv(tmp_path / "items.csv", index=False)
     with pytest.raises(SimCITInputError, match="duplicate item id '2'"):
-        prepare_dataset("table", tmp_path / "u.csv", item_text_file=str(tmp_path / "items.csv"), **K0)
+        prepare_dataset("table", tmp_path / "u.csv", item_text_file=str(tmp_path / "items.csv"), timestamp_column=None,
+                        **K0)
 
 
 def test_unknown_dataset_and_option():

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--user-column", default="user_id", help="(table) user column")
     parser.add_argument("--item-column", default="item_id", help="(table) item column")
     parser.add_argument("--timestamp-column", default="timestamp", help="(table) time column; 'none' = file order")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="(table, ml-100k) keep duplicate rows (default: dropped and counted in stats.json)")
     parser.add_argument("--item-text-file", default=None, help="(table, s3rec) table with item id + text columns")
     parser.add_argument("--text-column", default="text", help="(table) text column of --item-text-file")
     parser.set_defaults(func=run_prepare)
@@ -48,6 +50,10 @@ def format_stats(stats: dict) -> str:
         f"{stats['train_targets_dropped_as_eval_targets']:,} training targets equal to the user's evaluation "
         f"target dropped, {stats['items_without_text']:,} items without text",
     ]
+    dropped = stats.get("read", {}).get("dropped_by_reader") or {}
+    if dropped:
+        lines.append("dropped on reading  " + ", ".join(f"{n:,} {reason.replace('_', ' ')}"
+                                                        for reason, n in dropped.items()))
     return "\n".join(lines)
 
 
@@ -64,6 +70,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         timestamp_column=None if str(args.timestamp_column).lower() == "none" else args.timestamp_column,
         item_text_file=args.item_text_file,
         text_column=args.text_column,
+        keep_duplicates=args.keep_duplicates,
     )
     rec = prepare_dataset(args.dataset, args.data_dir, config)
     rec.save_to_disk(args.output)

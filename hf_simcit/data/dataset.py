@@ -42,7 +42,8 @@ class PrepareConfig:
     # generic formats
     user_column: str = "user_id"
     item_column: str = "item_id"
-    timestamp_column: str | None = "timestamp"
+    timestamp_column: str | None = "timestamp"  # None: file order; a named column the file lacks is an error
+    keep_duplicates: bool = False  # duplicate rows (table, ml-100k) are dropped and counted unless True
     item_text_file: str | None = None
     text_column: str = "text"
 
@@ -114,7 +115,7 @@ def read_raw(name: str, data_dir: str | Path | None, config: PrepareConfig) -> r
     if name not in DATASET_NAMES:
         raise SimCITInputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
     if name == "ml-100k":
-        return readers.read_movielens(data_dir)
+        return readers.read_movielens(data_dir, keep_duplicates=config.keep_duplicates)
     if data_dir is None:
         raise SimCITInputError(f"--data-dir is required for dataset {name!r}")
     if name == "beauty":
@@ -136,6 +137,7 @@ def read_raw(name: str, data_dir: str | Path | None, config: PrepareConfig) -> r
         timestamp_column=config.timestamp_column,
         item_text_file=config.item_text_file,
         text_column=config.text_column,
+        keep_duplicates=config.keep_duplicates,
     )
 
 

@@ -93,8 +93,11 @@ def _read_atomic(path: Path) -> pd.DataFrame:
     return frame
 
 
-def read_movielens(data_dir: str | Path | None = None) -> RawInteractions:
-    """MovieLens-100K: ratings become implicit interactions ordered by timestamp (file order breaks ties)."""
+def read_movielens(data_dir: str | Path | None = None, keep_duplicates: bool = False) -> RawInteractions:
+    """MovieLens-100K: ratings become implicit interactions ordered by timestamp (file order breaks ties).
+
+    Duplicate rows (see :func:`_sequences_from_table`) are dropped and counted unless ``keep_duplicates``.
+    """
     folder = Path(data_dir) if data_dir is not None else movielens_100k_dir()
     inter_path = _require_file(folder / "ml-100k.inter", "MovieLens-100K interactions")
     item_path = _require_file(folder / "ml-100k.item", "MovieLens-100K movies")
@@ -109,8 +112,9 @@ def read_movielens(data_dir: str | Path | None = None) -> RawInteractions:
         genres = row.get("class", "").replace(" ", ", ")
         title = f"{row['movie_title']} ({year})" if year else row["movie_title"]
         text[row["item_id"]] = f"{title}. Genres: {genres}." if genres else f"{title}."
-    sequences = _sequences_from_table(inter, "user_id", "item_id", "timestamp")
-    return RawInteractions(sequences, item_text=text, source=f"MovieLens-100K ({folder})")
+    sequences, duplicates = _sequences_from_table(inter, "user_id", "item_id", "timestamp", keep_duplicates)
+    return RawInteractions(sequences, item_text=text, source=f"MovieLens-100K ({folder})",
+                           dropped={"duplicate_rows": duplicates} if duplicates else {})
 
 
 # ------------------------------------------------------------------------------------------------------ S3-Rec
@@ -325,29 +329,34 @@ def read_table(
     timestamp_column: str | None = "timestamp",
     item_text_file: str | Path | None = None,
     text_column: str = "text",
+    keep_duplicates: bool = False,
 ) -> RawInteractions:
     """A generic interaction table (CSV/TSV/JSON/JSON-lines/Parquet); rows ordered by timestamp, then file order.
 
-    ``timestamp_column=None`` (or absent from the file) keeps file order. ``item_text_file`` is an optional
-    table with ``item_column`` and ``text_column``.
+    ``timestamp_column=None`` keeps file order; a named timestamp column that the file lacks is an error (never
+    a silent fall-back to file order), and so is an empty (NaN) timestamp, named by its row. Duplicate rows are
+    dropped and counted in ``dropped["duplicate_rows"]`` unless ``keep_duplicates``. ``item_text_file`` is an
+    optional table with ``item_column`` and ``text_column``.
     """
     path = Path(path)
     frame = _read_any_table(path)
-    needed = [user_column, item_column]
-    if timestamp_column is not None and timestamp_column in frame.columns:
-        needed.append(timestamp_column)
+    _require_columns(frame, [user_column, item_column], path)
+    if timestamp_column is not None:
+        if timestamp_column not in frame.columns:
+            raise SimCITInputError(
+                f"{path}: no timestamp column {timestamp_column!r} (the file has {list(frame.columns)}); name it "
+                f"with --timestamp-column, or pass --timestamp-column none to order by file order"
+            )
         frame[timestamp_column] = _numeric_or_datetime(frame[timestamp_column], path, timestamp_column)
-    else:
-        timestamp_column = None
-    _require_columns(frame, needed, path)
     for column in (user_column, item_column):
         missing = frame[column].isna()
         if missing.any():
             row = int(missing.to_numpy().nonzero()[0][0])
             raise SimCITInputError(f"{path}: row {row + 1}: column {column!r} is empty")
         frame[column] = frame[column].astype(str)
-    raw = RawInteractions(_sequences_from_table(frame, user_column, item_column, timestamp_column),
-                          source=f"table ({path})")
+    sequences, duplicates = _sequences_from_table(frame, user_column, item_column, timestamp_column, keep_duplicates)
+    raw = RawInteractions(sequences, source=f"table ({path})",
+                          dropped={"duplicate_rows": duplicates} if duplicates else {})
     if item_text_file is not None:
         raw.item_text = read_item_text_file(Path(item_text_file), item_column=item_column, text_column=text_column)
     return raw
@@ -414,6 +423,13 @@ def _numeric_column(values: pd.Series, path: Path, column: str) -> pd.Series:
 
 
 def _numeric_or_datetime(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """Times as floats; an empty (NaN) time is refused with its row: it would sort last and silently become
+    the user's test target."""
+    empty = values.isna()
+    if empty.any():
+        row = int(empty.to_numpy().nonzero()[0][0])
+        raise SimCITInputError(f"{path}: row {row + 1}: column {column!r} is empty (NaN); every interaction needs a "
+                               f"time (fix or remove the row, or pass --timestamp-column none to use file order)")
     if pd.api.types.is_numeric_dtype(values):
         return values.astype(float)
     if pd.api.types.is_datetime64_any_dtype(values):
@@ -429,15 +445,30 @@ def _numeric_or_datetime(values: pd.Series, path: Path, column: str) -> pd.Serie
     return parsed.astype("int64").astype(float)
 
 
-def _sequences_from_table(frame: pd.DataFrame, user: str, item: str, timestamp: str | None) -> dict[str, list[str]]:
-    """Group rows into per-user sequences, ordered by timestamp with file order as the stable tie-break."""
+def _sequences_from_table(frame: pd.DataFrame, user: str, item: str, timestamp: str | None,
+                          keep_duplicates: bool = False) -> tuple[dict[str, list[str]], int]:
+    """Group rows into per-user sequences, ordered by timestamp with file order as the stable tie-break.
+
+    Returns the sequences and the number of duplicate rows dropped: a row repeating an earlier row's user,
+    item and timestamp, or without a timestamp column, the user's previous item (a double-logged row; a later
+    repeat is a real repeat consumption and stays). ``keep_duplicates`` keeps them all (0 dropped).
+    """
     ordered = frame.reset_index(drop=True)
     if timestamp is not None:
         ordered = ordered.sort_values(timestamp, kind="stable")
+    users, items = ordered[user].astype(str), ordered[item].astype(str)
+    times = ordered[timestamp] if timestamp is not None else None
+    if keep_duplicates:
+        duplicate = [False] * len(ordered)
+    elif times is not None:
+        duplicate = pd.DataFrame({"u": users, "i": items, "t": times}).duplicated().to_list()
+    else:
+        duplicate = (items.groupby(users).shift() == items).to_list()
     sequences: dict[str, list[str]] = {}
-    for user_id, item_id in zip(ordered[user].astype(str), ordered[item].astype(str)):
-        sequences.setdefault(user_id, []).append(item_id)
-    return sequences
+    for user_id, item_id, drop in zip(users, items, duplicate):
+        if not drop:
+            sequences.setdefault(user_id, []).append(item_id)
+    return sequences, int(sum(duplicate))
 
 
 def _load_json(path: Path):
