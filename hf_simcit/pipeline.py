@@ -23,12 +23,14 @@ settings changed runs again from scratch, and so does everything after it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ BASELINES = ("sasrec", "history", "popularity")
 STAGES = ("prepare", "features", "lgmd", "quantizer", "assign", "recommender", "evaluate", "baselines",
           "report", "push")
 STATE_FILE = "pipeline.json"
+RESUMABLE = ("quantizer", "recommender")  # continue from their checkpoints after an interruption
 ALWAYS_RUN = ("report", "push")  # cheap, or meant to happen on every call: never skipped as "done earlier"
 
 
@@ -104,18 +107,19 @@ def load_pipeline(path: str | os.PathLike, overrides: Mapping[str, Any] | None =
     ``overrides`` keys are pipeline fields, or ``stage.key`` for one key of a stage recipe
     (e.g. ``{"quantizer.max_steps": 50}``).
     """
-    from transformers import HfArgumentParser
-
-    from .utils.recipes import mapping_fields, read_recipe
+    from .data import PrepareConfig
+    from .utils.recipes import check_recipe_values, mapping_fields, read_recipe, recipe_dataclasses
 
     path = Path(path)
     raw = read_recipe(path, sections=(), mappings=mapping_fields(PipelineArguments), what="pipeline recipe")
     raw.setdefault("recipe_dir", str(path.parent))
     raw["overrides"] = {stage: dict(values or {}) for stage, values in (raw.get("overrides") or {}).items()}
+    raw["prepare"] = dict(raw.get("prepare") or {})
     for key, value in (overrides or {}).items():
         if "." in key:
             stage, _, name = key.partition(".")
-            raw["overrides"].setdefault(stage, {})[name] = value
+            # prepare settings live in the recipe's prepare: mapping, the other stages' in overrides:
+            (raw["prepare"] if stage == "prepare" else raw["overrides"].setdefault(stage, {}))[name] = value
         else:
             raw[key] = value
     known = {f.name for f in fields(PipelineArguments)}
@@ -124,7 +128,8 @@ def load_pipeline(path: str | os.PathLike, overrides: Mapping[str, Any] | None =
         raise SimCITInputError(f"{path}: unknown key {unknown[0]!r} (keys: {', '.join(sorted(known))})")
     if "dataset" not in raw:
         raise SimCITInputError(f"{path}: the pipeline needs a 'dataset'")
-    (args,) = HfArgumentParser(PipelineArguments).parse_dict(raw)
+    raw["prepare"] = check_recipe_values((PrepareConfig,), raw["prepare"], f"{path}: prepare")
+    (args,) = recipe_dataclasses((PipelineArguments,), raw, str(path))
     return args
 
 
@@ -140,20 +145,6 @@ def _recipe(args: PipelineArguments, name: str | None, types: tuple[type, ...]) 
     if not path.is_file():
         raise SimCITInputError(f"stage recipe {str(path)!r} does not exist (named in the pipeline recipe)")
     return read_recipe(path, mappings=mapping_fields(*types))
-
-
-def _dataclasses(types: tuple[type, ...], values: Mapping[str, Any], where: str) -> tuple[Any, ...]:
-    """``HfArgumentParser(types).parse_dict`` with a one-line error naming an unknown key."""
-    from transformers import HfArgumentParser
-
-    known = {f.name for t in types for f in fields(t)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise SimCITInputError(f"{where}: unknown key {unknown[0]!r}")
-    try:
-        return tuple(HfArgumentParser(types).parse_dict(dict(values)))
-    except (TypeError, ValueError) as err:
-        raise SimCITInputError(f"{where}: {err}") from None
 
 
 @dataclass
@@ -182,29 +173,30 @@ def plan_stages(args: PipelineArguments) -> StagePlan:
         RecommenderModelArguments,
         RecommenderTrainingArguments,
     )
+    from .utils.recipes import recipe_dataclasses
 
     run = Path(args.run_dir)
     over = args.overrides
     values = _recipe(args, args.features_recipe, (FeaturesArguments,)) | over.get("features", {})
     values |= {"data": str(run / "data"), "output": str(run / "features")}
-    (features,) = _dataclasses((FeaturesArguments,), values, "features recipe")
+    (features,) = recipe_dataclasses((FeaturesArguments,), values, "features recipe")
     lgmd = None
     if args.lgmd_recipe:
         values = _recipe(args, args.lgmd_recipe, (LGMDArguments,)) | over.get("lgmd", {})
         values |= {"data": str(run / "data"), "items": str(run / "features"), "output": str(run / "lgmd")}
-        (lgmd,) = _dataclasses((LGMDArguments,), values, "lgmd recipe")
+        (lgmd,) = recipe_dataclasses((LGMDArguments,), values, "lgmd recipe")
         # the collaborative modality comes from LGMD, as column lgmd.embedding_column
         features.modalities = [m for m in features.modalities if m != "cf"] or ["text"]
     plan = StagePlan(run, features, lgmd, None, None, dict(over.get("sasrec", {})))
     values = _recipe(args, args.quantizer_recipe, (QuantizerTrainingArguments,)) | over.get("quantizer", {})
     values |= {"features_path": str(plan.quantizer_items), "output_dir": str(run / "quantizer"),
                "checkpoint_dir": str(run / "quantizer_checkpoints")}
-    (plan.quantizer,) = _dataclasses((QuantizerTrainingArguments,), values, "quantizer recipe")
+    (plan.quantizer,) = recipe_dataclasses((QuantizerTrainingArguments,), values, "quantizer recipe")
     recommender_types = (RecommenderModelArguments, RecommenderDataArguments, RecommenderTrainingArguments)
     values = _recipe(args, args.recommender_recipe, recommender_types) | over.get("recommender", {})
     values |= {"data_dir": str(run / "data"), "sid_dir": str(run / "quantizer"),
                "output_dir": str(run / "recommender"), "checkpoint_dir": str(run / "recommender_checkpoints")}
-    plan.recommender = _dataclasses(recommender_types, values, "recommender recipe")
+    plan.recommender = recipe_dataclasses(recommender_types, values, "recommender recipe")
     return plan
 
 
@@ -220,6 +212,7 @@ class RunState:
     def __init__(self, run: Path):
         self.path = run / STATE_FILE
         self.stages: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()   # the heartbeat of a running stage writes too
         if self.path.is_file():
             try:
                 self.stages = json.loads(self.path.read_text()).get("stages", {})
@@ -233,12 +226,48 @@ class RunState:
     def started_with(self, stage: str) -> str | None:
         return self.stages.get(stage, {}).get("fingerprint")
 
+    def earlier_seconds(self, stage: str, fingerprint: str) -> float:
+        """Seconds an interrupted attempt of ``stage`` with these settings had run (its last heartbeat), 0 when
+        the stage finished or ran with other settings: a resumed stage is timed over every attempt."""
+        entry = self.stages.get(stage, {})
+        if entry.get("status") != "running" or entry.get("fingerprint") != fingerprint:
+            return 0.0
+        return float(entry.get("seconds_so_far", 0.0))
+
     def update(self, stage: str, **entry: Any) -> None:
-        self.stages[stage] = {**self.stages.get(stage, {}), **entry}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"stages": self.stages}, indent=2, default=str))
-        os.replace(tmp, self.path)
+        with self._lock:
+            self.stages[stage] = {**self.stages.get(stage, {}), **entry}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({"stages": self.stages}, indent=2, default=str))
+            os.replace(tmp, self.path)
+
+
+@contextlib.contextmanager
+def _heartbeat(state: RunState, stage: str, earlier: float, every_s: float = 5.0) -> Iterator[Callable[[], float]]:
+    """Record the running stage's seconds in ``pipeline.json`` every ``every_s`` seconds (what a resume adds
+    when the process is killed); yields the function giving the stage's seconds over every attempt."""
+    start = time.perf_counter()
+    stop = threading.Event()
+
+    def seconds() -> float:
+        return round(earlier + time.perf_counter() - start, 2)
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            state.update(stage, seconds_so_far=seconds())
+
+    thread = threading.Thread(target=beat, name=f"pipeline-{stage}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield seconds
+    except BaseException:    # interrupted (Ctrl-C, an error): the time so far, without waiting for a beat
+        stop.set()
+        thread.join()
+        state.update(stage, seconds_so_far=seconds())
+        raise
+    stop.set()
+    thread.join()
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -496,11 +525,14 @@ def run_pipeline(args: PipelineArguments, *, on_stage: Callable[[str], None] | N
         print(f"[{position}/{total}] {stage}")
         if on_stage is not None:
             on_stage(stage)
-        state.update(stage, fingerprint=fingerprint, status="running")
-        start = time.perf_counter()
+        # a training stage continuing from its checkpoint is timed over every attempt
+        earlier = state.earlier_seconds(stage, fingerprint) if stage in RESUMABLE and not args.force else 0.0
+        state.update(stage, fingerprint=fingerprint, status="running", seconds_so_far=earlier)
         runner = STAGE_FUNCTIONS[stage]
-        extra = runner(args, plan, state) if stage == "report" else runner(args, plan)
-        state.update(stage, status="done", seconds=round(time.perf_counter() - start, 2), **extra)
+        with _heartbeat(state, stage, earlier) as seconds:
+            extra = runner(args, plan, state) if stage == "report" else runner(args, plan)
+        resumed = {"resumed_after_s": earlier} if earlier else {}
+        state.update(stage, status="done", seconds=seconds(), seconds_so_far=seconds(), **resumed, **extra)
     return {"run_dir": str(run), "metrics": _json(run / "eval" / "metrics.json"), "stages": state.stages}
 
 

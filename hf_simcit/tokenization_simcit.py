@@ -203,7 +203,9 @@ class SimCITTokenizer(PreTrainedTokenizer):
         ]
 
     def item_index(self, item_id: str) -> int:
-        """Row (item index) of a raw item id."""
+        """Row (item index) of a raw item id (an integer id is read as its string: ids are strings)."""
+        if isinstance(item_id, int) and not isinstance(item_id, bool):
+            item_id = str(item_id)
         try:
             return self._item_to_index[item_id]
         except KeyError:
@@ -241,6 +243,8 @@ class SimCITTokenizer(PreTrainedTokenizer):
                 raise SimCITInputError(
                     f"SID {sid!r}: level {level} must use the letter {level_letter(level)!r}, got {letter!r}"
                 )
+            if code != str(int(code)):  # <a_018> is no token of the vocabulary: encode() refuses it too
+                raise SimCITInputError(f"SID {sid!r}: code {code!r} has a leading zero; write {sid_token(level, int(code))}")
             codes.append(int(code))
         return tuple(codes)
 
@@ -386,7 +390,8 @@ class SimCITTokenizer(PreTrainedTokenizer):
 
     def decode_items(self, token_ids: Sequence[int]) -> list[str]:
         """Token ids (this tokenizer's) of whole SIDs -> item ids; special tokens are skipped."""
-        tokens = [self._ids_to_tokens[i] for i in token_ids if i >= self._num_special]
+        tokens = [self._convert_id_to_token(int(i)) for i in token_ids]   # out-of-vocabulary ids raise
+        tokens = [t for i, t in zip(token_ids, tokens) if int(i) >= self._num_special]
         if len(tokens) % self.num_levels:
             raise SimCITInputError(
                 f"{len(tokens)} SID tokens is not a whole number of {self.num_levels}-level SIDs"

@@ -155,8 +155,13 @@ def test_interrupted_training_resumes_to_the_same_metrics(tmp_path, monkeypatch)
     assert state["recommender"]["status"] == "running" and state["quantizer"]["status"] == "done"
     assert (run / "recommender_checkpoints" / "checkpoint-4").is_dir()
     assert not (run / "eval").exists()
+    interrupted_s = state["recommender"]["seconds_so_far"]
+    assert interrupted_s > 0
     monkeypatch.setattr(training, "train_recommender", original)
     run_pipeline(load_pipeline(path))  # the same command again: resumes from checkpoint-4
+    # timed over both attempts, not by the resumed part only
+    state = json.loads((run / "pipeline.json").read_text())["stages"]["recommender"]
+    assert state["resumed_after_s"] == interrupted_s and state["seconds"] > interrupted_s
     run_pipeline(load_pipeline(reference))  # uninterrupted, same seed
     resumed = json.loads((run / "eval" / "metrics.json").read_text())
     uninterrupted = json.loads((tmp_path / "reference" / "eval" / "metrics.json").read_text())

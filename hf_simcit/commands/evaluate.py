@@ -27,8 +27,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from ..training.evaluation import evaluate_saved_recommender
+    from ..utils.recipes import parse_positive_ints
 
-    ks = tuple(int(k) for k in args.ks.split(",") if k.strip())
+    ks = parse_positive_ints(args.ks, "--ks")
     metrics = evaluate_saved_recommender(args.model, args.data, split=args.split, ks=ks, num_beams=args.num_beams,
                                          batch_size=args.batch_size, max_examples=args.max_examples,
                                          output=args.output)

@@ -75,19 +75,13 @@ def parse_features_arguments(args: argparse.Namespace):
     """Recipe YAML (if any) + command-line overrides -> ``FeaturesArguments``."""
     from dataclasses import asdict
 
-    from ..errors import SimCITInputError
     from ..features import FeaturesArguments
 
     if args.recipe is not None:
-        from transformers import HfArgumentParser
-
-        from ..utils.recipes import mapping_fields, read_recipe
+        from ..utils.recipes import mapping_fields, read_recipe, recipe_dataclasses
 
         values = read_recipe(args.recipe, mappings=mapping_fields(FeaturesArguments))
-        try:
-            (base,) = HfArgumentParser(FeaturesArguments).parse_dict(values)
-        except ValueError as err:
-            raise SimCITInputError(f"{args.recipe}: {err}") from None
+        (base,) = recipe_dataclasses((FeaturesArguments,), values, str(args.recipe))
         values = asdict(base)
     else:
         values = asdict(FeaturesArguments())

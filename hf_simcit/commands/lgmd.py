@@ -53,19 +53,13 @@ def parse_lgmd_arguments(args: argparse.Namespace):
     """Recipe YAML (if any) + command-line overrides -> ``LGMDArguments``."""
     from dataclasses import asdict
 
-    from ..errors import SimCITInputError
     from ..lgmd.stage import LGMDArguments
 
     if args.recipe is not None:
-        from transformers import HfArgumentParser
-
-        from ..utils.recipes import mapping_fields, read_recipe
+        from ..utils.recipes import mapping_fields, read_recipe, recipe_dataclasses
 
         values = read_recipe(args.recipe, mappings=mapping_fields(LGMDArguments))
-        try:
-            (base,) = HfArgumentParser(LGMDArguments).parse_dict(values)
-        except ValueError as err:
-            raise SimCITInputError(f"{args.recipe}: {err}") from None
+        (base,) = recipe_dataclasses((LGMDArguments,), values, str(args.recipe))
         values = asdict(base)
     else:
         values = asdict(LGMDArguments())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--history", nargs="+", help="raw item ids, oldest first")
     group.add_argument("--histories", help="file with one history per line")
     parser.add_argument("-k", "--top-k", type=int, default=10, help="items per history (capped at the catalogue)")
-    parser.add_argument("--num-beams", type=int, default=None, help="beams (default k; must be >= k)")
+    parser.add_argument("--num-beams", type=int, default=None,
+                        help="beams (default: the model's training-time validation beam, at least 20 and k; "
+                        "must be >= k). A narrower beam can lose the items a wider one ranks first")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.set_defaults(func=run_recommend)
 
@@ -28,12 +31,20 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..recommender.inference import load_histories, recommend_items
+    from ..errors import SimCITInputError
+    from ..recommender.inference import cut_histories, load_histories, recommend_items
     from ..recommender.modeling import load_recommender
 
+    if args.top_k < 1 or (args.num_beams is not None and args.num_beams < 1):
+        raise SimCITInputError(f"-k and --num-beams must be positive, got {args.top_k} and {args.num_beams}")
+    histories = [args.history] if args.history else load_histories(args.histories)   # before the model loads
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rec = load_recommender(args.model, device=device)
-    histories = [args.history] if args.history else load_histories(args.histories)
+    histories, cut = cut_histories(rec, histories)
+    if cut:
+        print(f"hf-simcit recommend: note: {len(cut)} history(ies) longer than the {rec.max_history} items the "
+              f"model was trained on (first: history {cut[0]}) cut to their most recent {rec.max_history}",
+              file=sys.stderr)
     results = recommend_items(rec, histories, k=args.top_k, num_beams=args.num_beams)
     for history, items in zip(histories, results):
         print(json.dumps({"history": history, "recommendations": [

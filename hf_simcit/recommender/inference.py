@@ -30,26 +30,63 @@ def item_indices(rec: Recommender, histories: Sequence[Sequence[str]]) -> list[l
     return [[index[str(item)] for item in history] for history in histories]
 
 
+MIN_BEAMS = 20  # the default beam of evaluate and of training-time validation
+
+
+def default_num_beams(rec: Recommender, k: int) -> int:
+    """The beam when none is given: at least the training-time validation beam (``MIN_BEAMS`` for models that
+    did not record one) and at least ``k``, so the top items do not depend on how many are asked for."""
+    return max(k, rec.eval_num_beams or MIN_BEAMS, MIN_BEAMS)
+
+
+def cut_histories(rec: Recommender, histories: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[int]]:
+    """Histories cut to their last ``rec.max_history`` items (the longest history the model saw in
+    training), and the rows that were cut. A model without a recorded length keeps every history whole."""
+    limit = rec.max_history
+    cut = [row for row, history in enumerate(histories) if limit and len(history) > limit]
+    return [list(h)[-limit:] if limit and len(h) > limit else list(h) for h in histories], cut
+
+
+def context_length(rec: Recommender) -> int | None:
+    """The model's position limit (``max_position_embeddings``), if it has one."""
+    config = getattr(rec.model, "config", None)
+    return getattr(config, "max_position_embeddings", None)
+
+
 @torch.no_grad()
 def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int = 10,
                     num_beams: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
     """Top-``k`` ``(item_id, log-probability)`` per history of raw item ids (oldest first), best first.
 
-    ``k`` larger than the catalogue returns the whole catalogue; ``num_beams`` defaults to ``k`` and must
-    not be smaller. Empty histories and unknown item ids raise :class:`SimCITInputError`.
+    ``k`` larger than the catalogue returns the whole catalogue; ``num_beams`` defaults to
+    :func:`default_num_beams` and must not be smaller than ``k``. Histories longer than the model's training
+    history are cut to their most recent items (:func:`cut_histories`); a prompt that still exceeds the model's
+    context, empty histories and unknown item ids raise :class:`SimCITInputError`.
     """
     from ..generation import SIDTrie, recommend
 
     num_items = rec.item_token_ids.shape[0]
     if k < 1:
         raise SimCITInputError(f"k must be positive, got {k}")
+    if num_beams is not None and num_beams < 1:
+        raise SimCITInputError(f"num_beams must be positive, got {num_beams}")
     k = min(k, num_items)
-    num_beams = k if num_beams is None else min(num_beams, num_items)
+    num_beams = min(default_num_beams(rec, k) if num_beams is None else num_beams, num_items)
     if num_beams < k:
         raise SimCITInputError(f"num_beams={num_beams} is smaller than k={k}; use num_beams >= k")
+    if not histories:
+        raise SimCITInputError("no histories to recommend for")
+    histories, _ = cut_histories(rec, histories)
     formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids, template_of(rec))
     indices = item_indices(rec, histories)
     prompts = [formatter.prompt_ids(h, where=f"history {row}") for row, h in enumerate(indices)]
+    limit, levels = context_length(rec), rec.item_token_ids.shape[1]
+    too_long = [row for row, prompt in enumerate(prompts) if limit and len(prompt) + levels > limit]
+    if too_long:
+        row = too_long[0]
+        raise SimCITInputError(f"history {row}: {len(histories[row])} items make {len(prompts[row])} prompt tokens; "
+                               f"with the {levels} generated ones that exceeds the model's context of {limit} "
+                               f"positions (pass fewer items)")
     device = next(rec.model.parameters()).device
     trie = SIDTrie(rec.item_token_ids.to(device))  # built once, shared by every batch
     out: list[list[tuple[str, float]]] = []
@@ -82,4 +119,7 @@ def load_histories(path: str) -> list[list[str]]:
             histories.append([str(i) for i in record["history"]])
         else:
             histories.append(line.replace(",", " ").split())
+    if not histories:
+        raise SimCITInputError(f"{path}: no histories (the file is empty or holds only blank lines)")
     return histories
+

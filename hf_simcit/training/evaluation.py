@@ -221,6 +221,14 @@ def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "t
     from ..recommender.inference import template_of
     from ..recommender.modeling import load_recommender
 
+    for name, value in (("num_beams", num_beams), ("batch_size", batch_size), ("max_examples", max_examples),
+                        *((f"ks[{i}]", k) for i, k in enumerate(ks))):
+        if value is not None and value < 1:      # 0 users would write all-zero metrics as if measured
+            raise SimCITInputError(f"{name} must be at least 1, got {value}")
+    if not ks:
+        raise SimCITInputError("ks: give at least one cut-off, e.g. 5,10")
+    if output and Path(output).is_dir():
+        raise SimCITInputError(f"--output {output} is a folder; name the metrics JSON file to write")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     rec = load_recommender(model_dir, device=device)
     prepared = load_prepared(data_dir)

@@ -412,29 +412,15 @@ def _prune_checkpoints(directory: Path, keep: int) -> None:
 
 
 def parse_quantizer_recipe(path: str, overrides: list[str] | None = None) -> QuantizerTrainingArguments:
-    """Read a recipe YAML into :class:`QuantizerTrainingArguments`; ``overrides`` like ``["--max_steps", "10"]``."""
-    from transformers import HfArgumentParser
+    """Read a recipe YAML into :class:`QuantizerTrainingArguments`; ``overrides`` like ``["--max_steps", "10"]``.
 
-    from ..utils.recipes import mapping_fields, read_recipe
+    Keys and types are checked before anything runs (:func:`~hf_simcit.utils.recipes.recipe_dataclasses`).
+    """
+    from ..utils.recipes import mapping_fields, parse_overrides, read_recipe, recipe_dataclasses
 
     data = read_recipe(path, mappings=mapping_fields(QuantizerTrainingArguments))
-    known = {f for f in QuantizerTrainingArguments.__dataclass_fields__}
-    unknown = [key for key in data if key not in known]
-    if unknown:
-        raise SimCITInputError(f"{path}: unknown key {unknown[0]!r} in the quantizer recipe")
-    parser = HfArgumentParser(QuantizerTrainingArguments)
-    if not overrides:
-        (args,) = parser.parse_dict(data)          # what parse_yaml_file does with the file's mapping
-        return args
-    argv = []
-    for key, value in data.items():
-        if value is None:
-            continue
-        if isinstance(value, list):
-            argv += [f"--{key}", *map(str, value)]
-        else:
-            argv += [f"--{key}", str(value)]
-    (args,) = parser.parse_args_into_dataclasses(argv + list(overrides))
+    data |= parse_overrides(overrides, f"{path} (command line)")
+    (args,) = recipe_dataclasses((QuantizerTrainingArguments,), data, f"{path} (quantizer recipe)")
     return args
 
 

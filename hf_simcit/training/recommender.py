@@ -125,27 +125,25 @@ class RecommenderTrainingArguments:
     dataloader_num_workers: int = 0
 
     def ks(self) -> tuple[int, ...]:
-        return tuple(int(k) for k in str(self.eval_ks).split(",") if k.strip())
+        from ..utils.recipes import parse_positive_ints
+
+        return parse_positive_ints(self.eval_ks, "eval_ks")
 
     def checkpoints(self) -> Path:
         return Path(self.checkpoint_dir or f"{str(self.output_dir).rstrip('/')}_checkpoints")
 
 
 def parse_recommender_recipe(path: str, overrides: list[str] | None = None):
-    """Read a recipe YAML into (model, data, training) argument dataclasses; ``--key value`` overrides win."""
-    from transformers import HfArgumentParser
+    """Read a recipe YAML into (model, data, training) argument dataclasses; ``--key value`` overrides win.
 
-    from ..utils.recipes import mapping_fields, read_recipe
+    Keys and types are checked before anything runs (:func:`~hf_simcit.utils.recipes.recipe_dataclasses`).
+    """
+    from ..utils.recipes import mapping_fields, parse_overrides, read_recipe, recipe_dataclasses
 
     types = (RecommenderModelArguments, RecommenderDataArguments, RecommenderTrainingArguments)
-    parser = HfArgumentParser(types)
     flat = read_recipe(path, mappings=mapping_fields(*types))  # sections (model:, data:, training:) or flat keys
-    known = {f for dc in parser.dataclass_types for f in dc.__dataclass_fields__}
-    unknown = sorted(set(flat) - known)
-    if unknown:
-        raise SimCITInputError(f"{path}: unknown recipe key(s) {unknown}")
-    args = [f"--{k}={v}" for k, v in flat.items() if v is not None]
-    return parser.parse_args_into_dataclasses(args=args + list(overrides or []))
+    flat |= parse_overrides(overrides, f"{path} (command line)")
+    return recipe_dataclasses(types, flat, f"{path} (recommender recipe)")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -156,6 +154,8 @@ def load_sid_source(sid_dir: str, item_ids: list[str] | None = None):
     from ..recommender.sid import SIDTable
 
     path = Path(sid_dir)
+    if not path.exists():   # else transformers reads the path as a Hub repo id and says so
+        raise SimCITInputError(f"sid_dir {str(path)!r} does not exist; run `hf-simcit assign` to write the SIDs")
     if path.suffix == ".npy":
         import numpy as np
 
@@ -296,6 +296,8 @@ def train_recommender(
     rec = build_recommender(model_args, sid_source, seed=args.seed)
     template = data_args.template()
     rec.template = asdict(template)
+    # recorded with the model: recommend() cuts longer histories to what training showed the model
+    rec.max_history = max((len(h) for part in splits.values() for h in part["history"]), default=None)
     formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids, template)
     objective = data_args.resolved_objective()
     with accelerator.main_process_first():

@@ -19,7 +19,8 @@ from ..errors import SimCITInputError
 
 RECIPE_SECTIONS = ("model", "data", "training")
 
-__all__ = ["RECIPE_SECTIONS", "mapping_fields", "read_recipe"]
+__all__ = ["RECIPE_SECTIONS", "check_recipe_values", "mapping_fields", "parse_overrides", "parse_positive_ints", "read_recipe",
+           "recipe_dataclasses"]
 
 
 def read_recipe(
@@ -82,3 +83,153 @@ def mapping_fields(*types: type) -> set[str]:
         names |= {f.name for f in dataclasses.fields(t)
                   if re.search(r"\b(dict|Dict|Mapping)\b", str(written.get(f.name, f.type)))}
     return names
+
+
+# ------------------------------------------------------------------------------------------ typed values
+POSITIVE_SUFFIXES = ("batch_size", "num_beams", "max_history", "max_examples", "max_train_examples")  # >= 1 when set
+TRUE_WORDS, FALSE_WORDS = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def parse_positive_ints(text: Any, what: str) -> tuple[int, ...]:
+    """``"5,10"`` (or ``[5, 10]``) -> ``(5, 10)``; anything else is one error naming ``what`` and the value."""
+    parts = [p.strip() for p in str(text).split(",")] if not isinstance(text, (list, tuple)) else list(text)
+    try:
+        values = tuple(int(p) for p in parts if str(p).strip())
+    except (TypeError, ValueError):
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise SimCITInputError(f"{what} must be comma-separated positive integers (e.g. 5,10), got {text!r}")
+    return values
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", str(kind)).replace("typing.", "")
+
+
+def _coerce(kind: Any, value: Any, key: str, where: str) -> Any:
+    """``value`` as field type ``kind`` (a string is converted the way a command line would); else one error."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = sorted((a for a in args if a is not type(None)), key=lambda a: a is str)  # "3" -> int first
+        for option in options:
+            try:
+                return _coerce(option, value, key, where)
+            except SimCITInputError:
+                continue
+        names = [_type_name(a) for a in options] + (["null"] if type(None) in args else [])
+        raise SimCITInputError(f"{where}: {key} must be {' or '.join(names)}, got {value!r}")
+    if value is None:
+        raise SimCITInputError(f"{where}: {key} must be a {_type_name(kind)}, got null")
+    if origin in (list, tuple) or kind in (list, tuple):
+        item = args[0] if args else Any
+        values = value if isinstance(value, (list, tuple)) else (
+            [v for v in value.replace(",", " ").split()] if isinstance(value, str) else [value])
+        return [_coerce(item, v, f"{key}[{i}]", where) for i, v in enumerate(values)]
+    if origin is dict or kind is dict:
+        if isinstance(value, dict):
+            return value
+        raise SimCITInputError(f"{where}: {key} must be a mapping, got {value!r}")
+    wrong = SimCITInputError(f"{where}: {key} must be {'an' if kind is int else 'a'} {_type_name(kind)}, "
+                             f"got {value!r}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in TRUE_WORDS | FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise wrong
+    if kind is int:
+        if isinstance(value, bool):
+            raise wrong
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise wrong from None
+        if number.is_integer():
+            return int(number)
+        raise wrong
+    if kind is float:
+        if isinstance(value, bool):
+            raise wrong
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise wrong from None
+    if kind is str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise wrong
+    return value
+
+
+def check_recipe_values(types: Collection[type], values: dict[str, Any], where: str) -> dict[str, Any]:
+    """The values of a recipe (any mix of keys of the dataclasses ``types``) converted to their field types.
+
+    Why: ``HfArgumentParser.parse_dict`` checks nothing, so ``max_steps: abc`` would surface as a TypeError
+    minutes later, after the stages before it ran. Unknown keys, values of the wrong type, non-positive
+    batch sizes / beams / history lengths and bad ``*ks`` lists are one error naming ``where`` and the key.
+    """
+    import typing
+
+    hints: dict[str, Any] = {}
+    for t in types:
+        hints |= {f.name: typing.get_type_hints(t).get(f.name, f.type) for f in dataclasses.fields(t)}
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise SimCITInputError(f"{where}: unknown key {unknown[0]!r}")
+    checked = {}
+    for key, value in values.items():
+        value = _coerce(hints[key], value, key, where)
+        if isinstance(value, int) and not isinstance(value, bool) and key.endswith(POSITIVE_SUFFIXES) and value < 1:
+            raise SimCITInputError(f"{where}: {key} must be at least 1, got {value}")
+        if key.endswith("ks") and isinstance(value, (str, list)):
+            parse_positive_ints(value, f"{where}: {key}")
+        checked[key] = value
+    return checked
+
+
+def recipe_dataclasses(types: tuple[type, ...], values: dict[str, Any], where: str) -> tuple[Any, ...]:
+    """``values`` checked (:func:`check_recipe_values`) and read into one instance of each of ``types``.
+
+    The one reader behind every stage recipe (stage commands and the pipeline), so every stage's recipe is
+    checked the same way before any stage runs.
+    """
+    from transformers import HfArgumentParser
+
+    checked = check_recipe_values(types, values, where)
+    try:
+        return tuple(HfArgumentParser(types).parse_dict(checked))
+    except (TypeError, ValueError) as err:
+        if isinstance(err, SimCITInputError):
+            raise
+        raise SimCITInputError(f"{where}: {err}") from None
+
+
+def parse_overrides(argv: list[str] | None, where: str = "command line") -> dict[str, Any]:
+    """``--key value``, ``--key=value``, ``--key v1 v2`` (a list) and a bare ``--flag`` (true) -> a dict of
+    strings; :func:`recipe_dataclasses` converts them to the fields' types."""
+    out: dict[str, Any] = {}
+    key = None
+    for token in argv or []:
+        if token.startswith("--") and len(token) > 2:
+            name, sep, value = token[2:].partition("=")
+            key = name.replace("-", "_")
+            out[key] = value if sep else []
+            if sep:
+                key = None
+        elif key is None:
+            raise SimCITInputError(f"{where}: unexpected argument {token!r}; overrides are --key value")
+        else:
+            out[key].append(token)
+    return {k: ("true" if v == [] else v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in out.items()}
