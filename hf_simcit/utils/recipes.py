@@ -88,6 +88,8 @@ def mapping_fields(*types: type) -> set[str]:
 # ------------------------------------------------------------------------------------------ typed values
 POSITIVE_SUFFIXES = ("batch_size", "num_beams", "max_history", "max_examples", "max_train_examples")  # >= 1 when set
 TRUE_WORDS, FALSE_WORDS = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+# model keys naming a local folder or a Hub id: a value written as a local path (/x, ./x, ../x, ~/x) must exist
+MODEL_PATH_KEYS = ("model_name_or_path", "text_encoder", "image_encoder")
 
 
 def parse_positive_ints(text: Any, what: str) -> tuple[int, ...]:
@@ -195,6 +197,9 @@ def check_recipe_values(types: Collection[type], values: dict[str, Any], where: 
             raise SimCITInputError(f"{where}: {key} must be at least 1, got {value}")
         if key.endswith("ks") and isinstance(value, (str, list)):
             parse_positive_ints(value, f"{where}: {key}")
+        if key in MODEL_PATH_KEYS and isinstance(value, str) and value.startswith(("/", "./", "../", "~")) \
+                and not Path(value).expanduser().exists():
+            raise SimCITInputError(f"{where}: {key} {value!r} does not exist")
         checked[key] = value
     return checked
 
