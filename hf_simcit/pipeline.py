@@ -412,6 +412,8 @@ def _stage_report(args: PipelineArguments, plan: StagePlan, state: RunState) -> 
         found = _json(run / "baselines" / f"{name}.json")
         if found is not None and name in args.baselines:
             rows[label] = found
+    has_history = "history" in args.baselines and (run / "baselines" / "history.json").is_file()
+    notes = [_history_note(args, run)] if has_history else []
     sid_stats = _json(run / "quantizer" / "sid_assignment.json") or {}
     quantizer_log = (_json(run / "quantizer" / "training_log.json") or {}).get("history", [])
     recommender_log = (_json(run / "recommender" / "train_log.json") or {}).get("log", [])
@@ -434,10 +436,22 @@ def _stage_report(args: PipelineArguments, plan: StagePlan, state: RunState) -> 
                         sid_stats={k: v for k, v in sid_rows.items() if v is not None},
                         training_logs={"quantizer": quantizer_log, "recommender": recommender_log},
                         learning_curves=_learning_curves(run, f"SimCIT SIDs + {generator}"),
-                        settings=settings, timings=timings)
+                        settings=settings, timings=timings, notes=notes)
     print(format_metrics_table(rows))
     print(f"  report: {path}")
     return {}
+
+
+def _history_note(args: PipelineArguments, run: Path) -> str:
+    """Why the history baseline's row is what it is: repeat targets and full histories of the evaluated rows."""
+    from .baselines.popularity import repeat_statistics
+    from .data import load_prepared
+    from .report import history_baseline_note
+
+    split = load_prepared(run / "data").splits[args.eval_split]
+    rows = split[: len(split) if args.eval_max_examples is None else int(args.eval_max_examples)]
+    return history_baseline_note(repeat_statistics(rows["history"], rows["target"], max(args.eval_ks)),
+                                 args.dataset)
 
 
 def _learning_curves(run: Path, generator: str) -> dict[str, list[dict[str, Any]]]:

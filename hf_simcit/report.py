@@ -40,25 +40,52 @@ def _plt():
     return plt
 
 
+LOSS_PREFIXES = ("train_", "validation_", "eval_")
+
+
+def loss_family(key: str) -> tuple[str, str]:
+    """``("contrastive_loss", "validation")`` of ``"validation_contrastive_loss"``; ``("loss", "train")`` of
+    ``"loss"``: one panel per family, one line per split."""
+    for prefix in LOSS_PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix):], prefix[:-1]
+    return key, "train"
+
+
 def plot_training_curves(logs: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> Path | None:
-    """One panel per stage: every numeric ``*loss*`` key against ``step`` (training and evaluation)."""
-    panels = {name: log for name, log in logs.items() if log}
-    if not panels:
-        return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
-    for ax, (name, log) in zip(axes[0], panels.items()):
+    """One panel per stage and loss family (total, contrastive, per modality, ...), training and validation
+    lines in it, against ``step``; a stage's many losses never share one axis and legend."""
+    panels: list[tuple[str, str, dict[str, list[tuple[float, float]]]]] = []
+    for name, log in logs.items():
+        families: dict[str, dict[str, list[tuple[float, float]]]] = {}
         keys = sorted({k for row in log for k, v in row.items() if "loss" in k and isinstance(v, (int, float))})
         for key in keys:
             points = [(row.get("step", i), row[key]) for i, row in enumerate(log)
                       if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])]
+            family, split = loss_family(key)
             if points:
-                ax.plot(*zip(*points), label=key, marker="." if len(points) < 50 else None)
-        ax.set_title(name)
+                families.setdefault(family, {})[split] = points
+        # the total first, then the contrastive sum, per-modality terms, regularisers last
+        families = dict(sorted(families.items(), key=lambda kv: (kv[0] != "loss", kv[0] != "contrastive_loss",
+                                                                   "diversity" in kv[0], kv[0])))
+        panels += [(name, family, lines) for family, lines in families.items()]
+    if not panels:
+        return None
+    plt = _plt()
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.2 * rows), squeeze=False)
+    styles = {"train": {"color": "#4c72b0"}, "validation": {"color": "#dd8452", "linestyle": "--"},
+              "eval": {"color": "#dd8452", "linestyle": "--"}}
+    for ax, (name, family, lines) in zip(axes.flat, panels):
+        for split, points in lines.items():
+            ax.plot(*zip(*points), label=split, marker="." if len(points) < 50 else None, **styles[split])
+        ax.set_title(f"{name}: {family.replace('_', ' ')}", fontsize=10)
         ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        if keys:
-            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -109,7 +136,7 @@ def plot_codebook_usage(usage: Sequence[float], perplexity: Sequence[float] | No
     for i, bar in enumerate(bars):
         label = f"{100 * usage[i]:.0f}%"
         if perplexity is not None and i < len(perplexity):
-            label += f"\nppl {perplexity[i]:.0f}"
+            label += f"\nperplexity {perplexity[i]:.0f}"
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), label, ha="center", va="bottom", fontsize=8)
     ax.set_ylim(0, 115)
     ax.set_ylabel("codewords used (%)")
@@ -122,26 +149,51 @@ def plot_codebook_usage(usage: Sequence[float], perplexity: Sequence[float] | No
 
 
 def plot_recall_at_k(rows: Mapping[str, Mapping[str, float]], path: Path) -> Path | None:
-    """Grouped bars of Recall@K and NDCG@K per system."""
+    """Horizontal grouped bars of Recall@K and NDCG@K per system: long system names stay readable, and every
+    bar carries its value (a row of zeros shows as ``0``, not as a gap)."""
+    import textwrap
+
     keys = [k for k in METRIC_ORDER[:4] if any(k in {m.lower() for m in v} for v in rows.values())]
     if not rows or not keys:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(rows) + 2), 3.8))
-    width = 0.8 / len(keys)
     names = list(rows)
+    height = 0.8 / len(keys)
+    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.28 * len(keys) * len(names) + 0.25 * len(names)))
+    largest = max([{m.lower(): v for m, v in rows[n].items()}.get(k, 0.0) for n in names for k in keys] + [1e-9])
     for j, key in enumerate(keys):
         values = [{m.lower(): v for m, v in rows[n].items()}.get(key, 0.0) for n in names]
-        ax.bar([i + j * width for i in range(len(names))], values, width, label=key)
-    ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(names))], names)
-    ax.set_ylabel("test metric")
-    ax.set_title("Recall@K / NDCG@K (full ranking, test split)")
-    ax.legend(fontsize=8)
+        positions = [i + (j - (len(keys) - 1) / 2) * height for i in range(len(names))]
+        label = key.replace("recall", "Recall").replace("ndcg", "NDCG")
+        ax.barh(positions, values, height, label=label)
+        for y, value in zip(positions, values):
+            ax.text(value + largest * 0.01, y, f"{value:.3f}" if value else "0", va="center", fontsize=7)
+    ax.set_yticks(range(len(names)), [textwrap.fill(n, 28) for n in names], fontsize=8)
+    ax.invert_yaxis()  # first system on top, as in the table
+    ax.set_xlim(0, largest * 1.15)
+    ax.set_xlabel("test metric (full ranking)")
+    ax.set_title("Recall@K / NDCG@K on the test split")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def history_baseline_note(stats: Mapping[str, int], dataset: str | None = None) -> str:
+    """Why the ``history`` baseline scores what it scores (:func:`hf_simcit.baselines.popularity.
+    repeat_statistics` of the test split), as one sentence for the report."""
+    users, repeats, full, k = stats["users"], stats["repeat_targets"], stats["full_histories"], stats["k"]
+    share = repeats / users if users else 0.0
+    text = (f"history baseline: {repeats:,} of {users:,} test targets ({share:.1%}) are items already in the "
+            f"user's history, and {full:,} of {users:,} histories hold at least {k} distinct items, so their "
+            f"top {k} is the user's own past items only")
+    if repeats == 0:
+        why = " (a user rates a movie once)" if dataset == "ml-100k" else ""
+        text += f"; with no repeat consumption in this data set{why} the row is zero by construction, not a bug"
+    return text + "."
 
 
 def _read_json(path: Path) -> Any:
@@ -158,8 +210,12 @@ def write_report(
     learning_curves: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     settings: Mapping[str, Any] | None = None,
     timings: Mapping[str, float] | None = None,
+    notes: Sequence[str] = (),
 ) -> Path:
-    """Write ``run_dir/report.md`` and ``run_dir/plots/*.png``; returns the report path."""
+    """Write ``run_dir/report.md`` and ``run_dir/plots/*.png``; returns the report path.
+
+    ``notes``: sentences shown under the metrics table (e.g. why a baseline's row is all zeros).
+    """
     run_dir = Path(run_dir)
     plots = run_dir / "plots"
     made = {
@@ -181,6 +237,8 @@ def write_report(
             "",
         ]
     lines += ["## Test metrics", "", format_metrics_table(metrics), ""]
+    if notes:
+        lines += [*(f"- {note}" for note in notes), ""]
     if sid_stats:
         lines += ["## Semantic IDs", ""]
         for key, value in sid_stats.items():

@@ -112,6 +112,10 @@ def test_every_stage_writes_its_artifact_and_the_report(finished):
         assert saved["num_examples"] == NUM_USERS and saved["invalid_items"] == 0
         assert saved == pytest.approx(evaluate_baseline(name, prepared.splits["test"], popularity))
         assert label in report and f"{saved['recall@10']:.4f}" in report
+    # ... and the note that says why the history row is what it is, counted on the test split
+    test = prepared.splits["test"]
+    repeats = sum(int(t) in set(h) for h, t in zip(test["history"], test["target"]))
+    assert f"- history baseline: {repeats:,} of {NUM_USERS:,} test targets ({repeats / NUM_USERS:.1%})" in report
 
 
 def test_rerun_skips_finished_stages_and_changed_settings_rerun_downstream(finished, capsys):

@@ -31,3 +31,56 @@ def test_write_report_with_plots(tmp_path):
     for name in ("training_curves.png", "codebook_usage.png", "recall_at_k.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == PNG_MAGIC
         assert f"(plots/{name})" in text
+
+
+def test_loss_family_splits_the_prefix():
+    from hf_simcit.report import loss_family
+
+    assert loss_family("validation_contrastive_loss") == ("contrastive_loss", "validation")
+    assert loss_family("train_text_loss") == ("text_loss", "train")
+    assert loss_family("eval_loss") == ("loss", "eval")
+    assert loss_family("loss") == ("loss", "train")
+
+
+def test_training_curves_get_one_panel_per_loss_family(tmp_path):
+    from PIL import Image
+
+    from hf_simcit.report import plot_training_curves
+
+    families = ("loss", "contrastive_loss", "text_loss", "cf_loss", "codeword_diversity_loss")
+    quantizer = [{"step": s, **{f"{split}_{f}": 1.0 / (s + 1) for f in families for split in ("train", "validation")}}
+                 for s in (0, 50, 100)]
+    recommender = [{"step": s, "loss": 3.0 - s / 100} for s in (50, 100, 150)]
+    path = plot_training_curves({"quantizer": quantizer, "recommender": recommender}, tmp_path / "curves.png")
+    # 5 quantizer families + the recommender's loss: 6 panels in 2 rows of 3 (4.6 x 3.2 inches each, 110 dpi)
+    assert Image.open(path).size == (round(3 * 4.6 * 110), round(2 * 3.2 * 110))
+    single = plot_training_curves({"recommender": recommender}, tmp_path / "one.png")
+    assert Image.open(single).size == (round(4.6 * 110), round(3.2 * 110))
+
+
+def test_recall_at_k_bars_are_horizontal_and_grow_with_the_systems(tmp_path):
+    from PIL import Image
+
+    from hf_simcit.report import plot_recall_at_k
+
+    row = {"recall@5": 0.1, "ndcg@5": 0.05, "recall@10": 0.2, "ndcg@10": 0.08}
+    two = Image.open(plot_recall_at_k({"a system with a long name, as the run report has": row,
+                                       "history: zeros": dict.fromkeys(row, 0.0)}, tmp_path / "two.png"))
+    four = Image.open(plot_recall_at_k({f"system {i}": row for i in range(4)}, tmp_path / "four.png"))
+    assert four.size[1] > two.size[1] > 300  # one band of bars per system, taller with more systems
+
+
+def test_history_note_says_why_the_row_is_zero(tmp_path):
+    from hf_simcit.baselines.popularity import repeat_statistics
+    from hf_simcit.report import history_baseline_note
+
+    stats = repeat_statistics([[1, 2, 3], [4, 5, 5], [7, 8, 9]], [3, 1, 6], k=3)
+    assert stats == {"users": 3, "repeat_targets": 1, "full_histories": 2, "k": 3}
+    assert history_baseline_note(stats) == (
+        "history baseline: 1 of 3 test targets (33.3%) are items already in the user's history, and 2 of 3 "
+        "histories hold at least 3 distinct items, so their top 3 is the user's own past items only.")
+    none = history_baseline_note(repeat_statistics([[1, 2], [3, 4]], [5, 6], k=2), "ml-100k")
+    assert none.endswith("with no repeat consumption in this data set (a user rates a movie once) the row is zero "
+                         "by construction, not a bug.")
+    report = write_report(tmp_path, metrics={"history": dict.fromkeys(("recall@10", "ndcg@10"), 0.0)}, notes=[none])
+    assert f"- {none}" in report.read_text()

@@ -130,3 +130,12 @@ def evaluate_baseline(method: str, split: Any, popularity: np.ndarray, ks: Seque
     if return_rankings:
         metrics["rankings"] = ranked
     return metrics
+
+
+def repeat_statistics(histories: Sequence[Sequence[int]], targets: Sequence[int], k: int = 10) -> dict[str, int]:
+    """What the ``history`` baseline can reach: ``users``; ``repeat_targets``, users whose target is already in
+    their history (only those can be hit by a history item); ``full_histories``, users with at least ``k``
+    distinct history items (their top ``k`` is history only, no popular item)."""
+    repeats = sum(int(t) in {int(i) for i in h} for h, t in zip(histories, targets))
+    full = sum(len({int(i) for i in h}) >= k for h in histories)
+    return {"users": len(histories), "repeat_targets": repeats, "full_histories": full, "k": k}
