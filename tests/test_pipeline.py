@@ -235,7 +235,12 @@ def test_push_stage_sends_the_run_to_the_hub_and_it_loads_by_repo_id(finished, l
     assert code == 0
     state = json.loads((run / "pipeline.json").read_text())["stages"]["push"]
     repos = {name: entry["repo_id"] for name, entry in state["pushed"].items()}
-    assert set(repos) == {"quantizer", "adapter", "dataset"}
+    assert set(repos) == {"quantizer", "adapter", "dataset", "space"} and repos["space"] == f"{hub_repo_id}-demo"
+    from hf_simcit.app import DemoEngine  # what the pushed Space loads: the same run as the local folder
+
+    remote, here = DemoEngine.load(hub_repo_id), DemoEngine.load(run)
+    assert remote.describe() == here.describe().replace(str(run), hub_repo_id)
+    assert remote.recommend(here.item_ids[:3], 5) == here.recommend(here.item_ids[:3], 5)
     items = load_dataset(repos["dataset"], "items", split="train")
     local = load_from_disk(str(run / "lgmd" / "items"))
     assert items["cf_embedding"] == local["cf_embedding"] and items["item_id"] == local["item_id"]

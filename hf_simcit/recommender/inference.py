@@ -123,3 +123,26 @@ def load_histories(path: str) -> list[list[str]]:
         raise SimCITInputError(f"{path}: no histories (the file is empty or holds only blank lines)")
     return histories
 
+
+@torch.no_grad()
+def score_items(rec: Recommender, history: Sequence[str], item_token_ids: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each SID row of ``item_token_ids`` ``(m, L)`` after one history of raw item ids.
+
+    Why: beam search only scores what it keeps; this scores given SIDs exactly (teacher forcing, normalised
+    over the whole vocabulary like ``recommend_items``' scores, on the same cut history), e.g. a cold-start
+    item that is not in the catalogue, to compare it with the recommended items.
+    """
+    (history,), _ = cut_histories(rec, [history])
+    formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids, template_of(rec))
+    prompt = formatter.prompt_ids(item_indices(rec, [history])[0])
+    rows = torch.as_tensor(item_token_ids, dtype=torch.long)
+    device = next(rec.model.parameters()).device
+    input_ids = torch.cat([torch.tensor(prompt).expand(rows.shape[0], -1), rows], dim=1).to(device)
+    was_training = rec.model.training
+    rec.model.eval()
+    try:
+        logits = rec.model(input_ids=input_ids).logits[:, len(prompt) - 1:-1].float()
+    finally:
+        rec.model.train(was_training)
+    log_probs = torch.log_softmax(logits, dim=-1).gather(-1, rows.to(device).unsqueeze(-1)).squeeze(-1)
+    return log_probs.sum(dim=-1).cpu()
