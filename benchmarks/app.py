@@ -50,6 +50,11 @@ def triples(engine: DemoEngine, repeats: int, seed: int) -> list[list[str]]:
     return out[:repeats]
 
 
+def result_sid(sid_line: str) -> str:
+    """``<a_29><b_22><c_2><d_0>`` of ``"SID of the new item: <a_29>... (from its text; ...)"``."""
+    return sid_line.split(": ", 1)[1].split(" (", 1)[0]
+
+
 def shrink(path: Path, width: int = 1100) -> None:
     """Downscale a screenshot to ``width`` pixels (README-sized PNG)."""
     from PIL import Image
@@ -161,7 +166,8 @@ def main() -> None:
         f"{len(picks)} different triples of picks (the Star Wars trilogy, then seeded random ones), each: clear, "
         f"search + pick three, press Recommend; timed from the click until the table shows the answer. "
         f"Screenshot: `benchmarks/results/{SCREEN}`; JSON: `benchmarks/results/app.json`.\n\n"
-        f"Command: `{command.strip()}`\n\n{table}\n\nCold start: {sid_line}; {verdict}\n"
+        f"Command: `{command.strip()}`\n\n{table}\n\nCold start ({NEW_ITEM}): SID `{result_sid(sid_line)}`; "
+        f"{verdict}\n"
     )
     with RESULTS.open("a", encoding="utf-8") as handle:
         handle.write(section)
