@@ -142,7 +142,9 @@ def test_ranking_metrics_by_hand():
 def test_tiny_model_overfits_and_recommends_targets(tmp_path):
     splits = tiny_splits()
     memorise = DatasetDict({"train": splits["train"], "validation": splits["train"]})
-    args = train_args(tmp_path, max_steps=120, eval_steps=60, learning_rate=1e-2)
+    # cosine decay: at a constant 1e-2 the loss spikes late (0.003 -> 0.17) and which row a spike flips at the
+    # validation step depended on the CPU's float kernels (23 of 24 on one machine); passes for seeds 0-4
+    args = train_args(tmp_path, max_steps=160, eval_steps=40, learning_rate=1e-2, lr_scheduler_type="cosine")
     data_args = RecommenderDataArguments(eval_max_examples=None, objective="prefix")   # validation = train rows
     result = train_recommender(tiny_model_args(), data_args, args, splits=memorise, sid_source=tiny_sids())
     assert result["best_metrics"]["recall@1"] == 1.0       # every training target is the top recommendation
