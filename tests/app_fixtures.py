@@ -34,14 +34,21 @@ FILMS = [
 ]
 ITEM_IDS = [f"m{i}" for i in range(len(FILMS))]
 NEW_FILM = "Star Trek: First Contact (1996). Genres: Action, Adventure, Sci-Fi."
+LATITUDES = [40.70 + 0.01 * i for i in range(len(FILMS))]  # the "geo" variant: where each film is shown
+GEO_SCALES_KM = [1.0, 16.0]
 
 
-def build_app_run(run: Path) -> Path:
-    """Write data/, features/ (+ features.json), quantizer/ (+ SIDs), recommender/ and eval/ under ``run``."""
+def build_app_run(run: Path, second: str = "cf") -> Path:
+    """Write data/, features/ (+ features.json), quantizer/ (+ SIDs), recommender/ and eval/ under ``run``.
+
+    ``second``: the quantizer's other modality besides text, ``"cf"`` (absent for a new item) or ``"geo"``
+    (each film gets coordinates; a new item can be given some).
+    """
     from datasets import Dataset, DatasetDict
 
     from hf_simcit.configuration_simcit import SimCITConfig
     from hf_simcit.data import RecDataset
+    from hf_simcit.features.geo import geo_features
     from hf_simcit.features.text import encode_texts
     from hf_simcit.modeling_simcit import SimCITQuantizer
     from hf_simcit.quantizers.assignment import save_semantic_ids
@@ -68,21 +75,30 @@ def build_app_run(run: Path) -> Path:
     (run / "data" / "stats.json").write_text(json.dumps({"dataset": "tiny-films", "source": "unit test",
                                                          "users": 12, "items": n, "interactions": 72}))
     text, _ = encode_texts(FILMS, progress=False)
-    cf = np.random.default_rng(0).standard_normal((n, 4)).astype(np.float32)
-    cf /= np.linalg.norm(cf, axis=1, keepdims=True)
+    arguments = {"modalities": ["text"], "text_encoder": None, "text_column": "text", "text_max_length": 128,
+                 "seed": 0}
+    if second == "geo":
+        latitude, longitude = LATITUDES, [-74.0 + 0.01 * i for i in range(n)]
+        other, _ = geo_features(latitude, longitude, scales_km=GEO_SCALES_KM, num_frequencies=4, seed=0)
+        arguments.update(modalities=["text", "geo"], geo_scales_km=GEO_SCALES_KM, geo_num_frequencies=4)
+        present_other = torch.ones(n, dtype=torch.bool)
+    else:
+        other = np.random.default_rng(0).standard_normal((n, 4)).astype(np.float32)
+        other /= np.linalg.norm(other, axis=1, keepdims=True)
+        present_other = torch.tensor([i != 3 for i in range(n)])
     table = items.add_column("text_embedding", text.tolist())
-    table = table.add_column("cf_embedding", [None if i == 3 else cf[i].tolist() for i in range(n)])
+    table = table.add_column(f"{second}_embedding",
+                             [other[i].tolist() if present_other[i] else None for i in range(n)])
     table.save_to_disk(str(run / "features"))
-    (run / "features" / "features.json").write_text(json.dumps({"arguments": {
-        "modalities": ["text"], "text_encoder": None, "text_column": "text", "text_max_length": 128, "seed": 0}}))
+    (run / "features" / "features.json").write_text(json.dumps({"arguments": arguments}))
     torch.manual_seed(0)
-    config = SimCITConfig(modality_names=["text", "cf"], modality_dims=[text.shape[1], 4],
+    config = SimCITConfig(modality_names=["text", second], modality_dims=[text.shape[1], other.shape[1]],
                           encoder_hidden_sizes=[16], latent_dim=8, num_levels=2, codebook_size=4,
                           codebook_init="uniform")
     quantizer = SimCITQuantizer(config).eval()
-    present = {"text": torch.ones(n, dtype=torch.bool), "cf": torch.tensor([i != 3 for i in range(n)])}
-    initialize_simcit_codebooks(quantizer, {"text": torch.from_numpy(text), "cf": torch.from_numpy(cf)}, present,
-                                latent_rms=1.0)  # k-means codebooks of the fused embeddings: a real hierarchy
+    present = {"text": torch.ones(n, dtype=torch.bool), second: present_other}
+    initialize_simcit_codebooks(quantizer, {"text": torch.from_numpy(text), second: torch.from_numpy(other)},
+                                present, latent_rms=1.0)  # k-means codebooks of the fused embeddings
     quantizer.save_pretrained(run / "quantizer", safe_serialization=True)
     sid_tokenizer, _ = save_semantic_ids(run / "quantizer", str(run / "features"), "level")
     args = RecommenderModelArguments(tiny_hidden_size=32, tiny_num_layers=1, tiny_num_heads=2,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from app_fixtures import FILMS, ITEM_IDS, NEW_FILM, build_app_run
+from app_fixtures import FILMS, GEO_SCALES_KM, ITEM_IDS, NEW_FILM, build_app_run
 
 from hf_simcit.errors import SimCITInputError
 
@@ -129,6 +129,23 @@ def test_new_item_verdict_for_the_picks(engine):
     assert placed.sid == everything.sid and placed.item_id not in ITEM_IDS
     assert placed.score == pytest.approx(everything.score, abs=1e-4)
     assert sum(r.score > everything.score + 1e-4 for r in everything.recommendations) == everything.position - 1
+
+
+def test_new_item_with_coordinates_where_the_quantizer_has_geo(tmp_path):
+    from hf_simcit.app import DemoEngine
+    from hf_simcit.features.geo import geo_features
+
+    engine = DemoEngine.load(build_app_run(tmp_path / "geo-run", second="geo"))
+    assert engine.modalities == ["text", "geo"]
+    features, masks = engine.new_item_features(latitude=40.75, longitude=-73.95)
+    expected, _ = geo_features([40.75], [-73.95], scales_km=GEO_SCALES_KM, num_frequencies=4, seed=0)
+    torch.testing.assert_close(features["geo"], torch.from_numpy(expected))  # embedded as the catalogue was
+    assert masks["geo"].tolist() == [True] and masks["text"].tolist() == [False]
+    placed = engine.add_item(latitude=40.75, longitude=-73.95, picks=["m0", "m1"], k=5)
+    assert placed.modalities == ["geo"] and placed.score is not None and len(placed.recommendations) == 5
+    assert engine.add_item(NEW_FILM, latitude=40.75, longitude=-73.95).modalities == ["text", "geo"]
+    with pytest.raises(SimCITInputError, match="give the new item a text or coordinates"):
+        engine.add_item(None, latitude=40.75)  # one coordinate is no position
 
 
 def test_cli_app_check_and_bad_sources(app_run, tmp_path, capsys, local_hub):
