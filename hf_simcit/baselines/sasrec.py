@@ -342,7 +342,7 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
         if (epoch + 1) % config.eval_every and not last:
             continue
         metrics = _sample_metrics(model, sample_inputs, sample_targets, ks, device)
-        history.append({"epoch": epoch, "step": step, "seconds": round(train_s, 2),
+        history.append({"epoch": epoch, "step": step, "seconds": round(train_s, 4),
                         "loss": total / max(count, 1), **metrics})
         if verbose:
             print(f"SASRec epoch {epoch}: loss {total / max(count, 1):.4f} validation {key} {metrics[key]:.4f} "
