@@ -35,8 +35,10 @@ browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing chromium and chromium-driver (Debian packages) for the browser test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+	  echo "apt-get could not install chromium/chromium-driver: the browser test will be skipped"; \
 	else echo "chromium/chromedriver missing and no root apt-get: the browser test will be skipped"; fi
 
 demo: setup
