@@ -29,7 +29,7 @@ CHILD = r"""
 import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 import numpy as np
-S = np.load(sys.argv[1]); lam = float(sys.argv[2]); method = sys.argv[3]
+S = np.load(sys.argv[1], allow_pickle=False); lam = float(sys.argv[2]); method = sys.argv[3]
 t = time.perf_counter()
 if method == "ours ADMM (dense, torch)":
     import torch

@@ -84,7 +84,7 @@ def load_features(name: str) -> dict[str, np.ndarray]:
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"{name}.npz"
     if path.exists():
-        return dict(np.load(path))
+        return dict(np.load(path, allow_pickle=False))
     from hf_simcit.data import prepare_dataset
 
     if name == "beauty":

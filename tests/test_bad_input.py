@@ -211,3 +211,15 @@ def test_resumed_stage_is_timed_over_every_attempt(tmp_path):
     resumed.update("recommender", status="done")
     assert RunState(tmp_path).earlier_seconds("recommender", "f") == 0.0                # finished: nothing to add
     json.loads((tmp_path / "pipeline.json").read_text())
+
+
+def test_a_pickled_npy_sid_table_is_refused_not_unpickled(tmp_path):
+    import numpy as np
+
+    from hf_simcit.training.recommender import load_sid_source
+
+    np.save(tmp_path / "sids.npy", np.array([[0, 1], {"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(SimCITInputError, match="not a plain integer code array"):
+        load_sid_source(str(tmp_path / "sids.npy"))
+    np.save(tmp_path / "plain.npy", np.array([[0, 1], [1, 0]]))
+    assert load_sid_source(str(tmp_path / "plain.npy")).codes.tolist() == [[0, 1], [1, 0]]

@@ -159,7 +159,11 @@ def load_sid_source(sid_dir: str, item_ids: list[str] | None = None):
     if path.suffix == ".npy":
         import numpy as np
 
-        table = SIDTable(np.load(path))
+        try:
+            codes = np.load(path, allow_pickle=False)   # a pickled (object) array is refused, never unpickled
+        except ValueError as err:
+            raise SimCITInputError(f"sid_dir {str(path)!r}: not a plain integer code array ({err})") from None
+        table = SIDTable(codes)
     else:
         from ..tokenization_simcit import SimCITTokenizer
 
