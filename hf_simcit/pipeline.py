@@ -89,7 +89,8 @@ class PipelineArguments:
         known = {"features", "lgmd", "quantizer", "recommender", "sasrec"}
         bad = [s for s in self.overrides if s not in known]
         if bad:
-            raise SimCITInputError(f"overrides: unknown stage {bad[0]!r}; use {', '.join(sorted(known))}")
+            raise SimCITInputError(f"overrides: unknown stage {bad[0]!r}; use {', '.join(sorted(known))} "
+                                   "(prepare settings: the recipe's prepare: mapping, or --set prepare.KEY=VALUE)")
         if self.resolve not in ("level", "sinkhorn"):
             raise SimCITInputError(f"resolve must be level or sinkhorn, got {self.resolve!r}")
         if self.disambiguation_order not in ("index", "random", "distance"):
