@@ -223,3 +223,21 @@ def test_a_pickled_npy_sid_table_is_refused_not_unpickled(tmp_path):
         load_sid_source(str(tmp_path / "sids.npy"))
     np.save(tmp_path / "plain.npy", np.array([[0, 1], [1, 0]]))
     assert load_sid_source(str(tmp_path / "plain.npy")).codes.tolist() == [[0, 1], [1, 0]]
+
+
+def test_an_infinite_timestamp_is_an_error_not_a_test_target(tmp_path, cli):
+    rows = bench._table_rows()
+    table = bench._table(tmp_path, [*rows[:3], "u0,i5,inf", *rows[3:]])
+    code, _, err = cli(bench._prepare(table, tmp_path), {})
+    assert code == 2 and err.strip().splitlines() == [
+        f"hf-simcit prepare: error: {table}: row 3: column 'timestamp' is not a finite time: 'inf'"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_history_given_as_a_string_is_refused_not_read_letter_by_letter(fx, tmp_path, cli):
+    histories = tmp_path / "h.jsonl"
+    histories.write_text('{"history": ["i1", "i2"]}\n{"history": "i1 i2"}\n')
+    code, out, err = cli(bench._recommend(fx.recommender, "--histories", str(histories)), {})
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"hf-simcit recommend: error: {histories}:2: 'history' must be a list of "
+                                        "item ids, got 'i1 i2'"]

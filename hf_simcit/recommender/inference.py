@@ -114,8 +114,11 @@ def load_histories(path: str) -> list[list[str]]:
                 record: Any = json.loads(line)
             except json.JSONDecodeError as err:
                 raise SimCITInputError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-            if "history" not in record:
+            if not isinstance(record, dict) or "history" not in record:
                 raise SimCITInputError(f"{path}:{number}: no 'history' key")
+            if not isinstance(record["history"], list):   # a string would be read letter by letter
+                raise SimCITInputError(f"{path}:{number}: 'history' must be a list of item ids, got "
+                                       f"{record['history']!r}")
             histories.append([str(i) for i in record["history"]])
         else:
             histories.append(line.replace(",", " ").split())
