@@ -2,7 +2,7 @@
 
 ``hf-simcit app RUN_DIR_OR_REPO_ID`` serves it; ``hf-simcit push`` adds it to the Hub as a Space
 (:mod:`hf_simcit.app.space`). :class:`DemoEngine` holds the logic, :mod:`hf_simcit.app.ui` the layout; gradio
-is imported only when the app is built (``pip install hf-simcit[app]``).
+is imported only when the app is built (``pip install -e '.[app]'`` in the checkout).
 """
 
 from .engine import ColdStartResult, DemoEngine, Neighbour, Recommendation, shared_prefix

@@ -36,7 +36,7 @@ def find_chromium() -> tuple[str | None, str | None, str]:
     try:
         import selenium  # noqa: F401
     except ImportError:
-        reason = reason or "selenium is not installed (pip install 'hf-simcit[dev]')"
+        reason = reason or "selenium is not installed (pip install -e '.[dev]' in the checkout)"
     return chromium, driver, reason
 
 

@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve the demo app: search, pick, recommend with SIDs, add a new item (cold start)",
         description="Serve a Gradio app on a finished run folder (RUN/quantizer, RUN/recommender and its item "
         "table) or on the repos `hf-simcit push --repo-id ORG/NAME` wrote (ORG/NAME-quantizer, -recommender, "
-        "-data). Needs the app extra: pip install 'hf-simcit[app]'.",
+        "-data). Needs the app extra: pip install -e '.[app]' in the checkout (gradio).",
     )
     parser.add_argument("source", metavar="RUN_DIR_OR_REPO_ID", help="run folder, or ORG/NAME on the Hub")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
@@ -28,7 +28,7 @@ def run_app(args: argparse.Namespace) -> int:
     from ..errors import SimCITInputError
 
     if not args.check and importlib.util.find_spec("gradio") is None:
-        raise SimCITInputError("the app needs gradio: pip install 'hf-simcit[app]'")
+        raise SimCITInputError("the app needs gradio: pip install -e '.[app]' in the hf-simcit checkout (or pip install 'gradio>=6,<7')")
     from ..app import DemoEngine, launch
 
     if args.check:
