@@ -241,3 +241,26 @@ def test_a_history_given_as_a_string_is_refused_not_read_letter_by_letter(fx, tm
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [f"hf-simcit recommend: error: {histories}:2: 'history' must be a list of "
                                         "item ids, got 'i1 i2'"]
+
+
+@pytest.mark.parametrize("loader", ["text_encoder", "image_encoder", "baseline_quantizer", "recommender_base"])
+def test_every_other_loader_refuses_a_pickle_before_reading_the_folder(loader, tmp_path):
+    """The loaders besides SimCITQuantizer and load_recommender: a folder with a pickle is refused by name
+    before anything in it is read (here it holds nothing else: any earlier read would fail differently)."""
+    import pickle
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": [1.0]}))
+    if loader == "text_encoder":
+        from hf_simcit.features.text import load_text_encoder as load
+    elif loader == "image_encoder":
+        from hf_simcit.features.image import load_image_encoder as load
+    elif loader == "baseline_quantizer":
+        from hf_simcit.quantizers import RQKMeansQuantizer
+
+        load = RQKMeansQuantizer.from_pretrained
+    else:
+        from hf_simcit.recommender.modeling import _load_causal_lm as load
+    with pytest.raises(SimCITInputError, match="refusing to load pytorch_model.bin: a pickle file"):
+        load(str(folder))

@@ -50,8 +50,8 @@ def load_image_encoder(name_or_path: str, device: str | torch.device | None = No
     if not name_or_path:
         raise SimCITInputError("the image modality needs an encoder: pass --image-encoder NAME_OR_PATH")
     try:
+        check_safe_folder(name_or_path)   # a local folder, before anything in it is read: no pickle, no broken safetensors
         processor = AutoImageProcessor.from_pretrained(name_or_path)
-        check_safe_folder(name_or_path)   # a local folder: no pickle weights, no broken safetensors
         model = AutoModel.from_pretrained(name_or_path, use_safetensors=True)
     except OSError as err:
         raise SimCITInputError(f"cannot load image encoder {name_or_path!r}: {err}") from None

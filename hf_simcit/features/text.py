@@ -45,8 +45,8 @@ def load_text_encoder(name_or_path: str | None, device: str | torch.device | Non
 
     name_or_path = name_or_path or default_text_encoder()
     try:
+        check_safe_folder(name_or_path)   # a local folder, before anything in it is read: no pickle, no broken safetensors
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        check_safe_folder(name_or_path)   # a local folder: no pickle weights, no broken safetensors
         model = AutoModel.from_pretrained(name_or_path, use_safetensors=True)
     except OSError as err:
         raise SimCITInputError(f"cannot load text encoder {name_or_path!r}: {err}") from None
