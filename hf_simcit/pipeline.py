@@ -452,7 +452,7 @@ def _history_note(args: PipelineArguments, run: Path) -> str:
     split = load_prepared(run / "data").splits[args.eval_split]
     rows = split[: len(split) if args.eval_max_examples is None else int(args.eval_max_examples)]
     return history_baseline_note(repeat_statistics(rows["history"], rows["target"], max(args.eval_ks)),
-                                 args.dataset)
+                                 args.dataset, args.eval_split)
 
 
 def _learning_curves(run: Path, generator: str) -> dict[str, list[dict[str, Any]]]:

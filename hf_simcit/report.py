@@ -182,12 +182,12 @@ def plot_recall_at_k(rows: Mapping[str, Mapping[str, float]], path: Path) -> Pat
     return path
 
 
-def history_baseline_note(stats: Mapping[str, int], dataset: str | None = None) -> str:
+def history_baseline_note(stats: Mapping[str, int], dataset: str | None = None, split: str = "test") -> str:
     """Why the ``history`` baseline scores what it scores (:func:`hf_simcit.baselines.popularity.
-    repeat_statistics` of the test split), as one sentence for the report."""
+    repeat_statistics` of the evaluated ``split``), as one sentence for the report."""
     users, repeats, full, k = stats["users"], stats["repeat_targets"], stats["full_histories"], stats["k"]
     share = repeats / users if users else 0.0
-    text = (f"history baseline: {repeats:,} of {users:,} test targets ({share:.1%}) are items already in the "
+    text = (f"history baseline: {repeats:,} of {users:,} {split} targets ({share:.1%}) are items already in the "
             f"user's history, and {full:,} of {users:,} histories hold at least {k} distinct items, so their "
             f"top {k} is the user's own past items only")
     if repeats == 0:

@@ -84,3 +84,11 @@ def test_history_note_says_why_the_row_is_zero(tmp_path):
                          "by construction, not a bug.")
     report = write_report(tmp_path, metrics={"history": dict.fromkeys(("recall@10", "ndcg@10"), 0.0)}, notes=[none])
     assert f"- {none}" in report.read_text()
+
+
+def test_history_note_names_the_evaluated_split():
+    from hf_simcit.report import history_baseline_note
+
+    stats = {"users": 4, "repeat_targets": 1, "full_histories": 0, "k": 10}
+    assert history_baseline_note(stats, split="validation").startswith(
+        "history baseline: 1 of 4 validation targets (25.0%)")
