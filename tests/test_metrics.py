@@ -79,3 +79,22 @@ def test_evaluate_module_agrees_with_compute_metrics_on_random_rankings(metric):
 def test_compute_metrics_rejects_bad_input(predictions, references, match):
     with pytest.raises(SimCITInputError, match=match):
         compute_metrics(predictions, references, k_values=[1, 3])
+
+
+def test_ranking_metrics_is_compute_metrics_on_valid_lists_and_scores_broken_ones():
+    from hf_simcit.metrics import ranking_metrics
+
+    rng = np.random.default_rng(1)
+    ranked = np.stack([rng.permutation(40)[:12] for _ in range(300)])
+    targets = rng.integers(0, 40, size=300)
+    strict = compute_metrics(ranked, targets, k_values=[1, 5, 10])
+    strict.pop("num_examples")
+    assert ranking_metrics(ranked, targets, ks=[1, 5, 10]) == pytest.approx(strict)
+    # a repeated target counts once, -1 is an empty slot, a list shorter than K is scored as it is
+    broken = ranking_metrics(np.array([[4, 4, 1], [-1, -1, -1], [2, 3, -1]]), np.array([4, 0, 3]), ks=[1, 5])
+    assert broken["recall@1"] == pytest.approx(1 / 3)
+    assert broken["recall@5"] == pytest.approx(2 / 3)
+    assert broken["ndcg@5"] == pytest.approx((1.0 + 1 / math.log2(3)) / 3)
+    assert broken["mrr"] == pytest.approx((1.0 + 0.5) / 3)
+    assert ranking_metrics(np.empty((0, 3), dtype=int), np.empty(0, dtype=int), ks=[5]) == {
+        "recall@5": 0.0, "ndcg@5": 0.0, "mrr": 0.0}

@@ -10,7 +10,7 @@ a score is repeat consumption (``history``) and how much is the popularity skew 
   recent first), then the most popular training items not in the history until the list is full.
 
 Both rank the full catalogue (distinct, valid items) and are scored with the generators' metric code
-(:func:`hf_simcit.training.evaluation.score_ranked_lists`, i.e. :func:`hf_simcit.metrics.compute_metrics`).
+(:func:`hf_simcit.metrics.ranking_metrics`).
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def evaluate_baseline(method: str, split: Any, popularity: np.ndarray, ks: Seque
     ``popularity``: :func:`item_popularity` of the *training* split. ``return_rankings`` adds the ``(n, max(ks))``
     ranked item indices under ``"rankings"``.
     """
-    from ..training.evaluation import count_invalid, score_ranked_lists
+    from ..metrics.ranking import ranking_metrics
+    from ..training.evaluation import count_invalid
 
     n = len(split) if max_examples is None else min(len(split), int(max_examples))
     rows = split[:n]
@@ -124,7 +125,7 @@ def evaluate_baseline(method: str, split: Any, popularity: np.ndarray, ks: Seque
     if bad.numel():
         raise SimCITInputError(f"evaluation target(s) {bad[:5].tolist()} outside 0..{num_items - 1}")
     invalid = count_invalid(ranked, num_items)
-    metrics: dict[str, Any] = score_ranked_lists(ranked, targets, ks, invalid)
+    metrics: dict[str, Any] = ranking_metrics(ranked, targets, ks)
     metrics["invalid_items"] = invalid
     metrics["num_examples"] = n
     if return_rankings:

@@ -1,4 +1,5 @@
-"""Evaluation metrics: :func:`compute_metrics` for loops, and an ``evaluate`` module loaded by path.
+"""Evaluation metrics: :func:`compute_metrics` (checked input), :func:`ranking_metrics` (decoder output, as is),
+and an ``evaluate`` module loaded by path that wraps :func:`compute_metrics`.
 
 Example:
     >>> import evaluate
@@ -10,9 +11,9 @@ Example:
 
 from pathlib import Path
 
-from .ranking import compute_metrics
+from .ranking import compute_metrics, ranking_metrics
 
 RECALL_NDCG_PATH = str(Path(__file__).resolve().parent / "recall_ndcg")
 """Directory of the ``evaluate`` metric module (``evaluate.load(RECALL_NDCG_PATH)``)."""
 
-__all__ = ["RECALL_NDCG_PATH", "compute_metrics"]
+__all__ = ["RECALL_NDCG_PATH", "compute_metrics", "ranking_metrics"]

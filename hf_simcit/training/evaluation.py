@@ -9,49 +9,15 @@ counts returned ids that are not real items (or are duplicates) and must be 0.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from ..errors import SimCITInputError
+from ..metrics.ranking import ranking_metrics
 
-
-def ranking_metrics(ranked: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = (5, 10)) -> dict[str, float]:
-    """Recall@K (= hit rate for one target), NDCG@K and MRR from ranked lists.
-
-    Args:
-        ranked: ``(n, R)`` item indices, best first (``-1`` = empty slot).
-        targets: ``(n,)`` the one relevant item per row.
-    """
-    if ranked.shape[0] == 0:
-        return {**{f"recall@{k}": 0.0 for k in ks}, **{f"ndcg@{k}": 0.0 for k in ks}, "mrr": 0.0}
-    hits = ranked == targets.view(-1, 1)                                   # (n, R)
-    found = hits.any(-1)
-    rank = torch.where(found, hits.float().argmax(-1), torch.full_like(targets, ranked.shape[1]))  # 0-based
-    metrics: dict[str, float] = {}
-    for k in ks:
-        within = found & (rank < k)
-        metrics[f"recall@{k}"] = within.float().mean().item()
-        gain = torch.where(within, 1.0 / torch.log2(rank.float() + 2.0), torch.zeros_like(rank, dtype=torch.float))
-        metrics[f"ndcg@{k}"] = gain.mean().item()
-    metrics["mrr"] = torch.where(found, 1.0 / (rank.float() + 1.0), torch.zeros_like(rank, dtype=torch.float)).mean().item()
-    return metrics
-
-
-def score_ranked_lists(ranked: torch.Tensor, targets: torch.Tensor, ks: Sequence[int], invalid: int) -> dict[str, Any]:
-    """The package's metric code (:func:`hf_simcit.metrics.compute_metrics`, same as the ``evaluate`` module)
-    when the lists are complete and valid; :func:`ranking_metrics` for short or broken lists."""
-    try:
-        from ..metrics import compute_metrics
-    except ImportError:
-        compute_metrics = None
-    if compute_metrics is None or invalid or ranked.shape[0] == 0 or ranked.shape[1] < max(ks):
-        return ranking_metrics(ranked, targets, ks)
-    metrics = compute_metrics(ranked.numpy(), targets.numpy(), ks)
-    metrics.pop("num_examples", None)
-    return metrics
+__all__ = ["count_invalid", "evaluate_recommender", "evaluate_saved_recommender", "ranking_metrics"]
 
 
 def count_invalid(ranked: torch.Tensor, num_items: int) -> int:
@@ -126,7 +92,7 @@ def evaluate_recommender(
         ranked = _gather_rankings(ranked, n, accelerator, device)
     order, ranked = ranked[:, 0], ranked[:, 1:]
     invalid = count_invalid(ranked, num_items)
-    metrics: dict[str, Any] = score_ranked_lists(ranked, targets[order], ks, invalid)
+    metrics: dict[str, Any] = ranking_metrics(ranked, targets[order], ks)
     metrics["invalid_items"] = invalid
     metrics["num_examples"] = int(ranked.shape[0])
     metrics["num_beams"] = int(width)
@@ -203,11 +169,6 @@ def _search_engine(engine: str, width: int) -> Callable:
     if engine not in ("auto", "generation"):
         raise SimCITInputError(f"engine must be 'auto', 'generation' or 'reference', got {engine!r}")
     return generation
-
-
-def ndcg_at(rank: int, k: int) -> float:
-    """Reference NDCG@k for one relevant item at 0-based ``rank`` (used by tests)."""
-    return 1.0 / math.log2(rank + 2) if rank < k else 0.0
 
 
 def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "test", ks: Sequence[int] = (5, 10),

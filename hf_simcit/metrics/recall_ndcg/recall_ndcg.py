@@ -1,11 +1,14 @@
 """Recall@K, NDCG@K and MRR for next-item recommendation with full ranking, as an ``evaluate`` metric.
 
-Self-contained (numpy only) so that it loads offline by path and can be shared as its own module.
+A thin wrapper: the computation is :func:`hf_simcit.metrics.ranking.compute_metrics`, the package's one
+implementation. ``evaluate.load`` of this folder imports ``hf_simcit`` as a library (it checks that library
+imports are installed), which holds wherever the folder is loaded from: it ships inside the package.
 """
 
 import datasets
 import evaluate
-import numpy as np
+
+from hf_simcit.metrics.ranking import compute_metrics
 
 _DESCRIPTION = """
 Leave-one-out ranking metrics. For each example, `predictions` is the ranked list of item ids (best first,
@@ -50,33 +53,4 @@ class RecallNdcg(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, k_values=(5, 10)):
-        k_values = [int(k) for k in k_values]
-        if not k_values or min(k_values) < 1:
-            raise ValueError(f"k_values must be positive integers; got {k_values}")
-        if len(predictions) == 0:
-            raise ValueError("no examples to evaluate (predictions is empty)")
-        max_k = max(k_values)
-        longest = max(max_k, max(len(ranked) for ranked in predictions))
-        discounts = 1.0 / np.log2(np.arange(2, longest + 2))
-        sums = {f"recall@{k}": 0.0 for k in k_values}
-        sums.update({f"ndcg@{k}": 0.0 for k in k_values})
-        sums["mrr"] = 0.0
-        for index, (ranked, relevant) in enumerate(zip(predictions, references)):
-            ranked = [int(item) for item in ranked]
-            relevant_set = {int(relevant)} if np.ndim(relevant) == 0 else {int(item) for item in relevant}
-            if not relevant_set:
-                raise ValueError(f"example {index} has no relevant item (empty reference list)")
-            if len(ranked) < max_k:
-                raise ValueError(f"example {index} has {len(ranked)} predictions but k={max_k} was asked")
-            if len(set(ranked)) != len(ranked):
-                raise ValueError(f"example {index} repeats an item in its ranked list")
-            hits = np.array([item in relevant_set for item in ranked], dtype=bool)
-            for k in k_values:
-                sums[f"recall@{k}"] += hits[:k].sum() / len(relevant_set)
-                ideal = discounts[: min(len(relevant_set), k)].sum()
-                sums[f"ndcg@{k}"] += discounts[:k][hits[:k]].sum() / ideal
-            first = np.flatnonzero(hits)
-            sums["mrr"] += 1.0 / (first[0] + 1) if len(first) else 0.0
-        results = {name: float(total / len(predictions)) for name, total in sums.items()}
-        results["num_examples"] = len(predictions)
-        return results
+        return compute_metrics(predictions, references, k_values)
