@@ -17,7 +17,7 @@ transformers.
 
 from __future__ import annotations
 
-from transformers import PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
 
 CODEBOOK_INITS = ("kmeans", "uniform")
 
@@ -114,5 +114,14 @@ class SimCITConfig(PretrainedConfig):
         progress = min(max(step, 0) / self.gumbel_anneal_steps, 1.0)
         return self.gumbel_temperature * (self.gumbel_temperature_end / self.gumbel_temperature) ** progress
 
+
+# Registered where it is defined: save_pretrained writes auto_map and copies this file (trust_remote_code), and
+# AutoConfig resolves model_type "simcit" once this module is imported.
+SimCITConfig.register_for_auto_class()
+# Only the installed package registers with the Auto mappings: a copy loaded with trust_remote_code
+# (module `transformers_modules.*`) is registered by transformers itself and must not replace the
+# package's classes process-wide.
+if __name__.startswith("hf_simcit."):
+    AutoConfig.register(SimCITConfig.model_type, SimCITConfig, exist_ok=True)
 
 __all__ = ["SimCITConfig"]

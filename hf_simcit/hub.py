@@ -254,41 +254,25 @@ def _sid_summary(folder: Path) -> dict[str, Any]:
     }
 
 
-REMOTE_CODE_MAP = {"AutoConfig": "configuration_simcit.SimCITConfig", "AutoModel": "modeling_simcit.SimCITQuantizer"}
-REMOTE_TOKENIZER_MAP = ["tokenization_simcit.SimCITTokenizer", None]
+REMOTE_CODE_FILES = ("configuration_simcit.py", "modeling_simcit.py", "tokenization_simcit.py", "errors.py")
 
 
-def _with_remote_code(folder: Path, files: dict[str, bytes | Path]) -> dict[str, bytes | Path]:
-    """Make a SimCIT folder loadable with ``trust_remote_code`` even if it was saved without ``auto_map``.
+def _check_remote_code(folder: Path, files: Mapping[str, Any]) -> None:
+    """Refuse a SimCIT folder that would not load with ``trust_remote_code`` where hf_simcit is absent.
 
-    Why: ``save_pretrained`` writes ``auto_map`` and copies the module files only when the classes were
-    registered (``import hf_simcit``) at save time; the Hub repo must load without the package either way.
-    Missing ``auto_map`` entries are added and missing modules copied from this package with the sibling
-    modules they import (``from .x import``).
+    ``save_pretrained`` writes ``auto_map`` and copies the module files (the classes register for their Auto
+    class where they are defined), so only a folder saved by an older hf-simcit or edited by hand lacks them.
     """
     config = _read_json(folder / "config.json") or {}
-    if config.get("model_type") != "simcit":
-        return files
-    package = Path(__file__).resolve().parent
-    if config.get("auto_map") is None:
-        config["auto_map"] = dict(REMOTE_CODE_MAP)
-        files["config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     tokenizer_config = _read_json(folder / "tokenizer_config.json") or {}
+    missing = [name for name in REMOTE_CODE_FILES if name not in files]
+    if config.get("auto_map") is None:
+        missing.append("auto_map in config.json")
     if "AutoTokenizer" not in (tokenizer_config.get("auto_map") or {}):
-        tokenizer_config["auto_map"] = {**(tokenizer_config.get("auto_map") or {}), "AutoTokenizer": REMOTE_TOKENIZER_MAP}
-        files["tokenizer_config.json"] = (json.dumps(tokenizer_config, indent=2, sort_keys=True) + "\n").encode()
-    pending = ["configuration_simcit.py", "modeling_simcit.py", "tokenization_simcit.py"]
-    while pending:
-        name = pending.pop()
-        if name not in files:
-            source = package / name
-            if not source.is_file():
-                raise SimCITInputError(f"quantizer: {name} is missing from {folder} and from the hf_simcit package")
-            files[name] = source
-        text = files[name].read_text() if isinstance(files[name], Path) else files[name].decode()
-        pending += [f"{module}.py" for module in re.findall(r"^\s*from \.(\w+) import", text, flags=re.M)
-                    if f"{module}.py" not in files]
-    return files
+        missing.append("auto_map in tokenizer_config.json")
+    if missing:
+        raise SimCITInputError(f"quantizer: {folder} lacks {', '.join(missing)}, so it would not load with "
+                               "trust_remote_code; load it and save it again with save_pretrained")
 
 
 def plan_quantizer(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], dataset_repo: str | None,
@@ -306,7 +290,7 @@ def plan_quantizer(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], dat
     if "sid_table.json" not in files or "tokenizer_config.json" not in files:
         raise SimCITInputError(f"quantizer: {folder} lacks the SID tokenizer (sid_table.json, tokenizer_config.json); "
                                "save the SimCITTokenizer into the quantizer folder (hf-simcit assign) first")
-    files = _with_remote_code(folder, dict(files))
+    _check_remote_code(folder, files)
     sid = _sid_summary(folder)
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1], library_name="transformers", license=license,

@@ -11,7 +11,8 @@ Pipeline for ``n`` items and modalities ``m`` (feature sizes ``d_m``), latent si
     loss = sum_m InfoNCE(P(q), P(e^m)) + codeword-diversity(C)
 
 This module is copied next to saved weights for ``trust_remote_code``: it may only import the standard library,
-torch, transformers and its sibling modules ``configuration_simcit``, ``errors`` and ``safe_files``.
+torch, transformers and its sibling modules ``configuration_simcit``, ``errors``, ``safe_files`` and
+``tokenization_simcit``.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_simcit import SimCITConfig
 from .errors import SimCITInputError
 from .safe_files import check_safe_folder
+
+# a quantizer folder holds the model and its SID tokenizer: importing the model registers both Auto classes
+from .tokenization_simcit import SimCITTokenizer  # noqa: F401
 
 
 @dataclass
@@ -449,5 +453,14 @@ class SimCITQuantizer(SimCITPreTrainedModel):
             )
         self.quantizer.codebooks.copy_(codebooks.to(self.quantizer.codebooks.device))
 
+
+# Registered where it is defined: save_pretrained writes auto_map and copies this file with its siblings
+# (trust_remote_code), and AutoModel resolves a SimCITConfig once this module is imported.
+SimCITQuantizer.register_for_auto_class("AutoModel")
+# Only the installed package registers with the Auto mappings: a copy loaded with trust_remote_code
+# (module `transformers_modules.*`) is registered by transformers itself and must not replace the
+# package's classes process-wide.
+if __name__.startswith("hf_simcit."):
+    AutoModel.register(SimCITConfig, SimCITQuantizer, exist_ok=True)
 
 __all__ = ["SimCITQuantizer", "SimCITPreTrainedModel", "SimCITQuantizerOutput", "info_nce"]

@@ -12,7 +12,7 @@ tokenizer, the ``(num_items, num_levels)`` matrix of LLM token ids that the cons
 
 This module is copied next to a saved tokenizer by ``register_for_auto_class`` so it can be loaded with
 ``trust_remote_code=True`` where ``hf_simcit`` is not installed: it may only import the standard library,
-torch, transformers, and sibling modules that are copied with it (``errors.py``).
+torch, transformers, and sibling modules that are copied with it (``configuration_simcit.py``, ``errors.py``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from transformers import AddedToken, PreTrainedTokenizer
+from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizer
 
+from .configuration_simcit import SimCITConfig
 from .errors import SimCITInputError
 
 VOCAB_FILES_NAMES = {"sid_table_file": "sid_table.json"}
@@ -58,10 +59,6 @@ class SimCITTokenizer(PreTrainedTokenizer):
 
     vocab_files_names = VOCAB_FILES_NAMES
     model_input_names = ["input_ids", "attention_mask"]
-    # Saved folders always carry this module + auto_map (what `register_for_auto_class` sets), so they load
-    # with trust_remote_code even where hf_simcit is not installed.
-    _auto_class = "AutoTokenizer"
-
     def __init__(
         self,
         sid_table_file: str | None = None,
@@ -465,6 +462,16 @@ class SimCITTokenizer(PreTrainedTokenizer):
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(table, handle, ensure_ascii=False, separators=(",", ":"))
         return (path,)
+
+
+# Registered where it is defined: saved folders carry this module + auto_map (trust_remote_code works where
+# hf_simcit is not installed), and AutoTokenizer resolves "SimCITTokenizer" once this module is imported.
+SimCITTokenizer.register_for_auto_class()
+# Only the installed package registers with the Auto mappings: a copy loaded with trust_remote_code
+# (module `transformers_modules.*`) is registered by transformers itself and must not replace the
+# package's classes process-wide.
+if __name__.startswith("hf_simcit."):
+    AutoTokenizer.register(SimCITConfig, tokenizer_class=SimCITTokenizer, exist_ok=True)
 
 
 def _format_sid(codes: Sequence[int]) -> str:

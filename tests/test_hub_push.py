@@ -45,7 +45,6 @@ def _build_run(run, base_repo: str):
     from datasets import Dataset, DatasetDict, Features, List, Value
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    import hf_simcit  # noqa: F401 - registers the Auto classes (auto_map for trust_remote_code)
     from hf_simcit.configuration_simcit import SimCITConfig
     from hf_simcit.modeling_simcit import SimCITQuantizer
     from hf_simcit.quantizers.assignment import save_semantic_ids
@@ -377,13 +376,15 @@ def test_repush_mirrors_the_folder_in_one_commit(pushed, hub):
     assert again.commit_oid == result.commit_oid == hub.head(repo, "dataset")
 
 
-def test_folder_saved_without_auto_map_still_gets_remote_code(pushed, hub, tmp_path):
-    """A quantizer saved while hf_simcit was not registered lacks auto_map and the module files: push adds them."""
+def test_folder_saved_without_auto_map_is_refused(pushed, hub, tmp_path):
+    """A quantizer folder without auto_map and the module files (saved by an older hf-simcit) would not load
+    with trust_remote_code: push refuses it and names what is missing, before anything is sent."""
     import shutil
 
+    from hf_simcit.errors import SimCITInputError
     from hf_simcit.hub import push_run
 
-    run, _, results = pushed
+    run, _, _ = pushed
     stripped = tmp_path / "run"
     shutil.copytree(run / "quantizer", stripped / "quantizer")
     shutil.copytree(run / "data", stripped / "data")
@@ -393,14 +394,9 @@ def test_folder_saved_without_auto_map_still_gets_remote_code(pushed, hub, tmp_p
         config = json.loads((stripped / "quantizer" / name).read_text())
         config.pop("auto_map", None)
         (stripped / "quantizer" / name).write_text(json.dumps(config))
-    result = push_run(stripped, "hf-simcit/stripped", what=["quantizer"])["quantizer"]
-    pushed_files = hub.files(result.repo_id)
-    reference = hub.files(results["quantizer"].repo_id)
-    for name in ("configuration_simcit.py", "modeling_simcit.py", "tokenization_simcit.py", "errors.py"):
-        assert pushed_files[name] == reference[name], name
-    assert json.loads(pushed_files["config.json"])["auto_map"] == json.loads(reference["config.json"])["auto_map"]
-    assert json.loads(pushed_files["tokenizer_config.json"])["auto_map"] == \
-        json.loads(reference["tokenizer_config.json"])["auto_map"]
+    with pytest.raises(SimCITInputError, match="modeling_simcit.py.*auto_map in config.json.*save_pretrained"):
+        push_run(stripped, "hf-simcit/stripped", what=["quantizer"])
+    assert ("model", "hf-simcit/stripped-quantizer") not in hub.repos
 
 
 def test_adapter_on_a_local_base_pushes_the_base_first(pushed, hub, tmp_path):

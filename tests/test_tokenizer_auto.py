@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import hf_simcit  # noqa: F401
-from hf_simcit.registration import ensure_registered
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +121,6 @@ def saved_quantizer_folder(tmp_path):
 
     from hf_simcit.tokenization_simcit import SimCITTokenizer
 
-    ensure_registered()
     torch.manual_seed(0)
     config = SimCITConfig(
         modality_names=["text", "cf"],
