@@ -264,3 +264,18 @@ def test_every_other_loader_refuses_a_pickle_before_reading_the_folder(loader, t
         from hf_simcit.recommender.modeling import _load_causal_lm as load
     with pytest.raises(SimCITInputError, match="refusing to load pytorch_model.bin: a pickle file"):
         load(str(folder))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"recommender.objective": "bogus"}, "objective must be 'full_sequence', 'prefix' or 'auto', got 'bogus'"),
+    ({"recommender.dtype": "float99"}, "model dtype must be float32, bfloat16 or float16, got 'float99'"),
+    ({"recommender.num_train_epochs": "0"}, "num_train_epochs must be positive \\(or max_steps > 0\\)"),
+])
+def test_recommender_choices_and_budget_stop_the_pipeline_before_any_stage(fx, override, message):
+    """Checked when the recipe is read, not when the recommender stage reaches them after the earlier stages
+    (a training budget of 0 steps ended in a TypeError at the final validation)."""
+    from hf_simcit.pipeline import load_pipeline, plan_stages
+
+    with pytest.raises(SimCITInputError, match=message):
+        plan_stages(load_pipeline(fx.pipeline, override))
+    assert not (fx.root / "run").exists()

@@ -61,6 +61,9 @@ class RecommenderModelArguments:
         "help": "Residual and embedding dropout of the config-built Llama (add_residual_dropout)."})
     tiny_attention_dropout: float = field(default=0.0, metadata={"help": "Attention-probability dropout."})
 
+    def __post_init__(self):
+        _dtype(self.dtype)   # a bad dtype stops the pipeline before its first stage, not when the model is built
+
 
 # --------------------------------------------------------------------------------------------------------
 # Base tokenizers and models

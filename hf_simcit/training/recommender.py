@@ -67,6 +67,9 @@ class RecommenderDataArguments:
     eval_sample_seed: int = field(default=0, metadata={"help": "Seed of that sample (the same for every run)."})
     empty_history: str = field(default="skip", metadata={"help": "'skip' or 'error' for empty histories."})
 
+    def __post_init__(self):
+        self.resolved_objective()   # a bad objective stops the pipeline before its first stage, not at training
+
     def template(self) -> PromptTemplate:
         return PromptTemplate(kind=self.prompt_template, instruction=self.instruction, add_eos=self.add_eos)
 
@@ -123,6 +126,12 @@ class RecommenderTrainingArguments:
         "help": "'auto' (latest in checkpoint_dir if any), a checkpoint path, or None/'no'."})
     cpu: bool = False
     dataloader_num_workers: int = 0
+
+    def __post_init__(self):
+        # no budget would train 0 steps and fail at the final validation (a TypeError, after every earlier stage)
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise SimCITInputError(f"num_train_epochs must be positive (or max_steps > 0), got "
+                                   f"num_train_epochs={self.num_train_epochs} and max_steps={self.max_steps}")
 
     def ks(self) -> tuple[int, ...]:
         from ..utils.recipes import parse_positive_ints
