@@ -81,3 +81,21 @@ def test_mask_shape_sparse_with_mask_and_unfitted(X):
         LGMD(2, support="nope").fit(X)
     with pytest.raises(SimCITInputError, match="2-D"):
         LGMD(2).fit(np.zeros(5))
+
+
+def test_lgmd_is_a_scikit_learn_transformer():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3)) @ rng.standard_normal((3, 20))
+    model = LGMD(3, max_iter=3, rho_u=0.2)
+    assert repr(model) == "LGMD(max_iter=3, rank=3, rho_u=0.2)"
+    assert clone(model).set_params(max_iter=2).get_params()["max_iter"] == 2
+    with pytest.raises(NotFittedError):
+        model.transform(X)
+    np.testing.assert_array_equal(model.fit_transform(X), LGMD(3, max_iter=3, rho_u=0.2).fit(X).U_)
+    pipeline = make_pipeline(StandardScaler(), LGMD(3, max_iter=3))
+    assert pipeline.fit_transform(X).shape == (30, 3) and pipeline.transform(X[:4]).shape == (4, 3)

@@ -268,7 +268,8 @@ def test_transform_folds_in_new_rows():
     model = LGMD(3, max_iter=10).fit(X)
     folded = model.transform(X[:5])
     np.testing.assert_allclose(folded @ model.V_.T, X[:5], atol=0.1)
-    assert model.transform() is model.U_
+    with pytest.warns(FutureWarning, match="fit_transform"):   # deprecated: the training rows' U
+        assert model.transform() is model.U_
 
 
 def test_bounded_gauge_keeps_both_graphs_while_optimal_gauge_is_monotone_too():

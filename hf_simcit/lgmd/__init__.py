@@ -1,6 +1,6 @@
 """LGMD: learnable graph-regularised matrix decomposition, and its ``datasets`` transform.
 
-``LGMD`` is the estimator (fit / transform / complete); ``LGMDTransform`` turns a fitted model into a
+``LGMD`` is a scikit-learn transformer (fit / fit_transform / transform of new rows / complete); ``LGMDTransform`` turns a fitted model into a
 callable for ``Dataset.map(batched=True)`` that adds an embedding column (``cf_embedding``);
 ``select_lgmd`` picks options (rho, base, ...) by completion RMSE on held-out observed entries.
 """

@@ -7,12 +7,21 @@ Penalties are *relative*: ``rho_u``/``rho_v`` and ``ridge`` are in units of the 
 the factor (``||U0||^2 / (m k)`` after the SVD initialisation), so the same values work across data scales;
 ``rho`` then acts roughly like a threshold on the correlation of two rows' factors (0 < rho < 1). The
 absolute constants used in the objective are stored in ``penalties_``.
+
+Why a scikit-learn estimator: ``get_params``/``set_params``, ``clone``, the parameter ``repr`` and
+``Pipeline``/``ParameterGrid`` then work as for any transformer; ``fit_transform(X)`` gives the training rows'
+factors ``U``, ``transform(X_new)`` folds new rows in.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from ..errors import SimCITInputError
 from .solver import LGMDState, fit_lgmd
@@ -20,7 +29,7 @@ from .solver import LGMDState, fit_lgmd
 _SUPPORTS = ("auto", "dense", "blocks", "knn")
 # options fixed into a fitted state (its objective, graphs' support and priors): a warm start cannot change them
 _OBJECTIVE_OPTIONS = ("rho_u", "rho_v", "ridge", "sigma2", "support", "max_block_size", "knn", "center",
-                      "learn_graph", "graph_weight", "shrink_to_graph", "base", "attractive", "prior_weight")
+                      "learn_graph", "graph_weight", "base", "attractive", "prior_weight")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -34,8 +43,19 @@ def _as_dtype(dtype) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-class LGMD:
-    """Learnable graph-regularised matrix decomposition.
+class LGMDNotFittedError(SimCITInputError, NotFittedError):
+    """An LGMD used before ``fit``: scikit-learn's ``NotFittedError`` and the package's one-line input error."""
+
+
+class LGMD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Learnable graph-regularised matrix decomposition (a scikit-learn transformer).
+
+    ``auto_wrap_output_keys=None``: no ``set_output`` wrapping of ``transform`` (the factors are plain
+    arrays with no feature names, and the wrapper would drop the deprecated ``transform()`` form).
+
+    The 27 options stay flat constructor arguments, as scikit-learn expects: ``get_params``, ``set_params``
+    and ``ParameterGrid`` address each by name; the solver-only ones (``admm_*``, ``gauge*``, ``trace_steps``)
+    have defaults that need no tuning.
 
     Args:
         rank: k, the embedding size.
@@ -63,8 +83,6 @@ class LGMD:
             s0 = mean initial factor variance). Why: the learned Theta ~ S^-1 is calibrated to the factors'
             own spread, so alone it barely shrinks them (completion then equals SVD imputation); ``base`` is
             the PMF prior that LGMD's graph refines. 0 gives the plain model of the method notes.
-        shrink_to_graph: with ``graph_weight > 0``, shrink the covariance towards the kNN-graph covariance
-            instead of the identity (experimental).
         attractive: constrain both precision matrices to non-positive off-diagonals (attractive Gaussian
             graphical models, i.e. generalised graph Laplacians). Why: then ``tr(W^T Theta W)`` contains
             ``-Theta_ij ||w_i - w_j||^2`` for every edge, so the learned graph pulls neighbouring rows together
@@ -108,7 +126,6 @@ class LGMD:
         graph_weight: float = 0.0,
         gauge: str = "bounded",
         gauge_bound: float = 2.0,
-        shrink_to_graph: bool = False,
         base: float = 1.0,
         attractive: bool = False,
         prior_weight: float = 1.0,
@@ -137,11 +154,9 @@ class LGMD:
         self.graph_weight = graph_weight
         self.gauge = gauge
         self.gauge_bound = gauge_bound
-        self.shrink_to_graph = shrink_to_graph
         self.base = base
         self.attractive = attractive
         self.prior_weight = prior_weight
-        self._state: LGMDState | None = None
 
     # ------------------------------------------------------------------------------------------------
     # validation
@@ -281,18 +296,23 @@ class LGMD:
 
     def fit(self, X, mask=None) -> LGMD:
         """Fit on X (m, n): numpy/torch dense (missing entries marked by ``mask=False``) or scipy/torch sparse
-        (fully observed, e.g. a user x item interaction matrix)."""
+        (fully observed, e.g. a user x item interaction matrix).
+
+        The second argument is the observation mask, not a target: in an unsupervised ``Pipeline`` it receives
+        ``y=None``, i.e. every entry observed.
+        """
         shape = tuple(X.shape)
         if len(shape) != 2:
             raise SimCITInputError(f"X must be a 2-D matrix, got shape {shape}")
         support = self._check_params(shape)
         X_t, mask_t = self._prepare(X, mask)
         warm = None
-        if self.warm_start and self._state is not None:
-            if (self._state.U.shape[0], self._state.V.shape[0]) != shape or self._state.U.shape[1] != self.rank:
+        previous: LGMDState | None = getattr(self, "_state", None)
+        if self.warm_start and previous is not None:
+            if (previous.U.shape[0], previous.V.shape[0]) != shape or previous.U.shape[1] != self.rank:
                 raise SimCITInputError(
                     f"warm_start=True but X is {shape[0]} x {shape[1]} (rank {self.rank}) while the previous "
-                    f"fit was {self._state.U.shape[0]} x {self._state.V.shape[0]} (rank {self._state.U.shape[1]})"
+                    f"fit was {previous.U.shape[0]} x {previous.V.shape[0]} (rank {previous.U.shape[1]})"
                 )
             changed = {name: (old, getattr(self, name)) for name, old in self._objective_options.items()
                        if getattr(self, name) != old}
@@ -302,7 +322,7 @@ class LGMD:
                     + ", ".join(f"{name} changed from {old!r} to {new!r}" for name, (old, new) in changed.items())
                     + "; fit with warm_start=False to use the new options"
                 )
-            warm = self._state
+            warm = previous
         state = fit_lgmd(
             X_t,
             mask_t,
@@ -325,7 +345,6 @@ class LGMD:
             graph_weight=float(self.graph_weight),
             gauge=self.gauge,
             gauge_bound=float(self.gauge_bound),
-            shrink_to_graph=bool(self.shrink_to_graph),
             base=float(self.base),
             attractive=bool(self.attractive),
             prior_weight=float(self.prior_weight),
@@ -364,22 +383,31 @@ class LGMD:
         }
 
     def _check_fitted(self) -> None:
-        if self._state is None:
-            raise SimCITInputError("this LGMD is not fitted yet; call fit(X) first")
+        try:
+            check_is_fitted(self, ("U_", "V_"))
+        except NotFittedError:
+            raise LGMDNotFittedError("this LGMD is not fitted yet; call fit(X) first") from None
 
-    def fit_transform(self, X, mask=None) -> np.ndarray:
-        """Fit and return the row embeddings U (m, k)."""
+    def fit_transform(self, X, y=None, mask=None) -> np.ndarray:
+        """Fit and return the training rows' embeddings U (m, k) (``y`` is ignored: unsupervised).
+
+        Why not ``fit(X).transform(X)``: the fitted U uses the learned row graph; folding the same rows in
+        again with V fixed would give different (graph-less) embeddings.
+        """
         return self.fit(X, mask).U_
 
     def transform(self, X=None, mask=None) -> np.ndarray:
-        """Row embeddings. Without X: the training rows' U. With X (r, n): fold new rows in with V fixed.
+        """Embeddings of new rows X (r, n), folded in with V fixed.
 
         A new row has no place in the learned row graph, so its prior precision is the mean diagonal of
         Theta_U (ours): ``u = (V_o^T V_o + sigma2 * mean(diag Theta_U) I)^-1 V_o^T x_o`` over its observed
-        entries o.
+        entries o. ``transform()`` without X (the training rows' U) is deprecated: use ``fit_transform(X)``
+        or the ``U_`` attribute.
         """
         self._check_fitted()
         if X is None:
+            warnings.warn("LGMD.transform() without X is deprecated; use fit_transform(X) or the U_ attribute "
+                          "for the training rows' embeddings", FutureWarning, stacklevel=2)
             return self.U_
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.V_.shape[0]:
@@ -410,12 +438,6 @@ class LGMD:
             raise SimCITInputError(f"X has shape {X.shape}, the fitted matrix is {full.shape}")
         obs = np.isfinite(X) if mask is None else np.asarray(mask, dtype=bool)
         return np.where(obs, X, full)
-
-    def __repr__(self) -> str:
-        return (
-            f"LGMD(rank={self.rank}, rho_u={self.rho_u}, rho_v={self.rho_v}, ridge={self.ridge}, "
-            f"support={self.support!r})"
-        )
 
 
 def _orient_columns(state) -> None:

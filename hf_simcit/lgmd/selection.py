@@ -9,11 +9,11 @@ method is tuned the same way.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import ParameterGrid
 
 from ..errors import SimCITInputError
 from .estimator import LGMD
@@ -41,11 +41,11 @@ def validation_split(mask: np.ndarray, fraction: float = 0.05, seed: int = 0) ->
 
 
 def param_grid(grid: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """``{"a": [1, 2], "b": [3]}`` -> ``[{"a": 1, "b": 3}, {"a": 2, "b": 3}]``; a list of dicts passes through."""
-    if isinstance(grid, Mapping):
-        keys = list(grid)
-        return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-    return [dict(g) for g in grid]
+    """The settings to try: scikit-learn's ``ParameterGrid`` of ``{"a": [1, 2], "b": [3]}`` (every
+    combination), or a list of option dicts taken as they are (each a one-point grid)."""
+    if not isinstance(grid, Mapping):
+        grid = [{name: [value] for name, value in options.items()} for options in grid]
+    return list(ParameterGrid(grid))
 
 
 def validation_rmse(completed: np.ndarray, X: np.ndarray, val: np.ndarray) -> float:

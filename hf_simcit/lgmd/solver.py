@@ -81,7 +81,6 @@ class SideState:
     rho: float = 0.0  # absolute l1 weight in F
     eps: float = 0.0  # absolute ridge in F
     weight: float = 1.0  # gamma: this side's prior weight (prior_weight, times (m + n) / (2 p) if balanced)
-    target: torch.Tensor | None = None  # (nb, B, B) shrinkage target T of the ridge (None: identity)
     base: float = 0.0  # beta: fixed isotropic precision added to Theta in the prior of the factor
     attractive: bool = False  # constrain Theta's off-diagonal to <= 0 (a generalised graph Laplacian)
 
@@ -153,7 +152,7 @@ def _side_objective(side: SideState, W: torch.Tensor) -> float:
         + 0.5 * side.base * (W.double() ** 2).sum()
         - 0.5 * k * prec.logdet().double()
         + side.rho * prec.l1_offdiag().double()
-        + 0.5 * k * side.eps * (prec.trace() if side.target is None else (side.target * prec.theta).sum()).double()
+        + 0.5 * k * side.eps * prec.trace().double()
     )
     return side.weight * float(value)
 
@@ -213,9 +212,7 @@ def _precision_step(side: SideState, W: torch.Tensor, admm_iter: int, admm_tol: 
     """Graphical lasso on S = W W^T / k + eps I, weight 2 rho / k; safeguarded so F cannot increase."""
     k = W.shape[1]
     prec = side.precision
-    cov = batched_covariance(prec, W, side.eps if side.target is None else 0.0)
-    if side.target is not None:
-        cov = cov + side.eps * side.target
+    cov = batched_covariance(prec, W, side.eps)
     lam = 2 * side.rho / k
     theta, admm_state, _ = admm_graphical_lasso(
         cov, lam, support=prec.support, attractive=side.attractive, max_iter=admm_iter, tol=admm_tol,
@@ -263,7 +260,6 @@ def _build_side(
     max_block_size: int,
     knn: int,
     graph_weight: float = 0.0,
-    shrink_to_graph: bool = False,
     base_rel: float = 0.0,
 ) -> SideState:
     """Blocks, optional kNN mask, and absolute constants (relative to the mean initial row variance)."""
@@ -279,20 +275,13 @@ def _build_side(
     prec = BlockPrecision.from_blocks(
         blocks, p, scale=1.0 / (scale + eps), dtype=W.dtype, device=W.device
     )
-    target = None
     if support == "knn" or graph_weight > 0:
         mask = knn_support(prec, W, knn)
         if support == "knn":
             prec.support = mask
         if graph_weight > 0:
             prec.theta = knn_laplacian_precision(prec, mask, graph_weight, scale + eps)
-            if shrink_to_graph:
-                # ridge target T = (I + w L)^-1 normalised to unit mean diagonal: S = W W^T / k + eps T
-                valid = prec.valid.to(W.dtype)
-                inverse = torch.linalg.inv(prec.theta) * (valid[:, :, None] * valid[:, None, :])
-                diag = torch.diagonal(inverse, dim1=-2, dim2=-1)
-                target = inverse / ((diag * valid).sum() / valid.sum())
-    return SideState(precision=prec, rho=lam * k / 2, eps=eps, target=target, base=base_rel / scale)
+    return SideState(precision=prec, rho=lam * k / 2, eps=eps, base=base_rel / scale)
 
 
 def knn_laplacian_precision(prec: BlockPrecision, mask: torch.Tensor, weight: float, scale: float) -> torch.Tensor:
@@ -332,7 +321,6 @@ def fit_lgmd(
     graph_weight: float = 0.0,
     gauge: str = "bounded",
     gauge_bound: float = 2.0,
-    shrink_to_graph: bool = False,
     base: float = 0.0,
     attractive: bool = False,
     prior_weight: float = 1.0,
@@ -354,8 +342,8 @@ def fit_lgmd(
         state.history, state.trace = list(state.history), []
     else:
         U, V = initial_factors(data, rank, seed)
-        row = _build_side(U, rho_u, ridge, support, max_block_size, knn, graph_weight, shrink_to_graph, base)
-        col = _build_side(V, rho_v, ridge, support, max_block_size, knn, graph_weight, shrink_to_graph, base)
+        row = _build_side(U, rho_u, ridge, support, max_block_size, knn, graph_weight, base)
+        col = _build_side(V, rho_v, ridge, support, max_block_size, knn, graph_weight, base)
         row.attractive = col.attractive = attractive
         row.weight = col.weight = prior_weight
         if balance_priors:
