@@ -279,3 +279,15 @@ def test_recommender_choices_and_budget_stop_the_pipeline_before_any_stage(fx, o
     with pytest.raises(SimCITInputError, match=message):
         plan_stages(load_pipeline(fx.pipeline, override))
     assert not (fx.root / "run").exists()
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"quantizer.codebook_init": "bogus"}, "codebook_init must be one of"),
+    ({"quantizer.learning_rate": "-1"}, "learning_rate must not be negative"),
+])
+def test_quantizer_settings_stop_the_pipeline_before_any_stage(fx, override, message):
+    from hf_simcit.pipeline import load_pipeline, plan_stages
+
+    with pytest.raises(SimCITInputError, match=message):
+        plan_stages(load_pipeline(fx.pipeline, override))
+    assert not (fx.root / "run").exists()

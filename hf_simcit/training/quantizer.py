@@ -103,6 +103,11 @@ class QuantizerTrainingArguments:
             raise SimCITInputError(f"validation_share must be in [0, 1), got {self.validation_share}")
         if self.max_steps < 1 or self.per_device_batch_size < 2 or self.eval_steps < 1:
             raise SimCITInputError("max_steps and eval_steps must be >= 1 and per_device_batch_size >= 2")
+        if self.learning_rate < 0:
+            raise SimCITInputError(f"learning_rate must not be negative, got {self.learning_rate}")
+        # the model's settings (codebook_init, num_levels, ...) checked now, with a stand-in modality, so a bad
+        # value stops the pipeline before its first stage rather than at the quantizer stage
+        self.simcit_config(["text"], [1])
 
     def simcit_config(self, modalities: list[str], dims: list[int]):
         from ..configuration_simcit import SimCITConfig
