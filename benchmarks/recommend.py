@@ -371,7 +371,7 @@ def reevaluate(args, rec, workdir: Path, command: str) -> int:
         best = load_recommender(folder, device="cuda" if torch.cuda.is_available() else "cpu")
         m = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, split, num_beams=args.beams,
                                  ks=(5, 10), batch_size=args.eval_batch_size, desc=f"{args.reevaluate} {method}",
-                                 return_rankings=True)
+                                 return_rankings=True, exclude_history=args.exclude_history)
         split_hits = history_split(m.pop("rankings"), split, m["recall@10"])
         step = json.loads((folder / "train_log.json").read_text())["best_step"]
         lines.append(f"| {NAMES[method]} | {m['recall@5']:.4f} | {m['ndcg@5']:.4f} | {m['recall@10']:.4f} | "
@@ -385,7 +385,9 @@ def reevaluate(args, rec, workdir: Path, command: str) -> int:
         with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(f"\nRe-evaluation of the saved generators (best validation checkpoints, no retraining) on the "
                     f"{args.reevaluate} split, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, threads "
-                    f"{torch.get_num_threads()}. Command: `{command}`\n\n{table}\n")
+                    f"{torch.get_num_threads()}"
+                    f"{'; the history items of each user are excluded from the ranking' if args.exclude_history else ''}"
+                    f". Command: `{command}`\n\n{table}\n")
     return 0
 
 
@@ -439,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="no training: merge results files of runs that trained different rows")
     parser.add_argument("--smoke", action="store_true",
                         help="a minute on CPU: ML-100K, 1 epoch, small samples, nothing written to benchmarks/")
+    parser.add_argument("--exclude-history", action="store_true",
+                        help="with --reevaluate: never rank a user's own history items (RecBole's protocol; for "
+                             "data without repeat consumption)")
     parser.add_argument("--reevaluate", choices=["validation", "test"], default=None,
                         help="no training: evaluate the generators saved by an earlier run on this split")
     args = parser.parse_args(argv)
@@ -467,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = CACHE / "runs" / args.dataset
     if args.reevaluate:
         return reevaluate(args, rec, workdir, command)
+    if args.exclude_history:
+        raise SystemExit("--exclude-history is a --reevaluate option (the training runs score the plain protocol)")
     simcit_args = quantizer_recipe(args.dataset, args, workdir)
     modalities = list(simcit_args.modalities or feats.modalities)
     base_modalities = modalities if args.baseline_modalities == "same" else \

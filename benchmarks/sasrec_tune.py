@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--exclude-history", action="store_true",
+                        help="also score validation/test with the users' history items excluded (RecBole's protocol)")
     parser.add_argument("--show-test", action="store_true", help="print test metrics (only for the chosen run)")
     parser.add_argument("--log", default="/tmp/sasrec_work/runs.jsonl")
     args = parser.parse_args()
@@ -57,20 +59,27 @@ def main() -> None:
                           eval_max_examples=args.eval_examples, objective=args.objective, layer_norm=args.layer_norm,
                           seed=args.seed)
     start = time.perf_counter()
-    _, result = train_sasrec(rec.splits, config, device="cpu", ks=(5, 10), max_steps=args.max_steps, verbose=True)
+    model, result = train_sasrec(rec.splits, config, device="cpu", ks=(5, 10), max_steps=args.max_steps, verbose=True)
     epochs = result["epochs"]
+    if args.exclude_history:   # the same best model, scored without the history items (RecBole's full ranking)
+        from hf_simcit.baselines.sasrec import evaluate_sasrec
+
+        for split in ("validation", "test"):
+            result[f"{split}_exclude_history"] = evaluate_sasrec(model, rec.splits[split], (5, 10),
+                                                                 exclude_history=True)
     row = {"settings": {k: v for k, v in vars(args).items() if k not in ("log", "show_test")},
            "epochs": epochs, "best_epoch": result["best_epoch"], "steps": result["steps"],
            "s_per_epoch": round(result["train_s"] / max(epochs, 1), 1), "train_s": result["train_s"],
            "wall_s": round(time.perf_counter() - start, 1),
            "validation": {k: round(v, 4) for k, v in result["validation"].items() if isinstance(v, float)},
-           "test": {k: round(v, 4) for k, v in result["test"].items() if isinstance(v, float)},
+           **{name: {k: round(v, 4) for k, v in result[name].items() if isinstance(v, float)}
+              for name in ("test", "validation_exclude_history", "test_exclude_history") if name in result},
            "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()
                         if k in ("epoch", "seconds", "loss", "ndcg@10", "recall@10")} for h in result["history"]]}
     Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     with open(args.log, "a") as f:
         f.write(json.dumps(row) + "\n")
-    shown = {k: v for k, v in row.items() if k != "history" and (k != "test" or args.show_test)}
+    shown = {k: v for k, v in row.items() if k != "history" and (not k.startswith("test") or args.show_test)}
     print(json.dumps(shown, indent=1))
 
 

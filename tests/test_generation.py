@@ -435,6 +435,24 @@ def test_overfit_tiny_model_recommends_its_targets():
 # ------------------------------------------------------------------------------------------ bad input
 
 
+def test_excluded_items_are_never_recommended_and_the_rest_keep_their_exact_order():
+    """exclude_items (e.g. the history's own items) = the exhaustive ranking with those items taken out."""
+    model = tiny_model("qwen3", seed=3)
+    sids = sid_table(20, [range(40, 44), range(44, 48), range(48, 50)], seed=3)
+    prompts = random_prompts(3, seed=2)
+    exclude = [[0, 5, 7], [], list(range(15))]
+    out = recommend(model, prompts, sids, k=5, num_beams=24, exclude_items=exclude)
+    for row, prompt in enumerate(prompts):
+        exact = teacher_forced_scores(model, prompt, sids).argsort(descending=True).tolist()
+        assert out.item_indices[row].tolist() == [i for i in exact if i not in exclude[row]][:5]
+    few = recommend(model, prompts[:1], sids, k=6, num_beams=24, exclude_items=[list(range(15))])
+    assert few.item_indices[0, 5] == -1 and torch.isneginf(few.scores[0, 5])   # only 5 items left
+    with pytest.raises(SimCITInputError, match="exclude_items has 1 lists for 3 histories"):
+        recommend(model, prompts, sids, k=5, exclude_items=[[1]])
+    with pytest.raises(SimCITInputError, match="exclude_items row 0: item indices must be in 0..19"):
+        recommend(model, prompts[:1], sids, k=5, exclude_items=[[20]])
+
+
 @pytest.fixture(scope="module")
 def small_setup():
     model = tiny_model("qwen3", seed=13)

@@ -317,3 +317,22 @@ def test_recommend_items_on_raw_ids_caps_k_and_names_bad_input():
         recommend_items(rec, [[]], k=3)
     with pytest.raises(SimCITInputError, match="num_beams"):
         recommend_items(rec, [["item1"]], k=5, num_beams=2)
+
+
+def test_evaluation_can_exclude_each_examples_history_items(tmp_path):
+    splits = tiny_splits()
+    args = train_args(tmp_path, max_steps=5)
+    train_recommender(tiny_model_args(), RecommenderDataArguments(eval_max_examples=None), args, splits=splits,
+                      sid_source=tiny_sids())
+    rec = load_recommender(args.output_dir)
+    test = splits["test"]
+
+    def rankings(**kw) -> list[list[int]]:
+        return evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, test, num_beams=5, ks=(1, 5),
+                                    return_rankings=True, **kw)["rankings"].tolist()
+
+    plain, excluded = rankings(), rankings(exclude_history=True)
+    assert any(set(r) & set(h) for r, h in zip(plain, test["history"]))       # history items do come up
+    assert not any(set(r) & set(h) for r, h in zip(excluded, test["history"]))
+    with pytest.raises(SimCITInputError, match="exclude_history needs the 'generation' engine"):
+        rankings(exclude_history=True, engine="reference")

@@ -56,6 +56,17 @@ def test_sasrec_budget_in_steps_and_padding_invariance():
         torch.testing.assert_close(model(short), model(encode_histories([[4, 5]], 4, NUM_ITEMS)[:, -2:]))
 
 
+def test_excluded_history_is_the_full_ranking_without_the_history_items():
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=NUM_ITEMS, max_len=4, hidden_size=16, num_layers=1, num_heads=2)).eval()
+    histories = [[3, 1, 4], [0], [5, 9, 2, 6, 7]]            # the last one is longer than max_len
+    full = rank_items(model, histories, top=NUM_ITEMS)
+    kept = rank_items(model, histories, top=5, exclude_history=True)
+    for row, history in enumerate(histories):
+        visible = set(history[-4:])                           # what the model sees is what is excluded
+        assert kept[row].tolist() == [i for i in full[row].tolist() if i not in visible][:5]
+
+
 def test_sasrec_bad_histories():
     with pytest.raises(SimCITInputError, match="empty history"):
         encode_histories([[1], []], 4, NUM_ITEMS)

@@ -183,31 +183,41 @@ def encode_histories(histories: Sequence[Sequence[int]], max_len: int, num_items
 
 @torch.no_grad()
 def _rank_encoded(model: SASRec, sequences: torch.Tensor, top: int, batch_size: int,
-                  device: str | torch.device) -> torch.Tensor:
+                  device: str | torch.device, exclude_history: bool = False) -> torch.Tensor:
     model.eval()
     top = min(top, model.config.num_items)
-    out = [model(sequences[start:start + batch_size].to(device)).topk(top, dim=-1).indices.cpu()
-           for start in range(0, len(sequences), batch_size)]
+    out = []
+    for start in range(0, len(sequences), batch_size):
+        batch = sequences[start:start + batch_size].to(device)
+        scores = model(batch)
+        if exclude_history:   # one spare column takes the padding's writes
+            scores = torch.cat([scores, scores.new_zeros(len(batch), 1)], dim=1)
+            scores = scores.scatter(1, torch.where(batch > 0, batch - 1, model.config.num_items), float("-inf"))
+            scores = scores[:, :-1]
+        out.append(scores.topk(top, dim=-1).indices.cpu())
     return torch.cat(out) if out else torch.empty(0, top, dtype=torch.long)
 
 
 def rank_items(model: SASRec, histories: Sequence[Sequence[int]], top: int, batch_size: int = 512,
-               device: str | torch.device = "cpu") -> torch.Tensor:
-    """Top-``top`` item indices ``(n, top)`` over the full catalogue for each history."""
+               device: str | torch.device = "cpu", exclude_history: bool = False) -> torch.Tensor:
+    """Top-``top`` item indices ``(n, top)`` over the full catalogue for each history; ``exclude_history``:
+    never one of the history's (last ``max_len``) items, as :func:`hf_simcit.training.evaluate_recommender`."""
     sequences = encode_histories(histories, model.config.max_len, model.config.num_items)
-    return _rank_encoded(model, sequences, top, batch_size, device)
+    return _rank_encoded(model, sequences, top, batch_size, device, exclude_history)
 
 
 def evaluate_sasrec(model: SASRec, split: Any, ks: Sequence[int] = (5, 10), max_examples: int | None = None,
-                    device: str | torch.device = "cpu", seed: int = 0) -> dict[str, float]:
+                    device: str | torch.device = "cpu", seed: int = 0, exclude_history: bool = False
+                    ) -> dict[str, float]:
     """Full-ranking Recall/NDCG@ks and MRR on ``split`` (``max_examples`` rows sampled with
-    :func:`hf_simcit.data.sample_rows`, a fixed seeded random sample; None = every row)."""
+    :func:`hf_simcit.data.sample_rows`, a fixed seeded random sample; None = every row); ``exclude_history``:
+    the history's items are never ranked (RecBole's protocol)."""
     from ..data import sample_rows
     from ..training.evaluation import ranking_metrics
 
     rows = sample_rows(len(split), max_examples, seed)
     part = split[rows] if len(rows) < len(split) else split[:]
-    ranked = rank_items(model, part["history"], max(ks), device=device)
+    ranked = rank_items(model, part["history"], max(ks), device=device, exclude_history=exclude_history)
     metrics = ranking_metrics(ranked, torch.as_tensor(part["target"]), ks)
     metrics["num_examples"] = len(rows)
     return metrics

@@ -141,6 +141,7 @@ def sid_beam_search(
     batch_size: int = 32,
     show_progress: bool = False,
     score_vocab: ScoreVocab = "full",
+    exclude_items: list[list[int]] | None = None,
 ) -> SIDBeamSearchOutput:
     """Exact trie-constrained beam search over SIDs of ``trie.num_levels`` tokens.
 
@@ -156,6 +157,10 @@ def sid_beam_search(
             ``generate``; ``"sid"``: normalised over the catalogue's SID tokens only, computing the output
             layer for those rows only (much faster for large vocabularies; the ranking model of engines
             that evaluate ``lm_head`` over the SID range).
+        exclude_items: optional, one list of item indices per history (e.g. the history's own items) that
+            may not be recommended: their last SID token is masked at the last level, so the beams go to the
+            best items outside the list (the search over the catalogue minus those items). Why in the
+            search and not after it: filtering the returned list would leave fewer than ``num_beams`` items.
 
     Returns:
         :class:`SIDBeamSearchOutput` with beams sorted by score.
@@ -170,6 +175,7 @@ def sid_beam_search(
     tree = _resolve_kv_sharing(model, kv_sharing)
     logits_function = _LogitsFunction(model, trie, score_vocab)
     input_ids, attention_mask = prepare_prompts(input_ids, attention_mask, device=device)  # left padding
+    excluded = _excluded_table(exclude_items, input_ids.shape[0], trie.num_items, device)
     outputs = []
     starts = range(0, input_ids.shape[0], batch_size)
     for start in tqdm(starts, desc="SID beam search", disable=not show_progress or len(starts) < 2):
@@ -178,7 +184,8 @@ def sid_beam_search(
         first_real = int(mask.any(0).nonzero()[0])
         outputs.append(
             _search_batch(
-                model, ids[:, first_real:], mask[:, first_real:], trie, num_beams, tree, logits_function
+                model, ids[:, first_real:], mask[:, first_real:], trie, num_beams, tree, logits_function,
+                None if excluded is None else excluded[start : start + batch_size],
             )
         )
     return SIDBeamSearchOutput(
@@ -196,6 +203,7 @@ def _search_batch(
     num_beams: int,
     tree: bool,
     logits_function: _LogitsFunction,
+    excluded: torch.Tensor | None = None,
 ) -> SIDBeamSearchOutput:
     n, prompt_length = input_ids.shape
     device = input_ids.device
@@ -240,6 +248,9 @@ def _search_batch(
         candidate_tokens, candidate_nodes = trie.children(level, beam_nodes)  # (n, b, M)
         log_probs = _candidate_log_probs(logits, logits_function.columns(candidate_tokens))  # (n, b, M)
         del logits
+        if excluded is not None and level == trie.num_levels - 1:   # candidate_nodes are item indices here
+            banned = (candidate_nodes.unsqueeze(-1) == excluded[:, None, None, :]).any(-1) & (candidate_nodes >= 0)
+            log_probs = log_probs.masked_fill(banned, float("-inf"))   # -inf candidates become dead beams
         beam_scores, parent, beam_tokens, beam_nodes = _select_top_beams(
             beam_scores, log_probs, candidate_tokens, candidate_nodes, num_beams
         )
@@ -260,6 +271,23 @@ def _search_batch(
                 flat_parent = (torch.arange(n, device=device).unsqueeze(1) * num_beams + parent).flatten()
                 cache.reorder_cache(flat_parent)
     return SIDBeamSearchOutput(sequences=sequences, item_indices=beam_nodes, scores=beam_scores)
+
+
+def _excluded_table(exclude_items: list[list[int]] | None, n: int, num_items: int,
+                    device: torch.device) -> torch.Tensor | None:
+    """``exclude_items`` as a LongTensor ``(n, H)`` right-padded with ``-1`` (None when not given)."""
+    if exclude_items is None:
+        return None
+    if len(exclude_items) != n:
+        raise SimCITInputError(f"exclude_items has {len(exclude_items)} lists for {n} histories")
+    rows = [sorted({int(i) for i in row}) for row in exclude_items]
+    for index, row in enumerate(rows):
+        if row and not (row[0] >= 0 and row[-1] < num_items):
+            raise SimCITInputError(f"exclude_items row {index}: item indices must be in 0..{num_items - 1}")
+    table = torch.full((n, max([1, *map(len, rows)])), -1, dtype=torch.long)
+    for index, row in enumerate(rows):
+        table[index, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+    return table.to(device)
 
 
 def _candidate_log_probs(logits: torch.Tensor, candidate_columns: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ def recommend(
     kv_sharing: KVSharing = "auto",
     show_progress: bool = False,
     score_vocab: ScoreVocab = "full",
+    exclude_items: list[list[int]] | None = None,
 ) -> Recommendations:
     """Recommend ``k`` items per history by trie-constrained SID beam search.
 
@@ -57,10 +58,14 @@ def recommend(
         score_vocab: ``"full"`` (default; scores = log-probabilities over the whole vocabulary, exactly those
             of ``generate``) or ``"sid"`` (normalised over the SID tokens; the output layer is evaluated for
             those rows only, several times faster when the base vocabulary is large).
+        exclude_items: optional, one list of item indices per history that may not be recommended (e.g. the
+            history's own items, for data without repeat consumption); see
+            :func:`~hf_simcit.generation.sid_beam_search`.
 
     Returns:
-        :class:`Recommendations`; every item is a real catalogue item and items are distinct per history.
-        The model is run in eval mode (its previous mode is restored).
+        :class:`Recommendations`; every item is a real catalogue item and items are distinct per history
+        (with ``exclude_items``, a slot is ``-1`` with score ``-inf`` only if the exclusions leave fewer than
+        ``k`` items reachable by the beams). The model is run in eval mode (its previous mode is restored).
     """
     trie = item_token_ids if isinstance(item_token_ids, SIDTrie) else SIDTrie(item_token_ids)
     if not isinstance(k, int) or k < 1:
@@ -91,10 +96,11 @@ def recommend(
             batch_size=batch_size,
             show_progress=show_progress,
             score_vocab=score_vocab,
+            exclude_items=exclude_items,
         )
     finally:
         model.train(was_training)
     items = beams.item_indices[:, :k]
-    if bool((items < 0).any()):  # cannot happen when k <= num_items <= valid beams; guard against silent junk
+    if exclude_items is None and bool((items < 0).any()):  # cannot happen when k <= num_items <= valid beams; guard against silent junk
         raise RuntimeError("SID beam search returned fewer than k valid items; please report this as a bug")
     return Recommendations(item_indices=items, scores=beams.scores[:, :k], sequences=beams.sequences[:, :k])

@@ -50,6 +50,7 @@ def evaluate_recommender(
     desc: str = "evaluate",
     return_rankings: bool = False,
     engine: str = "auto",
+    exclude_history: bool = False,
 ) -> dict[str, Any]:
     """Recall/NDCG@K and MRR of ``model`` on ``split`` (``history``, ``target`` columns), full ranking.
 
@@ -58,6 +59,8 @@ def evaluate_recommender(
     validation during training); ``None`` means all of it. ``engine``: ``"generation"`` (the optimised
     :func:`hf_simcit.generation.recommend`), ``"reference"`` (the plain exact search in
     :mod:`hf_simcit.recommender.decoding`) or ``"auto"`` (the first when importable).
+    ``exclude_history``: never recommend an item of the example's own history (RecBole's full-ranking
+    protocol; right for data without repeat consumption, wrong where users come back to items).
     """
     from tqdm.auto import tqdm
 
@@ -76,13 +79,14 @@ def evaluate_recommender(
     was_training = model.training
     model.eval()
     width = min(num_beams, num_items)
-    search = _search_engine(engine, width)
+    search = _search_engine(engine, width, exclude_history)
     rankings = []
     show = accelerator is None or accelerator.is_local_main_process
     for start in tqdm(range(0, len(rows_to_decode), batch_size), desc=desc, disable=not show, leave=False):
         rows = rows_to_decode[start:start + batch_size]
         prompts = [formatter.prompt_ids(histories[i], where=f"{desc} row {i}") for i in rows]
-        items = search(model, prompts, item_token_ids, tokenizer.pad_token_id, device)
+        exclude = [histories[i] for i in rows] if exclude_history else None
+        items = search(model, prompts, item_token_ids, tokenizer.pad_token_id, device, exclude)
         tag = torch.as_tensor(tags[start:start + batch_size], dtype=torch.long).view(-1, 1)
         rankings.append(torch.cat([tag, items.cpu().long()], dim=1))
     if was_training:
@@ -133,22 +137,26 @@ def _gather_rankings(ranked: torch.Tensor, n: int, accelerator: Any, device: Any
     return gathered
 
 
-def _search_engine(engine: str, width: int) -> Callable:
-    """``search(model, prompts, item_token_ids, pad_id, device) -> (B, width)`` item indices, best first."""
+def _search_engine(engine: str, width: int, exclude_history: bool = False) -> Callable:
+    """``search(model, prompts, item_token_ids, pad_id, device, exclude) -> (B, width)`` item indices, best
+    first; ``exclude``: None or one list of item indices per prompt that may not be recommended."""
     from ..recommender.data import pad_prompts
     from ..recommender.decoding import sid_beam_search
 
-    def reference(model, prompts, item_token_ids, pad_id, device):
+    def reference(model, prompts, item_token_ids, pad_id, device, exclude=None):
         batch = {k: v.to(device) for k, v in pad_prompts(prompts, pad_id).items()}
         return sid_beam_search(model, batch["input_ids"], batch["attention_mask"], item_token_ids,
                                num_beams=width, position_ids=batch["position_ids"])[0]
 
     if engine == "reference":
+        if exclude_history:
+            raise SimCITInputError("exclude_history needs the 'generation' engine (the reference search has no "
+                                   "exclusions)")
         return reference
     try:
         from ..generation import recommend
     except ImportError:
-        if engine == "generation":
+        if engine == "generation" or exclude_history:
             raise
         return reference
 
@@ -156,7 +164,7 @@ def _search_engine(engine: str, width: int) -> Callable:
 
     tries: dict[tuple[int, str], SIDTrie] = {}
 
-    def generation(model, prompts, item_token_ids, pad_id, device):
+    def generation(model, prompts, item_token_ids, pad_id, device, exclude=None):
         # one trie per catalogue and device (building it for 12k items takes ~1 s; batches are ~30 ms)
         key = (id(item_token_ids), str(device))
         if key not in tries:
@@ -164,7 +172,8 @@ def _search_engine(engine: str, width: int) -> Callable:
             tries[key] = SIDTrie(item_token_ids.to(device))
         batch = {k: v.to(device) for k, v in pad_prompts(prompts, pad_id).items()}
         return recommend(model, batch["input_ids"], tries[key], k=width, num_beams=width,
-                         attention_mask=batch["attention_mask"], batch_size=len(prompts)).item_indices
+                         attention_mask=batch["attention_mask"], batch_size=len(prompts),
+                         exclude_items=exclude).item_indices
 
     if engine not in ("auto", "generation"):
         raise SimCITInputError(f"engine must be 'auto', 'generation' or 'reference', got {engine!r}")
