@@ -74,7 +74,11 @@ def test_train_evaluate_recommend_commands(run_dir, capsys):
                  "--num-beams", "5", "--ks", "1,5", "--output", str(metrics_file)]) == 0
     metrics = json.loads(metrics_file.read_text())
     assert metrics["split"] == "test" and metrics["num_examples"] == 8 and metrics["invalid_items"] == 0
-    assert 0.0 <= metrics["recall@5"] <= 1.0
+    assert 0.0 <= metrics["recall@5"] <= 1.0 and metrics["exclude_history"] is False
+    assert main(["evaluate", "--model", str(run_dir / "recommender"), "--data", str(run_dir / "data"),
+                 "--num-beams", "5", "--ks", "1,5", "--exclude-history", "--output", str(metrics_file)]) == 0
+    excluded = json.loads(metrics_file.read_text())
+    assert excluded["exclude_history"] is True and excluded["num_examples"] == 8 and excluded["invalid_items"] == 0
 
     capsys.readouterr()
     assert main(["recommend", "--model", str(run_dir / "recommender"), "--history", "m0", "m1", "m2",

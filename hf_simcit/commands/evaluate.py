@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-beams", type=int, default=20, help="beams (>= the largest K)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-examples", type=int, default=None, help="evaluate only the first N histories")
+    parser.add_argument("--exclude-history", action="store_true",
+                        help="never rank a user's own history items (RecBole's protocol; only for data where users "
+                             "do not come back to items)")
     parser.add_argument("--output", default=None, help="write the metrics as JSON here (e.g. RUN/eval/metrics.json)")
     parser.set_defaults(func=run_evaluate)
 
@@ -32,6 +35,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ks = parse_positive_ints(args.ks, "--ks")
     metrics = evaluate_saved_recommender(args.model, args.data, split=args.split, ks=ks, num_beams=args.num_beams,
                                          batch_size=args.batch_size, max_examples=args.max_examples,
-                                         output=args.output)
+                                         output=args.output, exclude_history=args.exclude_history)
     print(json.dumps(metrics, indent=2))
     return 0

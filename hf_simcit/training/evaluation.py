@@ -182,8 +182,10 @@ def _search_engine(engine: str, width: int, exclude_history: bool = False) -> Ca
 
 def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "test", ks: Sequence[int] = (5, 10),
                                num_beams: int = 20, batch_size: int = 32, max_examples: int | None = None,
-                               output: str | None = None, device: str | None = None) -> dict[str, Any]:
-    """Load a recommender folder and a prepared data folder, evaluate one split, optionally write JSON."""
+                               output: str | None = None, device: str | None = None,
+                               exclude_history: bool = False) -> dict[str, Any]:
+    """Load a recommender folder and a prepared data folder, evaluate one split, optionally write JSON
+    (``exclude_history``: see :func:`evaluate_recommender`; recorded in the metrics)."""
     import json
     from pathlib import Path
 
@@ -209,8 +211,10 @@ def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "t
         raise SimCITInputError(f"{data_dir} has no {split!r} split (has {list(prepared.splits)})")
     metrics = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, prepared.splits[split],
                                    template=template_of(rec), ks=ks, num_beams=num_beams, batch_size=batch_size,
-                                   max_examples=max_examples, desc=f"evaluate {split}")
+                                   max_examples=max_examples, desc=f"evaluate {split}",
+                                   exclude_history=exclude_history)
     metrics["split"] = split
+    metrics["exclude_history"] = exclude_history
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(metrics, indent=2))
