@@ -445,6 +445,10 @@ def test_excluded_items_are_never_recommended_and_the_rest_keep_their_exact_orde
     for row, prompt in enumerate(prompts):
         exact = teacher_forced_scores(model, prompt, sids).argsort(descending=True).tolist()
         assert out.item_indices[row].tolist() == [i for i in exact if i not in exclude[row]][:5]
+    # beams narrower than the catalogue: whole prefixes of excluded items are pruned early, so the beams
+    # reach the 5 items left instead of dying at the last level
+    narrow = recommend(model, prompts, sids, k=5, num_beams=5, exclude_items=[list(range(15))] * 3)
+    assert all(sorted(row) == [15, 16, 17, 18, 19] for row in narrow.item_indices.tolist())
     few = recommend(model, prompts[:1], sids, k=6, num_beams=24, exclude_items=[list(range(15))])
     assert few.item_indices[0, 5] == -1 and torch.isneginf(few.scores[0, 5])   # only 5 items left
     with pytest.raises(SimCITInputError, match="exclude_items has 1 lists for 3 histories"):

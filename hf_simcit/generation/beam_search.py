@@ -158,9 +158,10 @@ def sid_beam_search(
             layer for those rows only (much faster for large vocabularies; the ranking model of engines
             that evaluate ``lm_head`` over the SID range).
         exclude_items: optional, one list of item indices per history (e.g. the history's own items) that
-            may not be recommended: their last SID token is masked at the last level, so the beams go to the
-            best items outside the list (the search over the catalogue minus those items). Why in the
-            search and not after it: filtering the returned list would leave fewer than ``num_beams`` items.
+            may not be recommended: at every level a prefix whose items are all excluded is not a candidate,
+            so the search runs over the catalogue minus those items (the beams go to the best items outside
+            the list). Why in the search and not after it: filtering the returned list would leave fewer than
+            ``num_beams`` items, and so would masking only the last level (most SID prefixes lead to one item).
 
     Returns:
         :class:`SIDBeamSearchOutput` with beams sorted by score.
@@ -176,6 +177,8 @@ def sid_beam_search(
     logits_function = _LogitsFunction(model, trie, score_vocab)
     input_ids, attention_mask = prepare_prompts(input_ids, attention_mask, device=device)  # left padding
     excluded = _excluded_table(exclude_items, input_ids.shape[0], trie.num_items, device)
+    # per level: each item's node at the depth the level's candidates live at, and each node's item count
+    prefix_items = None if excluded is None else [trie.item_nodes(level + 1) for level in range(trie.num_levels)]
     outputs = []
     starts = range(0, input_ids.shape[0], batch_size)
     for start in tqdm(starts, desc="SID beam search", disable=not show_progress or len(starts) < 2):
@@ -185,7 +188,7 @@ def sid_beam_search(
         outputs.append(
             _search_batch(
                 model, ids[:, first_real:], mask[:, first_real:], trie, num_beams, tree, logits_function,
-                None if excluded is None else excluded[start : start + batch_size],
+                None if excluded is None else excluded[start : start + batch_size], prefix_items,
             )
         )
     return SIDBeamSearchOutput(
@@ -204,6 +207,7 @@ def _search_batch(
     tree: bool,
     logits_function: _LogitsFunction,
     excluded: torch.Tensor | None = None,
+    prefix_items: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> SIDBeamSearchOutput:
     n, prompt_length = input_ids.shape
     device = input_ids.device
@@ -248,8 +252,11 @@ def _search_batch(
         candidate_tokens, candidate_nodes = trie.children(level, beam_nodes)  # (n, b, M)
         log_probs = _candidate_log_probs(logits, logits_function.columns(candidate_tokens))  # (n, b, M)
         del logits
-        if excluded is not None and level == trie.num_levels - 1:   # candidate_nodes are item indices here
-            banned = (candidate_nodes.unsqueeze(-1) == excluded[:, None, None, :]).any(-1) & (candidate_nodes >= 0)
+        if excluded is not None:   # a candidate prefix whose every item is excluded is not in this user's trie
+            item_node, node_size = prefix_items[level]
+            excluded_nodes = torch.where(excluded >= 0, item_node[excluded.clamp(min=0)], -1)       # (n, H)
+            hits = (candidate_nodes.unsqueeze(-1) == excluded_nodes[:, None, None, :]).sum(-1)    # (n, b, M)
+            banned = (candidate_nodes >= 0) & (hits == node_size[candidate_nodes.clamp(min=0)])
             log_probs = log_probs.masked_fill(banned, float("-inf"))   # -inf candidates become dead beams
         beam_scores, parent, beam_tokens, beam_nodes = _select_top_beams(
             beam_scores, log_probs, candidate_tokens, candidate_nodes, num_beams

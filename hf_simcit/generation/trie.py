@@ -122,6 +122,14 @@ class SIDTrie:
             nodes = self.step(level, nodes, prefixes[:, level])
         return nodes
 
+    def item_nodes(self, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(nodes, sizes)``: LongTensor ``(num_items,)``, the node id at ``depth`` (1..num_levels; the item
+        index itself at ``num_levels``) of every item's SID prefix, and LongTensor ``(num_nodes,)``, how many
+        items each node at that depth leads to. Lets a search drop a prefix whose items are all excluded."""
+        nodes = self.lookup(self.item_token_ids[:, :depth])
+        size = self.num_items if depth == self.num_levels else self.num_nodes[depth]
+        return nodes, torch.bincount(nodes, minlength=size)
+
     def allowed_tokens_mask(self, level: int, nodes: torch.Tensor, vocab_size: int) -> torch.Tensor:
         """BoolTensor ``(N, vocab_size)``: True for the tokens that may follow each node (depth ``level``)."""
         tokens, _ = self.children(level, nodes)  # (N, M)
