@@ -60,9 +60,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hf-simcit {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
     if os.environ.get("HF_SIMCIT_DEBUG_RESULT"):
         print(result)
     return 0 if result is None else int(result)
+
+
+def _close_process_group() -> None:
+    """Destroy the process group a distributed command (``accelerate launch``) opened, on every rank.
+
+    Why: left to interpreter exit, a gloo process group's threads are torn down in an arbitrary order and a
+    rank can abort with "terminate called without an active exception" (exit -6) after its work is done,
+    which fails the whole launch.
+    """
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
