@@ -50,6 +50,7 @@ class SIDTrie:
         self.children_tokens: list[torch.Tensor] = []
         self.children_nodes: list[torch.Tensor] = []
         self.num_nodes: list[int] = [1]
+        self._item_nodes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # item_nodes(depth), cached
         if torch.unique(item_token_ids, dim=0).shape[0] != self.num_items:
             raise SimCITInputError(_duplicate_sid_message(item_token_ids))
 
@@ -83,6 +84,7 @@ class SIDTrie:
         self.children_tokens = [t.to(device) for t in self.children_tokens]
         self.children_nodes = [t.to(device) for t in self.children_nodes]
         self.item_token_ids = self.item_token_ids.to(device)
+        self._item_nodes = {}   # rebuilt on the new device when asked
         self.device = self.item_token_ids.device  # normalised (e.g. "cuda" -> cuda:0)
         return self
 
@@ -126,9 +128,11 @@ class SIDTrie:
         """``(nodes, sizes)``: LongTensor ``(num_items,)``, the node id at ``depth`` (1..num_levels; the item
         index itself at ``num_levels``) of every item's SID prefix, and LongTensor ``(num_nodes,)``, how many
         items each node at that depth leads to. Lets a search drop a prefix whose items are all excluded."""
-        nodes = self.lookup(self.item_token_ids[:, :depth])
-        size = self.num_items if depth == self.num_levels else self.num_nodes[depth]
-        return nodes, torch.bincount(nodes, minlength=size)
+        if depth not in self._item_nodes:   # cached: an evaluation searches batch after batch
+            nodes = self.lookup(self.item_token_ids[:, :depth])
+            size = self.num_items if depth == self.num_levels else self.num_nodes[depth]
+            self._item_nodes[depth] = (nodes, torch.bincount(nodes, minlength=size))
+        return self._item_nodes[depth]
 
     def allowed_tokens_mask(self, level: int, nodes: torch.Tensor, vocab_size: int) -> torch.Tensor:
         """BoolTensor ``(N, vocab_size)``: True for the tokens that may follow each node (depth ``level``)."""
