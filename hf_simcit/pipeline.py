@@ -35,14 +35,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .baselines.suite import BASELINES
 from .errors import SimCITInputError
 
-BASELINES = ("sasrec", "history", "popularity")
-STAGES = ("prepare", "features", "lgmd", "quantizer", "assign", "recommender", "evaluate", "baselines",
-          "report", "push")
 STATE_FILE = "pipeline.json"
-RESUMABLE = ("quantizer", "recommender")  # continue from their checkpoints after an interruption
-ALWAYS_RUN = ("report", "push")  # cheap, or meant to happen on every call: never skipped as "done earlier"
 
 
 @dataclass
@@ -180,14 +176,19 @@ def plan_stages(args: PipelineArguments) -> StagePlan:
     over = args.overrides
     values = _recipe(args, args.features_recipe, (FeaturesArguments,)) | over.get("features", {})
     values |= {"data": str(run / "data"), "output": str(run / "features")}
+    if args.lgmd_recipe:  # LGMD writes cf_embedding: its one route (the features default, text + cf, is text)
+        values.setdefault("modalities", ["text"])
     (features,) = recipe_dataclasses((FeaturesArguments,), values, "features recipe")
+    if args.lgmd_recipe and "cf" in features.modalities:
+        raise SimCITInputError(
+            f"features.modalities {features.modalities} includes cf, but the pipeline's lgmd_recipe writes "
+            "cf_embedding: remove cf from the features modalities, or set lgmd_recipe: null to compute cf in the "
+            "features stage (cf_method svd|lgmd)")
     lgmd = None
     if args.lgmd_recipe:
         values = _recipe(args, args.lgmd_recipe, (LGMDArguments,)) | over.get("lgmd", {})
         values |= {"data": str(run / "data"), "items": str(run / "features"), "output": str(run / "lgmd")}
         (lgmd,) = recipe_dataclasses((LGMDArguments,), values, "lgmd recipe")
-        # the collaborative modality comes from LGMD, as column lgmd.embedding_column
-        features.modalities = [m for m in features.modalities if m != "cf"] or ["text"]
     plan = StagePlan(run, features, lgmd, None, None, dict(over.get("sasrec", {})))
     values = _recipe(args, args.quantizer_recipe, (QuantizerTrainingArguments,)) | over.get("quantizer", {})
     values |= {"features_path": str(plan.quantizer_items), "output_dir": str(run / "quantizer"),
@@ -276,7 +277,8 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _stage_prepare(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
+# Every stage function takes (args, plan, state) and returns the extra entries pipeline.json records for it.
+def _prepare(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
     from .data import prepare_dataset
 
     rec = prepare_dataset(args.dataset, data_dir=args.data_dir, **args.prepare)
@@ -288,14 +290,14 @@ def _stage_prepare(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
     return {}
 
 
-def _stage_features(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
+def _features(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
     from .features import run_features
 
     run_features(plan.features)
     return {}
 
 
-def _stage_lgmd(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
+def _lgmd(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
     from .lgmd.stage import format_report, run_lgmd
 
     report = run_lgmd(plan.lgmd)
@@ -303,14 +305,14 @@ def _stage_lgmd(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
     return {}
 
 
-def _stage_quantizer(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
+def _quantizer(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
     from .training.quantizer import train_quantizer
 
     result = train_quantizer(plan.quantizer)
     return {"best_step": result.best_step, "train_time_s": round(result.train_time_s, 2)}
 
 
-def _stage_assign(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
+def _assign(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
     from .quantizers.assignment import save_semantic_ids
 
     _, assignment = save_semantic_ids(plan.run / "quantizer", str(plan.quantizer_items), args.resolve,
@@ -322,7 +324,7 @@ def _stage_assign(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
     return {}
 
 
-def _stage_recommender(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
+def _recommender(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
     from .training.recommender import train_recommender
 
     result = train_recommender(*plan.recommender)
@@ -330,7 +332,7 @@ def _stage_recommender(args: PipelineArguments, plan: StagePlan) -> dict[str, An
             "best_validation": result["best_metrics"]}
 
 
-def _stage_evaluate(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
+def _evaluate(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
     from .training.evaluation import evaluate_saved_recommender
 
     metrics = evaluate_saved_recommender(
@@ -342,132 +344,45 @@ def _stage_evaluate(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
     return {}
 
 
-def _stage_baselines(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
-    from .baselines.popularity import evaluate_baseline, item_popularity
+def _baselines(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
+    from .baselines.suite import run_baselines
     from .data import load_prepared
 
-    prepared = load_prepared(plan.run / "data")
-    out_dir = plan.run / "baselines"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    non_learned = [b for b in args.baselines if b != "sasrec"]
-    if non_learned:
-        popularity = item_popularity(prepared.splits["train"]["target"], prepared.num_items)
-        for name in non_learned:
-            metrics = evaluate_baseline(name, prepared.splits[args.eval_split], popularity, ks=tuple(args.eval_ks),
-                                        max_examples=args.eval_max_examples)
-            (out_dir / f"{name}.json").write_text(json.dumps(metrics, indent=2))
-            print(f"  {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k))
-    if "sasrec" in args.baselines:
-        _train_sasrec_baseline(args, plan, prepared)
+    results = run_baselines(load_prepared(plan.run / "data"), args.baselines, plan.run / "baselines",
+                            split=args.eval_split, ks=args.eval_ks, max_examples=args.eval_max_examples,
+                            sasrec_options=plan.sasrec, seed=plan.recommender[2].seed)
+    for name, metrics in results.items():
+        label = name if name != "sasrec" else (f"SASRec ({metrics['epochs']} epochs, best after "
+                                               f"{metrics['best_epoch']})")
+        print(f"  {label}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "@" in k))
     return {}
 
 
-def _train_sasrec_baseline(args: PipelineArguments, plan: StagePlan, prepared) -> None:
-    from .baselines.sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
-
-    options = dict(plan.sasrec)
-    # its own budget: epochs up to its cap with early stopping on validation (equal optimizer steps would be
-    # unfair: a SASRec step costs a fraction of a generator step); max_steps only where a recipe sets it
-    max_steps = options.pop("max_steps", None)
-    config_fields = {f.name for f in fields(SASRecConfig)}
-    unknown = sorted(set(options) - config_fields)
-    if unknown:
-        raise SimCITInputError(f"overrides.sasrec: unknown key {unknown[0]!r}")
-    training = plan.recommender[2]
-    options.setdefault("seed", training.seed)
-    config = SASRecConfig(num_items=prepared.num_items, **options)
-    start = time.perf_counter()
-    # trained on the whole split (its training windows are rebuilt from train + validation + test), scored on
-    # the evaluated rows: the first eval_max_examples of eval_split, as the generator's evaluate stage does
-    model, result = train_sasrec(prepared.splits, config, ks=tuple(args.eval_ks), max_steps=max_steps, verbose=False)
-    evaluated = prepared.splits[args.eval_split]
-    if args.eval_max_examples is not None:
-        evaluated = evaluated.select(range(min(len(evaluated), args.eval_max_examples)))
-    test = evaluate_sasrec(model, evaluated, tuple(args.eval_ks), device=next(model.parameters()).device)
-    metrics = {**test, "steps": result["steps"], "epochs": result["epochs"],
-               "best_epoch": result["best_epoch"] + 1, "history": result.get("history"),   # epochs done at the best
-               "train_s": result["train_s"], "wall_s": round(time.perf_counter() - start, 1),
-               "config": asdict(config)}
-    out = plan.run / "baselines" / "sasrec.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2, default=str))
-    print(f"  SASRec ({result['epochs']} epochs, best after {result['best_epoch'] + 1}): " + ", ".join(
-        f"{k} {v:.4f}" for k, v in test.items() if "@" in k))
-
-
-def _stage_report(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
-    from .report import format_metrics_table, write_report
+def _report(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
+    from . import report
 
     run = plan.run
-    metrics = _json(run / "eval" / "metrics.json")
-    if metrics is None:
-        raise SimCITInputError(f"{run / 'eval' / 'metrics.json'} is missing; run the evaluate stage first")
-    model_args = plan.recommender[0]
-    generator = model_args.model_name_or_path or "Llama from config"
-    rows = {f"SimCIT SIDs + {generator}": metrics}
-    sasrec = _json(run / "baselines" / "sasrec.json")
-    if sasrec is not None and "sasrec" in args.baselines:
-        rows["SASRec (same split, own early stopping)"] = sasrec
-    for name, label in (("history", "history: the user's most frequent items (no training)"),
-                        ("popularity", "popularity: most frequent training targets (no training)")):
-        found = _json(run / "baselines" / f"{name}.json")
-        if found is not None and name in args.baselines:
-            rows[label] = found
+    generator = report.generator_row(plan.recommender[0].model_name_or_path)
+    rows = report.metrics_rows(run, generator, args.baselines)
     has_history = "history" in args.baselines and (run / "baselines" / "history.json").is_file()
-    notes = [_history_note(args, run)] if has_history else []
-    sid_stats = _json(run / "quantizer" / "sid_assignment.json") or {}
-    quantizer_log = (_json(run / "quantizer" / "training_log.json") or {}).get("history", [])
-    recommender_log = (_json(run / "recommender" / "train_log.json") or {}).get("log", [])
-    sid_rows = {
-        "items": sid_stats.get("num_items"),
-        "SID levels (incl. disambiguation)": sid_stats.get("num_levels"),
-        "codebook sizes": sid_stats.get("codebook_sizes"),
-        "raw collision rate (before resolution)": sid_stats.get("raw_collision_rate"),
-        "codebook_usage": sid_stats.get("usage"),
-        "perplexity": sid_stats.get("perplexity"),
-        "items with a unique SID after resolution": sid_stats.get("unique_share"),
-        "invalid generated items": metrics.get("invalid_items"),
-    }
+    notes = [report.history_note(run, args.dataset, args.eval_split, args.eval_max_examples, max(args.eval_ks))
+             ] if has_history else []
     timings = {stage: entry["seconds"] for stage, entry in state.stages.items()
                if entry.get("status") == "done" and "seconds" in entry and stage != "report"}
     settings = {"pipeline": asdict(args), "quantizer": asdict(plan.quantizer),
                 "recommender": {k: v for part in plan.recommender for k, v in asdict(part).items()},
                 "features": asdict(plan.features), "lgmd": asdict(plan.lgmd) if plan.lgmd else None}
-    path = write_report(run, metrics=rows, data_stats=_json(run / "data" / "stats.json"),
-                        sid_stats={k: v for k, v in sid_rows.items() if v is not None},
-                        training_logs={"quantizer": quantizer_log, "recommender": recommender_log},
-                        learning_curves=_learning_curves(run, f"SimCIT SIDs + {generator}"),
-                        settings=settings, timings=timings, notes=notes)
-    print(format_metrics_table(rows))
+    path = report.write_report(run, metrics=rows, data_stats=_json(run / "data" / "stats.json"),
+                               sid_stats=report.sid_rows(run, rows[generator].get("invalid_items")),
+                               training_logs=report.training_logs(run),
+                               learning_curves=report.learning_curves(run, generator),
+                               settings=settings, timings=timings, notes=notes)
+    print(report.format_metrics_table(rows))
     print(f"  report: {path}")
     return {}
 
 
-def _history_note(args: PipelineArguments, run: Path) -> str:
-    """Why the history baseline's row is what it is: repeat targets and full histories of the evaluated rows."""
-    from .baselines.popularity import repeat_statistics
-    from .data import load_prepared
-    from .report import history_baseline_note
-
-    split = load_prepared(run / "data").splits[args.eval_split]
-    rows = split[: len(split) if args.eval_max_examples is None else int(args.eval_max_examples)]
-    return history_baseline_note(repeat_statistics(rows["history"], rows["target"], max(args.eval_ks)),
-                                 args.dataset, args.eval_split)
-
-
-def _learning_curves(run: Path, generator: str) -> dict[str, list[dict[str, Any]]]:
-    """Validation NDCG@10 per epoch and training second of the generator and SASRec, from their logs."""
-    curves = {}
-    log = (_json(run / "recommender" / "train_log.json") or {}).get("log", [])
-    curves[generator] = [{"epoch": e.get("epoch"), "seconds": e.get("train_seconds"), "ndcg@10": e.get("ndcg@10")}
-                         for e in log if "ndcg@10" in e and e.get("epoch") is not None]
-    history = (_json(run / "baselines" / "sasrec.json") or {}).get("history") or []
-    curves["SASRec"] = [{"epoch": h["epoch"] + 1, "seconds": h.get("seconds"), "ndcg@10": h.get("ndcg@10")}
-                        for h in history]
-    return curves
-
-
-def _stage_push(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
+def _push(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
     from .hub import push_run
 
     if not args.push_to_hub:
@@ -480,81 +395,117 @@ def _stage_push(args: PipelineArguments, plan: StagePlan) -> dict[str, Any]:
                               "url": r.commit_url} for name, r in results.items()}}
 
 
-# the folders a stage writes (removed when its settings changed), and its checkpoint folders
-OUTPUTS = {
-    "prepare": ("data",), "features": ("features",), "lgmd": ("lgmd",),
-    "quantizer": ("quantizer", "quantizer_checkpoints"), "assign": (),
-    "recommender": ("recommender", "recommender_checkpoints"), "evaluate": ("eval",),
-    "baselines": ("baselines",), "report": (), "push": (),
-}
+# ------------------------------------------------------------------------------------------- registry
+DISPLAY_OPTIONS = ("progress", "show_progress")  # do not change results: outside the fingerprint
+
+
+def _settings(arguments: Any) -> dict[str, Any]:
+    """A stage's argument dataclass as fingerprinted: without its display options."""
+    return {k: v for k, v in asdict(arguments).items() if k not in DISPLAY_OPTIONS}
+
+
+def _never(args: PipelineArguments, plan: StagePlan) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: its function, the settings its fingerprint covers and the folders it writes.
+
+    ``outputs`` are removed when its settings changed (never resume from another run's checkpoints);
+    ``always_run`` stages are never skipped as "done earlier"; a ``resumable`` stage continues from its
+    checkpoints after an interruption and is timed over every attempt; ``skip`` leaves it out of a run.
+    """
+
+    name: str
+    function: Callable[[PipelineArguments, StagePlan, RunState], dict[str, Any]]
+    settings: Callable[[PipelineArguments, StagePlan], Any]
+    outputs: tuple[str, ...] = ()
+    always_run: bool = False
+    resumable: bool = False
+    skip: Callable[[PipelineArguments, StagePlan], bool] = _never
+
+
+REGISTRY: tuple[Stage, ...] = (
+    Stage("prepare", _prepare, lambda a, p: {"dataset": a.dataset, "data_dir": a.data_dir, "prepare": a.prepare},
+          outputs=("data",)),
+    Stage("features", _features, lambda a, p: _settings(p.features), outputs=("features",)),
+    Stage("lgmd", _lgmd, lambda a, p: _settings(p.lgmd) if p.lgmd else None, outputs=("lgmd",),
+          skip=lambda a, p: p.lgmd is None),
+    Stage("quantizer", _quantizer, lambda a, p: _settings(p.quantizer),
+          outputs=("quantizer", "quantizer_checkpoints"), resumable=True),
+    # the default order stays out of the fingerprint, so runs made before the option existed still resume
+    Stage("assign", _assign, lambda a, p: {"resolve": a.resolve} | (
+        {"disambiguation_order": a.disambiguation_order} if a.disambiguation_order != "index" else {})),
+    Stage("recommender", _recommender, lambda a, p: [asdict(part) for part in p.recommender],
+          outputs=("recommender", "recommender_checkpoints"), resumable=True),
+    Stage("evaluate", _evaluate, lambda a, p: {"split": a.eval_split, "beams": a.eval_num_beams, "ks": a.eval_ks,
+                                               "max_examples": a.eval_max_examples}, outputs=("eval",)),
+    Stage("baselines", _baselines, lambda a, p: {"baselines": a.baselines, "sasrec": p.sasrec, "split": a.eval_split,
+                                                 "max_examples": a.eval_max_examples},
+          outputs=("baselines",), skip=lambda a, p: not a.baselines),
+    Stage("report", _report, lambda a, p: {}, always_run=True),
+    # pushed only when asked: by push_to_hub, or by naming the stage
+    Stage("push", _push, lambda a, p: {"repo": a.push_to_hub}, always_run=True,
+          skip=lambda a, p: not a.push_to_hub and a.stages is None),
+)
+STAGES = tuple(stage.name for stage in REGISTRY)
+
+
+@contextlib.contextmanager
+def _quiet_transformers_progress() -> Iterator[None]:
+    """transformers' "Loading weights"/"Writing shards" bars off (they drown the stage bars), restored after."""
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def run_pipeline(args: PipelineArguments, *, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or resume) every stage in order; returns ``{"run_dir", "metrics", "stages": {stage: entry}}``."""
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # "Loading weights"/"Writing shards" bars drown the stage bars
     plan = plan_stages(args)
     run = plan.run
     run.mkdir(parents=True, exist_ok=True)
     state = RunState(run)
-    selected = list(args.stages or STAGES)
-    if not args.push_to_hub and args.stages is None:
-        selected.remove("push")
-    if plan.lgmd is None and "lgmd" in selected:
-        selected.remove("lgmd")
-    if not args.baselines and "baselines" in selected:
-        selected.remove("baselines")
-    configs = {
-        "prepare": {"dataset": args.dataset, "data_dir": args.data_dir, "prepare": args.prepare},
-        "features": asdict(plan.features),
-        "lgmd": asdict(plan.lgmd) if plan.lgmd else None,
-        "quantizer": asdict(plan.quantizer),
-        # the default order stays out of the fingerprint, so runs made before the option existed still resume
-        "assign": {"resolve": args.resolve} | (
-            {"disambiguation_order": args.disambiguation_order} if args.disambiguation_order != "index" else {}),
-        "recommender": [asdict(part) for part in plan.recommender],
-        "evaluate": {"split": args.eval_split, "beams": args.eval_num_beams, "ks": args.eval_ks,
-                     "max_examples": args.eval_max_examples},
-        "baselines": {"baselines": args.baselines, "sasrec": plan.sasrec, "split": args.eval_split,
-                      "max_examples": args.eval_max_examples},
-        "report": {},
-        "push": {"repo": args.push_to_hub},
-    }
-    for key in ("progress", "show_progress"):  # display options do not change results
-        for config in (configs["features"], configs["lgmd"] or {}, configs["quantizer"]):
-            config.pop(key, None)
     fingerprints, upstream = {}, ""
-    for stage in STAGES:
-        upstream = fingerprints[stage] = _fingerprint(upstream, stage, configs[stage])
+    for stage in REGISTRY:
+        upstream = fingerprints[stage.name] = _fingerprint(upstream, stage.name, stage.settings(args, plan))
+    wanted = set(args.stages or STAGES)
+    selected = [stage for stage in REGISTRY if stage.name in wanted and not stage.skip(args, plan)]
 
-    total = len(selected)
-    for position, stage in enumerate(selected, 1):
-        fingerprint = fingerprints[stage]
-        if state.done(stage, fingerprint) and not args.force and stage not in ALWAYS_RUN:
-            print(f"[{position}/{total}] {stage}: done earlier, skipped ({run / STATE_FILE})")
-            continue
-        if state.started_with(stage) != fingerprint or args.force:
-            for name in OUTPUTS[stage]:  # settings changed: never resume from another run's checkpoints
-                shutil.rmtree(run / name, ignore_errors=True)
-        print(f"[{position}/{total}] {stage}")
-        if on_stage is not None:
-            on_stage(stage)
-        # a training stage continuing from its checkpoint is timed over every attempt
-        earlier = state.earlier_seconds(stage, fingerprint) if stage in RESUMABLE and not args.force else 0.0
-        state.update(stage, fingerprint=fingerprint, status="running", seconds_so_far=earlier)
-        runner = STAGE_FUNCTIONS[stage]
-        with _heartbeat(state, stage, earlier) as seconds:
-            extra = runner(args, plan, state) if stage == "report" else runner(args, plan)
-        resumed = {"resumed_after_s": earlier} if earlier else {}
-        state.update(stage, status="done", seconds=seconds(), seconds_so_far=seconds(), **resumed, **extra)
+    with _quiet_transformers_progress():
+        for position, stage in enumerate(selected, 1):
+            _run_stage(stage, args, plan, state, fingerprints[stage.name], f"[{position}/{len(selected)}]",
+                       on_stage)
     return {"run_dir": str(run), "metrics": _json(run / "eval" / "metrics.json"), "stages": state.stages}
 
 
-STAGE_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
-    "prepare": _stage_prepare, "features": _stage_features, "lgmd": _stage_lgmd,
-    "quantizer": _stage_quantizer, "assign": _stage_assign, "recommender": _stage_recommender,
-    "evaluate": _stage_evaluate, "baselines": _stage_baselines, "report": _stage_report, "push": _stage_push,
-}
+def _run_stage(stage: Stage, args: PipelineArguments, plan: StagePlan, state: RunState, fingerprint: str,
+               counter: str, on_stage: Callable[[str], None] | None) -> None:
+    """Skip a stage done earlier with these settings, else clear its stale outputs, run it and record it."""
+    run = plan.run
+    if state.done(stage.name, fingerprint) and not args.force and not stage.always_run:
+        print(f"{counter} {stage.name}: done earlier, skipped ({run / STATE_FILE})")
+        return
+    if state.started_with(stage.name) != fingerprint or args.force:
+        for name in stage.outputs:  # settings changed: never resume from another run's checkpoints
+            shutil.rmtree(run / name, ignore_errors=True)
+    print(f"{counter} {stage.name}")
+    if on_stage is not None:
+        on_stage(stage.name)
+    # a training stage continuing from its checkpoint is timed over every attempt
+    earlier = state.earlier_seconds(stage.name, fingerprint) if stage.resumable and not args.force else 0.0
+    state.update(stage.name, fingerprint=fingerprint, status="running", seconds_so_far=earlier)
+    with _heartbeat(state, stage.name, earlier) as seconds:
+        extra = stage.function(args, plan, state)
+    resumed = {"resumed_after_s": earlier} if earlier else {}
+    state.update(stage.name, status="done", seconds=seconds(), seconds_so_far=seconds(), **resumed, **extra)
 
-__all__ = ["STAGES", "PipelineArguments", "StagePlan", "load_pipeline", "plan_stages", "run_pipeline"]
+
+__all__ = ["REGISTRY", "STAGES", "PipelineArguments", "Stage", "StagePlan", "load_pipeline", "plan_stages",
+           "run_pipeline"]

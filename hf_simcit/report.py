@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import SimCITInputError
+
 METRIC_ORDER = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "mrr")
 
 
@@ -198,6 +200,75 @@ def history_baseline_note(stats: Mapping[str, int], dataset: str | None = None, 
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+BASELINE_ROWS = {
+    "sasrec": "SASRec (same split, own early stopping)",
+    "history": "history: the user's most frequent items (no training)",
+    "popularity": "popularity: most frequent training targets (no training)",
+}
+
+
+def generator_row(model_name_or_path: str | None) -> str:
+    """The generator's row name in the metrics table (and its learning curve)."""
+    return f"SimCIT SIDs + {model_name_or_path or 'Llama from config'}"
+
+
+def metrics_rows(run_dir: Path, generator: str, baselines: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    """The metrics table of a run: the generator's ``eval/metrics.json`` then each saved baseline asked for."""
+    metrics = _read_json(run_dir / "eval" / "metrics.json")
+    if metrics is None:
+        raise SimCITInputError(f"{run_dir / 'eval' / 'metrics.json'} is missing; run the evaluate stage first")
+    rows = {generator: metrics}
+    for name, label in BASELINE_ROWS.items():
+        found = _read_json(run_dir / "baselines" / f"{name}.json")
+        if found is not None and name in baselines:
+            rows[label] = found
+    return rows
+
+
+def sid_rows(run_dir: Path, invalid_items: Any) -> dict[str, Any]:
+    """The report's Semantic IDs section, from ``quantizer/sid_assignment.json`` (unknown entries left out)."""
+    sid_stats = _read_json(run_dir / "quantizer" / "sid_assignment.json") or {}
+    rows = {
+        "items": sid_stats.get("num_items"),
+        "SID levels (incl. disambiguation)": sid_stats.get("num_levels"),
+        "codebook sizes": sid_stats.get("codebook_sizes"),
+        "raw collision rate (before resolution)": sid_stats.get("raw_collision_rate"),
+        "codebook_usage": sid_stats.get("usage"),
+        "perplexity": sid_stats.get("perplexity"),
+        "items with a unique SID after resolution": sid_stats.get("unique_share"),
+        "invalid generated items": invalid_items,
+    }
+    return {k: v for k, v in rows.items() if v is not None}
+
+
+def learning_curves(run_dir: Path, generator: str) -> dict[str, list[dict[str, Any]]]:
+    """Validation NDCG@10 per epoch and training second of the generator and SASRec, from their logs."""
+    curves = {}
+    log = (_read_json(run_dir / "recommender" / "train_log.json") or {}).get("log", [])
+    curves[generator] = [{"epoch": e.get("epoch"), "seconds": e.get("train_seconds"), "ndcg@10": e.get("ndcg@10")}
+                         for e in log if "ndcg@10" in e and e.get("epoch") is not None]
+    history = (_read_json(run_dir / "baselines" / "sasrec.json") or {}).get("history") or []
+    curves["SASRec"] = [{"epoch": h["epoch"] + 1, "seconds": h.get("seconds"), "ndcg@10": h.get("ndcg@10")}
+                        for h in history]
+    return curves
+
+
+def history_note(run_dir: Path, dataset: str, split: str, max_examples: int | None, k: int) -> str:
+    """:func:`history_baseline_note` counted on the evaluated rows of ``split`` (the first ``max_examples``)."""
+    from .baselines.popularity import repeat_statistics
+    from .data import load_prepared
+
+    rows = load_prepared(run_dir / "data").splits[split]
+    rows = rows[: len(rows) if max_examples is None else int(max_examples)]
+    return history_baseline_note(repeat_statistics(rows["history"], rows["target"], k), dataset, split)
+
+
+def training_logs(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """The quantizer's and the generator's training logs (one plot panel per loss family)."""
+    return {"quantizer": (_read_json(run_dir / "quantizer" / "training_log.json") or {}).get("history", []),
+            "recommender": (_read_json(run_dir / "recommender" / "train_log.json") or {}).get("log", [])}
 
 
 def write_report(

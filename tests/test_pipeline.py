@@ -191,6 +191,8 @@ def test_cli_run_prints_the_metrics_table(finished, capsys):
     ({"dataset": "ml-100k", "overrides": {"quantizer": {"max_stepz": 1}}}, "quantizer recipe: unknown key 'max_stepz'"),
     ({"dataset": "ml-100k", "disambiguation_order": "popularity"}, "disambiguation_order must be index, random"),
     ({"dataset": "ml-100k", "baselines": ["sasrec", "itemknn"]}, "unknown baseline 'itemknn'; available: sasrec"),
+    ({"dataset": "ml-100k", "overrides": {"features": {"modalities": ["text", "cf"]}}},
+     "includes cf, but the pipeline's lgmd_recipe writes cf_embedding"),
 ])
 def test_bad_pipeline_recipes_name_the_problem(tmp_path, content, message):
     from hf_simcit.pipeline import plan_stages
@@ -201,6 +203,40 @@ def test_bad_pipeline_recipes_name_the_problem(tmp_path, content, message):
         (tmp_path / f"{recipe}.yaml").write_text((RECIPES / "ml-100k" / f"{recipe}.yaml").read_text())
     with pytest.raises(SimCITInputError, match=message):
         plan_stages(load_pipeline(path))
+
+
+def test_the_collaborative_modality_has_one_route(tmp_path):
+    """With an lgmd_recipe, LGMD writes cf_embedding and the features stage computes text only (its default
+    is text + cf); without one, the features stage's own cf is kept."""
+    from hf_simcit.pipeline import plan_stages
+
+    features = yaml.safe_load((RECIPES / "ml-100k" / "features.yaml").read_text())
+    features.pop("modalities")
+    (tmp_path / "features.yaml").write_text(yaml.safe_dump(features))
+    (tmp_path / "lgmd.yaml").write_text((RECIPES / "ml-100k" / "lgmd.yaml").read_text())
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "ml-100k", "run_dir": str(tmp_path / "run"),
+                                    "quantizer_recipe": str(RECIPES / "ml-100k" / "quantizer.yaml"),
+                                    "recommender_recipe": str(RECIPES / "ml-100k" / "recommender.yaml")}))
+    with_lgmd = plan_stages(load_pipeline(path))
+    assert with_lgmd.features.modalities == ["text"] and with_lgmd.quantizer_items == tmp_path / "run" / "lgmd" / "items"
+    without = plan_stages(load_pipeline(path, {"lgmd_recipe": None}))
+    assert without.lgmd is None and without.features.modalities == ["text", "cf"]
+
+
+def test_run_pipeline_restores_transformers_progress_bars(finished, tmp_path):
+    """Off while the stages run (their own bars stay readable), as they were after, also after a failure."""
+    from transformers.utils import logging as transformers_logging
+
+    path, _ = finished
+    before = transformers_logging.is_progress_bar_enabled()
+    during = []
+    run_pipeline(load_pipeline(path, {"stages": ["report"]}),
+                 on_stage=lambda stage: during.append(transformers_logging.is_progress_bar_enabled()))
+    assert during == [False] and transformers_logging.is_progress_bar_enabled() == before
+    with pytest.raises(SimCITInputError, match="metrics.json is missing"):
+        run_pipeline(load_pipeline(path, {"stages": ["report"], "run_dir": str(tmp_path / "empty")}))
+    assert transformers_logging.is_progress_bar_enabled() == before
 
 
 def test_cli_bad_set_is_one_line(tmp_path, capsys):
