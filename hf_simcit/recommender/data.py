@@ -89,8 +89,11 @@ class SIDPromptFormatter:
             for item in history:
                 ids.extend(self.table[int(item)])
             return ids
-        text = self.template.instruction.format(
-            history=self.template.history_separator.join(self.sid_strings[int(i)] for i in history))
+        return self._chat_prompt(self.template.instruction.format(
+            history=self.template.history_separator.join(self.sid_strings[int(i)] for i in history)))
+
+    def _chat_prompt(self, text: str) -> list[int]:
+        """Token ids of one user turn ``text`` in the chat template, up to the assistant's answer."""
         prompt = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -114,6 +117,83 @@ class SIDPromptFormatter:
             input_ids.append(prompt + completion)
             labels.append([IGNORE_INDEX] * len(prompt) + completion)
         return {"input_ids": input_ids, "labels": labels}
+
+
+ALIGNMENT_TASKS = ("title_to_sid", "sid_to_title")
+
+
+class ItemTextAlignment:
+    """LC-Rec-style alignment examples: each item's text next to its SID, so the SID tokens are tied to the
+    LLM's language knowledge (the reason to use a pretrained LLM at all).
+
+    ``title_to_sid``: the item's text, then its SID (loss on the SID tokens): the model learns to name an
+    item it has read about. ``sid_to_title``: the SID, then the text (loss on the text tokens): each SID token
+    gets the meaning of its items' words. With the ``plain`` template the examples read
+    ``[bos] Item: <text>\nID: <sid>`` and ``[bos] <sid> Title: <text>``; with ``chat`` they are a user
+    question and the assistant's answer. ``max_text_tokens`` cuts long texts (in tokens).
+    """
+
+    def __init__(self, prompts: SIDPromptFormatter, texts: Sequence[str], *, tasks: Sequence[str] = ALIGNMENT_TASKS,
+                 max_text_tokens: int = 32):
+        if len(texts) != prompts.num_items:
+            raise SimCITInputError(f"item text: {len(texts)} texts for {prompts.num_items} items in the SID table; "
+                                   "the text column must have one entry per item, in the SID table's order")
+        unknown = sorted(set(tasks) - set(ALIGNMENT_TASKS))
+        if unknown or not tasks:
+            raise SimCITInputError(f"item text alignment tasks must be among {list(ALIGNMENT_TASKS)}, got {list(tasks)}")
+        if max_text_tokens < 1:
+            raise SimCITInputError(f"max_text_tokens must be >= 1, got {max_text_tokens}")
+        tok = prompts.tokenizer
+        if getattr(tok, "vocab_size", 0) <= len({tok.pad_token_id, tok.bos_token_id, tok.eos_token_id,
+                                                 tok.unk_token_id}):
+            raise SimCITInputError("item text needs a pretrained model's tokenizer (model_name_or_path); the "
+                                   "config-built Llama's tokenizer holds only special and SID tokens")
+        self.prompts, self.tasks, self.max_text_tokens = prompts, tuple(tasks), int(max_text_tokens)
+        self.texts = ["" if t is None else str(t).strip() for t in texts]
+        empty = [i for i, t in enumerate(self.texts) if not t]
+        if len(empty) == len(self.texts):
+            raise SimCITInputError("item text: every item's text is empty")
+        self.items = [i for i, t in enumerate(self.texts) if t]   # items without text get no example
+
+    def _text_ids(self, text: str) -> list[int]:
+        return list(self.prompts.tokenizer(text, add_special_tokens=False)["input_ids"])[:self.max_text_tokens]
+
+    def _text(self, item: int) -> str:
+        """The item's text cut to ``max_text_tokens`` tokens (decoded back, for chat prompts)."""
+        return self.prompts.tokenizer.decode(self._text_ids(self.texts[item]))
+
+    def example(self, task: str, item: int) -> tuple[list[int], list[int]]:
+        """``(input_ids, labels)`` of one alignment example."""
+        prompts, tok = self.prompts, self.prompts.tokenizer
+        sid = prompts.table[item]
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        eos = [tok.eos_token_id] if prompts.template.add_eos and tok.eos_token_id is not None else []
+        if prompts.template.kind == "chat":
+            if task == "title_to_sid":
+                prompt = prompts._chat_prompt(f"Which item is this: {self._text(item)}? Answer with its item ID.")
+                answer = sid + eos
+            else:
+                prompt = prompts._chat_prompt(f"What is item {prompts.sid_strings[item]}?")
+                answer = self._text_ids(self.texts[item]) + eos
+        elif task == "title_to_sid":
+            prompt = bos + self._text_ids("Item: ") + self._text_ids(self.texts[item]) + self._text_ids("\nID:")
+            answer = sid + eos
+        else:
+            prompt = bos + sid + self._text_ids(" Title:")
+            answer = self._text_ids(" " + self.texts[item]) + eos
+        return prompt + answer, [IGNORE_INDEX] * len(prompt) + answer
+
+    def dataset(self, desc: str = "item text alignment") -> Any:
+        """Every (task, item) example once: ``input_ids`` + ``labels``, mixed into an epoch of training."""
+        from datasets import Dataset
+
+        input_ids, labels = [], []
+        for task in self.tasks:
+            for item in self.items:
+                ids, lab = self.example(task, item)
+                input_ids.append(ids)
+                labels.append(lab)
+        return Dataset.from_dict({"input_ids": input_ids, "labels": labels})
 
 
 class FullSequenceFormatter:

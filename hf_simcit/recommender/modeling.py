@@ -49,6 +49,9 @@ class RecommenderModelArguments:
     train_sid_output_rows: bool = field(default=True, metadata={
         "help": "With LoRA, also train the SID rows of an untied output head (tied heads follow the input rows)."})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16 for the weights."})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "Recompute activations in the backward pass: less memory for longer sequences or larger "
+                "batches, at the cost of one more forward pass."})
     attn_implementation: str | None = field(default="sdpa", metadata={"help": "eager, sdpa, flash_attention_2"})
     cache_dir: str | None = field(default=None, metadata={
         "help": "Where the converted SmolLM2 checkpoint is cached (default ~/.cache/hf_simcit)."})
@@ -251,6 +254,9 @@ def build_recommender(args: RecommenderModelArguments, sid_source: SIDSource, *,
     bad = item_token_ids[(item_token_ids < base_len) | (item_token_ids >= len(tokenizer))]
     if bad.numel():
         raise SimCITInputError(f"SID token ids {bad[:5].tolist()} are not among the tokens just added")
+    if args.gradient_checkpointing:
+        # non-reentrant: works with frozen base weights (LoRA) without making the inputs require grad
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if use_lora:
         from peft import get_peft_model
 

@@ -30,9 +30,11 @@ class LabelledTokenLoss:
         sid_token_ids: the SID token ids, one contiguous range at the end of the vocabulary.
         softmax_over: ``"sid"`` (the SID rows only), ``"vocab"`` (the whole vocabulary) or ``"auto"``
             (``"sid"`` when the base vocabulary has at least ``LARGE_BASE_VOCABULARY`` tokens).
+        text_labels: labels that are not SID tokens (item-text alignment examples) are scored over the whole
+            vocabulary while SID labels keep the ``softmax_over`` rows; off, such a label is an error.
     """
 
-    def __init__(self, model: Any, sid_token_ids: list[int], softmax_over: str = "auto"):
+    def __init__(self, model: Any, sid_token_ids: list[int], softmax_over: str = "auto", text_labels: bool = False):
         if softmax_over not in ("auto", "sid", "vocab"):
             raise SimCITInputError(f"softmax_over must be 'auto', 'sid' or 'vocab', got {softmax_over!r}")
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -47,6 +49,7 @@ class LabelledTokenLoss:
         if softmax_over == "auto":
             softmax_over = "sid" if first >= LARGE_BASE_VOCABULARY else "vocab"
         self.sid_rows = slice(first, last + 1) if softmax_over == "sid" else None
+        self.text_labels = bool(text_labels)
         self._hidden: torch.Tensor | None = None
         self.norm.register_forward_hook(self._keep)
 
@@ -81,6 +84,16 @@ class LabelledTokenLoss:
         where = targets != IGNORE_INDEX                                   # (B, T-1)
         selected = hidden[:, :-1][where]                                  # (N, d)
         targets = targets[where]                                          # (N,)
+        text = None
+        if self.sid_rows is not None and self.text_labels:
+            # item-text alignment labels words: those positions take the softmax over the whole vocabulary
+            text = (targets < self.sid_rows.start) | (targets >= self.sid_rows.stop)
+            if bool(text.any()):
+                text_loss = torch.nn.functional.cross_entropy(self.head(selected[text]).float(), targets[text],
+                                                              reduction="sum")
+                selected, targets = selected[~text], targets[~text]
+            else:
+                text = None
         if self.sid_rows is None:
             logits = self.head(selected)
         elif isinstance(self.head, torch.nn.Linear):
@@ -92,6 +105,10 @@ class LabelledTokenLoss:
             targets = targets - self.sid_rows.start
         if targets.numel() and self.sid_rows is not None and int(targets.min()) < 0:
             raise SimCITInputError("a label is not a SID token; use softmax_over 'vocab' (e.g. with add_eos)")
+        if text is not None:
+            total = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum") + text_loss
+            count = targets.numel() + int(text.sum())
+            return total / (count if normalizer is None else normalizer)
         if normalizer is None:
             return torch.nn.functional.cross_entropy(logits.float(), targets)
         return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum") / normalizer

@@ -66,9 +66,28 @@ class RecommenderDataArguments:
         "help": "Validation users used by periodic evaluation: a fixed random sample (None: all)."})
     eval_sample_seed: int = field(default=0, metadata={"help": "Seed of that sample (the same for every run)."})
     empty_history: str = field(default="skip", metadata={"help": "'skip' or 'error' for empty histories."})
+    item_text: bool = field(default=False, metadata={
+        "help": "Mix LC-Rec-style alignment examples (item text -> SID, SID -> item text; one per item and task "
+                "per epoch) into training; needs a pretrained model (model_name_or_path)."})
+    item_text_column: str = field(default="text", metadata={"help": "Item table column with the item text."})
+    item_text_alignment: str = field(default="title_to_sid,sid_to_title", metadata={
+        "help": "Comma-separated alignment tasks: title_to_sid, sid_to_title."})
+    item_text_max_tokens: int = field(default=32, metadata={"help": "Item text cut to this many tokens."})
 
     def __post_init__(self):
         self.resolved_objective()   # a bad objective stops the pipeline before its first stage, not at training
+        self.text_tasks()           # likewise bad item-text settings
+        if self.item_text_max_tokens < 1:
+            raise SimCITInputError(f"item_text_max_tokens must be >= 1, got {self.item_text_max_tokens}")
+
+    def text_tasks(self) -> tuple[str, ...]:
+        from ..recommender.data import ALIGNMENT_TASKS
+
+        tasks = tuple(t.strip() for t in self.item_text_alignment.split(",") if t.strip())
+        if not tasks or set(tasks) - set(ALIGNMENT_TASKS):
+            raise SimCITInputError(f"item_text_alignment must be a comma-separated list of {', '.join(ALIGNMENT_TASKS)}; "
+                                   f"got {self.item_text_alignment!r}")
+        return tasks
 
     def template(self) -> PromptTemplate:
         return PromptTemplate(kind=self.prompt_template, instruction=self.instruction, add_eos=self.add_eos)
@@ -99,6 +118,9 @@ class RecommenderTrainingArguments:
     num_train_epochs: float = field(default=1.0, metadata={
         "help": "Epochs to train, the budget (with early stopping: the cap)."})
     max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; overrides num_train_epochs if > 0."})
+    max_train_seconds: float = field(default=0.0, metadata={
+        "help": "Stop once training (evaluation excluded) has run this long, then validate and keep the best "
+                "(0: no time limit); an equal-time budget for comparing models of different speeds."})
     per_device_train_batch_size: int = 64
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
@@ -244,13 +266,15 @@ def train_recommender(
     splits: Any = None,
     sid_source: Any = None,
     step_callback: Callable[[int, dict[str, Any]], None] | None = None,
+    item_texts: list[str] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the recommender; returns ``{"best_metrics", "best_step", "final_step", "output_dir", "log"}``.
 
     ``splits`` (a ``DatasetDict`` with train/validation) and ``sid_source`` (``SimCITTokenizer`` or
     :class:`~hf_simcit.recommender.sid.SIDTable`) may be given directly; otherwise they are read from
     ``data_args.data_dir`` and ``data_args.sid_dir``. ``step_callback(step, logs)`` runs after every
-    optimizer step (and its checkpoint), e.g. to stop a run early.
+    optimizer step (and its checkpoint), e.g. to stop a run early. ``item_texts`` (one per item, in the SID
+    table's order) feed ``data_args.item_text``; by default they are the prepared data's ``item_text_column``.
     """
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -296,9 +320,12 @@ def train_recommender(
             raise SimCITInputError(f"resume_from_checkpoint: {resume_path} is not a checkpoint folder")
     check_resume_supported(accelerator, resume_path)
     match_deepspeed_gradient_clipping(accelerator, args.max_grad_norm)
+    if data_args.item_text and not model_args.model_name_or_path:
+        raise SimCITInputError("item_text needs a pretrained model (model_name_or_path, e.g. smollm2-135m): the "
+                               "config-built Llama's tokenizer has no words")
     set_seed(args.seed)
-    if splits is None or sid_source is None:
-        if not data_args.data_dir or not data_args.sid_dir:
+    if splits is None or sid_source is None or (data_args.item_text and item_texts is None):
+        if not data_args.data_dir or (sid_source is None and not data_args.sid_dir):
             raise SimCITInputError("recipe needs data_dir (prepared data) and sid_dir (SID tokenizer folder)")
         from ..data import load_prepared
 
@@ -306,6 +333,11 @@ def train_recommender(
         splits = prepared.splits if splits is None else splits
         if sid_source is None:
             sid_source = load_sid_source(data_args.sid_dir, prepared.items["item_id"])
+        if data_args.item_text and item_texts is None:
+            if data_args.item_text_column not in prepared.items.column_names:
+                raise SimCITInputError(f"item_text_column {data_args.item_text_column!r} is not a column of the item "
+                                       f"table ({prepared.items.column_names})")
+            item_texts = list(prepared.items[data_args.item_text_column])
     rec = build_recommender(model_args, sid_source, seed=args.seed)
     template = data_args.template()
     rec.template = asdict(template)
@@ -321,12 +353,23 @@ def train_recommender(
             train_ds = build_training_dataset(splits["train"], formatter, empty_history=data_args.empty_history)
         if data_args.max_train_examples:
             train_ds = train_ds.select(range(min(len(train_ds), data_args.max_train_examples)))
+        text_examples = 0
+        if data_args.item_text:
+            from datasets import concatenate_datasets
+
+            from ..recommender.data import ItemTextAlignment
+
+            aligned = ItemTextAlignment(formatter, item_texts, tasks=data_args.text_tasks(),
+                                        max_text_tokens=data_args.item_text_max_tokens).dataset()
+            text_examples = len(aligned)
+            train_ds = concatenate_datasets([train_ds, aligned])
     validation = splits.get("validation", None)
     if validation is not None and len(validation):
         validation = validation.select(sample_rows(len(validation), data_args.eval_max_examples,
                                                    data_args.eval_sample_seed))
     positions = int(sum(len(ids) for ids in train_ds["input_ids"]))
-    accelerator.print(f"objective {objective}: {len(train_ds)} sequences, {positions} token positions per epoch")
+    accelerator.print(f"objective {objective}: {len(train_ds)} sequences ({text_examples} item-text alignment), "
+                      f"{positions} token positions per epoch")
 
     if args.group_by_length:
         # grouped in global batches: accelerate deals consecutive per-device batches to the processes, so a
@@ -348,7 +391,8 @@ def train_recommender(
                                   lr=args.learning_rate, betas=(0.9, args.adam_beta2))
     # the labelled-token loss reads hidden states through a hook, outside FSDP/DeepSpeed's parameter gathering
     sharded_engine = any(str(accelerator.distributed_type).endswith(t) for t in ("FSDP", "DEEPSPEED"))
-    loss_fn = LabelledTokenLoss(model, rec.sid_token_ids, args.softmax_over) \
+    loss_fn = LabelledTokenLoss(model, rec.sid_token_ids, args.softmax_over,
+                                text_labels=data_args.item_text and "sid_to_title" in data_args.text_tasks()) \
         if args.labelled_loss and not sharded_engine else None
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = max(1, math.ceil(len(loader) / args.gradient_accumulation_steps))
@@ -479,6 +523,9 @@ def train_recommender(
                 state["batches_in_epoch"] = 0
             state["epoch_progress"] = state["epoch"] + state["batches_in_epoch"] / max(1, len(loader))
             state["train_seconds_at_step"] = train_seconds()
+            if args.max_train_seconds and _out_of_time(accelerator, state["train_seconds_at_step"],
+                                                       args.max_train_seconds):
+                max_steps = step            # the time budget is spent: this step is the last one
             if step < max_steps and (
                     (args.eval_steps and step % args.eval_steps == 0)
                     or (args.eval_epochs and end_of_epoch and state["epoch"] % args.eval_epochs == 0)):
@@ -506,7 +553,7 @@ def train_recommender(
              "best_step": state["best_step"], "best_epoch": state["best_epoch"],
              "best_metrics": state["best_metrics"], "final_step": step, "epochs": state["epoch_progress"],
              "train_seconds": state["train_seconds"], "stopped_early": state["stopped_early"],
-             "log": state["log"]}, indent=2))
+             "item_text_examples": text_examples, "log": state["log"]}, indent=2))
     accelerator.wait_for_everyone()
     return {"best_metrics": state["best_metrics"], "best_step": state["best_step"], "final_step": step,
             "best_epoch": state["best_epoch"], "epochs": state["epoch_progress"],
@@ -542,6 +589,14 @@ def _validate_and_select(step, state, run_validation, save_best, args, accelerat
             state["stopped_early"] = True
             accelerator.print(f"early stopping at step {step}: {key} has not improved on {state['best_metric']:.4f} "
                               f"(step {state['best_step']}) for {args.early_stopping_patience} validations")
+
+
+def _out_of_time(accelerator, seconds: float, budget: float) -> bool:
+    """Whether the time budget is spent; several processes follow the slowest clock, so all stop together."""
+    if accelerator.num_processes == 1:
+        return seconds >= budget
+    spent = accelerator.reduce(torch.tensor([seconds], dtype=torch.float64, device=accelerator.device), "max")
+    return bool(spent.item() >= budget)
 
 
 def _unwrapped(rec, accelerator, model):
