@@ -40,7 +40,7 @@ _EXPORTS = {
     # generative recommender, decoding, metrics
     "RecommenderModelArguments": ".recommender", "build_recommender": ".recommender",
     "load_recommender": ".recommender", "train_recommender": ".training.recommender",
-    "evaluate_recommender": ".training.evaluation",
+    "evaluate_recommender": ".recommender.evaluation",
     "SIDTrie": ".generation", "SIDTrieLogitsProcessor": ".generation", "recommend": ".generation",
     "compute_metrics": ".metrics",
     # pipeline, report, Hub

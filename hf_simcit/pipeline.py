@@ -333,7 +333,7 @@ def _recommender(args: PipelineArguments, plan: StagePlan, state: RunState) -> d
 
 
 def _evaluate(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
-    from .training.evaluation import evaluate_saved_recommender
+    from .recommender.evaluation import evaluate_saved_recommender
 
     metrics = evaluate_saved_recommender(
         str(plan.run / "recommender"), str(plan.run / "data"), split=args.eval_split, ks=tuple(args.eval_ks),

@@ -40,8 +40,8 @@ from test_recommender import NUM_ITEMS, tiny_splits
 from hf_simcit.cli import main
 from hf_simcit.data import RecDataset
 from hf_simcit.errors import SimCITInputError
+from hf_simcit.recommender.evaluation import _shard_rows, evaluate_saved_recommender
 from hf_simcit.training.distributed import check_distributed_setup
-from hf_simcit.training.evaluation import _shard_rows, evaluate_saved_recommender
 from hf_simcit.training.recommender import parse_recommender_recipe, train_recommender
 
 ROOT = Path(__file__).resolve().parents[1]

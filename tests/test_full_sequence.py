@@ -21,9 +21,9 @@ from hf_simcit.recommender.data import (
     build_full_sequence_dataset,
     build_training_dataset,
 )
+from hf_simcit.recommender.evaluation import evaluate_recommender
 from hf_simcit.recommender.modeling import add_residual_dropout, build_recommender, load_recommender
 from hf_simcit.recommender.objective import LabelledTokenLoss
-from hf_simcit.training.evaluation import evaluate_recommender
 from hf_simcit.training.recommender import RecommenderDataArguments, train_recommender
 
 

@@ -188,12 +188,12 @@ def test_quantizer_loads_with_remote_code_without_package(pushed, hub_env, tmp_p
 def test_adapter_loads_by_repo_id_with_identical_recommendations(pushed, tmp_path):
     from huggingface_hub import hf_hub_download
     from peft import AutoPeftModelForCausalLM, PeftModel
+    from reference_beam_search import sid_beam_search
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hf_simcit.generation import recommend
     from hf_simcit.hub import load_recommender_from_hub
-    from hf_simcit.recommender.decoding import sid_beam_search
     from hf_simcit.recommender.modeling import load_recommender
 
     run, _, results = pushed

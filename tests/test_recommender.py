@@ -8,6 +8,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from hf_simcit.errors import SimCITInputError
+from hf_simcit.metrics.ranking import ranking_metrics
 from hf_simcit.recommender.data import (
     IGNORE_INDEX,
     PromptTemplate,
@@ -15,6 +16,7 @@ from hf_simcit.recommender.data import (
     SIDPromptFormatter,
     build_training_dataset,
 )
+from hf_simcit.recommender.evaluation import count_invalid, evaluate_recommender
 from hf_simcit.recommender.modeling import (
     RecommenderModelArguments,
     build_recommender,
@@ -24,7 +26,6 @@ from hf_simcit.recommender.modeling import (
     tiny_llama,
 )
 from hf_simcit.recommender.sid import SIDTable
-from hf_simcit.training.evaluation import count_invalid, evaluate_recommender, ranking_metrics
 from hf_simcit.training.recommender import (
     RecommenderDataArguments,
     RecommenderTrainingArguments,
@@ -279,13 +280,15 @@ def test_recipe_yaml_sections_and_unknown_keys(tmp_path):
 
 @pytest.mark.parametrize("num_beams", [5, NUM_ITEMS])
 def test_generation_engine_matches_the_reference_search(num_beams):
-    pytest.importorskip("hf_simcit.generation")
+    """The evaluation's decoder (hf_simcit.generation) ranks exactly as the plain reference search."""
+    from reference_beam_search import reference_rankings
+
     rec = build_recommender(tiny_model_args(), tiny_sids(), seed=3)
     split = tiny_splits()["test"]
-    kw = dict(num_beams=num_beams, ks=(5,), return_rankings=True)
-    ours = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, engine="reference", **kw)
-    theirs = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, engine="generation", **kw)
-    assert torch.equal(ours["rankings"], theirs["rankings"])
+    ours = reference_rankings(rec.model, rec.tokenizer, rec.item_token_ids, split, num_beams)
+    theirs = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, num_beams=num_beams, ks=(5,),
+                                  return_rankings=True)
+    assert torch.equal(ours, theirs["rankings"])
 
 
 def test_ranking_metrics_agree_with_the_evaluate_metric_module():
@@ -334,5 +337,3 @@ def test_evaluation_can_exclude_each_examples_history_items(tmp_path):
     plain, excluded = rankings(), rankings(exclude_history=True)
     assert any(set(r) & set(h) for r, h in zip(plain, test["history"]))       # history items do come up
     assert not any(set(r) & set(h) for r, h in zip(excluded, test["history"]))
-    with pytest.raises(SimCITInputError, match="exclude_history needs the 'generation' engine"):
-        rankings(exclude_history=True, engine="reference")

@@ -8,8 +8,8 @@ import pytest
 import torch
 from test_recommender import tiny_sids, tiny_splits
 
+from hf_simcit.recommender.evaluation import evaluate_recommender
 from hf_simcit.recommender.modeling import RecommenderModelArguments, load_recommender, save_recommender
-from hf_simcit.training.evaluation import evaluate_recommender
 from hf_simcit.training.recommender import (
     RecommenderDataArguments,
     RecommenderTrainingArguments,

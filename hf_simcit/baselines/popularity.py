@@ -108,13 +108,13 @@ def rank_baseline(method: str, histories: Sequence[Sequence[int]], popularity: n
 def evaluate_baseline(method: str, split: Any, popularity: np.ndarray, ks: Sequence[int] = (5, 10),
                       max_examples: int | None = None, return_rankings: bool = False) -> dict[str, Any]:
     """Recall/NDCG@K and MRR of a baseline on ``split`` (``history``, ``target`` columns), full ranking, with
-    the same metric code and keys as :func:`hf_simcit.training.evaluation.evaluate_recommender`.
+    the same metric code and keys as :func:`hf_simcit.recommender.evaluation.evaluate_recommender`.
 
     ``popularity``: :func:`item_popularity` of the *training* split. ``return_rankings`` adds the ``(n, max(ks))``
     ranked item indices under ``"rankings"``.
     """
     from ..metrics.ranking import ranking_metrics
-    from ..training.evaluation import count_invalid
+    from ..recommender.evaluation import count_invalid
 
     n = len(split) if max_examples is None else min(len(split), int(max_examples))
     rows = split[:n]

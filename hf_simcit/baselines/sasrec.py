@@ -213,7 +213,7 @@ def evaluate_sasrec(model: SASRec, split: Any, ks: Sequence[int] = (5, 10), max_
     :func:`hf_simcit.data.sample_rows`, a fixed seeded random sample; None = every row); ``exclude_history``:
     the history's items are never ranked (RecBole's protocol)."""
     from ..data import sample_rows
-    from ..training.evaluation import ranking_metrics
+    from ..metrics.ranking import ranking_metrics
 
     rows = sample_rows(len(split), max_examples, seed)
     part = split[rows] if len(rows) < len(split) else split[:]
@@ -287,7 +287,7 @@ def length_grouped_batches(lengths: torch.Tensor, batch_size: int, generator: to
 def _sample_metrics(model: SASRec, sequences: torch.Tensor, targets: torch.Tensor, ks: Sequence[int],
                     device: torch.device) -> dict[str, float]:
     """Metrics of the fixed validation sample (pre-encoded once); a seam for tests."""
-    from ..training.evaluation import ranking_metrics
+    from ..metrics.ranking import ranking_metrics
 
     return ranking_metrics(_rank_encoded(model, sequences, max(ks), 512, device), targets, ks)
 

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from ..training.evaluation import evaluate_saved_recommender
+    from ..recommender.evaluation import evaluate_saved_recommender
     from ..utils.recipes import parse_positive_ints
 
     ks = parse_positive_ints(args.ks, "--ks")

@@ -1,6 +1,7 @@
 """The generative recommender: SID prompts, the causal LM with the SID vocabulary, inference on raw item ids.
 
-Training lives in :mod:`hf_simcit.training.recommender`, evaluation in :mod:`hf_simcit.training.evaluation`.
+Full-ranking evaluation is :mod:`hf_simcit.recommender.evaluation` (used by training, the CLI and the pipeline);
+decoding is :mod:`hf_simcit.generation`; the training loop lives in :mod:`hf_simcit.training.recommender`.
 """
 
 from .data import PromptTemplate, RecommenderCollator, SIDPromptFormatter, build_training_dataset, pad_prompts

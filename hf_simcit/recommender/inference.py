@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..errors import SimCITInputError
-from .data import PromptTemplate, SIDPromptFormatter, pad_prompts
+from .data import PromptTemplate, SIDPromptFormatter
 from .modeling import Recommender
 
 
@@ -90,11 +90,9 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
     device = next(rec.model.parameters()).device
     trie = SIDTrie(rec.item_token_ids.to(device))  # built once, shared by every batch
     out: list[list[tuple[str, float]]] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = {key: v.to(device) for key, v in pad_prompts(prompts[start:start + batch_size],
-                                                             rec.tokenizer.pad_token_id).items()}
-        result = recommend(rec.model, batch["input_ids"], trie, k=k, num_beams=num_beams,
-                           attention_mask=batch["attention_mask"])
+    for start in range(0, len(prompts), batch_size):   # recommend() left-pads each batch of token lists
+        result = recommend(rec.model, prompts[start:start + batch_size], trie, k=k, num_beams=num_beams,
+                           pad_token_id=rec.tokenizer.pad_token_id)
         for items, scores in zip(result.item_indices.tolist(), result.scores.tolist()):
             out.append([(rec.item_ids[i], float(s)) for i, s in zip(items, scores)])
     return out

@@ -9,7 +9,7 @@ counts returned ids that are not real items (or are duplicates) and must be 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -17,7 +17,7 @@ import torch
 from ..errors import SimCITInputError
 from ..metrics.ranking import ranking_metrics
 
-__all__ = ["count_invalid", "evaluate_recommender", "evaluate_saved_recommender", "ranking_metrics"]
+__all__ = ["count_invalid", "evaluate_recommender", "evaluate_saved_recommender"]
 
 
 def count_invalid(ranked: torch.Tensor, num_items: int) -> int:
@@ -28,9 +28,6 @@ def count_invalid(ranked: torch.Tensor, num_items: int) -> int:
     sorted_head = head.sort(dim=-1).values
     duplicates = ((sorted_head[:, 1:] == sorted_head[:, :-1]) & (sorted_head[:, 1:] >= 0)).sum().item()
     return int(out_of_range + duplicates)
-
-
-Ranker = Callable[[list[list[int]], int], torch.Tensor]
 
 
 @torch.no_grad()
@@ -49,22 +46,19 @@ def evaluate_recommender(
     accelerator: Any = None,
     desc: str = "evaluate",
     return_rankings: bool = False,
-    engine: str = "auto",
     exclude_history: bool = False,
 ) -> dict[str, Any]:
     """Recall/NDCG@K and MRR of ``model`` on ``split`` (``history``, ``target`` columns), full ranking.
 
     With an ``accelerator`` the examples are sharded over processes and the rankings gathered, so every
     process returns the same metrics. ``max_examples`` evaluates a fixed prefix of the split (periodic
-    validation during training); ``None`` means all of it. ``engine``: ``"generation"`` (the optimised
-    :func:`hf_simcit.generation.recommend`), ``"reference"`` (the plain exact search in
-    :mod:`hf_simcit.recommender.decoding`) or ``"auto"`` (the first when importable).
+    validation during training); ``None`` means all of it. Decoding: :func:`hf_simcit.generation.recommend`.
     ``exclude_history``: never recommend an item of the example's own history (RecBole's full-ranking
     protocol; right for data without repeat consumption, wrong where users come back to items).
     """
     from tqdm.auto import tqdm
 
-    from ..recommender.data import PromptTemplate, SIDPromptFormatter
+    from .data import PromptTemplate, SIDPromptFormatter
 
     if max(ks) > num_beams:
         raise SimCITInputError(f"num_beams={num_beams} < largest K={max(ks)}: beams must be at least K")
@@ -79,7 +73,7 @@ def evaluate_recommender(
     was_training = model.training
     model.eval()
     width = min(num_beams, num_items)
-    search = _search_engine(engine, width, exclude_history)
+    search = _Search(width)
     rankings = []
     show = accelerator is None or accelerator.is_local_main_process
     for start in tqdm(range(0, len(rows_to_decode), batch_size), desc=desc, disable=not show, leave=False):
@@ -137,47 +131,26 @@ def _gather_rankings(ranked: torch.Tensor, n: int, accelerator: Any, device: Any
     return gathered
 
 
-def _search_engine(engine: str, width: int, exclude_history: bool = False) -> Callable:
+class _Search:
     """``search(model, prompts, item_token_ids, pad_id, device, exclude) -> (B, width)`` item indices, best
-    first; ``exclude``: None or one list of item indices per prompt that may not be recommended."""
-    from ..recommender.data import pad_prompts
-    from ..recommender.decoding import sid_beam_search
+    first, by :func:`hf_simcit.generation.recommend`; ``exclude``: None or one list of item indices per prompt
+    that may not be recommended. One trie per catalogue and device (building it for 12k items takes ~1 s;
+    a batch ~30 ms)."""
 
-    def reference(model, prompts, item_token_ids, pad_id, device, exclude=None):
-        batch = {k: v.to(device) for k, v in pad_prompts(prompts, pad_id).items()}
-        return sid_beam_search(model, batch["input_ids"], batch["attention_mask"], item_token_ids,
-                               num_beams=width, position_ids=batch["position_ids"])[0]
+    def __init__(self, width: int):
+        self.width = width
+        self.tries: dict[tuple[int, str], Any] = {}
 
-    if engine == "reference":
-        if exclude_history:
-            raise SimCITInputError("exclude_history needs the 'generation' engine (the reference search has no "
-                                   "exclusions)")
-        return reference
-    try:
-        from ..generation import recommend
-    except ImportError:
-        if engine == "generation" or exclude_history:
-            raise
-        return reference
+    def __call__(self, model, prompts: list[list[int]], item_token_ids: torch.Tensor, pad_id: int, device,
+                 exclude: list[list[int]] | None = None) -> torch.Tensor:
+        from ..generation import SIDTrie, recommend
 
-    from ..generation import SIDTrie
-
-    tries: dict[tuple[int, str], SIDTrie] = {}
-
-    def generation(model, prompts, item_token_ids, pad_id, device, exclude=None):
-        # one trie per catalogue and device (building it for 12k items takes ~1 s; batches are ~30 ms)
         key = (id(item_token_ids), str(device))
-        if key not in tries:
-            tries.clear()
-            tries[key] = SIDTrie(item_token_ids.to(device))
-        batch = {k: v.to(device) for k, v in pad_prompts(prompts, pad_id).items()}
-        return recommend(model, batch["input_ids"], tries[key], k=width, num_beams=width,
-                         attention_mask=batch["attention_mask"], batch_size=len(prompts),
-                         exclude_items=exclude).item_indices
-
-    if engine not in ("auto", "generation"):
-        raise SimCITInputError(f"engine must be 'auto', 'generation' or 'reference', got {engine!r}")
-    return generation
+        if key not in self.tries:
+            self.tries.clear()
+            self.tries[key] = SIDTrie(item_token_ids.to(device))
+        return recommend(model, prompts, self.tries[key], k=self.width, num_beams=self.width,
+                         pad_token_id=pad_id, batch_size=len(prompts), exclude_items=exclude).item_indices
 
 
 def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "test", ks: Sequence[int] = (5, 10),
@@ -190,8 +163,8 @@ def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "t
     from pathlib import Path
 
     from ..data import load_prepared
-    from ..recommender.inference import template_of
-    from ..recommender.modeling import load_recommender
+    from .inference import template_of
+    from .modeling import load_recommender
 
     for name, value in (("num_beams", num_beams), ("batch_size", batch_size), ("max_examples", max_examples),
                         *((f"ks[{i}]", k) for i, k in enumerate(ks))):

@@ -1,17 +1,16 @@
-"""A compact fixed-depth SID beam search, used by training-time evaluation.
+"""The exactness oracle: a compact fixed-depth SID beam search written as plainly as possible.
 
-Why here: the recommender's evaluation must not depend on how the decoding module evolves; this is the
-exact constrained beam search written as plainly as possible (one prefill per history, KV cache shared
-across beams, exactly ``num_levels`` steps, candidate sets as boolean masks over the catalogue, no Python
-loop over beams or histories). ``hf_simcit.generation`` holds the optimised engine and ``recommend()``;
-:func:`hf_simcit.training.evaluation.evaluate_recommender` accepts either.
+Why in the tests: the package has one decoder (:mod:`hf_simcit.generation`, tree attention / KV sharing,
+exclusions); this independent search (one prefill per history, KV cache reordered across beams, exactly
+``num_levels`` steps, candidate sets as boolean masks over the catalogue) is what its exactness is checked
+against, so it must not share code with it.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import SimCITInputError
+from hf_simcit.errors import SimCITInputError
 
 
 def _level_codes(item_token_ids: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -99,3 +98,29 @@ def sid_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
         items = torch.cat([items, items.new_full((batch, pad), -1)], dim=1)
         beam_scores = torch.cat([beam_scores, beam_scores.new_full((batch, pad), float("-inf"))], dim=1)
     return items[:, :num_return], beam_scores[:, :num_return]
+
+
+def reference_rankings(model, tokenizer, item_token_ids: torch.Tensor, split, num_beams: int,
+                       template=None, batch_size: int = 32) -> torch.Tensor:
+    """``(n, width)`` item rankings of every row of ``split`` by this search, on the prompts and batches
+    :func:`hf_simcit.recommender.evaluation.evaluate_recommender` builds (its ``rankings``)."""
+    from hf_simcit.generation import prepare_prompts
+    from hf_simcit.recommender.data import PromptTemplate, SIDPromptFormatter
+
+    formatter = SIDPromptFormatter(tokenizer, item_token_ids, template or PromptTemplate())
+    prompts = [formatter.prompt_ids(history) for history in split["history"]]
+    device = next(model.parameters()).device
+    width = min(num_beams, item_token_ids.shape[0])
+    rankings = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(prompts), batch_size):
+            input_ids, attention_mask = prepare_prompts(prompts[start:start + batch_size],
+                                                        pad_token_id=tokenizer.pad_token_id)
+            items, _ = sid_beam_search(model, input_ids.to(device), attention_mask.to(device), item_token_ids,
+                                       num_beams=width)
+            rankings.append(items.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(rankings)
