@@ -166,7 +166,7 @@ def build_sids(method: str, feats, modalities: list[str], levels: int, size: int
 def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -> dict:
     from hf_simcit.recommender.modeling import RecommenderModelArguments, load_recommender
     from hf_simcit.recommender.sid import SIDTable
-    from hf_simcit.training.evaluation import evaluate_recommender
+    from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.training.recommender import (
         RecommenderDataArguments,
         RecommenderTrainingArguments,
@@ -357,7 +357,7 @@ def merge_results(paths: list[str], name: str) -> int:
 def reevaluate(args, rec, workdir: Path, command: str) -> int:
     """Evaluate the generators a previous run saved under ``workdir`` on another split (no training)."""
     from hf_simcit.recommender.modeling import load_recommender
-    from hf_simcit.training.evaluation import evaluate_recommender
+    from hf_simcit.recommender.evaluation import evaluate_recommender
 
     split = test_subset(rec.splits[args.reevaluate], args.test_examples, args.seed)
     lines = ["| method | R@5 | N@5 | R@10 | N@10 | R@10 repeat | R@10 new | invalid | users | saved at step | "
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     import hf_simcit.baselines.popularity  # noqa: F401
     import hf_simcit.baselines.sasrec  # noqa: F401
     import hf_simcit.recommender.modeling  # noqa: F401
-    import hf_simcit.training.evaluation  # noqa: F401
+    import hf_simcit.recommender.evaluation  # noqa: F401
     import hf_simcit.training.quantizer  # noqa: F401
     import hf_simcit.training.recommender  # noqa: F401
 

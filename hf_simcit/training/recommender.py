@@ -305,7 +305,7 @@ def train_recommender(
         match_deepspeed_gradient_clipping,
         seed_process_streams,
     )
-    from .evaluation import evaluate_recommender
+    from ..recommender.evaluation import evaluate_recommender
 
     args = training_args
     accelerator = build_accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
