@@ -103,7 +103,7 @@ def sids(args, rec, feats):
 def run_row(name: str, args) -> dict:
     """Train one row to its budget, test it; the numbers of one process (its own peak RSS)."""
     from hf_simcit.recommender.data import PromptTemplate
-    from hf_simcit.training.evaluation import evaluate_recommender
+    from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import load_recommender
     from hf_simcit.training.recommender import train_recommender
 
@@ -191,7 +191,7 @@ def roundtrip(args) -> int:
     difference can only come from what was saved, not from precision."""
     from hf_simcit.data.splits import sample_rows
     from hf_simcit.recommender.data import PromptTemplate
-    from hf_simcit.training.evaluation import evaluate_recommender
+    from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import load_recommender
     from hf_simcit.training.recommender import train_recommender
 
