@@ -289,6 +289,7 @@ def train_recommender(
         build_full_sequence_dataset,
         build_training_dataset,
     )
+    from ..recommender.evaluation import evaluate_recommender
     from ..recommender.modeling import build_recommender, save_recommender
     from ..recommender.objective import LabelledTokenLoss
     from ..utils.serialization import (
@@ -305,7 +306,6 @@ def train_recommender(
         match_deepspeed_gradient_clipping,
         seed_process_streams,
     )
-    from ..recommender.evaluation import evaluate_recommender
 
     args = training_args
     accelerator = build_accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
