@@ -33,6 +33,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -164,9 +165,9 @@ def build_sids(method: str, feats, modalities: list[str], levels: int, size: int
 
 # ------------------------------------------------------------------------------------------------ runs
 def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -> dict:
+    from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import RecommenderModelArguments, load_recommender
     from hf_simcit.recommender.sid import SIDTable
-    from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.training.recommender import (
         RecommenderDataArguments,
         RecommenderTrainingArguments,
@@ -356,8 +357,8 @@ def merge_results(paths: list[str], name: str) -> int:
 
 def reevaluate(args, rec, workdir: Path, command: str) -> int:
     """Evaluate the generators a previous run saved under ``workdir`` on another split (no training)."""
-    from hf_simcit.recommender.modeling import load_recommender
     from hf_simcit.recommender.evaluation import evaluate_recommender
+    from hf_simcit.recommender.modeling import load_recommender
 
     split = test_subset(rec.splits[args.reevaluate], args.test_examples, args.seed)
     lines = ["| method | R@5 | N@5 | R@10 | N@10 | R@10 repeat | R@10 new | invalid | users | saved at step | "
@@ -389,6 +390,67 @@ def reevaluate(args, rec, workdir: Path, command: str) -> int:
                     f"{'; the history items of each user are excluded from the ranking' if args.exclude_history else ''}"
                     f". Command: `{command}`\n\n{table}\n")
     return 0
+
+
+class RunContext(NamedTuple):
+    """What every row of one run shares: the split, the item features and the SID settings."""
+    rec: object
+    feats: object
+    workdir: Path
+    simcit_args: object
+    modalities: list[str]
+    base_modalities: list[str]
+    levels: int
+    size: int
+    n: int
+    test_split: object
+    device: str
+
+
+def run_context(args) -> RunContext:
+    rec = load_data(args.dataset)
+    feats = load_features(args.dataset, rec)
+    workdir = CACHE / "runs" / args.dataset
+    simcit_args = quantizer_recipe(args.dataset, args, workdir)
+    modalities = list(simcit_args.modalities or feats.modalities)
+    base_modalities = modalities if args.baseline_modalities == "same" else \
+        [m.strip() for m in args.baseline_modalities.split(",") if m.strip()]
+    return RunContext(rec, feats, workdir, simcit_args, modalities, base_modalities, simcit_args.num_levels,
+                      simcit_args.codebook_size, len(rec.items),
+                      test_subset(rec.splits["test"], args.test_examples, args.seed),
+                      "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def learned_row(method: str, args, ctx: RunContext) -> tuple[dict, dict | None]:
+    """Train and test one learned row (a SID generator or SASRec): ``(row, SID statistics or None)``."""
+    if method == "sasrec":
+        row = run_sasrec(ctx.rec, ctx.test_split, ctx.n, args, ctx.device)
+        row["test"]["num_examples"] = len(ctx.test_split)
+        print(f"[sasrec] test {json.dumps({k: round(v, 4) for k, v in row['test'].items() if isinstance(v, float)})}",
+              flush=True)
+        return row, None
+    t0 = time.time()
+    assignment, _ = build_sids(method, ctx.feats, ctx.modalities if method == "simcit" else ctx.base_modalities,
+                               ctx.levels, ctx.size, args.seed, ctx.simcit_args, args.rqvae_steps, args.resolve,
+                               args.disambiguation_order)
+    raw = assignment.raw_statistics
+    stats = {"collision": raw["collision_rate"], "levels": assignment.codes.shape[1],
+             "sizes": assignment.codebook_sizes, "usage": raw["usage"], "sid_s": time.time() - t0}
+    print(f"[{method}] SIDs in {time.time() - t0:.1f}s: raw collision {raw['collision_rate']:.4f}, usage "
+          f"{[round(u, 3) for u in raw['usage']]}, codebook sizes {assignment.codebook_sizes}", flush=True)
+    row = run_generator(method, assignment, ctx.rec, ctx.test_split, args, ctx.workdir)
+    print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in row['test'].items() if isinstance(v, float)})}"
+          f" invalid={row['test']['invalid_items']} users={row['test']['num_examples']} "
+          f"train {row['train_s']:.0f}s eval {row['eval_s']:.0f}s, best step {row['best_step']}", flush=True)
+    return row, stats
+
+
+def learned_row_in_worker(method: str, args) -> tuple[str, dict, dict | None]:
+    """:func:`learned_row` in a worker process of ``--jobs``: it loads the (cached) split and features itself."""
+    torch.set_num_threads(args.threads or 1)
+    row, stats = learned_row(method, args, run_context(args))
+    row["rankings"] = np.asarray(row["rankings"])
+    return method, row, stats
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,7 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--beams", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (per job with --jobs)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train the learned rows in this many processes side by side (e.g. 2 on 2 cores "
+                             "with --threads 1)")
     parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("--sasrec-epochs", type=int, default=0, help="SASRec's epoch cap (0: --epochs)")
     parser.add_argument("--sasrec-patience", type=int, default=0, help="(0: --patience)")
@@ -462,60 +527,49 @@ def main(argv: list[str] | None = None) -> int:
     # import every stage up front: a long run must not pick up half-edited modules of a working tree
     import hf_simcit.baselines.popularity  # noqa: F401
     import hf_simcit.baselines.sasrec  # noqa: F401
-    import hf_simcit.recommender.modeling  # noqa: F401
     import hf_simcit.recommender.evaluation  # noqa: F401
+    import hf_simcit.recommender.modeling  # noqa: F401
     import hf_simcit.training.quantizer  # noqa: F401
     import hf_simcit.training.recommender  # noqa: F401
 
-    rec = load_data(args.dataset)
-    feats = load_features(args.dataset, rec)
-    workdir = CACHE / "runs" / args.dataset
-    if args.reevaluate:
-        return reevaluate(args, rec, workdir, command)
-    if args.exclude_history:
+    if args.exclude_history and not args.reevaluate:
         raise SystemExit("--exclude-history is a --reevaluate option (the training runs score the plain protocol)")
-    simcit_args = quantizer_recipe(args.dataset, args, workdir)
-    modalities = list(simcit_args.modalities or feats.modalities)
-    base_modalities = modalities if args.baseline_modalities == "same" else \
-        [m.strip() for m in args.baseline_modalities.split(",") if m.strip()]
-    levels, size = simcit_args.num_levels, simcit_args.codebook_size
-    n = len(rec.items)
-    test_split = test_subset(rec.splits["test"], args.test_examples, args.seed)
-    print(f"{args.dataset}: {n} items, {len(rec.splits['train'])} training examples, "
-          f"{len(rec.splits['test'])} test users (evaluated {len(test_split)}); SimCIT modalities {modalities}, "
-          f"baselines {base_modalities}; {levels} levels x {size}; device {device}; threads {torch.get_num_threads()}",
-          flush=True)
-
     unknown = [m for m in methods if m not in NAMES]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown} ({', '.join(NAMES)})")
+    ctx = run_context(args)
+    if args.reevaluate:
+        return reevaluate(args, ctx.rec, ctx.workdir, command)
+    rec, workdir, simcit_args, modalities, base_modalities, levels, size, n, test_split = (
+        ctx.rec, ctx.workdir, ctx.simcit_args, ctx.modalities, ctx.base_modalities, ctx.levels, ctx.size, ctx.n,
+        ctx.test_split)
+    print(f"{args.dataset}: {n} items, {len(rec.splits['train'])} training examples, "
+          f"{len(rec.splits['test'])} test users (evaluated {len(test_split)}); SimCIT modalities {modalities}, "
+          f"baselines {base_modalities}; {levels} levels x {size}; device {device}; threads {torch.get_num_threads()}"
+          f"; {args.jobs} job(s)", flush=True)
     repeat = in_history(test_split)
     print(f"test targets already in the user's history: {repeat.mean():.2%} ({repeat.sum()} of {len(repeat)})",
           flush=True)
-    rows, sid_stats = {}, {}
-    for method in methods:
-        if method not in GENERATORS:
-            continue
-        t0 = time.time()
-        assignment, _ = build_sids(method, feats, modalities if method == "simcit" else base_modalities, levels,
-                                   size, args.seed, simcit_args, args.rqvae_steps, args.resolve,
-                                   args.disambiguation_order)
-        raw = assignment.raw_statistics
-        sid_stats[method] = {"collision": raw["collision_rate"], "levels": assignment.codes.shape[1],
-                             "sizes": assignment.codebook_sizes, "usage": raw["usage"], "sid_s": time.time() - t0}
-        print(f"[{method}] SIDs in {time.time() - t0:.1f}s: raw collision {raw['collision_rate']:.4f}, usage "
-              f"{[round(u, 3) for u in raw['usage']]}, codebook sizes {assignment.codebook_sizes}", flush=True)
-        rows[method] = run_generator(method, assignment, rec, test_split, args, workdir)
-        row = rows[method]
-        print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in row['test'].items() if isinstance(v, float)})}"
-              f" invalid={row['test']['invalid_items']} users={row['test']['num_examples']} "
-              f"train {row['train_s']:.0f}s eval {row['eval_s']:.0f}s, best step {row['best_step']}", flush=True)
+    learned = [m for m in methods if m in GENERATORS or m == "sasrec"]
+    done: dict[str, tuple[dict, dict | None]] = {}
+    if args.jobs > 1 and len(learned) > 1:
+        # one process per learned row, ``--threads`` each: the rows of one run train side by side
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    if "sasrec" in methods:
-        rows["sasrec"] = run_sasrec(rec, test_split, n, args, device)
-        rows["sasrec"]["test"]["num_examples"] = len(test_split)
-        print(f"[sasrec] test {json.dumps({k: round(v, 4) for k, v in rows['sasrec']['test'].items() if isinstance(v, float)})}",
-              flush=True)
+        with ProcessPoolExecutor(min(args.jobs, len(learned)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(learned_row_in_worker, method, args) for method in learned]
+            for future in as_completed(futures):
+                method, row, stats = future.result()
+                done[method] = (row, stats)
+    else:
+        for method in learned:
+            done[method] = learned_row(method, args, ctx)
+    rows, sid_stats = {}, {}
+    for method in learned:
+        rows[method], stats = done[method]
+        if stats is not None:
+            sid_stats[method] = stats
     for method in [m for m in methods if m in ("history", "popularity")]:
         rows[method] = run_baseline(method, rec, test_split)
         print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in rows[method]['test'].items() if isinstance(v, float)})}",

@@ -22,6 +22,15 @@ def bench():
 
 
 @pytest.fixture(scope="module")
+def bench_env(tmp_path_factory):
+    """Environment of the benchmark subprocesses: one cache (ML-100K prepared once, with its features)."""
+    import os
+
+    root = tmp_path_factory.mktemp("bench")
+    return {**os.environ, "HF_SIMCIT_REC_BENCH_CACHE": str(root / "cache"), "HF_SIMCIT_BENCH_CACHE": str(root / "qcache")}
+
+
+@pytest.fixture(scope="module")
 def features():
     from hf_simcit.quantizers import ItemFeatures
 
@@ -120,19 +129,17 @@ def test_results_json_has_the_checked_shape(bench, tmp_path):
     assert (row["invalid_items"], row["epochs"], row["best_epoch"], row["train_s"]) == (0, 7.0, 4.0, 12.3)
 
 
-def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path):
+def test_gpu_script_smoke_mode_runs_on_cpu(bench_env):
     """benchmarks/gpu_beauty.sh --smoke: the GPU script's code path, on ML-100K for one epoch, on the CPU."""
     import json
-    import os
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHON": sys.executable, "HF_SIMCIT_REC_BENCH_CACHE": str(tmp_path / "cache"),
-           "HF_SIMCIT_BENCH_CACHE": str(tmp_path / "qcache")}
+    env = {**bench_env, "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_beauty.sh"), "--smoke"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    results = tmp_path / "cache" / "runs" / "ml-100k" / "results"
+    results = Path(env["HF_SIMCIT_REC_BENCH_CACHE"]) / "runs" / "ml-100k" / "results"
     out = json.loads((results / "recommend-ml-100k.json").read_text())
     assert set(out["rows"]) == {"simcit", "rqvae", "rqkmeans", "random", "sasrec", "history", "popularity"}
     for method, row in out["rows"].items():
@@ -142,3 +149,25 @@ def test_gpu_script_smoke_mode_runs_on_cpu(tmp_path):
     positions = json.loads((results / "training-positions-ml-100k.json").read_text())
     assert positions["full_sequence"] < positions["prefix"] / 5
     assert (results / "curves-recommend-ml-100k.png").stat().st_size > 10_000
+
+
+def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_env):
+    """``--jobs 2`` (one process per learned row) reassembles exactly the rows one process trains in turn."""
+    import json
+    import subprocess
+    import sys
+
+    env = bench_env
+    results = Path(env["HF_SIMCIT_REC_BENCH_CACHE"]) / "runs" / "ml-100k" / "results"
+    out = {}
+    for jobs in ("1", "2"):
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--smoke", "--threads", "1",
+                               "--methods", "random,sasrec,popularity", "--jobs", jobs, "--results-name", f"jobs{jobs}"],
+                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        out[jobs] = json.loads((results / f"jobs{jobs}.json").read_text())["rows"]
+    assert list(out["2"]) == ["random", "sasrec", "popularity"]
+    for method in out["1"]:
+        assert out["2"][method]["test"] == out["1"][method]["test"], method
+        assert out["2"][method]["repeat_new"] == out["1"][method]["repeat_new"], method
+    assert out["2"]["sasrec"]["test"]["ndcg@10"] > 0
