@@ -37,6 +37,7 @@ from typing import Any
 
 from .baselines.suite import BASELINES
 from .errors import SimCITInputError
+from .utils.progress import progress_bars_off
 
 STATE_FILE = "pipeline.json"
 
@@ -452,20 +453,6 @@ REGISTRY: tuple[Stage, ...] = (
 STAGES = tuple(stage.name for stage in REGISTRY)
 
 
-@contextlib.contextmanager
-def _quiet_transformers_progress() -> Iterator[None]:
-    """transformers' "Loading weights"/"Writing shards" bars off (they drown the stage bars), restored after."""
-    from transformers.utils import logging as transformers_logging
-
-    enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            transformers_logging.enable_progress_bar()
-
-
 def run_pipeline(args: PipelineArguments, *, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or resume) every stage in order; returns ``{"run_dir", "metrics", "stages": {stage: entry}}``."""
     plan = plan_stages(args)
@@ -478,7 +465,8 @@ def run_pipeline(args: PipelineArguments, *, on_stage: Callable[[str], None] | N
     wanted = set(args.stages or STAGES)
     selected = [stage for stage in REGISTRY if stage.name in wanted and not stage.skip(args, plan)]
 
-    with _quiet_transformers_progress():
+    # transformers' "Loading weights"/"Writing shards" bars would drown the stage bars: off while stages run
+    with progress_bars_off("transformers"):
         for position, stage in enumerate(selected, 1):
             _run_stage(stage, args, plan, state, fingerprints[stage.name], f"[{position}/{len(selected)}]",
                        on_stage)

@@ -7,19 +7,17 @@ A prepared data set on disk is a folder with ``splits/`` (``DatasetDict``: train
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import scipy.sparse as sp
 from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
 
 from ..errors import SimCITInputError
+from ..utils.progress import progress_bars_off
 from ..utils.serialization import atomic_directory
 from . import readers
 from .splits import index_ids, k_core, leave_one_out
@@ -76,24 +74,13 @@ class RecDataset:
 
     def save_to_disk(self, path: str | Path) -> Path:
         """Write the folder atomically (a crash never leaves half a data set)."""
-        with atomic_directory(path) as tmp, _quiet_datasets():
+        # progress bars off: the sub-second save_to_disk bars would drown the statistics
+        with atomic_directory(path) as tmp, progress_bars_off("datasets"):
             self.splits.save_to_disk(str(tmp / "splits"))
             self.items.save_to_disk(str(tmp / "items"))
             self.sequences.save_to_disk(str(tmp / "sequences"))
             (tmp / "stats.json").write_text(json.dumps(self.stats, indent=2))
         return Path(path)
-
-
-@contextlib.contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    """Hide the sub-second ``save_to_disk`` progress bars (they would drown the statistics)."""
-    enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if enabled:
-            datasets.enable_progress_bars()
 
 
 def load_prepared(path: str | Path) -> RecDataset:
