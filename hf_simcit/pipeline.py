@@ -4,7 +4,8 @@ prepare -> features -> LGMD collaborative embeddings -> SimCIT quantizer -> SIDs
 -> evaluation (and SASRec on the same split) -> report -> (optionally) the Hub.
 
 Every stage is the library function its own subcommand calls; this module only wires their inputs and
-outputs into one run folder::
+outputs into one run folder, one :class:`Stage` per row of ``REGISTRY`` (function, the settings its fingerprint
+covers, the folders it writes)::
 
     RUN/data                  prepared splits + item table + stats.json          (hf-simcit prepare)
     RUN/features              item table with text/geo/... embedding columns     (hf-simcit features)
