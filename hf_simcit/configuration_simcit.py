@@ -10,6 +10,10 @@ train to usable codes in an affordable budget; every departure is a named option
 * ``gather_negatives`` (off): use every process's batch as negatives (gradient-preserving all_gather).
 * ``gumbel_temperature_end`` (None = fixed temperature as the reference): anneal the Gumbel-softmax temperature
   geometrically from ``gumbel_temperature`` to this value over ``gumbel_anneal_steps``.
+* ``codebook_refit`` (``"none"``, as the reference: the SIDs are the argmin over the *learned* codebooks): a record of
+  whether the trainer overwrote the codebooks by residual k-means of the fused embeddings (``"periodic"``: every
+  ``codebook_refresh_steps`` and at the last step; ``"final"``: once after training). With a re-fit the SIDs are
+  RQ-KMeans codes of SimCIT's fused space, not the learned quantizer's; it is an ablation, never the default.
 
 This module is copied next to saved weights for ``trust_remote_code``: it may only import the standard library and
 transformers.
@@ -20,6 +24,7 @@ from __future__ import annotations
 from transformers import AutoConfig, PretrainedConfig
 
 CODEBOOK_INITS = ("kmeans", "uniform")
+CODEBOOK_REFITS = ("none", "periodic", "final")
 
 
 class SimCITConfig(PretrainedConfig):
@@ -42,6 +47,14 @@ class SimCITConfig(PretrainedConfig):
         symmetric_loss (`bool`): also contrast each modality view against all quantized items.
         gather_negatives (`bool`): gather in-batch negatives across processes.
         codebook_init (`str`): ``"kmeans"`` (ours) or ``"uniform"`` (reference).
+        codebook_refit (`str`): how the trainer left the codebooks: ``"none"`` (learned codes), ``"periodic"`` or
+            ``"final"`` (k-means re-fits; an ablation).
+        commitment_weight (`float`): weight of the commitment term, the mean squared error (per dimension) of
+            each level's residual to its hard codeword (0: off, as the reference). Why: nothing else ties the
+            fused embeddings to the learned codewords, so without it the argmin codes drift onto few codewords.
+        codebook_loss_weight (`float`): weight of the VQ codebook loss, the same error with the residuals held
+            fixed (0: off, as the reference): each chosen codeword is pulled toward the residuals that chose it,
+            so the learned codebook keeps partitioning the moving fused embeddings.
     """
 
     model_type = "simcit"
@@ -63,6 +76,9 @@ class SimCITConfig(PretrainedConfig):
         symmetric_loss: bool = False,
         gather_negatives: bool = False,
         codebook_init: str = "kmeans",
+        codebook_refit: str = "none",
+        commitment_weight: float = 0.0,
+        codebook_loss_weight: float = 0.0,
         **kwargs,
     ):
         modality_names = list(modality_names) if modality_names is not None else ["text"]
@@ -81,6 +97,10 @@ class SimCITConfig(PretrainedConfig):
             raise ValueError(f"need num_levels >= 1 and codebook_size >= 2, got {num_levels}, {codebook_size}")
         if codebook_init not in CODEBOOK_INITS:
             raise ValueError(f"codebook_init must be one of {CODEBOOK_INITS}, got {codebook_init!r}")
+        if codebook_refit not in CODEBOOK_REFITS:
+            raise ValueError(f"codebook_refit must be one of {CODEBOOK_REFITS}, got {codebook_refit!r}")
+        if commitment_weight < 0 or codebook_loss_weight < 0:
+            raise ValueError("commitment_weight and codebook_loss_weight must not be negative")
         if contrastive_temperature <= 0 or gumbel_temperature <= 0:
             raise ValueError("temperatures must be positive")
         self.modality_names = modality_names
@@ -100,6 +120,9 @@ class SimCITConfig(PretrainedConfig):
         self.symmetric_loss = symmetric_loss
         self.gather_negatives = gather_negatives
         self.codebook_init = codebook_init
+        self.codebook_refit = codebook_refit
+        self.commitment_weight = commitment_weight
+        self.codebook_loss_weight = codebook_loss_weight
         super().__init__(**kwargs)
 
     @property

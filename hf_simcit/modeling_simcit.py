@@ -45,6 +45,10 @@ class SimCITQuantizerOutput(ModelOutput):
         contrastive_loss: ``sum(modality_losses)`` (unweighted).
         modality_losses: ``(num_modalities,)`` InfoNCE of each modality, 0 where no item of the batch has it.
         codeword_diversity_loss: mean pairwise cosine similarity of the codewords within each level.
+        commitment_loss: mean squared error of each level's residual to its hard codeword (codeword held fixed),
+            summed over levels (weighted by ``config.commitment_weight`` in ``loss``).
+        codebook_loss: the same error with the residuals held fixed: it moves each chosen codeword toward the
+            residuals that chose it (weighted by ``config.codebook_loss_weight``).
         codes: ``(n, L)`` hard codes (argmin at each level).
         quantized: ``(n, D)`` quantized item embeddings (soft in training, hard in eval).
         fused_embeddings: ``(n, D)`` attention-fused modality embeddings ``z``.
@@ -55,6 +59,8 @@ class SimCITQuantizerOutput(ModelOutput):
     contrastive_loss: torch.FloatTensor | None = None
     modality_losses: torch.FloatTensor | None = None
     codeword_diversity_loss: torch.FloatTensor | None = None
+    commitment_loss: torch.FloatTensor | None = None
+    codebook_loss: torch.FloatTensor | None = None
     codes: torch.LongTensor | None = None
     quantized: torch.FloatTensor | None = None
     fused_embeddings: torch.FloatTensor | None = None
@@ -116,8 +122,10 @@ class SimCITResidualQuantizer(nn.Module):
 
     def forward(
         self, latent: torch.FloatTensor, gumbel_temperature: float | None
-    ) -> tuple[torch.FloatTensor, torch.LongTensor, torch.FloatTensor]:
-        """``latent (n, D)`` -> quantized ``(n, D)``, codes ``(n, L)``, last-level distances ``(n, K)``.
+    ) -> tuple[torch.FloatTensor, torch.LongTensor, torch.FloatTensor, torch.FloatTensor]:
+        """``latent (n, D)`` -> quantized ``(n, D)``, codes ``(n, L)``, last-level distances ``(n, K)`` and the
+        VQ terms ``(2,)``: commitment (residual -> its hard codeword, the codeword held fixed) and codebook loss
+        (codeword -> the residuals that chose it, the residuals held fixed), mean squared errors summed over levels.
 
         ``gumbel_temperature=None`` quantizes hard (eval); a float uses the Gumbel-softmax mixture.
         """
@@ -125,6 +133,8 @@ class SimCITResidualQuantizer(nn.Module):
         quantized = torch.zeros_like(latent)
         codes = []
         distances = None
+        commitment = latent.new_zeros(())
+        codebook_loss = latent.new_zeros(())
         for level in range(self.num_levels):
             codebook = self.codebooks[level]
             # ||r||^2 - 2 r.c + ||c||^2 (n, K): one matmul, much cheaper than cdist's backward
@@ -133,6 +143,10 @@ class SimCITResidualQuantizer(nn.Module):
             ).clamp_min(0)
             level_codes = distances.argmin(dim=-1)
             codes.append(level_codes)
+            if latent.shape[0]:
+                chosen = codebook[level_codes]
+                commitment = commitment + (residual - chosen.detach()).pow(2).mean()
+                codebook_loss = codebook_loss + (residual.detach() - chosen).pow(2).mean()
             if gumbel_temperature is None:
                 level_quantized = codebook[level_codes]
             else:
@@ -141,7 +155,7 @@ class SimCITResidualQuantizer(nn.Module):
                 level_quantized = probs @ codebook
             quantized = quantized + level_quantized
             residual = residual - level_quantized
-        return quantized, torch.stack(codes, dim=-1), distances
+        return quantized, torch.stack(codes, dim=-1), distances, torch.stack([commitment, codebook_loss])
 
 
 def _gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -346,7 +360,8 @@ class SimCITQuantizer(SimCITPreTrainedModel):
         temperature = None
         if self.training:
             temperature = gumbel_temperature if gumbel_temperature is not None else config.gumbel_temperature
-        quantized, codes, _ = self.quantizer(fused, temperature)
+        quantized, codes, _, vq_terms = self.quantizer(fused, temperature)
+        commitment, codebook_loss = vq_terms[0], vq_terms[1]
         if not return_loss:
             return SimCITQuantizerOutput(
                 codes=codes, quantized=quantized, fused_embeddings=fused, modality_weights=weights
@@ -376,11 +391,17 @@ class SimCITQuantizer(SimCITPreTrainedModel):
         contrastive = modality_losses.sum()
         diversity = self.codeword_diversity()
         total = config.contrastive_weight * contrastive + config.codeword_diversity_weight * diversity
+        for weight, term in ((getattr(config, "commitment_weight", 0.0), commitment),
+                             (getattr(config, "codebook_loss_weight", 0.0), codebook_loss)):
+            if weight:
+                total = total + weight * term
         return SimCITQuantizerOutput(
             loss=total,
             contrastive_loss=contrastive,
             modality_losses=modality_losses,
             codeword_diversity_loss=diversity,
+            commitment_loss=commitment,
+            codebook_loss=codebook_loss,
             codes=codes,
             quantized=quantized,
             fused_embeddings=fused,

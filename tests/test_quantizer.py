@@ -439,11 +439,12 @@ def test_codebook_refresh_refits_to_the_current_embeddings(tmp_path):
     from hf_simcit.quantizers import residual_kmeans
 
     feats = tiny_features(64)
-    result = train_quantizer(tiny_args(tmp_path, codebook_refresh_steps=3, validation_share=0.0,
-                                       metric_for_best_model="collision_rate"), feats)
+    result = train_quantizer(tiny_args(tmp_path, codebook_refit="periodic", codebook_refresh_steps=3,
+                                       validation_share=0.0, metric_for_best_model="collision_rate"), feats)
     model = result.model
-    # the final step re-fitted the codebooks: they equal residual k-means of the final fused embeddings
-    expected, _ = residual_kmeans(model.fused_embeddings(feats.features, feats.masks), 2, 8, seed=1 + 6)
+    # every evaluation step (3, 6) re-fitted the codebooks first: the saved (best) model's codebooks are residual
+    # k-means of its own fused embeddings
+    expected, _ = residual_kmeans(model.fused_embeddings(feats.features, feats.masks), 2, 8, seed=1 + result.best_step)
     assert torch.allclose(model.quantizer.codebooks.detach(), expected, atol=1e-4)
     assert min(result.history[-1]["usage"]) > 0.5
 

@@ -43,9 +43,13 @@ class QuantizerTrainingArguments:
     """Everything a quantizer recipe holds (one flat YAML read by ``HfArgumentParser``).
 
     Defaults are the measured recipe (``recipes/beauty/quantizer.yaml``): reference model and losses, plus the
-    symmetric InfoNCE, k-means codebooks on embeddings rescaled to RMS 1 and a k-means re-fit every 50 steps.
-    The reference schedule: ``codebook_init="uniform"``, ``init_latent_rms=None``, ``codebook_refresh_steps=0``,
-    ``symmetric_loss=False``.
+    symmetric InfoNCE, k-means codebooks on embeddings rescaled to RMS 1, a Gumbel temperature annealed from 10 to
+    0.5, the VQ codebook loss with the codebooks' own learning rate and dead-code restarts. The SIDs are the argmin
+    over the *learned* codebooks (``codebook_refit="none"``); a k-means re-fit of the codebooks (``"periodic"``,
+    ``"final"``) is an ablation: it makes the SIDs RQ-KMeans codes of the fused space. The reference schedule:
+    ``codebook_init="uniform"``, ``init_latent_rms=None``, ``symmetric_loss=False``, ``gumbel_temperature=0.2``,
+    ``gumbel_temperature_end=None``, ``codebook_loss_weight=0``, ``codebook_learning_rate=None``,
+    ``dead_code_restart_steps=0``.
     """
 
     # data
@@ -62,28 +66,45 @@ class QuantizerTrainingArguments:
     num_levels: int = 3
     codebook_size: int = 256
     contrastive_temperature: float = 0.07
-    gumbel_temperature: float = 0.2
-    gumbel_temperature_end: float | None = None
-    gumbel_anneal_steps: int = 1000
+    gumbel_temperature: float = field(default=10.0, metadata={
+        "help": "Gumbel-softmax temperature at step 0 (reference 0.2: at RMS-1 latents a hard argmin, so no "
+                "gradient reaches the encoders through the quantizer)."})
+    gumbel_temperature_end: float | None = field(default=0.5, metadata={
+        "help": "Anneal geometrically to this temperature over gumbel_anneal_steps (None: fixed, as the reference)."})
+    gumbel_anneal_steps: int = 400
     contrastive_weight: float = 1.0
     codeword_diversity_weight: float = 1.0
     symmetric_loss: bool = field(default=True, metadata={
         "help": "Both InfoNCE directions (ours; reference: false). Beauty: 4.4% vs 11% raw collisions."})
     gather_negatives: bool = False
     codebook_init: str = field(default="kmeans", metadata={"help": "'kmeans' (ours) or 'uniform' (reference)."})
+    codebook_refit: str = field(default="none", metadata={
+        "help": "'none': the SIDs are the argmin over the learned codebooks (SimCIT); 'periodic': re-fit the "
+                "codebooks by residual k-means of the fused embeddings every codebook_refresh_steps steps and at "
+                "the last step; 'final': one re-fit of the saved model (both make RQ-KMeans codes; ablations)."})
     codebook_refresh_steps: int = field(default=50, metadata={
-        "help": "Every N steps re-fit the codebooks by residual k-means of the current fused embeddings (0: off)."})
+        "help": "With codebook_refit='periodic': re-fit every N steps (and at the last step)."})
+    commitment_weight: float = field(default=0.0, metadata={
+        "help": "Weight of the commitment term (mean squared distance of each residual to its hard codeword)."})
+    codebook_loss_weight: float = field(default=1.0, metadata={
+        "help": "Weight of the VQ codebook loss (each chosen codeword pulled toward the residuals that chose it)."})
+    codebook_learning_rate: float | None = field(default=1e-2, metadata={
+        "help": "Learning rate of the codebooks (None: learning_rate). Why: Adam moves a parameter by about the "
+                "learning rate per step, far slower than the encoders move the fused embeddings."})
+    dead_code_restart_steps: int = field(default=50, metadata={
+        "help": "Every N steps move each codeword no item uses to a random item's residual at its level "
+                "(0: off). Only the unused codewords move: the used ones stay as learned."})
     init_latent_rms: float | None = field(default=1.0, metadata={
         "help": "With k-means init: rescale the encoders so fused embeddings start with this RMS (None: as is)."})
     # optimisation
-    max_steps: int = 200
+    max_steps: int = 400
     per_device_batch_size: int = 256
     learning_rate: float = 2e-4
     weight_decay: float = 1e-3
     warmup_steps: int = 20
     max_grad_norm: float | None = None
     # evaluation, checkpoints
-    eval_steps: int = 50
+    eval_steps: int = 100
     eval_batch_size: int = 4096
     validation_share: float = 0.05
     metric_for_best_model: str = "validation_loss"
@@ -103,6 +124,10 @@ class QuantizerTrainingArguments:
             raise SimCITInputError(f"validation_share must be in [0, 1), got {self.validation_share}")
         if self.max_steps < 1 or self.per_device_batch_size < 2 or self.eval_steps < 1:
             raise SimCITInputError("max_steps and eval_steps must be >= 1 and per_device_batch_size >= 2")
+        if self.codebook_refit == "periodic" and self.codebook_refresh_steps < 1:
+            raise SimCITInputError("codebook_refit 'periodic' needs codebook_refresh_steps >= 1")
+        if self.dead_code_restart_steps < 0:
+            raise SimCITInputError(f"dead_code_restart_steps must be >= 0, got {self.dead_code_restart_steps}")
         if self.learning_rate < 0:
             raise SimCITInputError(f"learning_rate must not be negative, got {self.learning_rate}")
         # the model's settings (codebook_init, num_levels, ...) checked now, with a stand-in modality, so a bad
@@ -121,6 +146,8 @@ class QuantizerTrainingArguments:
                 gumbel_anneal_steps=self.gumbel_anneal_steps, contrastive_weight=self.contrastive_weight,
                 codeword_diversity_weight=self.codeword_diversity_weight, symmetric_loss=self.symmetric_loss,
                 gather_negatives=self.gather_negatives, codebook_init=self.codebook_init,
+                codebook_refit=self.codebook_refit, commitment_weight=self.commitment_weight,
+                codebook_loss_weight=self.codebook_loss_weight,
             )
         except ValueError as err:
             raise SimCITInputError(f"quantizer recipe: {err}") from None
@@ -252,7 +279,10 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         initialize_simcit_codebooks(model, features.subset(train_rows).features,
                                     features.subset(train_rows).masks, seed=args.seed,
                                     latent_rms=args.init_latent_rms)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    codebooks = model.quantizer.codebooks
+    groups = [{"params": [p for p in model.parameters() if p is not codebooks]},
+              {"params": [codebooks], "lr": args.codebook_learning_rate or args.learning_rate}]
+    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
 
     step, best_metric, best_step, patience, history = 0, None, -1, 0, []
@@ -338,12 +368,19 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
             optimizer.zero_grad()
             step += 1
             progress.update(1)
-            if args.codebook_refresh_steps and (step % args.codebook_refresh_steps == 0 or step == args.max_steps):
+            if args.codebook_refit == "periodic" and (step % args.codebook_refresh_steps == 0
+                                                      or step == args.max_steps):
                 refresh_codebooks(unwrapped, optimizer, features.subset(train_rows), args.seed + step)
                 if world > 1:  # the same k-means on every process; the main one's result makes sure of it
                     torch.distributed.broadcast(unwrapped.quantizer.codebooks.data, src=0)
+            elif args.dead_code_restart_steps and step % args.dead_code_restart_steps == 0:
+                restart_dead_codes(unwrapped, optimizer, features.subset(train_rows), args.seed + step)
+                if world > 1:
+                    torch.distributed.broadcast(unwrapped.quantizer.codebooks.data, src=0)
             parts = {"train_loss": out.loss.item(), "train_contrastive_loss": out.contrastive_loss.item(),
-                     "train_codeword_diversity_loss": out.codeword_diversity_loss.item()}
+                     "train_codeword_diversity_loss": out.codeword_diversity_loss.item(),
+                     "train_commitment_loss": out.commitment_loss.item(),
+                     "train_codebook_loss": out.codebook_loss.item()}
             for name, value in zip(features.modalities, out.modality_losses.detach().tolist()):
                 parts[f"train_{name}_loss"] = value
             for key, value in parts.items():
@@ -368,6 +405,11 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
     train_time = elapsed_before + time.perf_counter() - start
 
     best = SimCITQuantizer.from_pretrained(best_dir) if best_dir.exists() else unwrapped
+    if args.codebook_refit == "final":  # the ablation: the saved codebooks are k-means of the fused embeddings
+        from ..quantizers.simcit import initialize_simcit_codebooks
+
+        initialize_simcit_codebooks(best, features.subset(train_rows).features, features.subset(train_rows).masks,
+                                    seed=args.seed + step)
     if accelerator.is_main_process:
         with atomic_directory(output_dir) as tmp:
             best.save_pretrained(tmp, safe_serialization=True)
@@ -407,6 +449,41 @@ def refresh_codebooks(model, optimizer, features: ItemFeatures, seed: int) -> No
                 state[key].zero_()
 
 
+@torch.no_grad()
+def restart_dead_codes(model, optimizer, features: ItemFeatures, seed: int) -> int:
+    """Move every codeword that no item's hard code uses to the residual of a random item at that level.
+
+    Why: a codeword the argmin never picks gets almost no gradient through the Gumbel softmax and stays dead,
+    which is how learned codebooks collapse. Unlike a k-means re-fit, the codewords in use keep what training
+    learned, so the SIDs stay the learned quantizer's argmin codes. Returns how many codewords moved.
+    """
+    from ..quantizers.residual import squared_distances
+
+    was_training = model.training
+    model.eval()
+    fused = model.fused_embeddings(features.features, features.masks)
+    generator = torch.Generator().manual_seed(seed)
+    codebooks = model.quantizer.codebooks
+    state = optimizer.state.get(codebooks)
+    residual = fused.to(codebooks.device)
+    moved = 0
+    for level in range(codebooks.shape[0]):
+        codebook = codebooks[level]
+        codes = squared_distances(residual, codebook).argmin(-1)
+        dead = (torch.bincount(codes, minlength=codebook.shape[0]) == 0).nonzero().flatten()
+        if dead.numel():
+            rows = torch.randint(residual.shape[0], (dead.numel(),), generator=generator).to(residual.device)
+            codebook[dead] = residual[rows]
+            moved += dead.numel()
+            for key in ("exp_avg", "exp_avg_sq"):
+                if state and key in state:
+                    state[key][level, dead] = 0
+            codes = squared_distances(residual, codebook).argmin(-1)
+        residual = residual - codebook[codes]
+    model.train(was_training)
+    return moved
+
+
 def _prune_checkpoints(directory: Path, keep: int) -> None:
     found = sorted(
         (int(p.name[len(CHECKPOINT_PREFIX):]), p) for p in directory.glob(f"{CHECKPOINT_PREFIX}*")
@@ -436,6 +513,7 @@ __all__ = [
     "load_quantizer_features",
     "parse_quantizer_recipe",
     "refresh_codebooks",
+    "restart_dead_codes",
     "split_items",
     "train_quantizer",
 ]
