@@ -217,7 +217,7 @@ CASES: list[Case] = [
     # 2. NaN timestamps
     Case("prepare_nan_timestamp", 2, lambda fx, w: _prepare(_table(w, [*_table_rows()[:3], "u0,i5,",
                                                                        *_table_rows()[3:]]), w),
-         "row 3: column 'timestamp' is empty"),
+         ".csv:4: column 'timestamp' is empty"),
     # 3. a missing or misnamed timestamp column
     Case("prepare_missing_timestamp_column", 3, lambda fx, w: _prepare(_table(
         w, [",".join(r.split(",")[:2]) for r in _table_rows()]), w), "no timestamp column 'timestamp'"),

@@ -230,7 +230,7 @@ def test_an_infinite_timestamp_is_an_error_not_a_test_target(tmp_path, cli):
     table = bench._table(tmp_path, [*rows[:3], "u0,i5,inf", *rows[3:]])
     code, _, err = cli(bench._prepare(table, tmp_path), {})
     assert code == 2 and err.strip().splitlines() == [
-        f"hf-simcit prepare: error: {table}: row 3: column 'timestamp' is not a finite time: 'inf'"]
+        f"hf-simcit prepare: error: {table}:4: column 'timestamp' is not a finite time: 'inf'"]
     assert not (tmp_path / "out").exists()
 
 

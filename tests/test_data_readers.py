@@ -104,7 +104,7 @@ def test_table_unknown_column(tmp_path):
 def test_table_bad_timestamp_and_duplicate_item_text(tmp_path):
     pd.DataFrame({"user_id": [1, 1], "item_id": [2, 3], "timestamp": ["2020-01-01", "soon"]}).to_csv(
         tmp_path / "t.csv", index=False)
-    with pytest.raises(SimCITInputError, match=r"row 2: column 'timestamp' is not a time"):
+    with pytest.raises(SimCITInputError, match=r"t.csv:3: column 'timestamp' is not a time"):
         prepare_dataset("table", tmp_path / "t.csv")
     pd.DataFrame({"user_id": [1, 1, 1], "item_id": [2, 3, 4]}).to_csv(tmp_path / "u.csv", index=False)
     pd.DataFrame({"item_id": [2, 2], "text": ["a", "b"]}).to_csv(tmp_path / "items.csv", index=False)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import ast
 import csv
+import gzip
 import importlib.util
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -352,7 +353,7 @@ def read_table(
         missing = frame[column].isna()
         if missing.any():
             row = int(missing.to_numpy().nonzero()[0][0])
-            raise SimCITInputError(f"{path}: row {row + 1}: column {column!r} is empty")
+            raise SimCITInputError(f"{_row_location(path, row)}: column {column!r} is empty")
         frame[column] = frame[column].astype(str)
     sequences, duplicates = _sequences_from_table(frame, user_column, item_column, timestamp_column, keep_duplicates)
     raw = RawInteractions(sequences, source=f"table ({path})",
@@ -383,9 +384,43 @@ def read_item_text_file(path: Path, item_column: str = "item_id", text_column: s
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
+def _table_suffix(path: Path) -> str:
+    return "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+
+
+def _row_location(path: Path, row: int) -> str:
+    """Where data row ``row`` (0-based, as pandas read it) stands: ``file:line`` for CSV/TSV/JSONL tables (the
+    record's first line; the file is re-read only to report an error), ``file: row N`` for binary tables."""
+    suffix = _table_suffix(path)
+    delimiter = {".csv": ",", ".csv.gz": ",", ".tsv": "\t", ".tsv.gz": "\t", ".inter": "\t"}.get(suffix)
+    if delimiter is None and suffix not in {".jsonl", ".jsonl.gz"}:
+        return f"{path}: row {row + 1}"
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+        starts = _json_record_lines(handle) if delimiter is None else _csv_record_lines(handle, delimiter)
+        line = next((start for index, start in enumerate(starts) if index == row), None)
+    return where(path, line) if line is not None else f"{path}: row {row + 1}"
+
+
+def _json_record_lines(handle) -> Iterator[int]:
+    """First line of every JSON-lines record pandas reads (blank lines skipped)."""
+    return (number for number, line in enumerate(handle, 1) if line.strip())
+
+
+def _csv_record_lines(handle, delimiter: str) -> Iterator[int]:
+    """First line of every data record pandas reads (blank lines and the header skipped; a quoted field may
+    span lines)."""
+    reader, end, header = csv.reader(handle, delimiter=delimiter), 0, True
+    for record in reader:
+        if record and not header:
+            yield end + 1
+        header = header and not record
+        end = reader.line_num
+
+
 def _read_any_table(path: Path) -> pd.DataFrame:
     _require_file(path, "interaction table")
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    suffix = _table_suffix(path)
     try:
         if suffix in {".csv", ".csv.gz"}:
             return pd.read_csv(path)
@@ -418,7 +453,7 @@ def _numeric_column(values: pd.Series, path: Path, column: str) -> pd.Series:
     bad = numeric.isna() & values.notna()
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise SimCITInputError(f"{path}: row {row + 1}: column {column!r} is not a number: {values.iloc[row]!r}")
+        raise SimCITInputError(f"{_row_location(path, row)}: column {column!r} is not a number: {values.iloc[row]!r}")
     return numeric
 
 
@@ -428,7 +463,7 @@ def _numeric_or_datetime(values: pd.Series, path: Path, column: str) -> pd.Serie
     empty = values.isna()
     if empty.any():
         row = int(empty.to_numpy().nonzero()[0][0])
-        raise SimCITInputError(f"{path}: row {row + 1}: column {column!r} is empty (NaN); every interaction needs a "
+        raise SimCITInputError(f"{_row_location(path, row)}: column {column!r} is empty (NaN); every interaction needs a "
                                f"time (fix or remove the row, or pass --timestamp-column none to use file order)")
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.astype("int64").astype(float)
@@ -437,14 +472,14 @@ def _numeric_or_datetime(values: pd.Series, path: Path, column: str) -> pd.Serie
         infinite = (numeric.abs() == float("inf")).to_numpy()   # inf sorts last, like NaN: a silent test target
         if infinite.any():
             row = int(infinite.nonzero()[0][0])
-            raise SimCITInputError(f"{path}: row {row + 1}: column {column!r} is not a finite time: "
+            raise SimCITInputError(f"{_row_location(path, row)}: column {column!r} is not a finite time: "
                                    f"{str(values.iloc[row])!r}")
         return numeric.astype(float)
     parsed = pd.to_datetime(values, errors="coerce", utc=True)
     bad = parsed.isna()
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise SimCITInputError(f"{path}: row {row + 1}: column {column!r} is not a time: {values.iloc[row]!r}")
+        raise SimCITInputError(f"{_row_location(path, row)}: column {column!r} is not a time: {values.iloc[row]!r}")
     return parsed.astype("int64").astype(float)
 
 
