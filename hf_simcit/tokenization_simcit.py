@@ -18,6 +18,7 @@ torch, transformers, and sibling modules that are copied with it (``configuratio
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -200,9 +201,10 @@ class SimCITTokenizer(PreTrainedTokenizer):
         ]
 
     def item_index(self, item_id: str) -> int:
-        """Row (item index) of a raw item id (an integer id is read as its string: ids are strings)."""
-        if isinstance(item_id, int) and not isinstance(item_id, bool):
-            item_id = str(item_id)
+        """Row (item index) of a raw item id (an integer id, numpy's included, is read as its string: ids are
+        strings)."""
+        if isinstance(item_id, numbers.Integral) and not isinstance(item_id, bool):
+            item_id = str(int(item_id))
         try:
             return self._item_to_index[item_id]
         except KeyError:

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -150,6 +151,7 @@ def test_tokenizer_edge_cases(fx):
         tok.encode(padded)
     numeric = SimCITTokenizer.from_codes([[0, 0], [1, 0]], ["50", "51"], [2, 2])
     assert numeric.item_to_sid(50) == numeric.item_to_sid("50") == "<a_0><b_0>"
+    assert numeric.item_to_sid(np.int64(51)) == "<a_1><b_0>"            # ids read back from numpy arrays
 
 
 def test_overflowing_features_are_an_error_naming_the_row(fx):
