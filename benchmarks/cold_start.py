@@ -1,0 +1,418 @@
+"""Benchmark: can the generator recommend items that had no interactions when everything was trained?
+
+That is what semantic IDs promise over item-id models (SASRec has no embedding for an item it never saw).
+Protocol (issue #13):
+
+1. A seeded random ``--cold-share`` of the catalogue is *cold*. Every interaction with a cold item is removed
+   from the users' sequences, except a cold item that is the user's very last (test) interaction, which stays
+   as the test target. The sequences are then split leave-one-out as usual, so the training and validation
+   rows and every history hold warm items only (asserted), and the collaborative (SVD) features are computed
+   from those training rows: cold items have no ``cf`` modality.
+2. Every tokenizer (SimCIT with the data set's recipe, RQ-KMeans, RQ-VAE) is trained on the warm items'
+   features only and the generators (``benchmarks/recommend.py``'s ``run_generator``) on the warm items only
+   (their item index space has no cold item at all).
+3. Cold items get SIDs from the trained quantizer, no retraining
+   (:func:`hf_simcit.quantizers.cold_start_assignment`, the path of ``add_cold_start_items``), avoiding every
+   warm SID; they join the trie and the saved best generator ranks the whole catalogue.
+4. Scored: test users whose target is cold ("cold") and a seeded sample of the others ("warm"), R@10 / N@10,
+   for the generators, SASRec (cannot rank a cold item: 0 by construction; warm on its own catalogue),
+   popularity of the training targets and a text-similarity kNN (MiniLM cosine to the sum of the user's history
+   embeddings, history items excluded, since Beauty has no repeat targets). For generators the warm figure is
+   given with the cold items in the trie (``warm``) and without them (``warm_without_cold``).
+
+    nice -n 10 .venv/bin/python benchmarks/cold_start.py --dataset beauty --threads 1 --epochs 8
+    .venv/bin/python benchmarks/cold_start.py --dataset ml-100k --epochs 1 --no-results     # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import recommend as rb  # noqa: E402  (benchmarks/recommend.py: data, features, tokenizers, generator runs)
+
+ROOT = rb.ROOT
+GENERATORS = ("simcit", "rqkmeans", "rqvae")
+METHODS = (*GENERATORS, "sasrec", "popularity", "text_knn")
+
+
+# ------------------------------------------------------------------------------------------------ protocol
+def pick_cold_items(num_items: int, share: float, seed: int) -> np.ndarray:
+    """A seeded random ``share`` of the item indices (sorted); at least one item, never all of them."""
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"cold share must be in (0, 1), got {share}")
+    count = min(max(1, round(share * num_items)), num_items - 1)
+    return np.sort(np.random.default_rng(seed).choice(num_items, size=count, replace=False))
+
+
+@dataclass
+class ColdStartSplit:
+    """The cold-start data in a new item index space: warm items ``0 .. num_warm - 1``, cold ones after.
+
+    ``old_index[new]`` is the original item index of new index ``new``; ``splits`` (train/validation/test,
+    new indices) hold cold items only as test targets; ``sequences`` are the users' filtered sequences.
+    """
+
+    splits: object
+    old_index: np.ndarray
+    num_warm: int
+    sequences: list[list[int]]
+    users_dropped: int
+    interactions_removed: int
+
+    @property
+    def num_items(self) -> int:
+        return len(self.old_index)
+
+    def is_cold(self, items) -> np.ndarray:
+        return np.asarray(items) >= self.num_warm
+
+
+def cold_start_split(sequences: list[list[int]], num_items: int, cold: np.ndarray,
+                     max_history: int = 20) -> ColdStartSplit:
+    """Remove every interaction with a ``cold`` item except a last (test) one, re-index, split leave-one-out."""
+    from datasets import Dataset, DatasetDict
+
+    from hf_simcit.data.dataset import SPLIT_FEATURES
+    from hf_simcit.data.splits import leave_one_out
+
+    cold_set = {int(i) for i in cold}
+    warm = [i for i in range(num_items) if i not in cold_set]
+    old_index = np.array(warm + sorted(cold_set), dtype=np.int64)
+    new_index = np.empty(num_items, dtype=np.int64)
+    new_index[old_index] = np.arange(num_items)
+    kept, removed, dropped = [], 0, 0
+    for seq in sequences:
+        filtered = [i for i in seq[:-1] if i not in cold_set] + [seq[-1]]
+        removed += len(seq) - len(filtered)
+        if len(filtered) < 3:
+            dropped += 1
+            removed += len(filtered)
+            continue
+        kept.append([int(new_index[i]) for i in filtered])
+    split = leave_one_out(kept, max_history=max_history)
+    splits = DatasetDict({name: Dataset.from_dict(getattr(split, name), features=SPLIT_FEATURES)
+                          for name in ("train", "validation", "test")})
+    result = ColdStartSplit(splits, old_index, len(warm), kept, dropped, removed)
+    check_no_leak(result)
+    return result
+
+
+def check_no_leak(data: ColdStartSplit) -> None:
+    """Raise if a cold item occurs anywhere but as a test target (training/validation rows, any history, the
+    rebuilt full-sequence training windows)."""
+    from hf_simcit.data import training_sequences_from_splits
+
+    for name in ("train", "validation", "test"):
+        part = data.splits[name]
+        items = [i for h in part["history"] for i in h] + (list(part["target"]) if name != "test" else [])
+        if data.is_cold(items).any():
+            raise AssertionError(f"a cold item leaks into the {name} split")
+    rebuilt = training_sequences_from_splits(*(data.splits[s][:] for s in ("train", "validation", "test")))
+    if any(data.is_cold(items).any() for items, _ in rebuilt.values() if items):
+        raise AssertionError("a cold item leaks into the full-sequence training windows")
+
+
+def warm_training_matrix(data: ColdStartSplit):
+    """User x item (new indices) matrix of the training interactions: every item before the validation target."""
+    import scipy.sparse as sp
+
+    rows = [u for u, seq in enumerate(data.sequences) for _ in seq[:-2]]
+    cols = [i for seq in data.sequences for i in seq[:-2]]
+    return sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                         shape=(len(data.sequences), data.num_items))
+
+
+def cold_start_features(feats, data: ColdStartSplit, cf_dim: int = 32):
+    """Item features in the new order: the content modalities as cached, ``cf`` recomputed (SVD) from the
+    cold-start training matrix, so cold items have none (mask False) and warm ones carry no cold interaction."""
+    from hf_simcit.features.collaborative import collaborative_embeddings
+    from hf_simcit.quantizers import ItemFeatures
+
+    order = torch.as_tensor(data.old_index)
+    features = {m: x[order] for m, x in feats.features.items()}
+    masks = {m: x[order] for m, x in feats.masks.items()}
+    if "cf" in features:
+        cf, present = collaborative_embeddings(warm_training_matrix(data), dim=cf_dim, method="svd")
+        features["cf"], masks["cf"] = torch.as_tensor(cf), torch.as_tensor(present)
+        if bool(masks["cf"][data.num_warm:].any()):
+            raise AssertionError("a cold item has collaborative features")
+    return ItemFeatures(features, masks, [feats.item_ids[i] for i in data.old_index])
+
+
+def cold_sids(quantizer, warm_assignment, feats, data: ColdStartSplit):
+    """SIDs for the cold items from the trained quantizer (no retraining), avoiding every warm SID.
+
+    Returns ``(full_codes (n, L'), stats)`` where stats count cold items whose raw code (all quantizer levels)
+    no warm item holds (``new_sid``) and those sharing it with a warm item, so only the disambiguation level
+    tells them apart (``shares_warm_sid``), plus how many share each prefix length with a warm item.
+    """
+    from hf_simcit.quantizers import ItemFeatures
+    from hf_simcit.quantizers.assignment import cold_start_assignment
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+    warm_ids, cold_ids = feats.item_ids[:data.num_warm], feats.item_ids[data.num_warm:]
+    tokenizer = SimCITTokenizer.from_codes(warm_assignment.codes, warm_ids, warm_assignment.codebook_sizes)
+    rows = torch.arange(data.num_warm, data.num_items)
+    cold = ItemFeatures({m: x[rows] for m, x in feats.features.items()},
+                        {m: x[rows] for m, x in feats.masks.items()}, cold_ids)
+    assignment = cold_start_assignment(quantizer, tokenizer, cold.features, cold.masks,
+                                       {"resolve": warm_assignment.resolve})
+    tokenizer.add_items(assignment.codes, cold_ids)   # raises if a cold SID equals a warm one
+    raw_warm, raw_cold = warm_assignment.raw_codes, assignment.raw_codes
+    levels = raw_warm.shape[1]
+    prefix_share = {}
+    for length in range(1, levels + 1):
+        warm_prefixes = {tuple(r[:length]) for r in raw_warm.tolist()}
+        prefix_share[length] = int(sum(tuple(r[:length]) in warm_prefixes for r in raw_cold.tolist()))
+    stats = {"cold_items": int(len(raw_cold)), "new_sid": int(len(raw_cold) - prefix_share[levels]),
+             "shares_warm_sid": prefix_share[levels], "shares_prefix_with_warm": prefix_share,
+             "cold_raw_collision_rate_among_cold": float(assignment.raw_statistics["collision_rate"])}
+    return np.concatenate([warm_assignment.codes, assignment.codes]), tokenizer, stats
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+def split_rows(split, rows):
+    return split.select([int(r) for r in rows])
+
+
+def evaluate_saved_generator(folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids, split, args) -> dict:
+    """The saved best generator ranks the whole catalogue (cold items in the trie) on ``split``."""
+    from hf_simcit.recommender.modeling import load_recommender
+    from hf_simcit.recommender.sid import SIDTable
+
+    try:  # being moved from training/ to recommender/
+        from hf_simcit.recommender.evaluation import evaluate_recommender
+    except ImportError:
+        from hf_simcit.training.evaluation import evaluate_recommender
+
+    best = load_recommender(folder, device="cuda" if torch.cuda.is_available() else "cpu")
+    table = SIDTable(full_codes, item_ids, codebook_sizes=codebook_sizes)
+    item_token_ids = table.item_token_ids(best.tokenizer)
+    return evaluate_recommender(best.model, best.tokenizer, item_token_ids, split, num_beams=args.beams,
+                                ks=(5, 10), batch_size=args.eval_batch_size, desc=f"cold-start {folder.name}")
+
+
+def text_knn(text: torch.Tensor, split, ks=(5, 10)) -> dict:
+    """Rank every item by cosine of its text embedding to the sum of the user's history embeddings (history
+    items excluded): the non-learned content baseline a cold item can reach."""
+    from hf_simcit.metrics.ranking import ranking_metrics
+
+    text = torch.nn.functional.normalize(torch.as_tensor(text, dtype=torch.float32), dim=-1)
+    ranked = []
+    for history in split["history"]:
+        scores = text @ text[list(history)].sum(0)
+        scores[list(history)] = -float("inf")
+        ranked.append(scores.topk(max(ks)).indices)
+    return ranking_metrics(torch.stack(ranked) if ranked else torch.zeros(0, max(ks)), split["target"], ks)
+
+
+def figures(metrics: dict) -> dict:
+    return {k: float(metrics[k]) for k in ("recall@10", "ndcg@10")} | {"users": int(metrics.get("num_examples", 0))}
+
+
+# ------------------------------------------------------------------------------------------------ main
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="beauty", choices=sorted(rb.DATA_DIRS))
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--cold-share", type=float, default=0.07, help="share of the catalogue made cold (0.05-0.10)")
+    p.add_argument("--warm-test-examples", type=int, default=2000, help="seeded sample of warm-target test users")
+    p.add_argument("--cold-test-examples", type=int, default=None, help="cap on cold-target users (default all)")
+    p.add_argument("--rqvae-steps", type=int, default=1500)
+    p.add_argument("--simcit-steps", type=int, default=None)
+    p.add_argument("--levels", type=int, default=None)
+    p.add_argument("--codebook-size", type=int, default=None)
+    # the generator, as benchmarks/recommend.py names its options
+    p.add_argument("--model", default=None)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--ffn", type=int, default=None)
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--objective", default="full_sequence")
+    p.add_argument("--epochs", type=float, default=8.0, help="epoch cap of every learned row")
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--eval-epochs", type=int, default=1)
+    p.add_argument("--eval-steps", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=-1)
+    p.add_argument("--scheduler", default="constant_with_warmup")
+    p.add_argument("--eval-examples", type=int, default=1000, help="validation users (seeded sample)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--eval-batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--beams", type=int, default=20)
+    p.add_argument("--sasrec-epochs", type=float, default=None)
+    p.add_argument("--sasrec-patience", type=int, default=None)
+    p.add_argument("--sasrec-lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--workdir", default=None, help="where models go (default: $HF_SIMCIT_REC_BENCH_CACHE/cold-start)")
+    p.add_argument("--no-results", action="store_true", help="write nothing under benchmarks/")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        print(f"error: unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})", file=sys.stderr)
+        return 2
+    if not 0.0 < args.cold_share < 1.0:
+        print(f"error: --cold-share must be in (0, 1), got {args.cold_share}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "python benchmarks/cold_start.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    started, load_start = time.time(), os.getloadavg()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    workdir = Path(args.workdir) if args.workdir else rb.CACHE / "cold-start" / args.dataset
+
+    rec = rb.load_data(args.dataset)
+    n = len(rec.items)
+    cold = pick_cold_items(n, args.cold_share, args.seed)
+    data = cold_start_split(list(rec.sequences["items"]), n, cold,
+                            max_history=rec.stats.get("config", {}).get("max_history", 20))
+    feats = cold_start_features(rb.load_features(args.dataset, rec), data)
+    test = data.splits["test"]
+    cold_rows = np.flatnonzero(data.is_cold(test["target"]))
+    warm_rows = np.flatnonzero(~data.is_cold(test["target"]))
+    rng = np.random.default_rng(args.seed)
+    if args.cold_test_examples and len(cold_rows) > args.cold_test_examples:
+        cold_rows = np.sort(rng.choice(cold_rows, args.cold_test_examples, replace=False))
+    if args.warm_test_examples and len(warm_rows) > args.warm_test_examples:
+        warm_rows = np.sort(rng.choice(warm_rows, args.warm_test_examples, replace=False))
+    cold_test, warm_test = split_rows(test, cold_rows), split_rows(test, warm_rows)
+    print(f"{args.dataset}: {n} items, {len(cold)} cold ({args.cold_share:.0%}, seed {args.seed}); "
+          f"{data.interactions_removed} interactions removed, {data.users_dropped} users left with < 3; "
+          f"{len(data.splits['train'])} training rows; test users with a cold target "
+          f"{int(data.is_cold(test['target']).sum())} (scored {len(cold_rows)}), warm scored {len(warm_rows)}",
+          flush=True)
+
+    # the training view: only warm items exist (test rows keep their targets, used only to mask them)
+    warm_ids = feats.item_ids[:data.num_warm]
+    from datasets import Dataset
+
+    from hf_simcit.quantizers import ItemFeatures
+
+    warm_rec = SimpleNamespace(items=Dataset.from_dict({"item_id": warm_ids}), splits=data.splits)
+    full_rec = SimpleNamespace(items=Dataset.from_dict({"item_id": feats.item_ids}), splits=data.splits)
+
+    warm_feats = ItemFeatures({m: x[: data.num_warm] for m, x in feats.features.items()},
+                              {m: x[: data.num_warm] for m, x in feats.masks.items()}, warm_ids)
+    simcit_args = rb.quantizer_recipe(args.dataset, SimpleNamespace(
+        seed=args.seed, levels=args.levels, codebook_size=args.codebook_size, simcit_steps=args.simcit_steps),
+        workdir)
+    modalities = list(simcit_args.modalities or feats.modalities)
+    rows: dict[str, dict] = {}
+    sid_stats: dict[str, dict] = {}
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint() -> None:   # the rows so far, in case a long run is stopped before the end
+        (workdir / "partial.json").write_text(json.dumps({"command": command, "rows": rows, "sids": sid_stats}))
+
+    if "popularity" in methods:
+        rows["popularity"] = {part: figures(rb.run_baseline("popularity", full_rec, split)["test"])
+                              for part, split in (("cold", cold_test), ("warm", warm_test))}
+    if "text_knn" in methods:
+        rows["text_knn"] = {part: figures(text_knn(feats.features["text"], split) | {"num_examples": len(split)})
+                            for part, split in (("cold", cold_test), ("warm", warm_test))}
+    checkpoint()
+    for method in [m for m in methods if m in GENERATORS]:
+        t0 = time.time()
+        assignment, quantizer = rb.build_sids(method, warm_feats, modalities, simcit_args.num_levels,
+                                              simcit_args.codebook_size, args.seed, simcit_args, args.rqvae_steps)
+        full_codes, _, stats = cold_sids(quantizer, assignment, ItemFeatures(
+            {m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities}, feats.item_ids),
+            data)
+        stats["warm_raw_collision_rate"] = float(assignment.raw_collision_rate)
+        stats["warm_usage"] = [float(u) for u in assignment.raw_statistics["usage"]]
+        sid_stats[method] = stats
+        print(f"[{method}] SIDs in {time.time() - t0:.0f}s: {json.dumps(stats)}", flush=True)
+        run = rb.run_generator(method, assignment, warm_rec, warm_test, args, workdir)
+        warm_full = evaluate_saved_generator(workdir / method, full_codes, assignment.codebook_sizes,
+                                             feats.item_ids, warm_test, args)
+        cold_full = evaluate_saved_generator(workdir / method, full_codes, assignment.codebook_sizes,
+                                             feats.item_ids, cold_test, args)
+        rows[method] = {"cold": figures(cold_full), "warm": figures(warm_full),
+                        "warm_without_cold": figures(run["test"]), "epochs": run["epochs"],
+                        "best_epoch": run["best_epoch"], "train_s": round(float(run["train_s"]), 1),
+                        "invalid_items": int(cold_full["invalid_items"] + warm_full["invalid_items"])}
+        print(f"[{method}] {json.dumps(rows[method])}", flush=True)
+        checkpoint()
+    if "sasrec" in methods:
+        run = rb.run_sasrec(warm_rec, warm_test, data.num_warm, args, device)
+        zero = {"recall@10": 0.0, "ndcg@10": 0.0, "users": len(cold_rows)}
+        rows["sasrec"] = {"cold": zero, "warm": figures(run["test"] | {"num_examples": len(warm_rows)}),
+                          "cold_note": "cannot rank an item it never saw (no embedding): 0 by construction",
+                          "epochs": run["epochs"], "best_epoch": run["best_epoch"],
+                          "train_s": round(float(run["train_s"]), 1)}
+        print(f"[sasrec] {json.dumps(rows['sasrec'])}", flush=True)
+
+    table = format_table(rows)
+    wall = time.time() - started
+    print(table)
+    settings = (f"{args.dataset}, {n} items of which {len(cold)} cold (seeded random {args.cold_share:.0%}, seed "
+                f"{args.seed}); {data.interactions_removed} interactions with cold items removed (a cold item "
+                f"stays only as a user's last, test, interaction), {data.users_dropped} users dropped (< 3 left); "
+                f"cf = 32-d SVD of the cold-start training matrix (cold items: none); tokenizers on the "
+                f"{data.num_warm} warm items' {modalities} (SimCIT: recipes/{args.dataset}/quantizer.yaml, "
+                f"codebook_refit {simcit_args.codebook_refit}); generators: 2 x {args.hidden} Llama, up to "
+                f"{args.epochs:g} epochs, patience {args.patience}, validation on {args.eval_examples} users, "
+                f"lr {args.lr}, batch {args.batch_size}, beam {args.beams}; cold users: all "
+                f"{len(cold_rows)} test users whose target is cold; warm: a seeded sample of {len(warm_rows)}; "
+                f"text kNN: MiniLM cosine to the sum of the history's embeddings, history items excluded; "
+                f"threads {torch.get_num_threads()}")
+    print(settings)
+    if args.no_results:
+        return 0
+    load_end = os.getloadavg()
+    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+           "cold_items": int(len(cold)), "num_items": n, "cold_share": args.cold_share, "seed": args.seed,
+           "cold_test_users": int(len(cold_rows)), "warm_test_users": int(len(warm_rows)),
+           "interactions_removed": data.interactions_removed, "users_dropped": data.users_dropped,
+           "sids": sid_stats, "rows": rows, "settings": settings, "wall_s": round(wall, 1),
+           "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), load {load_start[0]:.1f} -> "
+                      f"{load_end[0]:.1f}"}
+    path = rb.RESULTS_DIR / f"cold-start-{args.dataset}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+        f.write(f"\n## Cold-start items ({args.dataset})\n\nDate: {out['date']}. Machine: {out['machine']} "
+                f"(load average at start / end; shared cores); wall time {wall / 60:.1f} min.\n"
+                f"Command: `{command}`\n\nSettings: {settings}.\n\n{table}\n\nSIDs of the cold items: "
+                + "; ".join(f"{m}: {s['new_sid']} of {s['cold_items']} on a raw code no warm item holds, "
+                            f"{s['shares_warm_sid']} share a warm item's raw code (told apart by the "
+                            f"disambiguation level), first-level prefix shared by {s['shares_prefix_with_warm'][1]}"
+                            for m, s in sid_stats.items())
+                + f". JSON: `{path.relative_to(ROOT)}`.\n")
+    print(f"wrote {path}")
+    return 0
+
+
+def format_table(rows: dict) -> str:
+    lines = ["| method | cold R@10 | cold N@10 | warm R@10 | warm N@10 | warm R@10 without cold items | "
+             "cold users | warm users |", "|" + "---|" * 8]
+    for method, row in rows.items():
+        without = row.get("warm_without_cold", {}).get("recall@10")
+        lines.append(f"| {method} | {row['cold']['recall@10']:.4f} | {row['cold']['ndcg@10']:.4f} | "
+                     f"{row['warm']['recall@10']:.4f} | {row['warm']['ndcg@10']:.4f} | "
+                     f"{'-' if without is None else f'{without:.4f}'} | {row['cold']['users']} | "
+                     f"{row['warm']['users']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The cold-start protocol of benchmarks/cold_start.py: no cold interaction reaches training, cold items get SIDs
+of their own from the trained quantizer (no retraining) and decode back to themselves."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_quantizer import tiny_args, tiny_features
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def cold_start():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_cold_start", ROOT / "benchmarks" / "cold_start.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # its dataclass resolves its module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def small_sequences(num_users: int = 60, num_items: int = 40, seed: int = 0) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [rng.choice(num_items, size=int(rng.integers(4, 12)), replace=False).tolist() for _ in range(num_users)]
+
+
+def test_no_cold_interaction_reaches_training(cold_start):
+    sequences = small_sequences()
+    cold = cold_start.pick_cold_items(40, 0.1, seed=3)
+    assert len(cold) == 4 and np.array_equal(cold, cold_start.pick_cold_items(40, 0.1, seed=3))
+    data = cold_start.cold_start_split(sequences, 40, cold)
+    assert data.num_warm == 36 and sorted(data.old_index[36:].tolist()) == cold.tolist()
+    for name in ("train", "validation"):
+        part = data.splits[name]
+        assert not data.is_cold(list(part["target"])).any()
+        assert not data.is_cold([i for h in part["history"] for i in h]).any()
+    test = data.splits["test"]
+    assert not data.is_cold([i for h in test["history"] for i in h]).any()
+    # every user whose last interaction is cold is a cold test user, with that very item as the target
+    cold_last = [seq for seq in sequences if seq[-1] in set(cold.tolist())]
+    assert cold_last and int(data.is_cold(list(test["target"])).sum()) == len(cold_last)
+    assert data.old_index[[t for t in test["target"] if t >= 36]].tolist() == [s[-1] for s in cold_last]
+    # no training interaction (the matrix the cf features come from) touches a cold column
+    matrix = cold_start.warm_training_matrix(data)
+    assert matrix.shape == (len(data.sequences), 40) and matrix[:, 36:].nnz == 0 and matrix.nnz > 0
+    # a split with a leaked cold item is refused
+    leaky = data.splits["train"].to_dict()
+    leaky["history"][0] = leaky["history"][0] + [36]
+    from datasets import Dataset, DatasetDict
+
+    data.splits = DatasetDict({"train": Dataset.from_dict(leaky), "validation": data.splits["validation"],
+                               "test": data.splits["test"]})
+    with pytest.raises(AssertionError, match="leaks"):
+        cold_start.check_no_leak(data)
+
+
+def test_cold_items_get_new_sids_that_decode_to_themselves(cold_start, tmp_path):
+    from hf_simcit.quantizers import ItemFeatures, assign_semantic_ids
+    from hf_simcit.training.quantizer import train_quantizer
+
+    feats = tiny_features(96)
+    sequences = small_sequences(num_users=120, num_items=96, seed=1)
+    cold = cold_start.pick_cold_items(96, 0.1, seed=0)
+    data = cold_start.cold_start_split(sequences, 96, cold)
+    order = torch.as_tensor(data.old_index)
+    ordered = ItemFeatures({m: x[order] for m, x in feats.features.items()},
+                           {m: x[order] for m, x in feats.masks.items()}, [feats.item_ids[i] for i in order])
+    warm = ItemFeatures({m: x[: data.num_warm] for m, x in ordered.features.items()},
+                        {m: x[: data.num_warm] for m, x in ordered.masks.items()}, ordered.item_ids[: data.num_warm])
+    quantizer = train_quantizer(tiny_args(tmp_path), warm).model.eval()
+    before = {k: v.clone() for k, v in quantizer.state_dict().items()}
+    warm_assignment = assign_semantic_ids(quantizer, warm.features, warm.masks, resolve="level")
+    codes, tokenizer, stats = cold_start.cold_sids(quantizer, warm_assignment, ordered, data)
+    assert all(torch.equal(v, quantizer.state_dict()[k]) for k, v in before.items())   # no retraining
+    warm_sids = {tuple(r) for r in codes[: data.num_warm].tolist()}
+    cold_sids = [tuple(r) for r in codes[data.num_warm:].tolist()]
+    assert not warm_sids & set(cold_sids) and len(set(cold_sids)) == len(cold_sids)
+    assert np.array_equal(codes[: data.num_warm], warm_assignment.codes)      # warm SIDs unchanged
+    for item in ordered.item_ids[data.num_warm:]:
+        assert tokenizer.sid_to_item(tokenizer.item_to_sid(item)) == item
+    assert stats["new_sid"] + stats["shares_warm_sid"] == len(cold)
+    # the raw codes are the quantizer's own: the cold items' prefix counts are what encode gives
+    raw = quantizer.encode({m: x[data.num_warm:] for m, x in ordered.features.items()},
+                           {m: x[data.num_warm:] for m, x in ordered.masks.items()})
+    warm_raw = {tuple(r) for r in warm_assignment.raw_codes.tolist()}
+    assert stats["shares_warm_sid"] == sum(tuple(r) in warm_raw for r in raw.tolist())
