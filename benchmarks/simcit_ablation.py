@@ -1,0 +1,224 @@
+"""Benchmark: SimCIT's departures from the reference, one at a time, on Beauty (issue #13).
+
+Every row trains the SimCIT quantizer (``train_quantizer`` with ``recipes/<dataset>/quantizer.yaml`` plus the
+row's overrides) on the cached MiniLM text + collaborative features of ``benchmarks/recommend.py`` and reports
+what is cheap for every row: the raw collision rate (items whose raw SID another item holds) and the codebook
+usage per level, of the codes the trained quantizer itself gives (no re-fit unless the row asks for one).
+Downstream test NDCG@10 / Recall@10 need a Beauty generator per row (``--downstream NAME,...``, trained with
+``recommend.py``'s ``run_generator``, 30-50 min each on one shared CPU core); rows without one carry
+``null`` test values and ``test_missing`` saying why.
+
+Rows: ``default`` (the recipe: learned codes) and the reference settings; each departure alone on top of the
+reference; the default with a k-means re-fit (``codebook_refit`` periodic / final); modalities (text, text + cf
+SVD, text + cf LGMD, LGMD with attractive graphs when ``--lgmd-cache`` holds them); contrastive temperature;
+3 x 256 vs 4 x 64 codes.
+
+    nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --dataset beauty --threads 1
+    nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --rows default,refit-final --downstream default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import recommend as rb  # noqa: E402  (benchmarks/recommend.py: data, features, tokenizers, generator runs)
+
+ROOT = rb.ROOT
+# the reference (alibaba/SimCIT) settings the recipe departs from; every departure is one of these keys
+REFERENCE = {"codebook_init": "uniform", "init_latent_rms": None, "symmetric_loss": False,
+             "gumbel_temperature": 0.2, "gumbel_temperature_end": None, "codebook_refit": "none",
+             "commitment_weight": 0.0, "codebook_loss_weight": 0.0, "codebook_learning_rate": None,
+             "dead_code_restart_steps": 0}
+
+
+# each departure of the recipe from the reference, as the settings that make it
+DEPARTURES = {"k-means init (RMS 1)": ("codebook_init", "init_latent_rms"), "symmetric InfoNCE": ("symmetric_loss",),
+              "Gumbel 10 -> 0.5": ("gumbel_temperature", "gumbel_temperature_end"),
+              "codebook loss": ("codebook_loss_weight",), "codebook learning rate": ("codebook_learning_rate",),
+              "dead-code restarts": ("dead_code_restart_steps",)}
+
+
+def ablation_rows(recipe) -> list[tuple[str, dict, str | None]]:
+    """``(name, overrides of the recipe, cf source)`` for every row, most telling first."""
+    rows = [("default", {}, None),
+            ("refit final (k-means once after training)", {"codebook_refit": "final"}, None),
+            ("refit periodic (k-means every 50 steps and last)", {"codebook_refit": "periodic"}, None),
+            ("reference", dict(REFERENCE), None)]
+    for name, keys in DEPARTURES.items():
+        rows.append((f"default without {name}", {k: REFERENCE[k] for k in keys}, None))
+    for name, keys in DEPARTURES.items():
+        rows.append((f"reference + {name}", REFERENCE | {k: getattr(recipe, k) for k in keys}, None))
+    rows += [("modalities text", {"modalities": ["text"]}, None),
+             ("contrastive temperature 0.03", {"contrastive_temperature": 0.03}, None),
+             ("contrastive temperature 0.2", {"contrastive_temperature": 0.2}, None),
+             ("4 x 64 codes", {"num_levels": 4, "codebook_size": 64}, None),
+             ("modalities text + cf (LGMD)", {}, "lgmd"),
+             ("modalities text + cf (LGMD, attractive graphs)", {}, "lgmd-attractive")]
+    return rows
+
+
+def with_cf(feats, source: str | None, cache: Path):
+    """``feats`` with ``cf`` replaced by a cached LGMD embedding (``<cache>/beauty-<source>.npz``), or None."""
+    from hf_simcit.quantizers import ItemFeatures
+
+    if source is None:
+        return feats
+    path = cache / f"beauty-{source}.npz"
+    if not path.exists():
+        return None
+    z = np.load(path)
+    return ItemFeatures(feats.features | {"cf": torch.as_tensor(z["x"], dtype=torch.float32)},
+                        feats.masks | {"cf": torch.as_tensor(z["p"], dtype=torch.bool)}, feats.item_ids)
+
+
+def run_row(name: str, overrides: dict, feats, recipe, workdir: Path) -> tuple[dict, object, float]:
+    """Train one quantizer; returns (SemanticIDAssignment statistics, assignment, seconds)."""
+    from dataclasses import replace
+
+    from hf_simcit.quantizers import ItemFeatures, assign_semantic_ids
+    from hf_simcit.training.quantizer import train_quantizer
+
+    slug = "".join(c if c.isalnum() else "-" for c in name)[:60]
+    args = replace(recipe, output_dir=str(workdir / slug), checkpoint_dir=str(workdir / f"{slug}_ck"), **overrides)
+    modalities = list(args.modalities or feats.modalities)
+    sub = ItemFeatures({m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities},
+                       feats.item_ids)
+    start = time.time()
+    model = train_quantizer(args, sub).model.eval()
+    seconds = time.time() - start
+    with torch.no_grad():
+        assignment = assign_semantic_ids(model, sub.features, sub.masks, resolve="level")
+    settings = {k: getattr(args, k) for k in (*REFERENCE, "modalities", "contrastive_temperature", "num_levels",
+                                              "codebook_size", "max_steps", "seed")}
+    settings["codes"] = "learned" if args.codebook_refit == "none" else f"k-means re-fit ({args.codebook_refit})"
+    return settings, assignment, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="beauty", choices=["beauty"])
+    p.add_argument("--rows", default=None, help="comma-separated row names (default: all)")
+    p.add_argument("--downstream", default="", help="rows that also train a generator (comma-separated)")
+    p.add_argument("--lgmd-cache", default=str(rb.CACHE), help="folder with beauty-lgmd[-attractive].npz")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--epochs", type=float, default=30.0)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--eval-examples", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--eval-batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--no-results", action="store_true")
+    p.add_argument("--finalize", action="store_true",
+                   help="write the JSON and RESULTS table from the rows a stopped run finished (no training)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "python benchmarks/simcit_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    load_start, started = os.getloadavg(), time.time()
+    workdir = rb.CACHE / "ablation" / args.dataset
+    recipe = rb.quantizer_recipe(args.dataset, argparse.Namespace(seed=args.seed, levels=None, codebook_size=None,
+                                                                   simcit_steps=None), workdir)
+    rows_spec = ablation_rows(recipe)
+    names = [r[0] for r in rows_spec]
+    wanted = names if not args.rows else [n.strip() for n in args.rows.split(",")]
+    downstream = [n.strip() for n in args.downstream.split(",") if n.strip()]
+    unknown = [n for n in wanted + downstream if n not in names]
+    if unknown:
+        print(f"error: unknown row {unknown[0]!r}; rows: {names}", file=sys.stderr)
+        return 2
+    rec = rb.load_data(args.dataset)
+    feats = rb.load_features(args.dataset, rec)
+    partial = workdir / "partial.json"
+    done = {r["name"]: r for r in json.loads(partial.read_text())} if args.finalize and partial.exists() else {}
+    results = []
+    for name, overrides, cf in rows_spec:
+        if name not in wanted:
+            continue
+        if args.finalize:   # write what an earlier, stopped run finished; the rest is said to be missing
+            results.append(done.get(name) or {
+                "name": name, "settings": {"overrides": overrides, "cf": cf}, "raw_collision": None,
+                "usage": None, "test": {"ndcg@10": None, "recall@10": None},
+                "missing": "not run: the session's time ran out before this row"})
+            continue
+        row_feats = with_cf(feats, cf, Path(args.lgmd_cache))
+        if row_feats is None:
+            results.append({"name": name, "settings": {"cf": cf}, "raw_collision": None, "usage": None,
+                            "test": {"ndcg@10": None, "recall@10": None},
+                            "missing": f"no {cf} embedding cached under {args.lgmd_cache}"})
+            print(f"[{name}] skipped: {results[-1]['missing']}", flush=True)
+            continue
+        settings, assignment, seconds = run_row(name, overrides, row_feats, recipe, workdir)
+        settings["cf"] = cf or ("svd-32" if "cf" in (settings["modalities"] or feats.modalities) else None)
+        raw = assignment.raw_statistics
+        row = {"name": name, "settings": settings, "raw_collision": float(raw["collision_rate"]),
+               "usage": [float(u) for u in raw["usage"]], "perplexity": [float(x) for x in raw["perplexity"]],
+               "train_s": round(seconds, 1), "test": {"ndcg@10": None, "recall@10": None},
+               "test_missing": "no generator trained for this row (30-50 min each on one shared core)"}
+        if name in downstream:
+            run_args = argparse.Namespace(
+                model=None, hidden=128, layers=2, heads=4, ffn=None, dropout=args.dropout,
+                eval_examples=args.eval_examples, seed=args.seed, objective="full_sequence", lr=args.lr, weight_decay=0.01, epochs=args.epochs,
+                max_steps=-1, batch_size=args.batch_size, scheduler="constant_with_warmup", eval_steps=0,
+                eval_epochs=1, patience=args.patience, beams=20, eval_batch_size=args.eval_batch_size)
+            run = rb.run_generator(f"ablation-{name.split()[0]}", assignment, rec, rec.splits["test"], run_args,
+                                   workdir)
+            row["test"] = {k: float(run["test"][k]) for k in ("ndcg@10", "recall@10")}
+            row.pop("test_missing")
+            row["generator"] = {"epochs": run["epochs"], "best_epoch": run["best_epoch"], "train_s": run["train_s"]}
+        results.append(row)
+        workdir.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(results, indent=1))
+        print(f"[{name}] raw collision {row['raw_collision']:.4f} usage {[round(u, 3) for u in row['usage']]} "
+              f"({seconds:.0f}s)", flush=True)
+    table = format_table(results)
+    print(table)
+    if args.no_results:
+        return 0
+    load_end = os.getloadavg()
+    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+           "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), threads {torch.get_num_threads()}, "
+                      f"load {load_start[0]:.1f} -> {load_end[0]:.1f}",
+           "wall_s": round(time.time() - started, 1), "rows": results}
+    path = rb.RESULTS_DIR / f"simcit-ablation-{args.dataset}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+        f.write(f"\n## SimCIT ablation ({args.dataset}): learned codes, each departure, re-fit, modalities\n\n"
+                f"Date: {out['date']}. Machine: {out['machine']} (load average at start -> end; shared cores). "
+                f"Command: `{command}`\n\nEvery row: `train_quantizer` with recipes/{args.dataset}/quantizer.yaml "
+                f"plus the row's overrides, seed {args.seed}; raw collision and usage of the quantizer's own codes "
+                f"over all {len(feats.item_ids)} items. Test N@10 / R@10: `-` where no generator was trained for "
+                f"the row (null in the JSON).\n\n{table}\n\nJSON: `{path.relative_to(ROOT)}`.\n")
+    print(f"wrote {path}")
+    return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["| row | codes | raw collision | usage per level | perplexity per level | test N@10 | test R@10 | "
+             "train s |", "|" + "---|" * 8]
+    for r in rows:
+        if r["raw_collision"] is None:
+            lines.append(f"| {r['name']} | - | - | - | - | - | - | {r['missing']} |")
+            continue
+        ndcg, recall = (r["test"][k] for k in ("ndcg@10", "recall@10"))
+        lines.append(f"| {r['name']} | {r['settings']['codes']} | {r['raw_collision']:.2%} | "
+                     f"{' / '.join(f'{u:.1%}' for u in r['usage'])} | "
+                     f"{' / '.join(f'{x:.0f}' for x in r['perplexity'])} | "
+                     f"{'-' if ndcg is None else f'{ndcg:.4f}'} | {'-' if recall is None else f'{recall:.4f}'} | "
+                     f"{r['train_s']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
