@@ -35,13 +35,20 @@ def fx(tmp_path_factory):
 
 @pytest.fixture()
 def cli(capsys, monkeypatch):
-    """The runner of ``bench.run_case`` in this process: ``(argv, env) -> (exit code, stdout, stderr)``."""
+    """The runner of ``bench.run_case`` in this process: ``(argv, env) -> (exit code, stdout, stderr)``.
+
+    The datasets/transformers progress bars are off, as the benchmark's subprocess runner has them
+    (``TQDM_DISABLE=1``): the one-line promise is about the error, not the "Loading weights" bar (these cases
+    passed in a full run only while an earlier ``run_pipeline`` had left transformers' bars off process-wide)."""
+    from hf_simcit.utils.progress import progress_bars_off
+
     def run(argv: list[str], env: dict) -> tuple[int, str, str]:
         for key, value in env.items():
             monkeypatch.delenv(key, raising=False) if value is None else monkeypatch.setenv(key, value)
         capsys.readouterr()
         try:
-            code = main(argv)
+            with progress_bars_off("transformers"), progress_bars_off("datasets"):
+                code = main(argv)
         except SystemExit as exit_:       # argparse's own errors
             code = exit_.code
         captured = capsys.readouterr()
