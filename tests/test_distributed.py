@@ -208,7 +208,7 @@ def test_two_processes_train_the_quantizer_like_one(tmp_path):
         f"features_path: {tmp_path / 'features'}\nmodalities: [text]\nlatent_dim: 16\nencoder_hidden_sizes: [32]\n"
         "num_levels: 2\ncodebook_size: 8\nmax_steps: 6\nper_device_batch_size: 8\neval_steps: 3\n"
         "warmup_steps: 1\nlearning_rate: 1.0e-2\nvalidation_share: 0.2\ngather_negatives: true\n"
-        "gumbel_temperature: 1.0e6\ncodebook_refresh_steps: 4\nshow_progress: false\nseed: 1\n")
+        "gumbel_temperature: 1.0e6\ncodebook_refit: periodic\ncodebook_refresh_steps: 4\nshow_progress: false\nseed: 1\n")
     run = accelerate_launch(tmp_path, "train-quantizer", str(recipe), "--output_dir", str(tmp_path / "ddp"))
     assert run.stdout.count("step 6 ") == 1                  # evaluations are printed by the main process only
     single = train_quantizer(parse_quantizer_recipe(
