@@ -6,6 +6,11 @@ printed with the places it found so a reader can check it.
 - ``decoders_in_package``: public functions named ``*beam_search`` (a decoder implementation).
 - ``metric_implementations``: functions that compute the NDCG discount themselves (a ``log2`` call).
 - ``sid_classes``: concrete classes that are a SID source (define ``extend_tokenizer`` and ``item_token_ids``).
+- ``left_padders``: functions that left-pad token rows (write a row into ``[..., width - len(row):]``): the
+  recommender's prompt padders and SASRec's history encoder.
+- ``stage_tables``: literals that list five or more pipeline stage names (as strings, dict keys or the first
+  argument of a call): the pipeline's stage table(s), and the CLI's command table, which shares the names.
+- ``constant_copies``: module-level tuples of strings defined again, with the same value, in another module.
 - ``duplicates_pairs``: the pair count the ``duplicates`` command prints for ``hf_simcit``.
 
 Writes ``benchmarks/results/structure.json`` and appends a table to ``benchmarks/RESULTS.md``.
@@ -47,20 +52,72 @@ def _is_protocol(cls: ast.ClassDef) -> bool:
                for base in cls.bases)
 
 
+STAGE_NAMES = {"prepare", "features", "lgmd", "quantizer", "assign", "recommender", "evaluate", "baselines",
+               "report", "push"}
+
+
+def _left_pads(function: ast.AST) -> bool:
+    """Whether ``function`` assigns into ``x[..., width - len(row):]`` (a row right-aligned: left padding)."""
+    for node in ast.walk(function):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        for target in targets:
+            if not isinstance(target, ast.Subscript):
+                continue
+            parts = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]
+            for part in parts:
+                lower = part.lower if isinstance(part, ast.Slice) else None
+                if (isinstance(lower, ast.BinOp) and isinstance(lower.op, ast.Sub)
+                        and isinstance(lower.right, ast.Call) and getattr(lower.right.func, "id", "") == "len"):
+                    return True
+    return False
+
+
+def _stage_names(node: ast.AST) -> set[str]:
+    """Stage names a literal lists: string elements or keys, or the first string argument of call elements."""
+    elements = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", [])
+    names = set()
+    for element in elements:
+        if isinstance(element, ast.Call) and element.args:
+            element = element.args[0]
+        if isinstance(element, ast.Constant) and element.value in STAGE_NAMES:
+            names.add(element.value)
+    return names
+
+
+def _string_tuples(tree: ast.Module) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """Module-level ``NAME = ("a", "b", ...)`` assignments (two strings or more)."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Tuple) and len(node.value.elts) > 1 and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.value.elts):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    yield target.id, tuple(e.value for e in node.value.elts)
+
+
 def count_places(package: Path = PACKAGE) -> dict[str, list[str]]:
     """Each concept -> the ``module:name`` places that implement it."""
-    places: dict[str, list[str]] = {"decoders_in_package": [], "metric_implementations": [], "sid_classes": []}
+    places: dict[str, list[str]] = {"decoders_in_package": [], "metric_implementations": [], "sid_classes": [],
+                                    "left_padders": [], "stage_tables": [], "constant_copies": []}
+    first_definition: dict[tuple[str, ...], str] = {}
     for module, tree in _modules(package):
+        for name, value in _string_tuples(tree):
+            if value in first_definition and not first_definition[value].startswith(f"{module}:"):
+                places["constant_copies"].append(f"{module}:{name} (= {first_definition[value]})")
+            first_definition.setdefault(value, f"{module}:{name}")
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 if node.name.endswith("beam_search") and not node.name.startswith("_"):
                     places["decoders_in_package"].append(f"{module}:{node.name}")
                 if "log2" in _called_names(node):
                     places["metric_implementations"].append(f"{module}:{node.name}")
+                if _left_pads(node):
+                    places["left_padders"].append(f"{module}:{node.name}")
             elif isinstance(node, ast.ClassDef) and not _is_protocol(node):
                 methods = {item.name for item in node.body if isinstance(item, ast.FunctionDef)}
                 if {"extend_tokenizer", "item_token_ids"} <= methods:
                     places["sid_classes"].append(f"{module}:{node.name}")
+            elif isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and len(_stage_names(node)) >= 5:
+                places["stage_tables"].append(f"{module}:{node.lineno}")
     return places
 
 
@@ -78,21 +135,28 @@ def duplicates_pairs(package: Path = PACKAGE, seconds: int = 120) -> int:
 
 def main(argv: list[str] | None = None) -> dict[str, int]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "structure.json"))
-    parser.add_argument("--results-md", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    parser.add_argument("--package", default=str(PACKAGE), help="the package folder to count (e.g. an older "
+                        "commit's: git archive REV hf_simcit | tar -x -C /tmp/old)")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "structure.json"),
+                        help="'' writes no JSON")
+    parser.add_argument("--results-md", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="'' appends nothing")
     args = parser.parse_args(argv)
 
-    places = count_places()
+    package = Path(args.package)
+    places = count_places(package)
     counts = {name: len(found) for name, found in places.items()}
-    counts["duplicates_pairs"] = duplicates_pairs()
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(counts, indent=2) + "\n")
+    counts["duplicates_pairs"] = duplicates_pairs(package)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(counts, indent=2) + "\n")
 
     rows = ["| concept | count | places |", "| --- | ---: | --- |"]
     rows += [f"| {name} | {counts[name]} | {', '.join(f'`{p}`' for p in places.get(name, [])) or '-'} |"
              for name in counts]
     table = "\n".join(rows)
     print(table)
+    if not args.results_md:
+        return counts
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     with open(args.results_md, "a") as md:
         md.write(f"\n## Package structure: one place per concept ({stamp})\n\nCommand: `{COMMAND}` "
