@@ -261,6 +261,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workdir", default=None, help="where models go (default: $HF_SIMCIT_REC_BENCH_CACHE/cold-start)")
     p.add_argument("--no-results", action="store_true", help="write nothing under benchmarks/")
+    p.add_argument("--from-partial", nargs="+", default=None, metavar="WORKDIR",
+                   help="train nothing: write the results from the rows that runs with these --workdir folders "
+                        "finished (their partial.json; e.g. two processes, each with some --methods)")
     return p.parse_args(argv)
 
 
@@ -330,7 +333,15 @@ def main(argv: list[str] | None = None) -> int:
     if "text_knn" in methods:
         rows["text_knn"] = {part: figures(text_knn(feats.features["text"], split) | {"num_examples": len(split)})
                             for part, split in (("cold", cold_test), ("warm", warm_test))}
-    checkpoint()
+    if not args.from_partial:
+        checkpoint()
+    else:
+        methods = []
+        sources = [json.loads((Path(d) / "partial.json").read_text()) for d in args.from_partial]
+        for source in sources:
+            rows |= {m: r for m, r in source["rows"].items() if m not in ("popularity", "text_knn")}
+            sid_stats |= source["sids"]
+        command = " + ".join(dict.fromkeys(src["command"] for src in sources)) + f" (merged by: {command})"
     for method in [m for m in methods if m in GENERATORS]:
         t0 = time.time()
         assignment, quantizer = rb.build_sids(method, warm_feats, modalities, simcit_args.num_levels,
@@ -361,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                           "epochs": run["epochs"], "best_epoch": run["best_epoch"],
                           "train_s": round(float(run["train_s"]), 1)}
         print(f"[sasrec] {json.dumps(rows['sasrec'])}", flush=True)
+        checkpoint()
 
     table = format_table(rows)
     wall = time.time() - started
