@@ -187,10 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_results:
         return 0
     load_end = os.getloadavg()
+    if args.finalize:   # the run that trained the rows had the same options, without --finalize
+        command = f"{command.replace(' --finalize', '')} (stopped; the rows it finished written by `{command}`)"
     out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
            "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), threads {torch.get_num_threads()}, "
                       f"load {load_start[0]:.1f} -> {load_end[0]:.1f}",
-           "wall_s": round(time.time() - started, 1), "rows": results}
+           "wall_s": None if args.finalize else round(time.time() - started, 1), "rows": results}
+    if args.finalize:
+        out["machine"] = (f"{os.cpu_count()} CPU cores ({platform.machine()}), threads 1, shared with 5-6 other "
+                          f"processes; load {load_end[0]:.1f} when the rows were written")
     path = rb.RESULTS_DIR / f"simcit-ablation-{args.dataset}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
