@@ -113,6 +113,36 @@ def test_table_bad_timestamp_and_duplicate_item_text(tmp_path):
                         **K0)
 
 
+@pytest.mark.parametrize("name, text, line", [
+    # a line of spaces is blank to pandas (skipped), so the bad row is the file's 5th line, not its 4th
+    ("spaces.csv", "user_id,item_id,timestamp\n1,2,2020-01-01\n   \n\n1,3,soon\n", 5),
+    ("lead.csv", "\n  \nuser_id,item_id,timestamp\n1,2,2020-01-01\n1,3,soon\n", 5),
+    ("quoted.csv", 'user_id,item_id,timestamp\n"1\n\n",2,2020-01-01\n1,3,soon\n', 5),
+    ("tabs.tsv", "user_id\titem_id\ttimestamp\n1\t2\t2020-01-01\n  \n1\t3\tsoon\n", 4),
+    ("lines.jsonl", '{"user_id": 1, "item_id": 2, "timestamp": "2020-01-01"}\n \n'
+                    '{"user_id": 1, "item_id": 3, "timestamp": "soon"}\n', 3),
+])
+def test_table_errors_name_the_file_line_as_pandas_reads_it(tmp_path, name, text, line):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(SimCITInputError, match=rf"{name}:{line}: column 'timestamp' is not a time: 'soon'$"):
+        prepare_dataset("table", tmp_path / name)
+
+
+def test_a_quoted_blank_cell_is_a_row_of_its_own(tmp_path):
+    """A quoted field of spaces is not a blank line to pandas: that line is the row named."""
+    (tmp_path / "t.csv").write_text('user_id,item_id,timestamp\n1,2,2020-01-01\n"  "\n1,3,soon\n')
+    with pytest.raises(SimCITInputError, match=r"t.csv:3: column 'timestamp' is empty"):
+        prepare_dataset("table", tmp_path / "t.csv")
+
+
+def test_numeric_times_with_a_stray_word_name_the_word(tmp_path, recwarn):
+    """Unix times with one bad cell: the error names that cell, not the first (valid) number."""
+    (tmp_path / "t.csv").write_text("user_id,item_id,timestamp\n1,2,100\n1,3,200\n1,4,soon\n")
+    with pytest.raises(SimCITInputError, match=r"t.csv:4: column 'timestamp' is not a time: 'soon'$"):
+        prepare_dataset("table", tmp_path / "t.csv")
+    assert not [w for w in recwarn if "infer format" in str(w.message)]   # one line, no pandas warning
+
+
 def test_unknown_dataset_and_option():
     with pytest.raises(SimCITInputError, match="unknown dataset 'netflix'"):
         prepare_dataset("netflix")

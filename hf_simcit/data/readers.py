@@ -22,6 +22,7 @@ import csv
 import gzip
 import importlib.util
 import json
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,13 +409,24 @@ def _json_record_lines(handle) -> Iterator[int]:
 
 
 def _csv_record_lines(handle, delimiter: str) -> Iterator[int]:
-    """First line of every data record pandas reads (blank lines and the header skipped; a quoted field may
-    span lines)."""
-    reader, end, header = csv.reader(handle, delimiter=delimiter), 0, True
-    for record in reader:
-        if record and not header:
-            yield end + 1
-        header = header and not record
+    """First line of every data record pandas reads (the header and blank lines skipped: pandas' blank lines are
+    empty or hold only spaces and tabs, the delimiter excepted; a quoted field may span lines)."""
+    consumed: list[str] = []            # the raw lines of the record the reader is reading
+
+    def lines() -> Iterator[str]:
+        for line in handle:
+            consumed.append(line)
+            yield line
+
+    reader, end, header = csv.reader(lines(), delimiter=delimiter), 0, True
+    padding = " \t".replace(delimiter, "")
+    for _record in reader:
+        blank = not "".join(consumed).strip("\r\n").strip(padding)
+        consumed.clear()
+        if not blank:
+            if not header:
+                yield end + 1
+            header = False
         end = reader.line_num
 
 
@@ -475,10 +487,14 @@ def _numeric_or_datetime(values: pd.Series, path: Path, column: str) -> pd.Serie
             raise SimCITInputError(f"{_row_location(path, row)}: column {column!r} is not a finite time: "
                                    f"{str(values.iloc[row])!r}")
         return numeric.astype(float)
-    parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    with warnings.catch_warnings():   # pandas' "could not infer format" warning: not the user's problem
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = pd.to_datetime(values, errors="coerce", utc=True)
     bad = parsed.isna()
     if bad.any():
-        row = int(bad.to_numpy().nonzero()[0][0])
+        # a column of numbers with a stray word: name the word, not the first number (which is no date either)
+        neither = bad & numeric.isna()
+        row = int((neither if neither.any() else bad).to_numpy().nonzero()[0][0])
         raise SimCITInputError(f"{_row_location(path, row)}: column {column!r} is not a time: {values.iloc[row]!r}")
     return parsed.astype("int64").astype(float)
 
