@@ -116,6 +116,8 @@ def run_row(name: str, args) -> dict:
     result = train_recommender(model_args, data_args, train_args, splits=rec.splits, sid_source=table,
                                item_texts=texts)
     device = result["recommender"].model.device
+    # counted on the trained model: a reloaded LoRA adapter is frozen (inference mode)
+    trainable = sum(p.numel() for p in result["recommender"].model.parameters() if p.requires_grad)
     del result["recommender"]
     best = load_recommender(train_args.output_dir, device=device)
     template = PromptTemplate(**best.template) if best.template else None
@@ -125,7 +127,6 @@ def run_row(name: str, args) -> dict:
                                 desc=f"test {name}")
     decode_s = time.perf_counter() - start
     tokens = result["token_positions_per_epoch"] * result["epochs"]
-    trainable = sum(p.numel() for p in best.model.parameters() if p.requires_grad)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
     if torch.cuda.is_available():
         peak_gpu = torch.cuda.max_memory_allocated() / 2**20
