@@ -1,6 +1,7 @@
 """The ``hf-simcit`` command line: one subcommand per pipeline stage, wired from ``hf_simcit.commands``.
 
-User errors (:class:`~hf_simcit.errors.SimCITInputError`, missing files) print one line and exit 2.
+User errors (:class:`~hf_simcit.errors.SimCITInputError`, missing files) print one line and exit 2; transformers'
+model-loading progress bars are off while a command runs (the pipeline's stages have them off too).
 Run as ``hf-simcit ...`` or ``accelerate launch -m hf_simcit.cli <stage> recipe.yaml``.
 """
 
@@ -45,11 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .errors import SimCITInputError
+    from .utils.progress import progress_bars_off
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = args.func(args)
+        # transformers' "Loading weights" / "Writing shards" bars: noise on stderr, and before a bad-input
+        # error they break its one line (the commands' own progress bars are tqdm's, not switched by this)
+        with progress_bars_off("transformers"):
+            result = args.func(args)
     except SimCITInputError as err:
         print(f"hf-simcit {args.command}: error: {err}", file=sys.stderr)
         return 2
