@@ -39,6 +39,7 @@ from typing import Any
 from .baselines.suite import BASELINES
 from .errors import SimCITInputError
 from .utils.progress import progress_bars_off
+from .utils.serialization import read_json
 
 STATE_FILE = "pipeline.json"
 
@@ -275,10 +276,6 @@ def _heartbeat(state: RunState, stage: str, earlier: float, every_s: float = 5.0
 
 
 # --------------------------------------------------------------------------------------------- stages
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 # Every stage function takes (args, plan, state) and returns the extra entries pipeline.json records for it.
 def _prepare(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[str, Any]:
     from .data import prepare_dataset
@@ -374,7 +371,7 @@ def _report(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[s
     settings = {"pipeline": asdict(args), "quantizer": asdict(plan.quantizer),
                 "recommender": {k: v for part in plan.recommender for k, v in asdict(part).items()},
                 "features": asdict(plan.features), "lgmd": asdict(plan.lgmd) if plan.lgmd else None}
-    path = report.write_report(run, metrics=rows, data_stats=_json(run / "data" / "stats.json"),
+    path = report.write_report(run, metrics=rows, data_stats=read_json(run / "data" / "stats.json"),
                                sid_stats=report.sid_rows(run, rows[generator].get("invalid_items")),
                                training_logs=report.training_logs(run),
                                learning_curves=report.learning_curves(run, generator),
@@ -471,7 +468,7 @@ def run_pipeline(args: PipelineArguments, *, on_stage: Callable[[str], None] | N
         for position, stage in enumerate(selected, 1):
             _run_stage(stage, args, plan, state, fingerprints[stage.name], f"[{position}/{len(selected)}]",
                        on_stage)
-    return {"run_dir": str(run), "metrics": _json(run / "eval" / "metrics.json"), "stages": state.stages}
+    return {"run_dir": str(run), "metrics": read_json(run / "eval" / "metrics.json"), "stages": state.stages}
 
 
 def _run_stage(stage: Stage, args: PipelineArguments, plan: StagePlan, state: RunState, fingerprint: str,

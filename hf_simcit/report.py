@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SimCITInputError
+from .utils.serialization import read_json
 
 METRIC_ORDER = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "mrr")
 
@@ -198,10 +199,6 @@ def history_baseline_note(stats: Mapping[str, int], dataset: str | None = None, 
     return text + "."
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 BASELINE_ROWS = {
     "sasrec": "SASRec (same split, own early stopping)",
     "history": "history: the user's most frequent items (no training)",
@@ -216,12 +213,12 @@ def generator_row(model_name_or_path: str | None) -> str:
 
 def metrics_rows(run_dir: Path, generator: str, baselines: Sequence[str]) -> dict[str, Mapping[str, Any]]:
     """The metrics table of a run: the generator's ``eval/metrics.json`` then each saved baseline asked for."""
-    metrics = _read_json(run_dir / "eval" / "metrics.json")
+    metrics = read_json(run_dir / "eval" / "metrics.json")
     if metrics is None:
         raise SimCITInputError(f"{run_dir / 'eval' / 'metrics.json'} is missing; run the evaluate stage first")
     rows = {generator: metrics}
     for name, label in BASELINE_ROWS.items():
-        found = _read_json(run_dir / "baselines" / f"{name}.json")
+        found = read_json(run_dir / "baselines" / f"{name}.json")
         if found is not None and name in baselines:
             rows[label] = found
     return rows
@@ -229,7 +226,7 @@ def metrics_rows(run_dir: Path, generator: str, baselines: Sequence[str]) -> dic
 
 def sid_rows(run_dir: Path, invalid_items: Any) -> dict[str, Any]:
     """The report's Semantic IDs section, from ``quantizer/sid_assignment.json`` (unknown entries left out)."""
-    sid_stats = _read_json(run_dir / "quantizer" / "sid_assignment.json") or {}
+    sid_stats = read_json(run_dir / "quantizer" / "sid_assignment.json") or {}
     rows = {
         "items": sid_stats.get("num_items"),
         "SID levels (incl. disambiguation)": sid_stats.get("num_levels"),
@@ -246,10 +243,10 @@ def sid_rows(run_dir: Path, invalid_items: Any) -> dict[str, Any]:
 def learning_curves(run_dir: Path, generator: str) -> dict[str, list[dict[str, Any]]]:
     """Validation NDCG@10 per epoch and training second of the generator and SASRec, from their logs."""
     curves = {}
-    log = (_read_json(run_dir / "recommender" / "train_log.json") or {}).get("log", [])
+    log = (read_json(run_dir / "recommender" / "train_log.json") or {}).get("log", [])
     curves[generator] = [{"epoch": e.get("epoch"), "seconds": e.get("train_seconds"), "ndcg@10": e.get("ndcg@10")}
                          for e in log if "ndcg@10" in e and e.get("epoch") is not None]
-    history = (_read_json(run_dir / "baselines" / "sasrec.json") or {}).get("history") or []
+    history = (read_json(run_dir / "baselines" / "sasrec.json") or {}).get("history") or []
     curves["SASRec"] = [{"epoch": h["epoch"] + 1, "seconds": h.get("seconds"), "ndcg@10": h.get("ndcg@10")}
                         for h in history]
     return curves
@@ -267,8 +264,8 @@ def history_note(run_dir: Path, dataset: str, split: str, max_examples: int | No
 
 def training_logs(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """The quantizer's and the generator's training logs (one plot panel per loss family)."""
-    return {"quantizer": (_read_json(run_dir / "quantizer" / "training_log.json") or {}).get("history", []),
-            "recommender": (_read_json(run_dir / "recommender" / "train_log.json") or {}).get("log", [])}
+    return {"quantizer": (read_json(run_dir / "quantizer" / "training_log.json") or {}).get("history", []),
+            "recommender": (read_json(run_dir / "recommender" / "train_log.json") or {}).get("log", [])}
 
 
 def write_report(

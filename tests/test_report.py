@@ -92,3 +92,24 @@ def test_history_note_names_the_evaluated_split():
     stats = {"users": 4, "repeat_targets": 1, "full_histories": 0, "k": 10}
     assert history_baseline_note(stats, split="validation").startswith(
         "history baseline: 1 of 4 validation targets (25.0%)")
+
+
+def test_a_damaged_run_file_is_one_line_naming_it(tmp_path):
+    """A truncated metrics or baseline JSON (a run killed while writing, an edit) stops the report stage with
+    the file and line, not a JSONDecodeError traceback; the pipeline's own reads share that reader."""
+    import pytest
+
+    from hf_simcit.errors import SimCITInputError
+    from hf_simcit.report import learning_curves, metrics_rows
+
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text('{"recall@10": 0.1,\n "ndcg@10": ')
+    with pytest.raises(SimCITInputError, match=r"eval/metrics.json:2: not valid JSON"):
+        metrics_rows(tmp_path, "generator", ["sasrec"])
+    (tmp_path / "eval" / "metrics.json").write_text('{"recall@10": 0.1}')
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "sasrec.json").write_text('{"recall@10": 0.2, "history": [')
+    with pytest.raises(SimCITInputError, match=r"baselines/sasrec.json:1: not valid JSON"):
+        metrics_rows(tmp_path, "generator", ["sasrec"])
+    with pytest.raises(SimCITInputError, match=r"baselines/sasrec.json:1: not valid JSON"):
+        learning_curves(tmp_path, "generator")

@@ -6,28 +6,19 @@ Why apart from the cards and plans: the demo app reads the same facts (``item_ta
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import SimCITInputError
+from ..utils.serialization import read_json
 
 FEATURE_OPTIONS_FILE = "features.json"  # in the data set repo: how a new item's features are computed (the app)
 # the features stage's options a new item needs to be embedded like the catalogue (text encoder, geo, ...)
 FEATURE_OPTIONS = ("modalities", "text_encoder", "text_column", "text_max_length", "geo_scales_km",
                    "geo_num_frequencies", "latitude_column", "longitude_column", "seed")
 METRIC_RE = re.compile(r"^(recall|ndcg|hit|hr|mrr|precision)(@\d+)?$", re.I)
-
-
-def read_json(path: Path) -> Any:
-    """The JSON in ``path`` (``None`` when there is no such file); invalid JSON is a one-line input error."""
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except json.JSONDecodeError as err:
-        raise SimCITInputError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
 
 
 def is_local(name: str) -> bool:

@@ -27,6 +27,16 @@ from ..errors import SimCITInputError
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in ``path`` (``None`` when there is no such file); invalid JSON is a one-line input error naming
+    the file and line (a run killed while writing, a hand edit), never a ``JSONDecodeError`` traceback."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError as err:
+        raise SimCITInputError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it replaces ``path`` in one rename.
