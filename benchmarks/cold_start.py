@@ -165,8 +165,14 @@ def cold_sids(quantizer, warm_assignment, feats, data: ColdStartSplit):
     warm_ids, cold_ids = feats.item_ids[:data.num_warm], feats.item_ids[data.num_warm:]
     tokenizer = SimCITTokenizer.from_codes(warm_assignment.codes, warm_ids, warm_assignment.codebook_sizes)
     rows = torch.arange(data.num_warm, data.num_items)
-    cold = ItemFeatures({m: x[rows] for m, x in feats.features.items()},
-                        {m: x[rows] for m, x in feats.masks.items()}, cold_ids)
+    masks = {m: x[rows] for m, x in feats.masks.items()}
+    if getattr(quantizer, "config", None) is None:
+        # the concatenation baselines (RQ-KMeans, RQ-VAE) read an absent modality as zeros, which is what a cold
+        # item's cf row holds; they refuse a modality absent from every item, so it is passed as present zeros
+        masks = {m: torch.ones_like(x) for m, x in masks.items()}
+        if any(bool(feats.features[m][rows][~feats.masks[m][rows]].any()) for m in masks):
+            raise AssertionError("an absent modality row is not zeros")
+    cold = ItemFeatures({m: x[rows] for m, x in feats.features.items()}, masks, cold_ids)
     assignment = cold_start_assignment(quantizer, tokenizer, cold.features, cold.masks,
                                        {"resolve": warm_assignment.resolve})
     tokenizer.add_items(assignment.codes, cold_ids)   # raises if a cold SID equals a warm one

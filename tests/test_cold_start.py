@@ -92,3 +92,26 @@ def test_cold_items_get_new_sids_that_decode_to_themselves(cold_start, tmp_path)
                            {m: x[data.num_warm:] for m, x in ordered.masks.items()})
     warm_raw = {tuple(r) for r in warm_assignment.raw_codes.tolist()}
     assert stats["shares_warm_sid"] == sum(tuple(r) in warm_raw for r in raw.tolist())
+
+
+def test_concatenation_baselines_give_cold_items_sids_without_their_cf(cold_start):
+    """RQ-KMeans reads an absent modality as zeros; the cold items (no cf at all) still get new SIDs."""
+    from hf_simcit.quantizers import ItemFeatures, RQKMeansQuantizer, assign_semantic_ids
+
+    feats = tiny_features(96)
+    data = cold_start.cold_start_split(small_sequences(num_users=120, num_items=96, seed=1), 96,
+                                       cold_start.pick_cold_items(96, 0.1, seed=0))
+    order = torch.as_tensor(data.old_index)
+    cf_mask = feats.masks["cf"][order].clone()
+    cf_mask[data.num_warm:] = False
+    cf = feats.features["cf"][order] * cf_mask[:, None]
+    ordered = ItemFeatures({"text": feats.features["text"][order], "cf": cf},
+                           {"text": feats.masks["text"][order], "cf": cf_mask}, [feats.item_ids[i] for i in order])
+    warm = ItemFeatures({m: x[: data.num_warm] for m, x in ordered.features.items()},
+                        {m: x[: data.num_warm] for m, x in ordered.masks.items()}, ordered.item_ids[: data.num_warm])
+    quantizer = RQKMeansQuantizer(num_levels=2, codebook_size=8, seed=0).fit(warm.features, warm.masks)
+    warm_assignment = assign_semantic_ids(quantizer, warm.features, warm.masks, resolve="level")
+    codes, tokenizer, stats = cold_start.cold_sids(quantizer, warm_assignment, ordered, data)
+    assert len({tuple(r) for r in codes.tolist()}) == len(codes)
+    for item in ordered.item_ids[data.num_warm:]:
+        assert tokenizer.sid_to_item(tokenizer.item_to_sid(item)) == item
