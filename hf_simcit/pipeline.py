@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .baselines.suite import BASELINES
+from .baselines.suite import BASELINES, check_sasrec_options
 from .errors import SimCITInputError
 from .utils.progress import progress_bars_off
 from .utils.serialization import read_json
@@ -192,6 +192,7 @@ def plan_stages(args: PipelineArguments) -> StagePlan:
         values = _recipe(args, args.lgmd_recipe, (LGMDArguments,)) | over.get("lgmd", {})
         values |= {"data": str(run / "data"), "items": str(run / "features"), "output": str(run / "lgmd")}
         (lgmd,) = recipe_dataclasses((LGMDArguments,), values, "lgmd recipe")
+    check_sasrec_options(over.get("sasrec", {}))   # SASRec trains late (baselines stage): check its keys now
     plan = StagePlan(run, features, lgmd, None, None, dict(over.get("sasrec", {})))
     values = _recipe(args, args.quantizer_recipe, (QuantizerTrainingArguments,)) | over.get("quantizer", {})
     values |= {"features_path": str(plan.quantizer_items), "output_dir": str(run / "quantizer"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,25 @@ def test_push_stage_sends_the_run_to_the_hub_and_it_loads_by_repo_id(finished, l
     assert tokenizer.codes.tolist() == SimCITTokenizer.from_pretrained(str(run / "quantizer")).codes.tolist()
     quantizer = AutoModel.from_pretrained(repos["quantizer"])
     assert type(quantizer).__name__ == "SimCITQuantizer"
+
+
+@pytest.mark.parametrize(("sasrec", "message"), [
+    ({"hiden_size": 32}, "overrides.sasrec: unknown key 'hiden_size'"),
+    ({"dropout": "lots"}, "overrides.sasrec: dropout must be a float"),
+    ({"objective": "pairwise"}, "SASRecConfig.objective must be one of"),
+    ({"hidden_size": 30, "num_heads": 4}, "hidden_size (30) must be divisible by num_heads (4)"),
+    ({"max_steps": "many"}, "overrides.sasrec: max_steps must be int or null, got 'many'"),
+    ({"num_items": 10}, "overrides.sasrec: num_items is the data set's"),
+])
+def test_bad_sasrec_overrides_stop_the_run_before_its_first_stage(tmp_path, sasrec, message):
+    """SASRec trains in the baselines stage, after the generator: its settings are checked when the run is
+    planned, like every other stage's, not hours later."""
+    from hf_simcit.pipeline import plan_stages
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "ml-100k", "overrides": {"sasrec": sasrec}}))
+    (tmp_path / "features.yaml").write_text((RECIPES / "ml-100k" / "features.yaml").read_text())
+    for name in ("lgmd", "quantizer", "recommender"):
+        (tmp_path / f"{name}.yaml").write_text((RECIPES / "ml-100k" / f"{name}.yaml").read_text())
+    with pytest.raises(SimCITInputError, match=re.escape(message)):
+        plan_stages(load_pipeline(path))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,31 @@ def _evaluated_rows(split: Any, max_examples: int | None) -> Any:
     return split if max_examples is None else split.select(range(min(len(split), max_examples)))
 
 
+@dataclass
+class _SASRecBudget:
+    """The one SASRec option that is not a :class:`~hf_simcit.baselines.sasrec.SASRecConfig` field."""
+
+    max_steps: int | None = None
+
+
+def check_sasrec_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """A pipeline's ``overrides.sasrec`` checked and converted: ``(SASRecConfig keyword arguments, max_steps)``.
+
+    Why apart from training: the pipeline checks them when it plans the run, so a typo stops it before the first
+    stage, not in the baselines stage after the generator trained. Unknown keys, values of the wrong type and
+    what ``SASRecConfig`` itself refuses are one error; ``num_items`` is the data set's.
+    """
+    from ..utils.recipes import check_recipe_values
+    from .sasrec import SASRecConfig
+
+    if "num_items" in options:
+        raise SimCITInputError("overrides.sasrec: num_items is the data set's, not a setting; remove it")
+    checked = check_recipe_values((SASRecConfig, _SASRecBudget), dict(options), "overrides.sasrec")
+    max_steps = checked.pop("max_steps", None)
+    SASRecConfig(num_items=1, **checked)   # its own checks (objective, layer norm, sizes), before any training
+    return checked, max_steps
+
+
 def sasrec_baseline(prepared: Any, options: Mapping[str, Any], *, split: str, ks: Sequence[int],
                     max_examples: int | None, seed: int) -> dict[str, Any]:
     """SASRec trained to its own early-stopping point and scored on the evaluated rows of ``split``.
@@ -33,11 +58,7 @@ def sasrec_baseline(prepared: Any, options: Mapping[str, Any], *, split: str, ks
     """
     from .sasrec import SASRecConfig, evaluate_sasrec, train_sasrec
 
-    options = dict(options)
-    max_steps = options.pop("max_steps", None)
-    unknown = sorted(set(options) - {f.name for f in fields(SASRecConfig)})
-    if unknown:
-        raise SimCITInputError(f"overrides.sasrec: unknown key {unknown[0]!r}")
+    options, max_steps = check_sasrec_options(options)
     options.setdefault("seed", seed)
     config = SASRecConfig(num_items=prepared.num_items, **options)
     start = time.perf_counter()
@@ -76,4 +97,4 @@ def run_baselines(prepared: Any, names: Sequence[str], out_dir: Path, *, split: 
     return results
 
 
-__all__ = ["BASELINES", "run_baselines", "sasrec_baseline"]
+__all__ = ["BASELINES", "check_sasrec_options", "run_baselines", "sasrec_baseline"]
