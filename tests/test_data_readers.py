@@ -135,10 +135,12 @@ def test_a_quoted_blank_cell_is_a_row_of_its_own(tmp_path):
         prepare_dataset("table", tmp_path / "t.csv")
 
 
-def test_numeric_times_with_a_stray_word_name_the_word(tmp_path, recwarn):
+@pytest.mark.parametrize("odd", ["soon", "2020-01-03"])
+def test_numeric_times_with_a_stray_cell_name_that_cell(tmp_path, recwarn, odd):
     """Unix times with one bad cell: the error names that cell, not the first (valid) number."""
-    (tmp_path / "t.csv").write_text("user_id,item_id,timestamp\n1,2,100\n1,3,200\n1,4,soon\n")
-    with pytest.raises(SimCITInputError, match=r"t.csv:4: column 'timestamp' is not a time: 'soon'$"):
+    (tmp_path / "t.csv").write_text(f"user_id,item_id,timestamp\n1,2,100\n1,3,200\n1,4,{odd}\n")
+    with pytest.raises(SimCITInputError, match=rf"t.csv:4: column 'timestamp' is not a time: '{odd}' \(the "
+                                               r"column's other times are numbers\)$"):
         prepare_dataset("table", tmp_path / "t.csv")
     assert not [w for w in recwarn if "infer format" in str(w.message)]   # one line, no pandas warning
 

@@ -492,10 +492,14 @@ def _numeric_or_datetime(values: pd.Series, path: Path, column: str) -> pd.Serie
         parsed = pd.to_datetime(values, errors="coerce", utc=True)
     bad = parsed.isna()
     if bad.any():
-        # a column of numbers with a stray word: name the word, not the first number (which is no date either)
-        neither = bad & numeric.isna()
-        row = int((neither if neither.any() else bad).to_numpy().nonzero()[0][0])
-        raise SimCITInputError(f"{_row_location(path, row)}: column {column!r} is not a time: {values.iloc[row]!r}")
+        # the column's own format is what most cells are: in a column of numbers the odd cell out is the one
+        # that is not a number (a word, a date), not the first number (which is no date either)
+        mostly_numbers = int(numeric.notna().sum()) > int((~bad).sum())
+        culprits = numeric.isna() if mostly_numbers else bad
+        row = int(culprits.to_numpy().nonzero()[0][0])
+        hint = " (the column's other times are numbers)" if mostly_numbers else ""
+        raise SimCITInputError(f"{_row_location(path, row)}: column {column!r} is not a time: "
+                               f"{values.iloc[row]!r}{hint}")
     return parsed.astype("int64").astype(float)
 
 
