@@ -79,11 +79,14 @@ done
 [[ -f "$HF_SIMCIT_REC_BENCH_CACHE/prepared/beauty/stats.json" ]] || {
     echo "gpu_llm.sh: no prepared Beauty data in $HF_SIMCIT_REC_BENCH_CACHE/prepared/beauty (see the header)" >&2; exit 2; }
 start=$(date +%s)
+status=0
 timeout 540 "$PY" benchmarks/llm.py --dataset beauty --rows "${GPU_LLM_ROWS:-smollm2-lora-full}" --budget 240 \
     --llm-epochs 20 --llm-eval-epochs 1 --llm-patience 3 --llm-batch-size 64 --llm-lr 1e-3 --eval-examples 1000 \
-    --eval-batch-size 256 --roundtrips fsdp,deepspeed --results-name llm-beauty-gpu "$@"
-echo "gpu_llm.sh: $(( $(date +%s) - start )) s"
-if [[ -n "${OUT:-}" ]]; then
-    cp benchmarks/results/llm-beauty-gpu.json "$OUT"/
+    --eval-batch-size 256 --roundtrips fsdp,deepspeed --results-name llm-beauty-gpu "$@" || status=$?
+echo "gpu_llm.sh: $(( $(date +%s) - start )) s, exit $status"
+if [[ -n "${OUT:-}" ]]; then      # also what a run cut by the timeout left: each roundtrip's and row's own JSON
+    cp benchmarks/results/llm-beauty-gpu.json "$OUT"/ 2>/dev/null || true
+    cp "$HF_SIMCIT_REC_BENCH_CACHE"/runs-llm/beauty/*.json "$OUT"/ 2>/dev/null || true
     tail -n 30 benchmarks/RESULTS.md > "$OUT/RESULTS-tail.md"
 fi
+exit "$status"

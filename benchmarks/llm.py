@@ -353,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         i = passthrough.index("--roundtrips")
         passthrough = passthrough[:i] + passthrough[i + 2:]
     args.passthrough = passthrough + (["--model", args.model] if args.smoke else [])
+    # the roundtrips first: short, and their yes/no is a result even if a long row is cut by the caller's timeout
+    roundtrips = run_roundtrips(args, engines) if engines else {}
     for name in rows:
         row_json = args.workdir / f"{name}.row.json"
         row_json.parent.mkdir(parents=True, exist_ok=True)
@@ -369,7 +371,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] test R@10 {r['test']['recall@10']:.4f} N@10 {r['test']['ndcg@10']:.4f}; "
               f"{r['train_tokens_per_s']:.0f} train tokens/s, {r['decode_histories_per_s']:.2f} histories/s, "
               f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['epochs']:.3f} epochs in {r['train_s']:.0f} s", flush=True)
-    roundtrips = run_roundtrips(args, engines) if engines else {}
     table = format_table(out, args.budget)
     wall = time.time() - started
     uptime_end = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
