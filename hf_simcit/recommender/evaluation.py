@@ -51,8 +51,10 @@ def evaluate_recommender(
     """Recall/NDCG@K and MRR of ``model`` on ``split`` (``history``, ``target`` columns), full ranking.
 
     With an ``accelerator`` the examples are sharded over processes and the rankings gathered, so every
-    process returns the same metrics. ``max_examples`` evaluates a fixed prefix of the split (periodic
-    validation during training); ``None`` means all of it. Decoding: :func:`hf_simcit.generation.recommend`.
+    process returns the same metrics. ``max_examples`` evaluates the first ``max_examples`` rows of the split
+    (``None``: all of it); training's periodic validation hands in its seeded random sample of validation users
+    (:func:`hf_simcit.data.sample_rows`) already cut. Decoding: :func:`hf_simcit.generation.recommend`, on the
+    model's device (``device`` only places the trie and the gathered rankings).
     ``exclude_history``: never recommend an item of the example's own history (RecBole's full-ranking
     protocol; right for data without repeat consumption, wrong where users come back to items).
     """
