@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_distributed import launch, run_dir, train_log  # noqa: F401  (run_dir: a fixture, used by name)
 from test_item_text import bench_llm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +96,14 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tmp_path):
     (loss_a, grad_a), (loss_b, grad_b) = grads
     assert torch.equal(loss_a, loss_b) and grad_a.keys() == grad_b.keys()
     assert any("lora_B" in n for n in grad_a) and all(torch.allclose(grad_a[n], grad_b[n], atol=1e-6) for n in grad_a)
+
+
+
+def test_a_time_budget_stops_two_processes_at_the_same_step(run_dir):  # noqa: F811  (the imported fixture)
+    """training.max_train_seconds under DDP (2 CPU processes): the time spent is agreed on by the processes (the
+    slowest clock), so they leave the loop at the same step, and the final validation and the save still run."""
+    out = run_dir / "budget"
+    launch(run_dir, "--output_dir", str(out), "--checkpoint_dir", str(run_dir / "budget_checkpoints"),
+           "--max_steps", "200", "--max_train_seconds", "0.000001", "--resume_from_checkpoint", "no")
+    log = train_log(out)
+    assert log["final_step"] == 1 and log["best_step"] == 1 and log["best_metrics"]["invalid_items"] == 0
