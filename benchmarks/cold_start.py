@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"Command: `{command}`\n\nSettings: {settings}.\n\n{table}\n\nSIDs of the cold items: "
                 + "; ".join(f"{m}: {s['new_sid']} of {s['cold_items']} on a raw code no warm item holds, "
                             f"{s['shares_warm_sid']} share a warm item's raw code (told apart by the "
-                            f"disambiguation level), first-level prefix shared by {s['shares_prefix_with_warm'][1]}"
+                            f"disambiguation level), first-level prefix shared by {next(iter(s['shares_prefix_with_warm'].values()))}"
                             for m, s in sid_stats.items())
                 + f". JSON: `{path.relative_to(ROOT)}`.\n")
     print(f"wrote {path}")
