@@ -195,13 +195,9 @@ def split_rows(split, rows):
 
 def evaluate_saved_generator(folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids, split, args) -> dict:
     """The saved best generator ranks the whole catalogue (cold items in the trie) on ``split``."""
+    from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import load_recommender
     from hf_simcit.recommender.sid import SIDTable
-
-    try:  # being moved from training/ to recommender/
-        from hf_simcit.recommender.evaluation import evaluate_recommender
-    except ImportError:
-        from hf_simcit.training.evaluation import evaluate_recommender
 
     best = load_recommender(folder, device="cuda" if torch.cuda.is_available() else "cpu")
     table = SIDTable(full_codes, item_ids, codebook_sizes=codebook_sizes)

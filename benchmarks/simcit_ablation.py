@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 eval_examples=args.eval_examples, seed=args.seed, objective="full_sequence", lr=args.lr, weight_decay=0.01, epochs=args.epochs,
                 max_steps=-1, batch_size=args.batch_size, scheduler="constant_with_warmup", eval_steps=0,
                 eval_epochs=1, patience=args.patience, beams=20, eval_batch_size=args.eval_batch_size)
-            run = rb.run_generator(f"ablation-{name.split()[0]}", assignment, rec, rec.splits["test"], run_args,
+            # one folder per row: rows sharing a first word must not overwrite each other's generator
+            run = rb.run_generator("ablation-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"), assignment, rec, rec.splits["test"], run_args,
                                    workdir)
             row["test"] = {k: float(run["test"][k]) for k in ("ndcg@10", "recall@10")}
             row.pop("test_missing")
