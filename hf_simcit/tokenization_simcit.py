@@ -213,8 +213,23 @@ class SimCITTokenizer(PreTrainedTokenizer):
             ) from None
 
     def index_of(self, item_ids: Iterable[str]) -> list[int]:
-        """Raw item ids -> item indices (the recommender's ``SIDTable`` interface); unknown ids raise."""
-        return [self.item_index(str(item)) for item in item_ids]
+        """Raw item ids -> item indices; unknown ids raise one error that names them (the first ten)."""
+        item_ids = [str(item) for item in item_ids]
+        unknown = [item for item in item_ids if item not in self._item_to_index]
+        if unknown:
+            raise SimCITInputError(f"items not in the SID table: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+        return [self._item_to_index[item] for item in item_ids]
+
+    def aligned_to(self, item_ids: Sequence[str]) -> SimCITTokenizer:
+        """This SID table with its rows in the order of ``item_ids`` (e.g. a data set's item table): ``self``
+        when the order already matches, else a new tokenizer with the same codebooks and special tokens.
+        ``item_ids`` must be known (unknown ones are named); items left out are dropped."""
+        item_ids = [str(item) for item in item_ids]
+        if item_ids == self._item_ids:
+            return self
+        order = self.index_of(item_ids)
+        return type(self).from_codes(self._codes[order], item_ids, self._codebook_sizes, pad_token=str(self.pad_token),
+                                     unk_token=str(self.unk_token), eos_token=str(self.eos_token))
 
     def item_to_sid(self, item_id: str) -> str:
         """``"B004756YJA" -> "<a_12><b_3><c_200>"``."""

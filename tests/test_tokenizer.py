@@ -44,6 +44,17 @@ def test_item_sid_round_trip(tokenizer):
     assert tokenizer.index_of(["B00E", "B00A"]) == [4, 0]
 
 
+def test_aligned_to_puts_rows_in_the_given_item_order(tokenizer):
+    assert tokenizer.aligned_to(ITEMS) is tokenizer
+    aligned = tokenizer.aligned_to(["B00E", "B00A", "B00C"])   # B00B and B00D left out
+    assert aligned.item_ids == ["B00E", "B00A", "B00C"]
+    assert aligned.codes.tolist() == CODES[[4, 0, 2]].tolist()
+    assert aligned.codebook_sizes == tokenizer.codebook_sizes
+    assert aligned.get_vocab() == tokenizer.get_vocab()
+    assert aligned.item_to_sid("B00C") == tokenizer.item_to_sid("B00C")
+    with pytest.raises(SimCITInputError, match=r"items not in the SID table: \['NOPE'\]"):
+        tokenizer.aligned_to(["B00A", "NOPE"])
+
 def test_encode_item_ids_gives_sid_token_ids(tokenizer):
     ids = tokenizer("B00A B00D", add_special_tokens=True)["input_ids"]
     vocab = tokenizer.get_vocab()
