@@ -300,3 +300,19 @@ def test_quantizer_settings_stop_the_pipeline_before_any_stage(fx, override, mes
     with pytest.raises(SimCITInputError, match=message):
         plan_stages(load_pipeline(fx.pipeline, override))
     assert not (fx.root / "run").exists()
+
+
+def test_resuming_a_checkpoint_of_other_optimizer_settings_is_one_line(tmp_path):
+    """A checkpoint written with one parameter group cannot continue an optimizer with two (the quantizer's
+    codebooks got their own learning rate): one line naming the checkpoint, not torch's ValueError."""
+    import torch
+
+    from hf_simcit.utils.serialization import load_training_state, save_training_state
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    old = torch.optim.AdamW(model.parameters())
+    save_training_state(tmp_path / "checkpoint-5", model=dict(model.state_dict()), optimizer=old, extra={"step": 5})
+    new = torch.optim.AdamW([{"params": model[0].parameters()}, {"params": model[1].parameters(), "lr": 1e-2}])
+    with pytest.raises(SimCITInputError, match=r"checkpoint-5: cannot resume from this checkpoint.*parameter groups"):
+        load_training_state(tmp_path / "checkpoint-5", model=model, optimizer=new)
+    assert load_training_state(tmp_path / "checkpoint-5", model=model, optimizer=old)["step"] == 5

@@ -4,7 +4,7 @@ Full-ranking evaluation is :mod:`hf_simcit.recommender.evaluation` (used by trai
 decoding is :mod:`hf_simcit.generation`; the training loop lives in :mod:`hf_simcit.training.recommender`.
 """
 
-from .data import PromptTemplate, RecommenderCollator, SIDPromptFormatter, build_training_dataset, pad_prompts
+from .data import PromptTemplate, RecommenderCollator, SIDPromptFormatter, build_training_dataset
 from .modeling import (
     Recommender,
     RecommenderModelArguments,
@@ -25,7 +25,6 @@ __all__ = [
     "build_recommender",
     "build_training_dataset",
     "load_recommender",
-    "pad_prompts",
     "save_recommender",
     "sid_token",
     "sid_vocabulary",

@@ -335,19 +335,3 @@ class LengthGroupedSampler(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.lengths)
-
-
-def pad_prompts(prompts: Sequence[Sequence[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Left-pad prompts for generation: ``input_ids``, ``attention_mask`` and ``position_ids``, all ``(B, T)``.
-
-    Position ids count from the first real token, so a left-padded prompt sees the same positions as in
-    (right-padded) training.
-    """
-    longest = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), longest), int(pad_token_id), dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), longest), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        input_ids[row, longest - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
-        attention_mask[row, longest - len(p):] = 1
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}

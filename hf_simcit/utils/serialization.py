@@ -190,9 +190,17 @@ def load_training_state(
     processes, see :func:`has_rng_state`) the RNG of a process other than 0 is left as it is.
     """
     checkpoint_dir = Path(checkpoint_dir)
-    model.load_state_dict(load_file(str(checkpoint_dir / "model.safetensors")))
-    if optimizer is not None and (checkpoint_dir / "optimizer.json").exists():
-        optimizer.load_state_dict(load_state_dict_tree(checkpoint_dir, "optimizer"))
+    # a checkpoint of other model or optimizer settings (e.g. written by an older version) cannot continue
+    # this run: one line naming it, not torch's traceback
+    try:
+        model.load_state_dict(load_file(str(checkpoint_dir / "model.safetensors")))
+        if optimizer is not None and (checkpoint_dir / "optimizer.json").exists():
+            optimizer.load_state_dict(load_state_dict_tree(checkpoint_dir, "optimizer"))
+    except (RuntimeError, ValueError, KeyError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SimCITInputError(
+            f"{checkpoint_dir}: cannot resume from this checkpoint, it was written with other model or optimizer "
+            f"settings ({reason}); remove it or turn resuming off") from None
     if scheduler is not None and (checkpoint_dir / "scheduler.json").exists():
         scheduler.load_state_dict(load_state_dict_tree(checkpoint_dir, "scheduler"))
     if restore_rng and (process_index == 0 or has_rng_state(checkpoint_dir, process_index)):
