@@ -88,14 +88,14 @@ def row_recipe(name: str, args, workdir: Path):
 
 def sids(args, rec, feats):
     """RQ-KMeans SIDs (``recommend.build_sids``) with the quantizer recipe's levels and codebook size."""
-    from hf_simcit.recommender.sid import SIDTable
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
 
     simcit_args = recommend.quantizer_recipe(args.dataset, argparse.Namespace(
         levels=None, codebook_size=None, simcit_steps=None, seed=args.seed), args.workdir)
     modalities = list(simcit_args.modalities or feats.modalities)
     assignment, _ = recommend.build_sids("rqkmeans", feats, modalities, simcit_args.num_levels,
                                          simcit_args.codebook_size, args.seed)
-    table = SIDTable(assignment.codes, rec.items["item_id"], codebook_sizes=assignment.codebook_sizes)
+    table = SimCITTokenizer.from_codes(assignment.codes, rec.items["item_id"], assignment.codebook_sizes)
     return table, {"method": "rqkmeans", "modalities": modalities, "levels": int(assignment.codes.shape[1]),
                    "codebook_sizes": list(assignment.codebook_sizes)}
 

@@ -167,14 +167,14 @@ def build_sids(method: str, feats, modalities: list[str], levels: int, size: int
 def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -> dict:
     from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import RecommenderModelArguments, load_recommender
-    from hf_simcit.recommender.sid import SIDTable
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
     from hf_simcit.training.recommender import (
         RecommenderDataArguments,
         RecommenderTrainingArguments,
         train_recommender,
     )
 
-    table = SIDTable(assignment.codes, rec.items["item_id"], codebook_sizes=assignment.codebook_sizes)
+    table = SimCITTokenizer.from_codes(assignment.codes, rec.items["item_id"], assignment.codebook_sizes)
     model_args = RecommenderModelArguments(
         model_name_or_path=args.model, tiny_hidden_size=args.hidden, tiny_num_layers=args.layers,
         tiny_num_heads=args.heads, tiny_intermediate_size=args.ffn or 2 * args.hidden, tiny_dropout=args.dropout)

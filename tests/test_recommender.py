@@ -25,7 +25,7 @@ from hf_simcit.recommender.modeling import (
     save_recommender,
     tiny_llama,
 )
-from hf_simcit.recommender.sid import SIDTable
+from hf_simcit.tokenization_simcit import SimCITTokenizer
 from hf_simcit.training.recommender import (
     RecommenderDataArguments,
     RecommenderTrainingArguments,
@@ -45,10 +45,10 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def tiny_sids() -> SIDTable:
+def tiny_sids() -> SimCITTokenizer:
     rng = np.random.default_rng(0)
     codes = rng.permutation(np.array([[a, b] for a in range(4) for b in range(4)]))[:NUM_ITEMS]
-    return SIDTable(codes, [f"item{i}" for i in range(NUM_ITEMS)], codebook_sizes=[4, 4])
+    return SimCITTokenizer.from_codes(codes, [f"item{i}" for i in range(NUM_ITEMS)], codebook_sizes=[4, 4])
 
 
 def tiny_splits(num_users: int = 8) -> DatasetDict:

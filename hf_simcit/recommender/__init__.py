@@ -4,6 +4,7 @@ Full-ranking evaluation is :mod:`hf_simcit.recommender.evaluation` (used by trai
 decoding is :mod:`hf_simcit.generation`; the training loop lives in :mod:`hf_simcit.training.recommender`.
 """
 
+from ..tokenization_simcit import SimCITTokenizer, sid_token
 from .data import PromptTemplate, RecommenderCollator, SIDPromptFormatter, build_training_dataset
 from .modeling import (
     Recommender,
@@ -13,7 +14,6 @@ from .modeling import (
     save_recommender,
     smollm2_checkpoint,
 )
-from .sid import SIDTable, sid_token, sid_vocabulary
 
 __all__ = [
     "PromptTemplate",
@@ -21,12 +21,11 @@ __all__ = [
     "RecommenderCollator",
     "RecommenderModelArguments",
     "SIDPromptFormatter",
-    "SIDTable",
+    "SimCITTokenizer",
     "build_recommender",
     "build_training_dataset",
     "load_recommender",
     "save_recommender",
     "sid_token",
-    "sid_vocabulary",
     "smollm2_checkpoint",
 ]

@@ -181,8 +181,9 @@ def parse_recommender_recipe(path: str, overrides: list[str] | None = None):
 # Inputs
 # --------------------------------------------------------------------------------------------------------
 def load_sid_source(sid_dir: str, item_ids: list[str] | None = None):
-    """The SID tokenizer saved by ``assign`` (a SimCITTokenizer folder), aligned to the data's item order."""
-    from ..recommender.sid import SIDTable
+    """The SID tokenizer saved by ``assign`` (a SimCITTokenizer folder, or a ``.npy`` of codes whose item ids
+    are ``"0", "1", ...``), its rows aligned to the data's item order."""
+    from ..tokenization_simcit import SimCITTokenizer
 
     path = Path(sid_dir)
     if not path.exists():   # else transformers reads the path as a Hub repo id and says so
@@ -194,16 +195,13 @@ def load_sid_source(sid_dir: str, item_ids: list[str] | None = None):
             codes = np.load(path, allow_pickle=False)   # a pickled (object) array is refused, never unpickled
         except ValueError as err:
             raise SimCITInputError(f"sid_dir {str(path)!r}: not a plain integer code array ({err})") from None
-        table = SIDTable(codes)
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.ndim != 2 or codes.shape[0] == 0:
+            raise SimCITInputError(f"SID codes must be a non-empty (num_items, num_levels) array, got {codes.shape}")
+        tok = SimCITTokenizer.from_codes(codes, [str(i) for i in range(codes.shape[0])])
     else:
-        from ..tokenization_simcit import SimCITTokenizer
-
         tok = SimCITTokenizer.from_pretrained(str(path))
-        table = SIDTable(tok.codes.numpy(), tok.item_ids, tok.codebook_sizes)
-    if item_ids is not None and list(table.item_ids) != [str(i) for i in item_ids]:
-        order = table.index_of([str(i) for i in item_ids])       # names unknown items
-        table = SIDTable(table.codes[order], [table.item_ids[i] for i in order], table.codebook_sizes)
-    return table
+    return tok if item_ids is None else tok.aligned_to(item_ids)   # names unknown items
 
 
 class _TrainableState:
@@ -270,8 +268,8 @@ def train_recommender(
 ) -> dict[str, Any]:
     """Fine-tune the recommender; returns ``{"best_metrics", "best_step", "final_step", "output_dir", "log"}``.
 
-    ``splits`` (a ``DatasetDict`` with train/validation) and ``sid_source`` (``SimCITTokenizer`` or
-    :class:`~hf_simcit.recommender.sid.SIDTable`) may be given directly; otherwise they are read from
+    ``splits`` (a ``DatasetDict`` with train/validation) and ``sid_source`` (a ``SimCITTokenizer``, e.g.
+    ``SimCITTokenizer.from_codes``) may be given directly; otherwise they are read from
     ``data_args.data_dir`` and ``data_args.sid_dir``. ``step_callback(step, logs)`` runs after every
     optimizer step (and its checkpoint), e.g. to stop a run early. ``item_texts`` (one per item, in the SID
     table's order) feed ``data_args.item_text``; by default they are the prepared data's ``item_text_column``.
