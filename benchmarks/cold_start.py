@@ -197,10 +197,10 @@ def evaluate_saved_generator(folder: Path, full_codes: np.ndarray, codebook_size
     """The saved best generator ranks the whole catalogue (cold items in the trie) on ``split``."""
     from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import load_recommender
-    from hf_simcit.recommender.sid import SIDTable
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
 
     best = load_recommender(folder, device="cuda" if torch.cuda.is_available() else "cpu")
-    table = SIDTable(full_codes, item_ids, codebook_sizes=codebook_sizes)
+    table = SimCITTokenizer.from_codes(full_codes, item_ids, codebook_sizes)
     item_token_ids = table.item_token_ids(best.tokenizer)
     return evaluate_recommender(best.model, best.tokenizer, item_token_ids, split, num_beams=args.beams,
                                 ks=(5, 10), batch_size=args.eval_batch_size, desc=f"cold-start {folder.name}")
