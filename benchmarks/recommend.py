@@ -195,12 +195,16 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -
                                 num_beams=args.beams, ks=(5, 10), batch_size=args.eval_batch_size,
                                 desc=f"test {name}", return_rankings=True)
     rankings = test.pop("rankings")
+    excluded = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, test_split,
+                                    num_beams=args.beams, ks=(5, 10), batch_size=args.eval_batch_size,
+                                    desc=f"test {name}, history excluded",
+                                    exclude_history=True) if args.exclude_history else None
     curve = [{"epoch": e["epoch"], "seconds": e["train_seconds"], "ndcg@10": e["ndcg@10"]}
              for e in result["log"] if "ndcg@10" in e]
     return {"test": test, "rankings": rankings, "validation": result["best_metrics"],
             "train_s": result["train_seconds"], "eval_s": time.time() - start, "steps": result["final_step"],
             "best_step": result["best_step"], "epochs": result["epochs"], "best_epoch": result["best_epoch"],
-            "curve": curve, "positions": result["token_positions_per_epoch"]}
+            "curve": curve, "positions": result["token_positions_per_epoch"], "test_history_excluded": excluded}
 
 
 def run_sasrec(rec, test_split, n: int, args, device: str) -> dict:
@@ -217,6 +221,8 @@ def run_sasrec(rec, test_split, n: int, args, device: str) -> dict:
     start = time.time()
     res["test"] = evaluate_sasrec(model, test_split, (5, 10), device=device)
     rankings = rank_items(model, test_split["history"], 10, device=device)   # the best model's test lists
+    excluded = evaluate_sasrec(model, test_split, (5, 10), device=device,
+                               exclude_history=True) if args.exclude_history else None
     history = res.get("history", [])
     curve = [{"epoch": h["epoch"] + 1, "seconds": h.get("seconds"), "ndcg@10": h["ndcg@10"]} for h in history]
     best = max(history, key=lambda h: h["ndcg@10"]) if history else None
@@ -224,7 +230,7 @@ def run_sasrec(rec, test_split, n: int, args, device: str) -> dict:
             "train_s": res.get("train_s", 0.0), "eval_s": time.time() - start, "steps": res["steps"],
             "best_step": best["step"] if best else None, "epochs": res["epochs"],
             "best_epoch": best["epoch"] + 1 if best else None, "curve": curve,       # epochs done, as for generators
-            "config": {k: v for k, v in vars(config).items()}}
+            "config": {k: v for k, v in vars(config).items()}, "test_history_excluded": excluded}
 
 
 def run_baseline(method: str, rec, test_split) -> dict:
@@ -271,9 +277,11 @@ def _share(value: float | None) -> str:
 
 
 def format_table(rows: dict, sid_stats: dict) -> str:
+    excluded = any(row.get("test_history_excluded") for row in rows.values())
     header = ("| method | R@5 | N@5 | R@10 | N@10 | R@10 repeat | R@10 new | invalid | test users | raw collision | "
-              "SID levels (sizes) | epochs (best) | train s | test eval s |")
-    lines = [header, "|" + "---|" * 14]
+              "SID levels (sizes) | epochs (best) | train s | test eval s |"
+              + (" R@10, history excluded | N@10, history excluded |" if excluded else ""))
+    lines = [header, "|" + "---|" * (16 if excluded else 14)]
     for method, row in rows.items():
         t, s = row["test"], sid_stats.get(method, {})
         sizes = f"{s['levels']} ({'/'.join(map(str, s['sizes']))})" if s else "-"
@@ -286,6 +294,9 @@ def format_table(rows: dict, sid_stats: dict) -> str:
             f"{t['invalid_items']} | {t.get('num_examples', '-')} | "
             f"{format(s['collision'], '.2%') if s else '-'} | {sizes} | {epochs}{best} | "
             f"{row['train_s']:.0f} | {row['eval_s']:.0f} |")
+        if excluded:
+            x = row.get("test_history_excluded")
+            lines[-1] += f" {x['recall@10']:.4f} | {x['ndcg@10']:.4f} |" if x else " - | - |"
     return "\n".join(lines)
 
 
@@ -312,6 +323,9 @@ def write_results(folder: Path, name: str, rows: dict, command: str, device: str
             "invalid_items": int(t["invalid_items"]), "epochs": row.get("epochs"),
             "best_epoch": row.get("best_epoch"), "train_s": round(float(row["train_s"]), 1),
             "curve": row.get("curve"), "repeat_new": row.get("split")}
+        if row.get("test_history_excluded"):   # RecBole's protocol: the user's own items never ranked
+            out["rows"][method]["test_history_excluded"] = {
+                k: row["test_history_excluded"][k] for k in ("recall@5", "recall@10", "ndcg@5", "ndcg@10")}
     path = folder / f"{name}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     return path
@@ -507,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="a minute on CPU: ML-100K, 1 epoch, small samples, nothing written to benchmarks/")
     parser.add_argument("--exclude-history", action="store_true",
-                        help="with --reevaluate: never rank a user's own history items (RecBole's protocol; for "
-                             "data without repeat consumption)")
+                        help="never rank a user's own history items (RecBole's protocol; for data without repeat "
+                             "consumption): with --reevaluate the only scoring; in a training run every learned "
+                             "row is also tested this way (extra columns; validation stays on the plain protocol)")
     parser.add_argument("--reevaluate", choices=["validation", "test"], default=None,
                         help="no training: evaluate the generators saved by an earlier run on this split")
     args = parser.parse_args(argv)
@@ -532,8 +547,6 @@ def main(argv: list[str] | None = None) -> int:
     import hf_simcit.training.quantizer  # noqa: F401
     import hf_simcit.training.recommender  # noqa: F401
 
-    if args.exclude_history and not args.reevaluate:
-        raise SystemExit("--exclude-history is a --reevaluate option (the training runs score the plain protocol)")
     unknown = [m for m in methods if m not in NAMES]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown} ({', '.join(NAMES)})")
@@ -606,7 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{f' (max_steps {args.max_steps})' if args.max_steps > 0 else ''}, validation NDCG@10 every "
         f"{f'{args.eval_steps} steps' if args.eval_steps else f'{args.eval_epochs} epoch(s)'} on the same "
         f"{args.eval_examples or 'all'} validation users (seeded sample), early stopping after {args.patience} "
-        f"validations without improvement, best checkpoint tested; beam {args.beams}; SASRec: "
+        f"validations without improvement, best checkpoint tested"
+        f"{' (also with each user history items excluded from the ranking, RecBole protocol)' if args.exclude_history else ''}"
+        f"; beam {args.beams}; SASRec: "
         f"{_sasrec_summary(rows.get('sasrec'))}; history = the user's history items by count, ties most recent first, "
         f"then the most popular training targets not in the history; popularity = the most frequent training "
         f"targets; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
