@@ -269,6 +269,44 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+# what may differ between the runs whose rows --from-partial merges: everything else decides the rows' figures
+RUN_ONLY_OPTIONS = frozenset({"methods", "threads", "workdir", "no_results", "from_partial"})
+
+
+def row_settings(args) -> dict:
+    """The options that decide a row's figures (the split, the tokenizers, the generator, the evaluation)."""
+    return {k: v for k, v in sorted(vars(args).items()) if k not in RUN_ONLY_OPTIONS}
+
+
+def settings_mismatch(sources: dict[str, dict], expected: dict) -> str | None:
+    """One line naming the first partial run whose settings differ from ``expected`` (this run's), else None."""
+    for where, source in sources.items():
+        theirs = source.get("settings")
+        if theirs is None:
+            return f"{where}: partial.json has no settings (written before they were recorded); re-run it"
+        differ = {k: (theirs.get(k), v) for k, v in expected.items() if theirs.get(k) != v}
+        if differ:
+            key, (was, now) = next(iter(differ.items()))
+            return (f"{where}: its rows were trained with --{key.replace('_', '-')} {was}, this command has {now} "
+                    f"({len(differ)} setting(s) differ): merging would mix two protocols")
+    return None
+
+
+def load_partials(workdirs: list[str], expected: dict) -> tuple[list[dict], str | None]:
+    """The ``partial.json`` of each run folder, and a one-line problem (missing, damaged, other settings)."""
+    from hf_simcit.errors import SimCITInputError
+    from hf_simcit.utils.serialization import read_json
+
+    try:
+        by_file = {str(Path(d) / "partial.json"): read_json(Path(d) / "partial.json") for d in workdirs}
+    except SimCITInputError as err:
+        return [], str(err)
+    missing = [where for where, source in by_file.items() if source is None]
+    if missing:
+        return [], f"{missing[0]}: no such file (did that run start?)"
+    return list(by_file.values()), settings_mismatch(by_file, expected)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -278,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not 0.0 < args.cold_share < 1.0:
         print(f"error: --cold-share must be in (0, 1), got {args.cold_share}", file=sys.stderr)
+        return 2
+    sources, problem = load_partials(args.from_partial, row_settings(args)) if args.from_partial else ([], None)
+    if problem:   # checked before any work: rows of another protocol are never merged
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -327,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
 
     def checkpoint() -> None:   # the rows so far, in case a long run is stopped before the end
-        (workdir / "partial.json").write_text(json.dumps({"command": command, "rows": rows, "sids": sid_stats}))
+        (workdir / "partial.json").write_text(json.dumps({"command": command, "settings": row_settings(args),
+                                                          "rows": rows, "sids": sid_stats}))
 
     if "popularity" in methods:
         rows["popularity"] = {part: figures(rb.run_baseline("popularity", full_rec, split)["test"])
@@ -339,7 +382,6 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint()
     else:
         methods = []
-        sources = [json.loads((Path(d) / "partial.json").read_text()) for d in args.from_partial]
         for source in sources:
             rows |= {m: r for m, r in source["rows"].items() if m not in ("popularity", "text_knn")}
             sid_stats |= source["sids"]

@@ -115,3 +115,30 @@ def test_concatenation_baselines_give_cold_items_sids_without_their_cf(cold_star
     assert len({tuple(r) for r in codes.tolist()}) == len(codes)
     for item in ordered.item_ids[data.num_warm:]:
         assert tokenizer.sid_to_item(tokenizer.item_to_sid(item)) == item
+
+
+def test_from_partial_refuses_rows_trained_with_other_settings(cold_start, tmp_path, capsys):
+    """--from-partial merges rows of runs that split the methods; a run with another protocol (here another
+    epoch cap) is named in one line, exit status 2, instead of being merged into one table."""
+    import json
+
+    args = cold_start.parse_args(["--dataset", "ml-100k", "--epochs", "8", "--methods", "simcit"])
+    same = cold_start.row_settings(args)
+    other = cold_start.row_settings(cold_start.parse_args(["--dataset", "ml-100k", "--epochs", "2"]))
+    assert same == cold_start.row_settings(cold_start.parse_args(["--dataset", "ml-100k", "--methods", "rqvae",
+                                                                  "--threads", "1", "--epochs", "8"]))
+    assert cold_start.settings_mismatch({"a": {"settings": same}}, same) is None
+    line = cold_start.settings_mismatch({"a": {"settings": same}, "b/partial.json": {"settings": other}}, same)
+    assert line.startswith("b/partial.json: its rows were trained with --epochs 2.0, this command has 8.0")
+    assert "no settings" in cold_start.settings_mismatch({"old": {"rows": {}}}, same)
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "partial.json").write_text(json.dumps({"command": "x", "settings": other, "rows": {},
+                                                               "sids": {}}))
+    code = cold_start.main(["--dataset", "ml-100k", "--epochs", "8", "--methods", "popularity",
+                            "--workdir", str(tmp_path / "w"), "--no-results", "--from-partial", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--epochs 2.0, this command has 8.0" in err[0]
+    code = cold_start.main(["--dataset", "ml-100k", "--methods", "popularity", "--workdir", str(tmp_path / "w"),
+                            "--no-results", "--from-partial", str(tmp_path / "nowhere")])
+    assert code == 2 and "no such file" in capsys.readouterr().err
