@@ -12,7 +12,9 @@ evaluation excluded; ``max_train_seconds`` of the training loop):
 - ``smollm2-lora-chat``: the same with that recipe's chat template and the prefix objective;
 - ``smollm2-lora-full-text``: ``smollm2-lora-full`` plus item text (``data.item_text``: LC-Rec alignment
   examples title -> SID and SID -> title mixed into training);
-- ``smollm2-lora-full-gc``: ``smollm2-lora-full`` with gradient checkpointing (a memory lever; not run by default).
+- ``smollm2-lora-full-gc``: ``smollm2-lora-full`` with gradient checkpointing (a memory lever; not run by default);
+- ``smollm2-lora-full-nogroup``: ``smollm2-lora-full`` with batches drawn in plain shuffled order instead of
+  length-grouped ones (``group_by_length false``: what the speed lever is worth; not run by default).
 
 The SmolLM2 rows share one setting (the recipe's learning rate is replaced for the short budget): batch 16, no
 accumulation, lr ``--llm-lr`` constant after no warm-up, no periodic validation (the only validation, on
@@ -49,7 +51,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import recommend  # noqa: E402  (benchmarks/recommend.py: data, features, SIDs, test sample)
 
-ROWS = ("tiny-llama", "smollm2-lora-full", "smollm2-lora-chat", "smollm2-lora-full-text", "smollm2-lora-full-gc")
+ROWS = ("tiny-llama", "smollm2-lora-full", "smollm2-lora-chat", "smollm2-lora-full-text", "smollm2-lora-full-gc",
+        "smollm2-lora-full-nogroup")
 DEFAULT_ROWS = ROWS[:4]
 LLM_OVERRIDES = {
     "smollm2-lora-full": ["--prompt_template", "plain", "--objective", "full_sequence"],
@@ -57,6 +60,8 @@ LLM_OVERRIDES = {
     "smollm2-lora-full-text": ["--prompt_template", "plain", "--objective", "full_sequence", "--item_text", "true"],
     "smollm2-lora-full-gc": ["--prompt_template", "plain", "--objective", "full_sequence",
                              "--gradient_checkpointing", "true"],
+    "smollm2-lora-full-nogroup": ["--prompt_template", "plain", "--objective", "full_sequence",
+                                  "--group_by_length", "false"],
 }
 KEYS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
 
@@ -147,6 +152,7 @@ def run_row(name: str, args) -> dict:
         "token_positions_per_epoch": result["token_positions_per_epoch"], "trainable_params": trainable,
         "learning_rate": train_args.learning_rate, "batch_size": train_args.per_device_train_batch_size,
         "gradient_checkpointing": bool(getattr(model_args, "gradient_checkpointing", False)),
+        "group_by_length": bool(train_args.group_by_length),
         "mixed_precision": train_args.mixed_precision, "dtype": model_args.dtype, "sids": sid_info,
     }
 

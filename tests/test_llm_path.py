@@ -107,3 +107,19 @@ def test_a_time_budget_stops_two_processes_at_the_same_step(run_dir):  # noqa: F
            "--max_steps", "200", "--max_train_seconds", "0.000001", "--resume_from_checkpoint", "no")
     log = train_log(out)
     assert log["final_step"] == 1 and log["best_step"] == 1 and log["best_metrics"]["invalid_items"] == 0
+
+
+def test_lever_rows_differ_from_their_base_row_in_the_one_lever(tmp_path):
+    """The lever rows are ``smollm2-lora-full`` with one setting changed (what their tokens/s ratio measures)."""
+    from types import SimpleNamespace
+
+    llm = bench_llm()
+    args = SimpleNamespace(dataset="ml-100k", seed=42, budget=60.0, beams=20, eval_batch_size=8, max_steps=-1,
+                           smoke=False, eval_examples=10, llm_epochs=1.0, llm_lr=1e-3, llm_batch_size=16,
+                           llm_eval_epochs=0, llm_patience=0, llm_dtype="float32", model=None)
+    base = llm.row_recipe("smollm2-lora-full", args, tmp_path)
+    grouped, shuffled = base[2].group_by_length, llm.row_recipe("smollm2-lora-full-nogroup", args, tmp_path)[2]
+    checkpointed = llm.row_recipe("smollm2-lora-full-gc", args, tmp_path)[0]
+    assert grouped is True and shuffled.group_by_length is False
+    assert base[0].gradient_checkpointing is False and checkpointed.gradient_checkpointing is True
+    assert shuffled.learning_rate == base[2].learning_rate and shuffled.max_train_seconds == 60.0
