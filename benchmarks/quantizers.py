@@ -150,8 +150,8 @@ def _run_one(dataset: str, method: str, steps: int | None, queue) -> None:
         settings = dict(SIMCIT_DEFAULTS if method == "simcit" else SIMCIT_REFERENCE)
         if steps:
             settings["max_steps"] = steps
-        args = QuantizerTrainingArguments(output_dir=str(CACHE / "runs" / dataset / method), resume=False,
-                                          show_progress=False, **settings)
+        args = QuantizerTrainingArguments(output_dir=str(CACHE / "runs" / dataset / method),
+                                          resume_from_checkpoint="none", show_progress=False, **settings)
         quantizer = train_quantizer(args, feats).model.eval()
     else:
         kwargs = {"steps": steps or 1500} if method == "rqvae" else {}

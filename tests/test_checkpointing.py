@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from hf_simcit.cli import main
 from hf_simcit.errors import SimCITInputError
 from hf_simcit.training.checkpointing import CheckpointManager, EpochShuffleSampler, checkpoint_folder
 
@@ -129,3 +130,26 @@ def test_default_checkpoint_folder_and_the_data_order_of_an_epoch():
     assert sorted(first) == list(range(10)) and list(sampler) != first
     sampler.use_epoch(2)
     assert list(sampler) == first                                  # an epoch's order depends on seed + epoch only
+
+
+# ---------------------------------------------------------------- both trainers' arguments: one convention
+def test_a_bad_resume_value_exits_2_with_one_line_from_the_cli(tmp_path, capsys):
+    recipe = tmp_path / "quantizer.yaml"
+    recipe.write_text(f"features_path: {tmp_path / 'features'}\nmax_steps: 2\n")
+    assert main(["train-quantizer", str(recipe), "--resume_from_checkpoint", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "resume_from_checkpoint" in err[0] and "is not a checkpoint folder" in err[0]
+
+
+def test_the_old_resume_key_still_reads_as_resume_from_checkpoint(tmp_path):
+    from hf_simcit.training.quantizer import parse_quantizer_recipe
+
+    recipe = tmp_path / "quantizer.yaml"
+    recipe.write_text("resume_from_checkpoint: auto\n")
+    with pytest.warns(FutureWarning, match="'resume' is now 'resume_from_checkpoint'"):
+        args = parse_quantizer_recipe(str(recipe), ["--resume", "false"])     # the command line wins
+    assert args.resume_from_checkpoint == "false"
+    assert CheckpointManager(tmp_path / "ckpt", tmp_path / "out").resolve(args.resume_from_checkpoint) is None
+    recipe.write_text("resume: true\n")
+    with pytest.warns(FutureWarning):
+        assert parse_quantizer_recipe(str(recipe)).resume_from_checkpoint == "true"

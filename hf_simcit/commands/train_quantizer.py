@@ -10,8 +10,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-quantizer",
         help="train the SimCIT contrastive quantizer on item features",
         description="Train SimCITQuantizer (accelerate; AdamW, warm-up + cosine, validation loss, early "
-        "stopping, best checkpoint, resumable). Recipe keys are QuantizerTrainingArguments fields; any of them "
-        "can be overridden after the recipe, e.g. --max_steps 100 --output_dir runs/q.",
+        "stopping, the best model in output_dir). Recipe keys are QuantizerTrainingArguments fields; any of them "
+        "can be overridden after the recipe, e.g. --max_steps 100 --output_dir runs/q. Resuming, as in "
+        "`hf-simcit train`: --resume_from_checkpoint auto (the latest checkpoint-<step>, the default), a "
+        "checkpoint folder, or none.",
     )
     parser.add_argument("recipe", help="quantizer recipe YAML (e.g. recipes/beauty/quantizer.yaml)")
     parser.add_argument("overrides", nargs=argparse.REMAINDER,

@@ -4,18 +4,20 @@ AdamW, linear warm-up then cosine decay, in steps (not epochs: an epoch of a sma
 steps). A share of the items is held out for the validation loss; every evaluation also encodes the *whole*
 catalogue and logs per-level codebook usage and perplexity and the share of items with a unique SID, because
 the validation loss alone does not say whether the codes are usable. The best model (``metric_for_best_model``)
-is kept, training stops early when it has not improved for ``early_stopping_patience`` evaluations, and a
-``checkpoint-<step>`` (safetensors + JSON, RNG included) after every evaluation makes the run resumable: the
-order of each epoch comes from ``seed + epoch``, so a resumed run continues exactly where it stopped. Under
-several processes each process draws its own Gumbel noise (its own RNG streams, stored per process in the
-checkpoints); one process draws exactly what it drew before processes had streams of their own.
+is kept in ``output_dir``, training stops early when it has not improved for ``early_stopping_patience``
+evaluations, and a ``checkpoint-<step>`` (safetensors + JSON, RNG included) after every evaluation makes the run
+resumable (``resume_from_checkpoint``; the convention of :mod:`~hf_simcit.training.checkpointing`, shared with
+the recommender trainer): the order of each epoch comes from ``seed + epoch``, so a resumed run continues
+exactly where it stopped. The items of a step come from a data loader prepared by accelerate, which deals each
+process its share of the global batch. Under several processes each process draws its own Gumbel noise (its
+own RNG streams, stored per process in the checkpoints); one process draws exactly what it drew before
+processes had streams of their own.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,13 +27,14 @@ import torch
 
 from ..errors import SimCITInputError
 from ..quantizers.features import ItemFeatures
-from ..utils.serialization import (
-    CHECKPOINT_PREFIX,
-    atomic_directory,
-    has_rng_state,
-    latest_checkpoint,
-    load_training_state,
-    save_training_state,
+from ..utils.serialization import atomic_directory
+from .checkpointing import (
+    RESUME_HELP,
+    CheckpointManager,
+    EpochShuffleSampler,
+    checkpoint_folder,
+    epoch_batches,
+    resume_choice,
 )
 
 BEST_METRICS = {"validation_loss": "min", "collision_rate": "min", "unique_share": "max"}
@@ -110,7 +113,7 @@ class QuantizerTrainingArguments:
     metric_for_best_model: str = "validation_loss"
     early_stopping_patience: int = field(default=0, metadata={"help": "Evaluations without improvement (0: off)."})
     save_total_limit: int = 2
-    resume: bool = field(default=True, metadata={"help": "Continue from the latest checkpoint if there is one."})
+    resume_from_checkpoint: str | None = field(default="auto", metadata={"help": RESUME_HELP})
     max_train_time_s: float | None = field(default=None, metadata={"help": "Stop after this much training time."})
     seed: int = 42
     show_progress: bool = True
@@ -130,6 +133,7 @@ class QuantizerTrainingArguments:
             raise SimCITInputError(f"dead_code_restart_steps must be >= 0, got {self.dead_code_restart_steps}")
         if self.learning_rate < 0:
             raise SimCITInputError(f"learning_rate must not be negative, got {self.learning_rate}")
+        resume_choice(self.resume_from_checkpoint)
         # the model's settings (codebook_init, num_levels, ...) checked now, with a stand-in modality, so a bad
         # value stops the pipeline before its first stage rather than at the quantizer stage
         self.simcit_config(["text"], [1])
@@ -241,7 +245,7 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
 
     from ..modeling_simcit import SimCITQuantizer
     from ..quantizers.simcit import initialize_simcit_codebooks
-    from .distributed import build_accelerator, gather_rng_states, seed_process_streams
+    from .distributed import build_accelerator
 
     accelerator = build_accelerator()
     if str(accelerator.distributed_type).endswith(("FSDP", "DEEPSPEED")):
@@ -259,10 +263,12 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         features = ItemFeatures({m: features.features[m] for m in args.modalities},
                                 {m: features.masks[m] for m in args.modalities}, features.item_ids)
     output_dir = Path(args.output_dir)
-    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else output_dir.with_name(
-        output_dir.name + "_checkpoints")
+    # checkpoint-<step> folders in checkpoint_dir, the best model in output_dir
+    checkpoints = CheckpointManager(checkpoint_folder(output_dir, args.checkpoint_dir), output_dir,
+                                    args.save_total_limit)
+    resume_path = checkpoints.resolve(args.resume_from_checkpoint, accelerator)
     train_rows, validation_rows = split_items(len(features), args.validation_share, args.seed)
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
     global_batch = args.per_device_batch_size * world
     if len(train_rows) < global_batch:
         raise SimCITInputError(
@@ -270,6 +276,13 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
             f"{world} processes); lower per_device_batch_size"
         )
     batches_per_epoch = len(train_rows) // global_batch  # every batch full: same shapes on every process
+    # the loader deals consecutive per-process batches to the processes: a step of N processes trains on the
+    # items of one step of one process with N times the batch. Its own generator: iterating it draws nothing
+    # from the global RNG, which the Gumbel noise uses
+    sampler = EpochShuffleSampler(len(train_rows), args.seed)
+    loader = torch.utils.data.DataLoader(
+        train_rows, batch_size=args.per_device_batch_size, sampler=sampler, drop_last=True,
+        collate_fn=lambda rows: _batch(features, torch.stack(rows)), generator=torch.Generator())
     # validation loss with the negatives training sees: the global batch when they are gathered over processes
     negatives_batch = global_batch if args.gather_negatives else args.per_device_batch_size
 
@@ -287,21 +300,16 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
 
     step, best_metric, best_step, patience, history = 0, None, -1, 0, []
     elapsed_before = 0.0
-    checkpoint = latest_checkpoint(checkpoint_dir) if args.resume else None
-    if checkpoint is not None:
-        state = load_training_state(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-                                    process_index=rank)
+    # several processes: each its own Gumbel noise for its own rows (one process: unchanged); a resumed
+    # process continues the stream its checkpoint stored
+    state = checkpoints.restore(resume_path, model=model, optimizer=optimizer, scheduler=scheduler, seed=args.seed,
+                                accelerator=accelerator)
+    if state is not None:
         step, best_metric, best_step = state["step"], state["best_metric"], state["best_step"]
         patience, history, elapsed_before = state["patience"], state["history"], state.get("train_time_s", 0.0)
-        accelerator.print(f"resumed from {checkpoint} (step {step})")
-    if checkpoint is None or not has_rng_state(checkpoint, rank):
-        # several processes: each its own Gumbel noise for its own rows (one process: unchanged); a resumed
-        # process continues the stream its checkpoint stored
-        seed_process_streams(accelerator, args.seed)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
     mode = BEST_METRICS[args.metric_for_best_model]
-    best_dir = checkpoint_dir / "best"
 
     def improved(value: float) -> bool:
         return best_metric is None or (value < best_metric if mode == "min" else value > best_metric)
@@ -321,26 +329,17 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         # every process holds the whole model (DDP; FSDP and DeepSpeed are refused above): the main one writes
         if improved(value):
             best_metric, best_step, patience = value, step, 0
-            if accelerator.is_main_process:
-                with atomic_directory(best_dir) as tmp:
-                    unwrapped.save_pretrained(tmp, safe_serialization=True)
+            checkpoints.save_best(lambda folder: unwrapped.save_pretrained(folder, safe_serialization=True),
+                                  accelerator)
         else:
             patience += 1
             stop = args.early_stopping_patience > 0 and patience >= args.early_stopping_patience
         metrics["best_step"] = best_step
         history.append(metrics)
         accelerator.print(_format(metrics))
-        rng_states = gather_rng_states(accelerator)  # every process's own stream (a collective)
-        if accelerator.is_main_process:
-            save_training_state(
-                checkpoint_dir / f"{CHECKPOINT_PREFIX}{step}", model=unwrapped, optimizer=optimizer,
-                scheduler=scheduler,
-                extra={"step": step, "best_metric": best_metric, "best_step": best_step, "patience": patience,
-                       "history": history, "train_time_s": metrics["train_time_s"]},
-                rng_states=rng_states,
-            )
-            _prune_checkpoints(checkpoint_dir, args.save_total_limit)
-        accelerator.wait_for_everyone()
+        checkpoints.save(step, model=unwrapped, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator,
+                         state={"step": step, "best_metric": best_metric, "best_step": best_step,
+                                "patience": patience, "history": history, "train_time_s": metrics["train_time_s"]})
         return stop
 
     start = time.perf_counter()
@@ -353,13 +352,9 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         evaluate_and_checkpoint({})
     stopped = False
     while step < args.max_steps and not stopped:
-        epoch, offset = divmod(step, batches_per_epoch)
-        order = train_rows[torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(args.seed + epoch))]
-        for batch_index in range(offset, batches_per_epoch):
-            rows = order[batch_index * global_batch : (batch_index + 1) * global_batch]
-            rows = rows[rank * args.per_device_batch_size : (rank + 1) * args.per_device_batch_size]
-            batch = features.subset(rows)
-            out = model(batch.features, batch.masks, gumbel_temperature=config.gumbel_temperature_at(step))
+        epoch, done = divmod(step, batches_per_epoch)   # a resumed epoch skips the batches it trained on
+        for batch in epoch_batches(accelerator, loader, sampler, epoch, done):
+            out = model(batch["features"], batch["masks"], gumbel_temperature=config.gumbel_temperature_at(step))
             accelerator.backward(out.loss)
             if args.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -404,7 +399,9 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         evaluate_and_checkpoint(_process_means(accelerator, running, running_count))
     train_time = elapsed_before + time.perf_counter() - start
 
-    best = SimCITQuantizer.from_pretrained(best_dir) if best_dir.exists() else unwrapped
+    best = checkpoints.load_best(SimCITQuantizer.from_pretrained)
+    best = unwrapped if best is None else best
+    accelerator.wait_for_everyone()     # every process has read the best model before output_dir is rewritten
     if args.codebook_refit == "final":  # the ablation: the saved codebooks are k-means of the fused embeddings
         from ..quantizers.simcit import initialize_simcit_codebooks
 
@@ -419,6 +416,12 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
             (tmp / TRAINING_LOG_NAME).write_text(json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
     return QuantizerTrainingResult(best, history, best_step, best_metric, output_dir, train_time)
+
+
+def _batch(features: ItemFeatures, rows: torch.LongTensor) -> dict[str, dict[str, torch.Tensor]]:
+    """The training batch of item rows ``rows``: what the model takes (tensors, so accelerate moves them)."""
+    batch = features.subset(rows)
+    return {"features": batch.features, "masks": batch.masks}
 
 
 def _process_means(accelerator, running: dict[str, float], count: int) -> dict[str, float]:
@@ -482,15 +485,6 @@ def restart_dead_codes(model, optimizer, features: ItemFeatures, seed: int) -> i
         residual = residual - codebook[codes]
     model.train(was_training)
     return moved
-
-
-def _prune_checkpoints(directory: Path, keep: int) -> None:
-    found = sorted(
-        (int(p.name[len(CHECKPOINT_PREFIX):]), p) for p in directory.glob(f"{CHECKPOINT_PREFIX}*")
-        if p.name[len(CHECKPOINT_PREFIX):].isdigit()
-    )
-    for _, path in found[: max(len(found) - max(keep, 1), 0)]:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def parse_quantizer_recipe(path: str, overrides: list[str] | None = None) -> QuantizerTrainingArguments:

@@ -18,6 +18,9 @@ from typing import Any
 from ..errors import SimCITInputError
 
 RECIPE_SECTIONS = ("model", "data", "training")
+# keys that were renamed: an older recipe (or command line) still reads, with a FutureWarning. ``resume`` (a
+# bool) became transformers' ``resume_from_checkpoint``, whose "true"/"false" mean what ``resume`` meant
+RENAMED_KEYS = {"resume": "resume_from_checkpoint"}
 
 __all__ = ["RECIPE_SECTIONS", "check_recipe_values", "mapping_fields", "parse_overrides", "parse_positive_ints", "read_recipe",
            "recipe_dataclasses"]
@@ -187,6 +190,7 @@ def check_recipe_values(types: Collection[type], values: dict[str, Any], where: 
     hints: dict[str, Any] = {}
     for t in types:
         hints |= {f.name: typing.get_type_hints(t).get(f.name, f.type) for f in dataclasses.fields(t)}
+    values = _renamed(values, hints, where)
     unknown = sorted(set(values) - set(hints))
     if unknown:
         raise SimCITInputError(f"{where}: unknown key {unknown[0]!r}")
@@ -202,6 +206,22 @@ def check_recipe_values(types: Collection[type], values: dict[str, Any], where: 
             raise SimCITInputError(f"{where}: {key} {value!r} does not exist")
         checked[key] = value
     return checked
+
+
+def _renamed(values: dict[str, Any], known: Collection[str], where: str) -> dict[str, Any]:
+    """``values`` with the old names of :data:`RENAMED_KEYS` under their new ones; the later of the two wins (a
+    command-line override comes after the recipe's keys)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        new = RENAMED_KEYS.get(key)
+        if new is not None and key not in known and new in known:
+            import warnings
+
+            warnings.warn(f"{where}: {key!r} is now {new!r}", FutureWarning, stacklevel=3)
+            out.pop(new, None)
+            key = new
+        out[key] = value
+    return out
 
 
 def recipe_dataclasses(types: tuple[type, ...], values: dict[str, Any], where: str) -> tuple[Any, ...]:
