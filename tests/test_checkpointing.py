@@ -10,6 +10,8 @@ import torch
 from hf_simcit.cli import main
 from hf_simcit.errors import SimCITInputError
 from hf_simcit.training.checkpointing import CheckpointManager, EpochShuffleSampler, checkpoint_folder
+from hf_simcit.training.quantizer import QuantizerTrainingArguments
+from hf_simcit.training.recommender import RecommenderTrainingArguments
 
 
 def trained_state(seed: int = 0):
@@ -153,3 +155,14 @@ def test_the_old_resume_key_still_reads_as_resume_from_checkpoint(tmp_path):
     recipe.write_text("resume: true\n")
     with pytest.warns(FutureWarning):
         assert parse_quantizer_recipe(str(recipe)).resume_from_checkpoint == "true"
+
+
+def test_both_trainers_default_to_auto_and_refuse_a_non_checkpoint_before_anything_runs(tmp_path):
+    assert QuantizerTrainingArguments(output_dir="runs/q").resume_from_checkpoint == "auto"
+    assert RecommenderTrainingArguments(output_dir="runs/r").resume_from_checkpoint == "auto"
+    assert RecommenderTrainingArguments(output_dir="runs/r").checkpoints() == checkpoint_folder("runs/r")
+    (tmp_path / "some_folder").mkdir()
+    with pytest.raises(SimCITInputError, match="is not a checkpoint folder"):
+        QuantizerTrainingArguments(resume_from_checkpoint=str(tmp_path / "some_folder"))
+    with pytest.raises(SimCITInputError, match="is not a checkpoint folder"):
+        RecommenderTrainingArguments(resume_from_checkpoint="maybe")

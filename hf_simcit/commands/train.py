@@ -11,7 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune the LLM recommender on SID sequences (accelerate; LoRA or full)",
         description="Train the generative recommender from a recipe (sections model/data/training, read into "
         "RecommenderModelArguments / RecommenderDataArguments / RecommenderTrainingArguments). Extra "
-        "`--key value` pairs override recipe fields, e.g. `--max_steps 100 --output_dir runs/x`. "
+        "`--key value` pairs override recipe fields, e.g. `--max_steps 100 --output_dir runs/x`. Resuming, as "
+        "in `hf-simcit train-quantizer`: --resume_from_checkpoint auto (the latest checkpoint-<step>, the "
+        "default), a checkpoint folder, or none. "
         "Run distributed with `accelerate launch --config_file recipes/accelerate_configs/X.yaml -m "
         "hf_simcit.cli train RECIPE.yaml`.",
     )

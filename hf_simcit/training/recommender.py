@@ -12,8 +12,10 @@ where the device has it, gradient accumulation, periodic full-ranking validation
 selection, pickle-free checkpoints (``checkpoint-<step>``: trainable weights, optimizer, scheduler, RNG and
 the data position) and exact resume: the epoch order comes from ``seed + epoch`` and the batches already
 seen in the interrupted epoch are skipped, so a resumed run reaches the same weights as an uninterrupted one.
-Resume works on one process and under DDP; under FSDP and DeepSpeed it is refused at start-up (a checkpoint
-holds only the main process's optimizer shard).
+Checkpoints, rotation, ``resume_from_checkpoint`` and the best model (in ``output_dir``) follow the one
+convention of :mod:`~hf_simcit.training.checkpointing`, shared with the quantizer trainer. Resume works on one
+process and under DDP; under FSDP and DeepSpeed it is refused at start-up (a checkpoint holds only the main
+process's optimizer shard).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ import torch
 from ..errors import SimCITInputError
 from ..recommender.data import DEFAULT_INSTRUCTION, PromptTemplate
 from ..recommender.modeling import RecommenderModelArguments
+from .checkpointing import RESUME_HELP, checkpoint_folder, resume_choice
 
 __all__ = [
     "RecommenderDataArguments",
@@ -144,8 +146,7 @@ class RecommenderTrainingArguments:
     eval_num_beams: int = 20
     eval_batch_size: int = 32
     eval_ks: str = "5,10"
-    resume_from_checkpoint: str | None = field(default="auto", metadata={
-        "help": "'auto' (latest in checkpoint_dir if any), a checkpoint path, or None/'no'."})
+    resume_from_checkpoint: str | None = field(default="auto", metadata={"help": RESUME_HELP})
     cpu: bool = False
     dataloader_num_workers: int = 0
 
@@ -154,6 +155,7 @@ class RecommenderTrainingArguments:
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise SimCITInputError(f"num_train_epochs must be positive (or max_steps > 0), got "
                                    f"num_train_epochs={self.num_train_epochs} and max_steps={self.max_steps}")
+        resume_choice(self.resume_from_checkpoint)
 
     def ks(self) -> tuple[int, ...]:
         from ..utils.recipes import parse_positive_ints
@@ -161,7 +163,7 @@ class RecommenderTrainingArguments:
         return parse_positive_ints(self.eval_ks, "eval_ks")
 
     def checkpoints(self) -> Path:
-        return Path(self.checkpoint_dir or f"{str(self.output_dir).rstrip('/')}_checkpoints")
+        return checkpoint_folder(self.output_dir, self.checkpoint_dir)
 
 
 def parse_recommender_recipe(path: str, overrides: list[str] | None = None):
@@ -232,27 +234,6 @@ class _TrainableState:
                 params[name].copy_(value.to(params[name].device, params[name].dtype))
 
 
-class EpochShuffleSampler(torch.utils.data.Sampler[int]):
-    """A random order that depends only on ``seed`` and the epoch, so a resumed run sees the same batches.
-
-    The method is deliberately not called ``set_epoch``: accelerate's data loaders call ``set_epoch`` with
-    their own iteration counter, which restarts at 0 in a resumed run.
-    """
-
-    def __init__(self, num_examples: int, seed: int):
-        self.num_examples, self.seed, self.epoch = num_examples, seed, 0
-
-    def use_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.num_examples, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.num_examples
-
-
 # --------------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------------
@@ -290,33 +271,16 @@ def train_recommender(
     from ..recommender.evaluation import evaluate_recommender
     from ..recommender.modeling import build_recommender, save_recommender
     from ..recommender.objective import LabelledTokenLoss
-    from ..utils.serialization import (
-        has_rng_state,
-        latest_checkpoint,
-        load_training_state,
-        save_training_state,
-    )
-    from .distributed import (
-        build_accelerator,
-        check_resume_supported,
-        full_state_dict,
-        gather_rng_states,
-        match_deepspeed_gradient_clipping,
-        seed_process_streams,
-    )
+    from .checkpointing import CheckpointManager, EpochShuffleSampler, epoch_batches
+    from .distributed import build_accelerator, full_state_dict, match_deepspeed_gradient_clipping
 
     args = training_args
     accelerator = build_accelerator(cpu=args.cpu, mixed_precision=args.mixed_precision,
                                     gradient_accumulation_steps=args.gradient_accumulation_steps)
-    # which checkpoint to resume, decided (and refused where it cannot be restored) before any work
-    ckpt_root = args.checkpoints()
-    resume = args.resume_from_checkpoint
-    resume_path = None
-    if resume and str(resume).lower() not in ("no", "none", "false"):
-        resume_path = latest_checkpoint(ckpt_root) if str(resume).lower() in ("auto", "true") else Path(resume)
-        if resume_path is not None and not Path(resume_path).is_dir():
-            raise SimCITInputError(f"resume_from_checkpoint: {resume_path} is not a checkpoint folder")
-    check_resume_supported(accelerator, resume_path)
+    # which checkpoint to resume, decided (and refused where it cannot be restored) before any work; the best
+    # model goes to output_dir
+    checkpoints = CheckpointManager(args.checkpoints(), args.output_dir, args.save_total_limit)
+    resume_path = checkpoints.resolve(args.resume_from_checkpoint, accelerator)
     match_deepspeed_gradient_clipping(accelerator, args.max_grad_norm)
     if data_args.item_text and not model_args.model_name_or_path:
         raise SimCITInputError("item_text needs a pretrained model (model_name_or_path, e.g. smollm2-135m): the "
@@ -403,15 +367,10 @@ def train_recommender(
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
              "best_metrics": None, "best_epoch": None, "evals_without_improvement": 0, "train_seconds": 0.0,
              "stopped_early": False, "log": []}
-    if resume_path is not None:
-        loaded = load_training_state(resume_path, model=trainable, optimizer=optimizer, scheduler=scheduler,
-                                     process_index=accelerator.process_index)
-        state.update({k: v for k, v in loaded.items() if k != "distributed_type"})
-        accelerator.print(f"resumed from {resume_path} at step {state['step']}")
-    if resume_path is None or not has_rng_state(resume_path, accelerator.process_index):
-        # several processes: each its own dropout masks (one process: unchanged); a resumed process continues
-        # the stream its checkpoint stored. The batch order comes from the sampler's own generator.
-        seed_process_streams(accelerator, args.seed)
+    # several processes: each its own dropout masks (one process: unchanged); a resumed process continues the
+    # stream its checkpoint stored. The batch order comes from the sampler's own generator.
+    state.update(checkpoints.restore(resume_path, model=trainable, optimizer=optimizer, scheduler=scheduler,
+                                     seed=args.seed, accelerator=accelerator) or {})
 
     ks = args.ks()
 
@@ -434,23 +393,16 @@ def train_recommender(
     def save_best(step: int, metrics: dict[str, Any] | None) -> None:
         accelerator.wait_for_everyone()
         weights = full_state_dict(accelerator, model)
-        if accelerator.is_main_process:
-            extra = {"step": step, "validation_metrics": metrics, "training_args": asdict(args)}
-            save_recommender(_unwrapped(rec, accelerator, model), args.output_dir, extra=extra, state_dict=weights)
-        accelerator.wait_for_everyone()
+        extra = {"step": step, "validation_metrics": metrics, "training_args": asdict(args)}
+        checkpoints.save_best(lambda folder: save_recommender(_unwrapped(rec, accelerator, model), folder,
+                                                              extra=extra, state_dict=weights), accelerator)
 
     def save_checkpoint(step: int) -> None:
         accelerator.wait_for_everyone()
         weights = full_state_dict(accelerator, model)
-        rng_states = gather_rng_states(accelerator)     # each process resumes its own random streams
-        if accelerator.is_main_process:
-            # distributed_type: a checkpoint written under FSDP/DeepSpeed is refused on resume (rank 0's shard)
-            save_training_state(ckpt_root / f"checkpoint-{step}", model={n: weights[n] for n in trainable_names},
-                                optimizer=optimizer, scheduler=scheduler,
-                                extra={**state, "distributed_type": str(accelerator.distributed_type)},
-                                rng_states=rng_states)
-            _rotate(ckpt_root, args.save_total_limit)
-        accelerator.wait_for_everyone()
+        trainable_weights = None if weights is None else {n: weights[n] for n in trainable_names}
+        checkpoints.save(step, model=trainable_weights, optimizer=optimizer, scheduler=scheduler, state=state,
+                         accelerator=accelerator)
 
     model.train()
     step = state["step"]
@@ -474,12 +426,7 @@ def train_recommender(
         clock = time.perf_counter()
 
     while step < max_steps and not state["stopped_early"]:
-        epoch = state["epoch"]
-        sampler.use_epoch(epoch)
-        epoch_loader = loader
-        if state["batches_in_epoch"]:
-            epoch_loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
-        for batch in epoch_loader:
+        for batch in epoch_batches(accelerator, loader, sampler, state["epoch"], state["batches_in_epoch"]):
             with accelerator.accumulate(model):
                 if loss_fn is None:
                     loss = model(**batch).loss
@@ -601,15 +548,6 @@ def _unwrapped(rec, accelerator, model):
     from dataclasses import replace
 
     return replace(rec, model=accelerator.unwrap_model(model))
-
-
-def _rotate(root: Path, keep: int) -> None:
-    if keep <= 0:
-        return
-    found = sorted((int(p.name.split("-")[1]), p) for p in root.glob("checkpoint-*")
-                   if p.name.split("-")[1].isdigit())
-    for _, old in found[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def default_num_threads() -> None:

@@ -2,7 +2,8 @@
 
 Why: an interrupted save must never leave a folder that loads half a model, and nothing we write or read
 may be a pickle. Every artifact folder is written to a sibling temporary folder and renamed into place;
-training state (model, optimizer, scheduler, RNG, step) is stored as safetensors plus JSON.
+training state (model, optimizer, scheduler, RNG, step) is stored as safetensors plus JSON. The file format
+of one checkpoint lives here; where checkpoints go, their rotation and resuming: ``training/checkpointing.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,8 +23,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import SimCITInputError
-
-CHECKPOINT_PREFIX = "checkpoint-"
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -207,12 +205,3 @@ def load_training_state(
         set_rng_state(load_state_dict_tree(checkpoint_dir, rng_file_name(process_index)))
     return json.loads((checkpoint_dir / "trainer_state.json").read_text())
 
-
-def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The ``checkpoint-<step>`` sub-folder with the highest step, or ``None``."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in directory.iterdir()
-             if p.is_dir() and (m := re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", p.name))]
-    return max(found)[1] if found else None
