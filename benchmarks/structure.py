@@ -11,6 +11,8 @@ printed with the places it found so a reader can check it.
 - ``stage_tables``: literals that list five or more pipeline stage names (as strings, dict keys or the first
   argument of a call): the pipeline's stage table(s), and the CLI's command table, which shares the names.
 - ``constant_copies``: module-level tuples of strings defined again, with the same value, in another module.
+- ``checkpoint_managers``: classes (counted once) or free functions that delete checkpoint folders: they call
+  ``rmtree`` and name a checkpoint (a string, name or attribute containing "checkpoint").
 - ``duplicates_pairs``: the pair count the ``duplicates`` command prints for ``hf_simcit``.
 
 Writes ``benchmarks/results/structure.json`` and appends a table to ``benchmarks/RESULTS.md``.
@@ -94,17 +96,38 @@ def _string_tuples(tree: ast.Module) -> Iterator[tuple[str, tuple[str, ...]]]:
                     yield target.id, tuple(e.value for e in node.value.elts)
 
 
+def _rotates_checkpoints(function: ast.AST) -> bool:
+    """Whether ``function`` deletes folders (``rmtree``) and names a checkpoint: a checkpoint rotation."""
+    if "rmtree" not in _called_names(function):
+        return False
+    for node in ast.walk(function):
+        text = (node.value if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                else node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else "")
+        if "checkpoint" in text.lower():
+            return True
+    return False
+
+
 def count_places(package: Path = PACKAGE) -> dict[str, list[str]]:
     """Each concept -> the ``module:name`` places that implement it."""
     places: dict[str, list[str]] = {"decoders_in_package": [], "metric_implementations": [], "sid_classes": [],
-                                    "left_padders": [], "stage_tables": [], "constant_copies": []}
+                                    "left_padders": [], "stage_tables": [], "constant_copies": [],
+                                    "checkpoint_managers": []}
     first_definition: dict[tuple[str, ...], str] = {}
     for module, tree in _modules(package):
         for name, value in _string_tuples(tree):
             if value in first_definition and not first_definition[value].startswith(f"{module}:"):
                 places["constant_copies"].append(f"{module}:{name} (= {first_definition[value]})")
             first_definition.setdefault(value, f"{module}:{name}")
+        in_classes = {id(item) for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef) for item in ast.walk(cls)
+                      if item is not cls}
         for node in ast.walk(tree):
+            # a class that rotates counts once, for whichever of its methods do it
+            rotating_class = isinstance(node, ast.ClassDef) and any(
+                _rotates_checkpoints(item) for item in node.body if isinstance(item, ast.FunctionDef))
+            if rotating_class or (isinstance(node, ast.FunctionDef) and id(node) not in in_classes
+                                  and _rotates_checkpoints(node)):
+                places["checkpoint_managers"].append(f"{module}:{node.name}")
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 if node.name.endswith("beam_search") and not node.name.startswith("_"):
                     places["decoders_in_package"].append(f"{module}:{node.name}")
