@@ -122,7 +122,7 @@ def quantizer_recipe(dataset: str, args, workdir: Path):
 
     overrides = ["--output_dir", str(workdir / "quantizer_simcit"),
                  "--checkpoint_dir", str(workdir / "quantizer_simcit_checkpoints"),
-                 "--resume", "false", "--show_progress", "false", "--seed", str(args.seed)]
+                 "--resume_from_checkpoint", "none", "--show_progress", "false", "--seed", str(args.seed)]
     if args.levels:
         overrides += ["--num_levels", str(args.levels)]
     if args.codebook_size:
