@@ -46,3 +46,12 @@ def test_a_good_request_still_answers(saved_recommender, bars_on, capsys):
     assert main(["recommend", "--model", str(saved_recommender), "--history", "item1", "item2", "-k", "3"]) == 0
     out, err = capsys.readouterr()
     assert out.count('"item_id"') == 3 and "Loading weights" not in err
+
+
+def test_the_prepare_command_offers_exactly_the_data_sets_prepare_dataset_reads():
+    """``hf-simcit prepare --dataset`` lists its choices without importing hf_simcit.data (start-up time): the
+    spelled-out copy must be the data package's list."""
+    from hf_simcit.commands.prepare import DATASETS
+    from hf_simcit.data import DATASET_NAMES
+
+    assert DATASETS == DATASET_NAMES

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+# hf_simcit.data.DATASET_NAMES, spelled out: importing hf_simcit.data (datasets, scipy) would cost every CLI
+# command seconds of start-up just to list the choices; tests/test_cli_errors.py checks that the two agree
 DATASETS = ("ml-100k", "beauty", "scientific", "yelp", "foursquare-nyc", "s3rec", "lcrec", "unisrec", "table")
 
 
