@@ -195,10 +195,11 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -
                                 num_beams=args.beams, ks=(5, 10), batch_size=args.eval_batch_size,
                                 desc=f"test {name}", return_rankings=True)
     rankings = test.pop("rankings")
+    # getattr: cold_start.py and simcit_ablation.py call this with argument namespaces of their own
     excluded = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, test_split,
                                     num_beams=args.beams, ks=(5, 10), batch_size=args.eval_batch_size,
                                     desc=f"test {name}, history excluded",
-                                    exclude_history=True) if args.exclude_history else None
+                                    exclude_history=True) if getattr(args, "exclude_history", False) else None
     curve = [{"epoch": e["epoch"], "seconds": e["train_seconds"], "ndcg@10": e["ndcg@10"]}
              for e in result["log"] if "ndcg@10" in e]
     return {"test": test, "rankings": rankings, "validation": result["best_metrics"],
@@ -222,7 +223,7 @@ def run_sasrec(rec, test_split, n: int, args, device: str) -> dict:
     res["test"] = evaluate_sasrec(model, test_split, (5, 10), device=device)
     rankings = rank_items(model, test_split["history"], 10, device=device)   # the best model's test lists
     excluded = evaluate_sasrec(model, test_split, (5, 10), device=device,
-                               exclude_history=True) if args.exclude_history else None
+                               exclude_history=True) if getattr(args, "exclude_history", False) else None
     history = res.get("history", [])
     curve = [{"epoch": h["epoch"] + 1, "seconds": h.get("seconds"), "ndcg@10": h["ndcg@10"]} for h in history]
     best = max(history, key=lambda h: h["ndcg@10"]) if history else None
