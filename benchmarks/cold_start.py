@@ -193,8 +193,10 @@ def split_rows(split, rows):
     return split.select([int(r) for r in rows])
 
 
-def evaluate_saved_generator(folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids, split, args) -> dict:
-    """The saved best generator ranks the whole catalogue (cold items in the trie) on ``split``."""
+def evaluate_saved_generator(folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids, split, args,
+                             new_items=None, new_item_slots: int = 0) -> dict:
+    """The saved best generator ranks the whole catalogue (cold items in the trie) on ``split``; with
+    ``new_item_slots``, that many of the top 10 places go to the best of ``new_items`` (the cold items)."""
     from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import load_recommender
     from hf_simcit.tokenization_simcit import SimCITTokenizer
@@ -203,7 +205,47 @@ def evaluate_saved_generator(folder: Path, full_codes: np.ndarray, codebook_size
     table = SimCITTokenizer.from_codes(full_codes, item_ids, codebook_sizes)
     item_token_ids = table.item_token_ids(best.tokenizer)
     return evaluate_recommender(best.model, best.tokenizer, item_token_ids, split, num_beams=args.beams,
-                                ks=(5, 10), batch_size=args.eval_batch_size, desc=f"cold-start {folder.name}")
+                                ks=(5, 10), batch_size=args.eval_batch_size, desc=f"cold-start {folder.name}",
+                                new_items=new_items, new_item_slots=new_item_slots)
+
+
+def new_item_slot_rows(folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids, parts: dict, args,
+                       cold_items: list[int]) -> dict:
+    """``{slots: {part: figures}}``: the generator with ``slots`` of its top 10 places reserved for cold items
+    (:func:`hf_simcit.generation.recommend`'s ``new_item_slots``; TIGER's share of new items), per part."""
+    return {str(m): {part: figures(evaluate_saved_generator(folder, full_codes, codebook_sizes, item_ids, split,
+                                                            args, cold_items, m))
+                     for part, split in parts.items()}
+            for m in args.new_item_slots}
+
+
+def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: list[str], simcit_args, args):
+    """The warm items' SIDs (and the quantizer) of a generator saved in ``workdir`` by an earlier run: SimCIT's
+    trained quantizer is loaded from ``workdir/quantizer_simcit`` (no retraining); RQ-KMeans and RQ-VAE are
+    re-fitted with the run's seed. The caller checks them against the generator's own SID table."""
+    if method != "simcit":
+        return rb.build_sids(method, warm_feats, modalities, simcit_args.num_levels, simcit_args.codebook_size,
+                             args.seed, simcit_args, args.rqvae_steps)
+    from hf_simcit.modeling_simcit import SimCITQuantizer
+    from hf_simcit.quantizers import ItemFeatures, assign_semantic_ids
+
+    quantizer = SimCITQuantizer.from_pretrained(workdir / "quantizer_simcit").eval()
+    sub = ItemFeatures({m: warm_feats.features[m] for m in modalities}, {m: warm_feats.masks[m] for m in modalities},
+                       warm_feats.item_ids)
+    with torch.no_grad():
+        assignment = assign_semantic_ids(quantizer, sub.features, sub.masks, resolve="level",
+                                         disambiguation_order="index", disambiguation_seed=args.seed)
+    return assignment, quantizer
+
+
+def same_warm_sids(folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids, num_warm: int) -> bool:
+    """Whether the SIDs rebuilt for the warm items are the ones the saved generator was trained on."""
+    from hf_simcit.recommender.modeling import load_recommender
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+    saved = load_recommender(folder, device="cpu")
+    rebuilt = SimCITTokenizer.from_codes(full_codes, item_ids, codebook_sizes).item_token_ids(saved.tokenizer)
+    return torch.equal(rebuilt[:num_warm].cpu(), saved.item_token_ids.cpu())
 
 
 def text_knn(text: torch.Tensor, split, ks=(5, 10)) -> dict:
@@ -263,6 +305,13 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workdir", default=None, help="where models go (default: $HF_SIMCIT_REC_BENCH_CACHE/cold-start)")
     p.add_argument("--no-results", action="store_true", help="write nothing under benchmarks/")
+    p.add_argument("--new-item-slots", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=[1, 2],
+                   help="also score each generator with this many of its top 10 places reserved for cold items "
+                        "(comma list; TIGER's share of new items)")
+    p.add_argument("--reevaluate", nargs="+", default=None, metavar="WORKDIR",
+                   help="train nothing: score the generators an earlier run saved in these --workdir folders "
+                        "(SIDs rebuilt and checked against each generator's own), with and without the "
+                        "--new-item-slots, and add the figures to the results JSON")
     p.add_argument("--from-partial", nargs="+", default=None, metavar="WORKDIR",
                    help="train nothing: write the results from the rows that runs with these --workdir folders "
                         "finished (their partial.json; e.g. two processes, each with some --methods)")
@@ -270,7 +319,8 @@ def parse_args(argv):
 
 
 # what may differ between the runs whose rows --from-partial merges: everything else decides the rows' figures
-RUN_ONLY_OPTIONS = frozenset({"methods", "threads", "workdir", "no_results", "from_partial"})
+RUN_ONLY_OPTIONS = frozenset({"methods", "threads", "workdir", "no_results", "from_partial", "reevaluate",
+                              "new_item_slots"})
 
 
 def row_settings(args) -> dict:
@@ -308,6 +358,17 @@ def load_partials(workdirs: list[str], expected: dict) -> tuple[list[dict], str 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The benchmark; bad input (data, a damaged file, SIDs that cannot be built) is one line and exit status 2."""
+    from hf_simcit.errors import SimCITInputError
+
+    try:
+        return run(argv)
+    except SimCITInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -364,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, levels=args.levels, codebook_size=args.codebook_size, simcit_steps=args.simcit_steps),
         workdir)
     modalities = list(simcit_args.modalities or feats.modalities)
+    cold_items = list(range(data.num_warm, data.num_items))     # the catalogue orders warm items first
+    if args.reevaluate:
+        return reevaluate(args, command, data, feats, warm_feats, modalities, simcit_args, cold_items,
+                          {"cold": cold_test, "warm": warm_test})
     rows: dict[str, dict] = {}
     sid_stats: dict[str, dict] = {}
     workdir.mkdir(parents=True, exist_ok=True)
@@ -405,7 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         rows[method] = {"cold": figures(cold_full), "warm": figures(warm_full),
                         "warm_without_cold": figures(run["test"]), "epochs": run["epochs"],
                         "best_epoch": run["best_epoch"], "train_s": round(float(run["train_s"]), 1),
-                        "invalid_items": int(cold_full["invalid_items"] + warm_full["invalid_items"])}
+                        "invalid_items": int(cold_full["invalid_items"] + warm_full["invalid_items"]),
+                        "new_item_slots": new_item_slot_rows(
+                            workdir / method, full_codes, assignment.codebook_sizes, feats.item_ids,
+                            {"cold": cold_test, "warm": warm_test}, args, cold_items)}
         print(f"[{method}] {json.dumps(rows[method])}", flush=True)
         checkpoint()
     if "sasrec" in methods:
@@ -458,6 +526,67 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_args, cold_items: list[int],
+               parts: dict) -> int:
+    """``--reevaluate``: the saved generators, each scored plainly (which must reproduce the results JSON's row)
+    and with ``--new-item-slots``; the slot figures go into that JSON's rows and a RESULTS.md table."""
+    from hf_simcit.quantizers import ItemFeatures
+    from hf_simcit.utils.serialization import read_json
+
+    path = rb.RESULTS_DIR / f"cold-start-{args.dataset}.json"
+    saved = read_json(path)
+    full = ItemFeatures({m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities},
+                        feats.item_ids)
+    found: dict[str, dict] = {}
+    for folder in map(Path, args.reevaluate):
+        for method in [m for m in GENERATORS if (folder / m / "train_log.json").exists()]:
+            assignment, quantizer = saved_generator_sids(method, folder, warm_feats, modalities, simcit_args, args)
+            full_codes, _, _ = cold_sids(quantizer, assignment, full, data)
+            if not same_warm_sids(folder / method, full_codes, assignment.codebook_sizes, feats.item_ids,
+                                  data.num_warm):
+                print(f"error: {folder / method}: the rebuilt {method} SIDs are not the ones this generator was "
+                      "trained on (other settings or seed?)", file=sys.stderr)
+                return 2
+            plain = {part: figures(evaluate_saved_generator(folder / method, full_codes, assignment.codebook_sizes,
+                                                            feats.item_ids, split, args))
+                     for part, split in parts.items()}
+            slots = new_item_slot_rows(folder / method, full_codes, assignment.codebook_sizes, feats.item_ids,
+                                       parts, args, cold_items)
+            found[method] = {**plain, "new_item_slots": slots}
+            print(f"[{method}] {json.dumps(found[method])}", flush=True)
+            if saved and method in saved["rows"] and any(
+                    abs(saved["rows"][method][part]["recall@10"] - plain[part]["recall@10"]) > 1e-9 for part in parts):
+                print(f"error: {folder / method} scores {plain} now, {path.name} holds "
+                      f"{ {p: saved['rows'][method][p] for p in parts} }: not the run of that file", file=sys.stderr)
+                return 2
+    lines = ["| method | places for cold items (of 10) | cold R@10 | cold N@10 | warm R@10 | warm N@10 |",
+             "|---|---|---|---|---|---|"]
+    for method, row in found.items():
+        for m, part in [("0", row), *row["new_item_slots"].items()]:
+            lines.append(f"| {method} | {m} | {part['cold']['recall@10']:.4f} | {part['cold']['ndcg@10']:.4f} | "
+                         f"{part['warm']['recall@10']:.4f} | {part['warm']['ndcg@10']:.4f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.no_results or not found:
+        return 0
+    if saved is None:
+        print(f"error: {path} does not exist: run the benchmark first", file=sys.stderr)
+        return 2
+    for method, row in found.items():
+        saved["rows"].setdefault(method, {k: row[k] for k in parts})["new_item_slots"] = row["new_item_slots"]
+    saved["new_item_slots_command"] = command
+    path.write_text(json.dumps(saved, indent=2) + "\n")
+    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+        f.write(f"\n## Cold-start items ({args.dataset}): places reserved for cold items in the top 10\n\n"
+                f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The generators saved by the run of "
+                f"`{path.relative_to(ROOT)}` (no retraining; each plain row reproduces that file's figures), "
+                f"scored again with the last m of their top 10 places given to the best cold items under the "
+                f"same model (`recommend(..., new_items=cold, new_item_slots=m)`). Command: `{command}`\n\n"
+                f"{table}\n")
+    print(f"updated {path}")
+    return 0
+
+
 def format_table(rows: dict) -> str:
     lines = ["| method | cold R@10 | cold N@10 | warm R@10 | warm N@10 | warm R@10 without cold items | "
              "cold users | warm users |", "|" + "---|" * 8]
@@ -467,6 +596,10 @@ def format_table(rows: dict) -> str:
                      f"{row['warm']['recall@10']:.4f} | {row['warm']['ndcg@10']:.4f} | "
                      f"{'-' if without is None else f'{without:.4f}'} | {row['cold']['users']} | "
                      f"{row['warm']['users']} |")
+        for m, part in row.get("new_item_slots", {}).items():
+            lines.append(f"| {method}, {m} of 10 places for cold items | {part['cold']['recall@10']:.4f} | "
+                         f"{part['cold']['ndcg@10']:.4f} | {part['warm']['recall@10']:.4f} | "
+                         f"{part['warm']['ndcg@10']:.4f} | - | {part['cold']['users']} | {part['warm']['users']} |")
     return "\n".join(lines)
 
 

@@ -457,6 +457,40 @@ def test_excluded_items_are_never_recommended_and_the_rest_keep_their_exact_orde
         recommend(model, prompts[:1], sids, k=5, exclude_items=[[20]])
 
 
+def test_new_item_slots_hold_the_best_new_items_after_the_ordinary_top():
+    """new_item_slots=m: the exhaustive ranking's first k - m items (new ones among them stay), then the m best
+    new items not listed yet, in the model's own order among the new items; with exclusions too."""
+    model = tiny_model("qwen3", seed=3)
+    sids = sid_table(20, [range(40, 44), range(44, 48), range(48, 50)], seed=3)
+    prompts = random_prompts(3, seed=2)
+    exact = [teacher_forced_scores(model, p, sids).argsort(descending=True).tolist() for p in prompts]
+    new = [exact[0][-1], exact[0][-2], exact[0][1], 11]          # row 0's two worst items, its second best, 11
+    out = recommend(model, prompts, sids, k=5, num_beams=24, new_items=new, new_item_slots=2)
+    for row, ranking in enumerate(exact):
+        head = ranking[:3]
+        reserved = [i for i in ranking if i in new and i not in head][:2]
+        assert out.item_indices[row].tolist() == head + reserved
+        assert torch.isfinite(out.scores[row]).all()
+        assert torch.equal(out.sequences[row], sids[out.item_indices[row]])
+    # row 0: its second best (new) keeps its place; 11 and the better of its two worst fill the reserved places
+    assert out.item_indices[0, 1] == exact[0][1] and 11 in out.item_indices[0, 3:].tolist()
+    assert exact[0][-2] in out.item_indices[0].tolist()
+    plain = recommend(model, prompts, sids, k=5, num_beams=24)
+    assert exact[0][-2] not in plain.item_indices[0].tolist()
+    # exclusions apply to both searches
+    excluded = recommend(model, prompts[:1], sids, k=5, num_beams=24, exclude_items=[[new[0]]], new_items=new,
+                         new_item_slots=2)
+    assert new[0] not in excluded.item_indices[0].tolist()
+    assert excluded.item_indices[0].tolist() == exact[0][:3] + [i for i in exact[0] if i in new and
+                                                                 i not in exact[0][:3] and i != new[0]][:2]
+    for bad, match in (({"new_item_slots": 2}, "needs new_items"), ({"new_items": [1], "new_item_slots": 2},
+                       "only 1 new item"), ({"new_items": [1, 1], "new_item_slots": 1}, "more than once"),
+                       ({"new_items": [25], "new_item_slots": 1}, "outside 0..19"),
+                       ({"new_items": new, "new_item_slots": 6}, "integer in 1..k=5")):
+        with pytest.raises(SimCITInputError, match=match):
+            recommend(model, prompts, sids, k=5, num_beams=24, **bad)
+
+
 @pytest.fixture(scope="module")
 def small_setup():
     model = tiny_model("qwen3", seed=13)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,8 @@ def recommend(
     show_progress: bool = False,
     score_vocab: ScoreVocab = "full",
     exclude_items: list[list[int]] | None = None,
+    new_items: Sequence[int] | torch.Tensor | None = None,
+    new_item_slots: int = 0,
 ) -> Recommendations:
     """Recommend ``k`` items per history by trie-constrained SID beam search.
 
@@ -61,6 +64,12 @@ def recommend(
         exclude_items: optional, one list of item indices per history that may not be recommended (e.g. the
             history's own items, for data without repeat consumption); see
             :func:`~hf_simcit.generation.sid_beam_search`.
+        new_items, new_item_slots: reserve the last ``new_item_slots`` of the ``k`` places for the best of
+            ``new_items`` (item indices, e.g. items added after training with ``add_cold_start_items``), ranked
+            by the same model under a trie of those items alone; the other places are the ordinary search's
+            best, new items included. Why: a generator trained on warm items gives a SID path it never saw as a
+            target almost no probability, so new items never reach the top ``k`` on their own; TIGER reserves a
+            share of the list for them in the same way.
 
     Returns:
         :class:`Recommendations`; every item is a real catalogue item and items are distinct per history
@@ -82,6 +91,23 @@ def recommend(
         )
     if pad_token_id is None:
         pad_token_id = getattr(model.config, "pad_token_id", None) or 0
+    if new_item_slots:
+        new = _new_item_index(new_items, new_item_slots, k, trie.num_items)
+        common = dict(attention_mask=attention_mask, pad_token_id=pad_token_id, batch_size=batch_size,
+                      kv_sharing=kv_sharing, show_progress=show_progress, score_vocab=score_vocab)
+        ordinary = recommend(model, input_ids, trie, k=k, num_beams=num_beams, exclude_items=exclude_items,
+                             **common)
+        position = torch.full((trie.num_items,), -1, dtype=torch.long)
+        position[new] = torch.arange(len(new))
+        new_exclude = None if exclude_items is None else [
+            [int(position[i]) for i in row if position[i] >= 0] for row in exclude_items]
+        reserved = recommend(model, input_ids, SIDTrie(trie.item_token_ids[new.to(trie.item_token_ids.device)]),
+                             k=min(k, len(new)), num_beams=max(min(k, len(new)), min(num_beams, len(new))),
+                             exclude_items=new_exclude, **common)
+        reserved.item_indices = torch.where(reserved.item_indices >= 0,
+                                            new[reserved.item_indices.clamp(min=0).cpu()].to(
+                                                reserved.item_indices.device), -1)
+        return _with_reserved_places(ordinary, reserved, k, new_item_slots)
     input_ids, attention_mask = prepare_prompts(input_ids, attention_mask, pad_token_id=pad_token_id)
     was_training = model.training
     model.eval()
@@ -104,3 +130,53 @@ def recommend(
     if exclude_items is None and bool((items < 0).any()):  # cannot happen when k <= num_items <= valid beams; guard against silent junk
         raise RuntimeError("SID beam search returned fewer than k valid items; please report this as a bug")
     return Recommendations(item_indices=items, scores=beams.scores[:, :k], sequences=beams.sequences[:, :k])
+
+
+def _new_item_index(new_items: Sequence[int] | torch.Tensor | None, slots: int, k: int, num_items: int) -> torch.Tensor:
+    """``new_items`` as a LongTensor of distinct catalogue rows, checked against ``slots`` and ``k``."""
+    if not isinstance(slots, int) or not 0 < slots <= k:
+        raise SimCITInputError(f"new_item_slots must be an integer in 1..k={k}; got {slots!r}")
+    if new_items is None:
+        raise SimCITInputError("new_item_slots needs new_items: the item indices the reserved places are for")
+    new = torch.as_tensor(new_items, dtype=torch.long).flatten().cpu()
+    if new.numel() < slots:
+        raise SimCITInputError(f"new_item_slots={slots} but only {new.numel()} new item(s)")
+    bad = new[(new < 0) | (new >= num_items)]
+    if bad.numel():
+        raise SimCITInputError(f"new_items {bad[:5].tolist()} outside 0..{num_items - 1}")
+    if torch.unique(new).numel() != new.numel():
+        raise SimCITInputError("new_items lists an item more than once")
+    return new
+
+
+def _with_reserved_places(ordinary: Recommendations, reserved: Recommendations, k: int,
+                          slots: int) -> Recommendations:
+    """Per history: the ordinary search's first ``k - slots`` items (new items among them stay where they are),
+    then the best ``slots`` new items not listed yet; places left empty (``-1`` in either search, under
+    exclusions) are filled from the other list."""
+    rows = []
+    for r in range(ordinary.item_indices.shape[0]):
+        ordinary_row = [int(i) for i in ordinary.item_indices[r]]
+        reserved_row = [int(i) for i in reserved.item_indices[r]]
+        kept = [j for j, item in enumerate(ordinary_row) if item >= 0][:k - slots]
+        listed = {ordinary_row[j] for j in kept}
+        chosen = [j for j, item in enumerate(reserved_row) if item >= 0 and item not in listed][:slots]
+        listed |= {reserved_row[j] for j in chosen}
+        if len(kept) + len(chosen) < k:   # too few new items reachable: the ordinary list fills the rest
+            kept += [j for j, item in enumerate(ordinary_row)
+                     if item >= 0 and item not in listed and j not in kept][:k - len(kept) - len(chosen)]
+        rows.append((kept, chosen))
+
+    def assemble(ordinary_part: torch.Tensor, reserved_part: torch.Tensor, fill) -> torch.Tensor:
+        out = torch.full((ordinary_part.shape[0], k, *ordinary_part.shape[2:]), fill, dtype=ordinary_part.dtype,
+                         device=ordinary_part.device)
+        for r, (kept, chosen) in enumerate(rows):
+            parts = [ordinary_part[r, kept], reserved_part[r, chosen].to(ordinary_part.device)]
+            merged = torch.cat(parts)
+            out[r, :merged.shape[0]] = merged
+        return out
+
+    return Recommendations(item_indices=assemble(ordinary.item_indices, reserved.item_indices, -1),
+                           scores=assemble(ordinary.scores, reserved.scores, float("-inf")),
+                           sequences=assemble(ordinary.sequences, reserved.sequences, -1))
+

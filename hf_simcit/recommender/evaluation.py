@@ -47,6 +47,8 @@ def evaluate_recommender(
     desc: str = "evaluate",
     return_rankings: bool = False,
     exclude_history: bool = False,
+    new_items: Sequence[int] | torch.Tensor | None = None,
+    new_item_slots: int = 0,
 ) -> dict[str, Any]:
     """Recall/NDCG@K and MRR of ``model`` on ``split`` (``history``, ``target`` columns), full ranking.
 
@@ -57,6 +59,9 @@ def evaluate_recommender(
     model's device (``device`` only places the trie and the gathered rankings).
     ``exclude_history``: never recommend an item of the example's own history (RecBole's full-ranking
     protocol; right for data without repeat consumption, wrong where users come back to items).
+    ``new_items``, ``new_item_slots``: the last ``new_item_slots`` places of the top ``max(ks)`` go to the best
+    of ``new_items`` (e.g. cold-start items), as :func:`hf_simcit.generation.recommend` does; the rankings are
+    then ``max(ks)`` long.
     """
     from tqdm.auto import tqdm
 
@@ -75,7 +80,8 @@ def evaluate_recommender(
     was_training = model.training
     model.eval()
     width = min(num_beams, num_items)
-    search = _Search(width)
+    search = _Search(width, k=max(ks) if new_item_slots else width, new_items=new_items,
+                     new_item_slots=new_item_slots)
     rankings = []
     show = accelerator is None or accelerator.is_local_main_process
     for start in tqdm(range(0, len(rows_to_decode), batch_size), desc=desc, disable=not show, leave=False):
@@ -87,7 +93,7 @@ def evaluate_recommender(
         rankings.append(torch.cat([tag, items.cpu().long()], dim=1))
     if was_training:
         model.train()
-    ranked = torch.cat(rankings) if rankings else torch.empty(0, width + 1, dtype=torch.long)
+    ranked = torch.cat(rankings) if rankings else torch.empty(0, search.k + 1, dtype=torch.long)
     if accelerator is not None and accelerator.num_processes > 1 and n > 0:
         ranked = _gather_rankings(ranked, n, accelerator, device)
     order, ranked = ranked[:, 0], ranked[:, 1:]
@@ -139,8 +145,9 @@ class _Search:
     that may not be recommended. One trie per catalogue and device (building it for 12k items takes ~1 s;
     a batch ~30 ms)."""
 
-    def __init__(self, width: int):
-        self.width = width
+    def __init__(self, width: int, k: int | None = None, new_items: Any = None, new_item_slots: int = 0):
+        self.width, self.k = width, k or width
+        self.new_items, self.new_item_slots = new_items, new_item_slots
         self.tries: dict[tuple[int, str], Any] = {}
 
     def __call__(self, model, prompts: list[list[int]], item_token_ids: torch.Tensor, pad_id: int, device,
@@ -151,8 +158,9 @@ class _Search:
         if key not in self.tries:
             self.tries.clear()
             self.tries[key] = SIDTrie(item_token_ids.to(device))
-        return recommend(model, prompts, self.tries[key], k=self.width, num_beams=self.width,
-                         pad_token_id=pad_id, batch_size=len(prompts), exclude_items=exclude).item_indices
+        return recommend(model, prompts, self.tries[key], k=self.k, num_beams=self.width,
+                         pad_token_id=pad_id, batch_size=len(prompts), exclude_items=exclude,
+                         new_items=self.new_items, new_item_slots=self.new_item_slots).item_indices
 
 
 def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "test", ks: Sequence[int] = (5, 10),
