@@ -55,3 +55,23 @@ def test_the_prepare_command_offers_exactly_the_data_sets_prepare_dataset_reads(
     from hf_simcit.data import DATASET_NAMES
 
     assert DATASETS == DATASET_NAMES
+
+
+def test_new_items_get_the_places_reserved_for_them(saved_recommender, capsys):
+    """``--new-items`` + ``--new-item-slots``: the last place goes to the best new item not listed yet, the
+    others are the ordinary top items in their order; either flag alone, or an unknown id, is one line."""
+    import json
+
+    model = str(saved_recommender)
+    assert main(["recommend", "--model", model, "--history", "item1", "item2", "-k", "12"]) == 0
+    ordinary = [r["item_id"] for r in json.loads(capsys.readouterr().out)["recommendations"]]
+    new = ordinary[-2:]                                    # the two items the model ranks last of its 12
+    assert main(["recommend", "--model", model, "--history", "item1", "item2", "-k", "4",
+                 "--new-items", *new, "--new-item-slots", "1"]) == 0
+    reserved = [r["item_id"] for r in json.loads(capsys.readouterr().out)["recommendations"]]
+    assert reserved == ordinary[:3] + [new[0]]
+    for argv, message in ((["--new-items", "item3"], "go together"), (["--new-item-slots", "1"], "go together"),
+                          (["--new-items", "nosuchitem", "--new-item-slots", "1"], "'nosuchitem'")):
+        assert main(["recommend", "--model", model, "--history", "item1", "-k", "4", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

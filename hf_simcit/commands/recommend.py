@@ -22,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-beams", type=int, default=None,
                         help="beams (default: the model's training-time validation beam, at least 20 and k; "
                         "must be >= k). A narrower beam can lose the items a wider one ranks first")
+    parser.add_argument("--new-items", nargs="+", default=None,
+                        help="raw ids of items added after training (e.g. cold-start items with SIDs from "
+                        "add_cold_start_items): with --new-item-slots they get places of their own")
+    parser.add_argument("--new-item-slots", type=int, default=0,
+                        help="how many of the k places go to the best --new-items (a model rarely generates a SID "
+                        "it never saw as a target; TIGER reserves places the same way)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.set_defaults(func=run_recommend)
 
@@ -37,6 +43,9 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.top_k < 1 or (args.num_beams is not None and args.num_beams < 1):
         raise SimCITInputError(f"-k and --num-beams must be positive, got {args.top_k} and {args.num_beams}")
+    if bool(args.new_items) != bool(args.new_item_slots):   # checked before the model loads
+        raise SimCITInputError("--new-items and --new-item-slots go together (the ids, and how many of the k "
+                               "places they get)")
     histories = [args.history] if args.history else load_histories(args.histories)   # before the model loads
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rec = load_recommender(args.model, device=device)
@@ -45,7 +54,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         print(f"hf-simcit recommend: note: {len(cut)} history(ies) longer than the {rec.max_history} items the "
               f"model was trained on (first: history {cut[0]}) cut to their most recent {rec.max_history}",
               file=sys.stderr)
-    results = recommend_items(rec, histories, k=args.top_k, num_beams=args.num_beams)
+    results = recommend_items(rec, histories, k=args.top_k, num_beams=args.num_beams, new_items=args.new_items,
+                              new_item_slots=args.new_item_slots)
     for history, items in zip(histories, results):
         print(json.dumps({"history": history, "recommendations": [
             {"item_id": item, "score": round(score, 6)} for item, score in items]}))

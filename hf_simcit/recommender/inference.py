@@ -55,13 +55,16 @@ def context_length(rec: Recommender) -> int | None:
 
 @torch.no_grad()
 def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int = 10,
-                    num_beams: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+                    num_beams: int | None = None, batch_size: int = 32, new_items: Sequence[str] | None = None,
+                    new_item_slots: int = 0) -> list[list[tuple[str, float]]]:
     """Top-``k`` ``(item_id, log-probability)`` per history of raw item ids (oldest first), best first.
 
     ``k`` larger than the catalogue returns the whole catalogue; ``num_beams`` defaults to
     :func:`default_num_beams` and must not be smaller than ``k``. Histories longer than the model's training
     history are cut to their most recent items (:func:`cut_histories`); a prompt that still exceeds the model's
-    context, empty histories and unknown item ids raise :class:`SimCITInputError`.
+    context, empty histories and unknown item ids raise :class:`SimCITInputError`. ``new_items`` (raw ids, e.g.
+    items given SIDs after training with ``add_cold_start_items``) and ``new_item_slots``: the last
+    ``new_item_slots`` of the ``k`` places go to the best new items (:func:`hf_simcit.generation.recommend`).
     """
     from ..generation import SIDTrie, recommend
 
@@ -87,12 +90,18 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
         raise SimCITInputError(f"history {row}: {len(histories[row])} items make {len(prompts[row])} prompt tokens; "
                                f"with the {levels} generated ones that exceeds the model's context of {limit} "
                                f"positions (pass fewer items)")
+    new = None
+    if new_item_slots or new_items:
+        if not new_items or not new_item_slots:
+            raise SimCITInputError("new items need both new_items (their ids) and new_item_slots (how many of the "
+                                   "k places they get)")
+        new = item_indices(rec, [list(new_items)])[0]
     device = next(rec.model.parameters()).device
     trie = SIDTrie(rec.item_token_ids.to(device))  # built once, shared by every batch
     out: list[list[tuple[str, float]]] = []
     for start in range(0, len(prompts), batch_size):   # recommend() left-pads each batch of token lists
         result = recommend(rec.model, prompts[start:start + batch_size], trie, k=k, num_beams=num_beams,
-                           pad_token_id=rec.tokenizer.pad_token_id)
+                           pad_token_id=rec.tokenizer.pad_token_id, new_items=new, new_item_slots=new_item_slots)
         for items, scores in zip(result.item_indices.tolist(), result.scores.tolist()):
             out.append([(rec.item_ids[i], float(s)) for i, s in zip(items, scores)])
     return out
