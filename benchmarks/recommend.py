@@ -370,6 +370,88 @@ def merge_results(paths: list[str], name: str) -> int:
     return 0
 
 
+# options that decide where a run writes or how it is scheduled, not what it measures
+RUN_ONLY_OPTIONS = ("seed", "results_name", "methods", "jobs", "threads", "no_results", "merge", "seeds_summary")
+SEED_METRICS = ("recall@10", "ndcg@10")
+
+
+def recorded_options(command: str) -> argparse.Namespace:
+    """The parsed options of a recorded ``python benchmarks/recommend.py ...`` command (defaults filled in)."""
+    import shlex
+
+    argv = shlex.split(command)
+    script = next(i for i, a in enumerate(argv) if a.endswith("recommend.py"))
+    return build_parser().parse_args(argv[script + 1:])
+
+
+def _mean_sd(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            "values": [float(v) for v in values]}
+
+
+def seeds_summary(paths: list[str], name: str) -> int:
+    """``results/<name>.json``: ``{date, command, seeds, rows: {method: {recall@10, ndcg@10: {mean, sd,
+    values}, history_excluded: {...}, best_epoch, train_s}}}`` over runs that differ only in their seed (sample
+    sd, ddof 1), for the generator rows every run trained; a table in RESULTS.md."""
+    sources = [json.loads(Path(p).read_text()) for p in paths]
+    options = [vars(recorded_options(s["command"])) for s in sources]
+    seeds = [o["seed"] for o in options]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"the runs {paths} share a seed ({seeds}): a summary needs one run per seed")
+    settings = [{k: v for k, v in o.items() if k not in RUN_ONLY_OPTIONS} for o in options]
+    methods = [m for m in sources[0]["rows"] if m in NAMES and sources[0]["rows"][m].get("epochs") is not None
+               and all(m in s["rows"] for s in sources)]   # the learned rows every run trained
+    if not methods:
+        raise SystemExit(f"the runs {paths} have no learned row in common")
+    if "sasrec" not in methods:   # SASRec's own options only matter where it ran
+        settings = [{k: v for k, v in st.items() if not k.startswith("sasrec")} for st in settings]
+    differ = sorted(k for k in settings[0] if any(st[k] != settings[0][k] for st in settings[1:]))
+    if differ:
+        raise SystemExit(f"the runs {paths} differ in {differ}, not only in the seed")
+    rows = {}
+    for method in methods:
+        runs = [s["rows"][method] for s in sources]
+        row = {k: _mean_sd([r["test"][k] for r in runs]) for k in SEED_METRICS}
+        if all(r.get("test_history_excluded") for r in runs):
+            row["history_excluded"] = {k: _mean_sd([r["test_history_excluded"][k] for r in runs])
+                                       for k in SEED_METRICS}
+        row["best_epoch"] = [r.get("best_epoch") for r in runs]
+        row["train_s"] = [r.get("train_s") for r in runs]
+        rows[method] = row
+    command = "python benchmarks/recommend.py --seeds-summary " + " ".join(paths) + f" --results-name {name}"
+    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command, "seeds": seeds,
+           "runs": [s["command"] for s in sources], "rows": rows}
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    table = format_seeds_table(rows, seeds)
+    print(table)
+    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+        f.write(f"\n## Generative recommender over {len(seeds)} seeds ({name})\n\n"
+                f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\nCommand: `{command}`\n\n"
+                f"Runs (identical but for the seed, which sets the tokenizer, the generator and the validation "
+                f"sample):\n\n" + "\n".join(f"- `{s['command']}`" for s in sources) + f"\n\n{table}\n")
+    return 0
+
+
+def format_seeds_table(rows: dict, seeds: list[int]) -> str:
+    """Mean +- sd per row, and SimCIT's ratio to each other tokenizer (ratio of the means)."""
+    def cell(stat: dict | None) -> str:
+        return f"{stat['mean']:.4f} +- {stat['sd']:.4f}" if stat else "-"
+
+    lines = [f"Test, mean +- sd over seeds {', '.join(map(str, seeds))}:", "",
+             "| row | R@10 | N@10 | R@10 history excluded | N@10 history excluded | best epochs |",
+             "|---|---|---|---|---|---|"]
+    for method, row in rows.items():
+        excluded = row.get("history_excluded", {})
+        lines.append(f"| {NAMES.get(method, method)} | {cell(row['recall@10'])} | {cell(row['ndcg@10'])} | "
+                     f"{cell(excluded.get('recall@10'))} | {cell(excluded.get('ndcg@10'))} | "
+                     f"{', '.join(f'{e:g}' for e in row['best_epoch'] if e is not None)} |")
+    if "simcit" in rows:
+        ratios = [f"SimCIT / {NAMES.get(m, m)} N@10 {rows['simcit']['ndcg@10']['mean'] / r['ndcg@10']['mean']:.2f}x"
+                  for m, r in rows.items() if m != "simcit" and r["ndcg@10"]["mean"] > 0]
+        lines += ["", "; ".join(ratios) + " (ratios of the means)."]
+    return "\n".join(lines)
+
+
 def reevaluate(args, rec, workdir: Path, command: str) -> int:
     """Evaluate the generators a previous run saved under ``workdir`` on another split (no training)."""
     from hf_simcit.recommender.evaluation import evaluate_recommender
@@ -468,7 +550,7 @@ def learned_row_in_worker(method: str, args) -> tuple[str, dict, dict | None]:
     return method, row, stats
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", choices=sorted(DATA_DIRS))
     parser.add_argument("--methods", default="simcit,rqvae,rqkmeans,random,sasrec,history,popularity")
@@ -527,9 +609,17 @@ def main(argv: list[str] | None = None) -> int:
                              "row is also tested this way (extra columns; validation stays on the plain protocol)")
     parser.add_argument("--reevaluate", choices=["validation", "test"], default=None,
                         help="no training: evaluate the generators saved by an earlier run on this split")
-    args = parser.parse_args(argv)
+    parser.add_argument("--seeds-summary", nargs="+", default=None, metavar="JSON",
+                        help="no training: mean +- sd over results files of runs that differ only in --seed")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.merge:
         return merge_results(args.merge, args.results_name or "recommend-merged")
+    if args.seeds_summary:
+        return seeds_summary(args.seeds_summary, args.results_name or "recommend-seeds")
     if args.smoke:
         args.dataset, args.epochs, args.patience, args.eval_examples = "ml-100k", 1.0, 1, 50
         args.test_examples, args.simcit_steps, args.rqvae_steps, args.no_results = 100, 5, 20, True

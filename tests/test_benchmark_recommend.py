@@ -179,3 +179,39 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
     excluded, plain = out["1"]["sasrec"]["test_history_excluded"], out["1"]["sasrec"]["test"]
     assert excluded["recall@10"] >= plain["recall@10"] and excluded != plain
     assert "test_history_excluded" not in out["1"]["popularity"]
+
+
+def test_seeds_summary_is_mean_and_sd_over_runs_that_differ_only_in_the_seed(bench, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path / "results")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "results").mkdir()
+
+    def run(seed: str, ndcg: dict, extra: str = "") -> str:
+        rows = {m: {"test": {"recall@10": 2 * v, "ndcg@10": v}, "epochs": 9.0, "best_epoch": 4.0, "train_s": 1.0,
+                    "test_history_excluded": {"recall@10": 3 * v, "ndcg@10": 1.5 * v}} for m, v in ndcg.items()}
+        rows["popularity"] = {"test": {"recall@10": 0.01, "ndcg@10": 0.005}, "epochs": None}
+        path = tmp_path / f"seed{seed}{extra.strip()}.json"
+        seed_flag = f" --seed {seed}" if seed != "42" else ""      # 42 is the default, as in the recorded run
+        path.write_text(json.dumps({"command": f"python benchmarks/recommend.py --dataset beauty --jobs 2 "
+                                               f"--sasrec-patience 10{seed_flag}{extra} --results-name r{seed}",
+                                    "rows": rows}))
+        return str(path)
+
+    paths = [run("42", {"simcit": 0.02, "rqvae": 0.03}), run("1", {"simcit": 0.04, "rqvae": 0.03}),
+             run("2", {"simcit": 0.03, "rqvae": 0.03})]
+    assert bench.main(["--seeds-summary", *paths, "--results-name", "seeds"]) == 0
+    out = json.loads((tmp_path / "results" / "seeds.json").read_text())
+    assert out["seeds"] == [42, 1, 2] and list(out["rows"]) == ["simcit", "rqvae"]
+    simcit = out["rows"]["simcit"]
+    assert simcit["ndcg@10"]["mean"] == pytest.approx(0.03) and simcit["ndcg@10"]["sd"] == pytest.approx(0.01)
+    assert simcit["recall@10"]["mean"] == pytest.approx(0.06) and out["rows"]["rqvae"]["ndcg@10"]["sd"] == 0.0
+    assert simcit["history_excluded"]["ndcg@10"]["values"] == pytest.approx([0.03, 0.06, 0.045])
+    assert "SimCIT / RQ-VAE SIDs N@10 1.00x" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
+    # a run with other settings, or two runs with one seed, cannot be summarised as seeds
+    with pytest.raises(SystemExit, match="differ in \\['lr'\\]"):
+        bench.main(["--seeds-summary", *paths[:2], run("3", {"simcit": 0.1, "rqvae": 0.1}, " --lr 0.01")])
+    with pytest.raises(SystemExit, match="share a seed"):
+        bench.main(["--seeds-summary", paths[0], paths[0]])
