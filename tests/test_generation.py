@@ -483,6 +483,15 @@ def test_new_item_slots_hold_the_best_new_items_after_the_ordinary_top():
     assert new[0] not in excluded.item_indices[0].tolist()
     assert excluded.item_indices[0].tolist() == exact[0][:3] + [i for i in exact[0] if i in new and
                                                                  i not in exact[0][:3] and i != new[0]][:2]
+    # a prebuilt trie builds the new items' trie once and reuses it, batch after batch
+    trie = SIDTrie(sids)
+    first = recommend(model, prompts, trie, k=5, num_beams=24, new_items=new, new_item_slots=2)
+    subset = trie.subset(torch.tensor(new))
+    assert torch.equal(subset.item_token_ids, sids[new]) and trie.subset(torch.tensor(new)) is subset
+    assert torch.equal(recommend(model, prompts, trie, k=5, num_beams=24, new_items=new,
+                                 new_item_slots=2).item_indices, first.item_indices)
+    assert torch.equal(first.item_indices, out.item_indices) and trie.subset(torch.tensor(new)) is subset
+    assert trie.subset(torch.tensor(new[:3])) is not subset
     for bad, match in (({"new_item_slots": 2}, "needs new_items"), ({"new_items": [1], "new_item_slots": 2},
                        "only 1 new item"), ({"new_items": [1, 1], "new_item_slots": 1}, "more than once"),
                        ({"new_items": [25], "new_item_slots": 1}, "outside 0..19"),

@@ -101,7 +101,7 @@ def recommend(
         position[new] = torch.arange(len(new))
         new_exclude = None if exclude_items is None else [
             [int(position[i]) for i in row if position[i] >= 0] for row in exclude_items]
-        reserved = recommend(model, input_ids, SIDTrie(trie.item_token_ids[new.to(trie.item_token_ids.device)]),
+        reserved = recommend(model, input_ids, trie.subset(new),
                              k=min(k, len(new)), num_beams=max(min(k, len(new)), min(num_beams, len(new))),
                              exclude_items=new_exclude, **common)
         reserved.item_indices = torch.where(reserved.item_indices >= 0,

@@ -51,6 +51,7 @@ class SIDTrie:
         self.children_nodes: list[torch.Tensor] = []
         self.num_nodes: list[int] = [1]
         self._item_nodes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # item_nodes(depth), cached
+        self._subset: tuple[bytes, SIDTrie] | None = None                      # subset(items), the last one
         if torch.unique(item_token_ids, dim=0).shape[0] != self.num_items:
             raise SimCITInputError(_duplicate_sid_message(item_token_ids))
 
@@ -85,8 +86,18 @@ class SIDTrie:
         self.children_nodes = [t.to(device) for t in self.children_nodes]
         self.item_token_ids = self.item_token_ids.to(device)
         self._item_nodes = {}   # rebuilt on the new device when asked
+        self._subset = None
         self.device = self.item_token_ids.device  # normalised (e.g. "cuda" -> cuda:0)
         return self
+
+    def subset(self, items: torch.Tensor) -> SIDTrie:
+        """The trie of ``items`` (LongTensor ``(m,)`` of distinct rows of this catalogue) alone, its item ``j``
+        being ``items[j]``; e.g. the new items of :func:`~hf_simcit.generation.recommend`'s reserved places.
+        The last one is cached: an evaluation asks for the same subset batch after batch."""
+        key = items.detach().cpu().numpy().tobytes()
+        if self._subset is None or self._subset[0] != key:
+            self._subset = (key, SIDTrie(self.item_token_ids[items.to(self.device)]))
+        return self._subset[1]
 
     @property
     def max_children(self) -> list[int]:
