@@ -33,6 +33,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -193,30 +194,45 @@ def split_rows(split, rows):
     return split.select([int(r) for r in rows])
 
 
-def evaluate_saved_generator(folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids, split, args,
-                             new_items=None, new_item_slots: int = 0) -> dict:
-    """The saved best generator ranks the whole catalogue (cold items in the trie) on ``split``; with
-    ``new_item_slots``, that many of the top 10 places go to the best of ``new_items`` (the cold items)."""
-    from hf_simcit.recommender.evaluation import evaluate_recommender
-    from hf_simcit.recommender.modeling import load_recommender
-    from hf_simcit.tokenization_simcit import SimCITTokenizer
+@dataclass
+class SavedGenerator:
+    """A generator saved by a run, loaded once, with the SID rows of the whole catalogue (warm items first, in
+    the generator's own token ids, then the cold items)."""
 
-    best = load_recommender(folder, device="cuda" if torch.cuda.is_available() else "cpu")
-    table = SimCITTokenizer.from_codes(full_codes, item_ids, codebook_sizes)
-    item_token_ids = table.item_token_ids(best.tokenizer)
-    return evaluate_recommender(best.model, best.tokenizer, item_token_ids, split, num_beams=args.beams,
-                                ks=(5, 10), batch_size=args.eval_batch_size, desc=f"cold-start {folder.name}",
-                                new_items=new_items, new_item_slots=new_item_slots)
+    folder: Path
+    recommender: object
+    item_token_ids: torch.Tensor
+
+    @classmethod
+    def load(cls, folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids) -> SavedGenerator:
+        from hf_simcit.recommender.modeling import load_recommender
+        from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+        best = load_recommender(folder, device="cuda" if torch.cuda.is_available() else "cpu")
+        table = SimCITTokenizer.from_codes(full_codes, item_ids, codebook_sizes)
+        return cls(folder, best, table.item_token_ids(best.tokenizer))
+
+    def trained_on(self, num_warm: int) -> bool:
+        """Whether the rebuilt warm SIDs are the ones this generator was trained on."""
+        return torch.equal(self.item_token_ids[:num_warm].cpu(), self.recommender.item_token_ids.cpu())
+
+    def evaluate(self, split, args, new_items=None, new_item_slots: int = 0) -> dict:
+        """Rank the whole catalogue (cold items in the trie) on ``split``; with ``new_item_slots``, that many of
+        the top 10 places go to the best of ``new_items`` (the cold items)."""
+        from hf_simcit.recommender.evaluation import evaluate_recommender
+
+        best = self.recommender
+        return evaluate_recommender(best.model, best.tokenizer, self.item_token_ids, split, num_beams=args.beams,
+                                    ks=(5, 10), batch_size=args.eval_batch_size,
+                                    desc=f"cold-start {self.folder.name}", new_items=new_items,
+                                    new_item_slots=new_item_slots)
 
 
-def new_item_slot_rows(folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids, parts: dict, args,
-                       cold_items: list[int]) -> dict:
-    """``{slots: {part: figures}}``: the generator with ``slots`` of its top 10 places reserved for cold items
-    (:func:`hf_simcit.generation.recommend`'s ``new_item_slots``; TIGER's share of new items), per part."""
-    return {str(m): {part: figures(evaluate_saved_generator(folder, full_codes, codebook_sizes, item_ids, split,
-                                                            args, cold_items, m))
-                     for part, split in parts.items()}
-            for m in args.new_item_slots}
+def new_item_slot_rows(score, parts: dict, slots: list[int]) -> dict:
+    """``{slots: {part: figures}}``: a ranking with ``m`` of its top 10 places reserved for the cold items
+    (:func:`hf_simcit.generation.recommend`'s ``new_item_slots``; TIGER's share of new items), per part;
+    ``score(split, new_item_slots=m) -> metrics``."""
+    return {str(m): {part: figures(score(split, new_item_slots=m)) for part, split in parts.items()} for m in slots}
 
 
 def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: list[str], simcit_args, args):
@@ -238,28 +254,39 @@ def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: lis
     return assignment, quantizer
 
 
-def same_warm_sids(folder: Path, full_codes: np.ndarray, codebook_sizes, item_ids, num_warm: int) -> bool:
-    """Whether the SIDs rebuilt for the warm items are the ones the saved generator was trained on."""
-    from hf_simcit.recommender.modeling import load_recommender
-    from hf_simcit.tokenization_simcit import SimCITTokenizer
-
-    saved = load_recommender(folder, device="cpu")
-    rebuilt = SimCITTokenizer.from_codes(full_codes, item_ids, codebook_sizes).item_token_ids(saved.tokenizer)
-    return torch.equal(rebuilt[:num_warm].cpu(), saved.item_token_ids.cpu())
-
-
-def text_knn(text: torch.Tensor, split, ks=(5, 10)) -> dict:
+def text_knn(text: torch.Tensor, split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
     """Rank every item by cosine of its text embedding to the sum of the user's history embeddings (history
-    items excluded): the non-learned content baseline a cold item can reach."""
+    items excluded): the non-learned content baseline a cold item can reach. With ``new_item_slots``, the last
+    places go to the most similar of ``new_items``, assembled as the generator's reserved places are."""
+    from hf_simcit.generation.recommend import Recommendations, _with_reserved_places
     from hf_simcit.metrics.ranking import ranking_metrics
 
     text = torch.nn.functional.normalize(torch.as_tensor(text, dtype=torch.float32), dim=-1)
+    k = max(ks)
+    new = torch.as_tensor(new_items if new_item_slots else [], dtype=torch.long)
     ranked = []
     for history in split["history"]:
         scores = text @ text[list(history)].sum(0)
         scores[list(history)] = -float("inf")
-        ranked.append(scores.topk(max(ks)).indices)
-    return ranking_metrics(torch.stack(ranked) if ranked else torch.zeros(0, max(ks)), split["target"], ks)
+        top = scores.topk(k)
+        if new_item_slots:
+            best_new = scores[new].topk(min(k, len(new)))
+            as_list = [Recommendations(i[None], v[None], i[None, :, None]) for i, v in
+                       ((top.indices, top.values), (new[best_new.indices], best_new.values))]
+            ranked.append(_with_reserved_places(*as_list, k, new_item_slots).item_indices[0])
+        else:
+            ranked.append(top.indices)
+    return ranking_metrics(torch.stack(ranked) if ranked else torch.zeros(0, k), split["target"], ks) | {
+        "num_examples": len(split)}
+
+
+def text_knn_row(feats, parts: dict, cold_items: list[int], args) -> dict:
+    """The text kNN's figures per part, plainly and with ``--new-item-slots`` places kept for the cold items
+    (the comparison the generators' reserved places need: the kNN, too, is told which items are new)."""
+    text = feats.features["text"]
+    return {**{part: figures(text_knn(text, split)) for part, split in parts.items()},
+            "new_item_slots": new_item_slot_rows(partial(text_knn, text, new_items=cold_items), parts,
+                                                 args.new_item_slots)}
 
 
 def figures(metrics: dict) -> dict:
@@ -441,8 +468,7 @@ def run(argv: list[str] | None = None) -> int:
         rows["popularity"] = {part: figures(rb.run_baseline("popularity", full_rec, split)["test"])
                               for part, split in (("cold", cold_test), ("warm", warm_test))}
     if "text_knn" in methods:
-        rows["text_knn"] = {part: figures(text_knn(feats.features["text"], split) | {"num_examples": len(split)})
-                            for part, split in (("cold", cold_test), ("warm", warm_test))}
+        rows["text_knn"] = text_knn_row(feats, {"cold": cold_test, "warm": warm_test}, cold_items, args)
     if not args.from_partial:
         checkpoint()
     else:
@@ -463,17 +489,15 @@ def run(argv: list[str] | None = None) -> int:
         sid_stats[method] = stats
         print(f"[{method}] SIDs in {time.time() - t0:.0f}s: {json.dumps(stats)}", flush=True)
         run = rb.run_generator(method, assignment, warm_rec, warm_test, args, workdir)
-        warm_full = evaluate_saved_generator(workdir / method, full_codes, assignment.codebook_sizes,
-                                             feats.item_ids, warm_test, args)
-        cold_full = evaluate_saved_generator(workdir / method, full_codes, assignment.codebook_sizes,
-                                             feats.item_ids, cold_test, args)
+        saved = SavedGenerator.load(workdir / method, full_codes, assignment.codebook_sizes, feats.item_ids)
+        warm_full, cold_full = saved.evaluate(warm_test, args), saved.evaluate(cold_test, args)
         rows[method] = {"cold": figures(cold_full), "warm": figures(warm_full),
                         "warm_without_cold": figures(run["test"]), "epochs": run["epochs"],
                         "best_epoch": run["best_epoch"], "train_s": round(float(run["train_s"]), 1),
                         "invalid_items": int(cold_full["invalid_items"] + warm_full["invalid_items"]),
                         "new_item_slots": new_item_slot_rows(
-                            workdir / method, full_codes, assignment.codebook_sizes, feats.item_ids,
-                            {"cold": cold_test, "warm": warm_test}, args, cold_items)}
+                            partial(saved.evaluate, args=args, new_items=cold_items),
+                            {"cold": cold_test, "warm": warm_test}, args.new_item_slots)}
         print(f"[{method}] {json.dumps(rows[method])}", flush=True)
         checkpoint()
     if "sasrec" in methods:
@@ -537,28 +561,39 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
     saved = read_json(path)
     full = ItemFeatures({m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities},
                         feats.item_ids)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     found: dict[str, dict] = {}
+
+    def reproduced(method: str, where: Path | str) -> bool:
+        plain = {part: found[method][part] for part in parts}
+        if saved and method in saved["rows"] and any(
+                abs(saved["rows"][method][part]["recall@10"] - plain[part]["recall@10"]) > 1e-9 for part in parts):
+            print(f"error: {where} scores {plain} now, {path.name} holds "
+                  f"{ {p: saved['rows'][method][p] for p in parts} }: not the run of that file", file=sys.stderr)
+            return False
+        return True
+
     for folder in map(Path, args.reevaluate):
-        for method in [m for m in GENERATORS if (folder / m / "train_log.json").exists()]:
+        for method in [m for m in GENERATORS if m in methods and (folder / m / "train_log.json").exists()]:
             assignment, quantizer = saved_generator_sids(method, folder, warm_feats, modalities, simcit_args, args)
             full_codes, _, _ = cold_sids(quantizer, assignment, full, data)
-            if not same_warm_sids(folder / method, full_codes, assignment.codebook_sizes, feats.item_ids,
-                                  data.num_warm):
+            generator = SavedGenerator.load(folder / method, full_codes, assignment.codebook_sizes, feats.item_ids)
+            if not generator.trained_on(data.num_warm):
                 print(f"error: {folder / method}: the rebuilt {method} SIDs are not the ones this generator was "
                       "trained on (other settings or seed?)", file=sys.stderr)
                 return 2
-            plain = {part: figures(evaluate_saved_generator(folder / method, full_codes, assignment.codebook_sizes,
-                                                            feats.item_ids, split, args))
-                     for part, split in parts.items()}
-            slots = new_item_slot_rows(folder / method, full_codes, assignment.codebook_sizes, feats.item_ids,
-                                       parts, args, cold_items)
-            found[method] = {**plain, "new_item_slots": slots}
+            found[method] = {**{part: figures(generator.evaluate(split, args)) for part, split in parts.items()},
+                             "new_item_slots": new_item_slot_rows(
+                                 partial(generator.evaluate, args=args, new_items=cold_items), parts,
+                                 args.new_item_slots)}
             print(f"[{method}] {json.dumps(found[method])}", flush=True)
-            if saved and method in saved["rows"] and any(
-                    abs(saved["rows"][method][part]["recall@10"] - plain[part]["recall@10"]) > 1e-9 for part in parts):
-                print(f"error: {folder / method} scores {plain} now, {path.name} holds "
-                      f"{ {p: saved['rows'][method][p] for p in parts} }: not the run of that file", file=sys.stderr)
+            if not reproduced(method, folder / method):
                 return 2
+    if "text_knn" in methods:
+        found["text_knn"] = text_knn_row(feats, parts, cold_items, args)
+        print(f"[text_knn] {json.dumps(found['text_knn'])}", flush=True)
+        if not reproduced("text_knn", "the text kNN"):
+            return 2
     lines = ["| method | places for cold items (of 10) | cold R@10 | cold N@10 | warm R@10 | warm N@10 |",
              "|---|---|---|---|---|---|"]
     for method, row in found.items():
@@ -572,16 +607,20 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
     if saved is None:
         print(f"error: {path} does not exist: run the benchmark first", file=sys.stderr)
         return 2
+    commands = saved.setdefault("new_item_slots_commands", {})   # per row: the command of its slot figures
+    earlier = saved.pop("new_item_slots_command", None)          # the one command of files before this key
+    commands |= {m: earlier for m, r in saved["rows"].items() if earlier and "new_item_slots" in r and m not in commands}
     for method, row in found.items():
         saved["rows"].setdefault(method, {k: row[k] for k in parts})["new_item_slots"] = row["new_item_slots"]
-    saved["new_item_slots_command"] = command
+        commands[method] = command
     path.write_text(json.dumps(saved, indent=2) + "\n")
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
         f.write(f"\n## Cold-start items ({args.dataset}): places reserved for cold items in the top 10\n\n"
                 f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The generators saved by the run of "
                 f"`{path.relative_to(ROOT)}` (no retraining; each plain row reproduces that file's figures), "
                 f"scored again with the last m of their top 10 places given to the best cold items under the "
-                f"same model (`recommend(..., new_items=cold, new_item_slots=m)`). Command: `{command}`\n\n"
+                f"same model (`recommend(..., new_items=cold, new_item_slots=m)`); the text kNN likewise, its "
+                f"last m places given to the cold items most similar to the history. Command: `{command}`\n\n"
                 f"{table}\n")
     print(f"updated {path}")
     return 0

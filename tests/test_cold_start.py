@@ -4,6 +4,7 @@ of their own from the trained quantizer (no retraining) and decode back to thems
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -177,3 +178,24 @@ def test_reserved_places_and_a_reevaluation_that_reproduces_the_run(tmp_path_fac
                            capture_output=True, text=True, timeout=900)
     assert other.returncode == 2 and "not the ones this generator was trained on" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
+
+
+def test_text_knn_reserved_places_are_assembled_like_the_generators(cold_start):
+    """The text kNN with ``new_item_slots=m``: its first 10 - m items, then the m new items most similar to the
+    history that are not listed yet (a new item already in the first places keeps its place)."""
+    from datasets import Dataset
+
+    angles = torch.arange(13) * 0.1                 # similarity to item 0 falls with the index
+    text = torch.stack([angles.cos(), angles.sin()], dim=1)
+
+    def recall(target: int, new_items=None, slots: int = 0) -> float:
+        split = Dataset.from_dict({"history": [[0]], "target": [target]})
+        return cold_start.text_knn(text, split, new_items=new_items, new_item_slots=slots)["recall@10"]
+
+    assert [recall(t) for t in (10, 11, 12)] == [1.0, 0.0, 0.0]          # plain: items 1..10
+    assert [recall(t, [11, 12], 1) for t in (10, 11, 12)] == [0.0, 1.0, 0.0]
+    assert [recall(t, [11, 12], 2) for t in (9, 10, 11, 12)] == [0.0, 0.0, 1.0, 1.0]
+    assert [recall(t, [3, 12], 1) for t in (3, 10, 12)] == [1.0, 0.0, 1.0]
+    ndcg = cold_start.text_knn(text, Dataset.from_dict({"history": [[0]], "target": [12]}), new_items=[11, 12],
+                               new_item_slots=2)["ndcg@10"]
+    assert ndcg == pytest.approx(1 / math.log2(11))
