@@ -70,7 +70,8 @@ def test_new_items_get_the_places_reserved_for_them(saved_recommender, capsys):
                  "--new-items", *new, "--new-item-slots", "1"]) == 0
     reserved = [r["item_id"] for r in json.loads(capsys.readouterr().out)["recommendations"]]
     assert reserved == ordinary[:3] + [new[0]]
-    for argv, message in ((["--new-items", "item3"], "go together"), (["--new-item-slots", "1"], "go together"),
+    for argv, message in ((["--new-items", "item3"], "need both new_items"),
+                          (["--new-item-slots", "1"], "need both new_items"),
                           (["--new-items", "nosuchitem", "--new-item-slots", "1"], "'nosuchitem'")):
         assert main(["recommend", "--model", model, "--history", "item1", "-k", "4", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()

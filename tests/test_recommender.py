@@ -320,6 +320,9 @@ def test_recommend_items_on_raw_ids_caps_k_and_names_bad_input():
         recommend_items(rec, [[]], k=3)
     with pytest.raises(SimCITInputError, match="num_beams"):
         recommend_items(rec, [["item1"]], k=5, num_beams=2)
+    for alone in ({"new_items": ["item3"]}, {"new_item_slots": 1}):
+        with pytest.raises(SimCITInputError, match="need both new_items"):
+            recommend_items(rec, [["item1"]], k=5, **alone)
 
 
 def test_evaluation_can_exclude_each_examples_history_items(tmp_path):

@@ -38,14 +38,17 @@ def run_recommend(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import SimCITInputError
-    from ..recommender.inference import cut_histories, load_histories, recommend_items
+    from ..recommender.inference import (
+        check_new_items_request,
+        cut_histories,
+        load_histories,
+        recommend_items,
+    )
     from ..recommender.modeling import load_recommender
 
     if args.top_k < 1 or (args.num_beams is not None and args.num_beams < 1):
         raise SimCITInputError(f"-k and --num-beams must be positive, got {args.top_k} and {args.num_beams}")
-    if bool(args.new_items) != bool(args.new_item_slots):   # checked before the model loads
-        raise SimCITInputError("--new-items and --new-item-slots go together (the ids, and how many of the k "
-                               "places they get)")
+    check_new_items_request(args.new_items, args.new_item_slots)   # before the model loads
     histories = [args.history] if args.history else load_histories(args.histories)   # before the model loads
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rec = load_recommender(args.model, device=device)

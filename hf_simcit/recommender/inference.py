@@ -54,6 +54,14 @@ def context_length(rec: Recommender) -> int | None:
 
 
 @torch.no_grad()
+def check_new_items_request(new_items: Sequence[str] | None, new_item_slots: int) -> None:
+    """New items and their reserved places go together (raises :class:`SimCITInputError` otherwise); the CLI asks
+    before it loads a model."""
+    if bool(new_items) != bool(new_item_slots):
+        raise SimCITInputError("new items need both new_items (their ids; --new-items) and new_item_slots (how "
+                               "many of the k places they get; --new-item-slots)")
+
+
 def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int = 10,
                     num_beams: int | None = None, batch_size: int = 32, new_items: Sequence[str] | None = None,
                     new_item_slots: int = 0) -> list[list[tuple[str, float]]]:
@@ -90,12 +98,8 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
         raise SimCITInputError(f"history {row}: {len(histories[row])} items make {len(prompts[row])} prompt tokens; "
                                f"with the {levels} generated ones that exceeds the model's context of {limit} "
                                f"positions (pass fewer items)")
-    new = None
-    if new_item_slots or new_items:
-        if not new_items or not new_item_slots:
-            raise SimCITInputError("new items need both new_items (their ids) and new_item_slots (how many of the "
-                                   "k places they get)")
-        new = item_indices(rec, [list(new_items)])[0]
+    check_new_items_request(new_items, new_item_slots)
+    new = item_indices(rec, [list(new_items)])[0] if new_items else None
     device = next(rec.model.parameters()).device
     trie = SIDTrie(rec.item_token_ids.to(device))  # built once, shared by every batch
     out: list[list[tuple[str, float]]] = []
