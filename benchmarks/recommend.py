@@ -177,7 +177,9 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -
     table = SimCITTokenizer.from_codes(assignment.codes, rec.items["item_id"], assignment.codebook_sizes)
     model_args = RecommenderModelArguments(
         model_name_or_path=args.model, tiny_hidden_size=args.hidden, tiny_num_layers=args.layers,
-        tiny_num_heads=args.heads, tiny_intermediate_size=args.ffn or 2 * args.hidden, tiny_dropout=args.dropout)
+        tiny_num_heads=args.heads, tiny_intermediate_size=args.ffn or 2 * args.hidden, tiny_dropout=args.dropout,
+        tiny_attention_dropout=getattr(args, "attention_dropout", 0.0),
+        tiny_tie_word_embeddings=getattr(args, "tie_embeddings", False))
     data_args = RecommenderDataArguments(eval_max_examples=args.eval_examples, eval_sample_seed=args.seed,
                                          objective=args.objective)
     train_args = RecommenderTrainingArguments(
@@ -570,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--ffn", type=int, default=None, help="FFN width (default: 2 x hidden)")
     parser.add_argument("--dropout", type=float, default=0.2, help="generator residual + embedding dropout")
+    parser.add_argument("--attention-dropout", type=float, default=0.0, help="generator attention dropout")
+    parser.add_argument("--tie-embeddings", action="store_true",
+                        help="generator input embeddings and output layer share one matrix (as in T5 / TIGER)")
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--objective", default="full_sequence", choices=["full_sequence", "prefix"])
     parser.add_argument("--epochs", type=float, default=30.0,
@@ -704,7 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         f"RQ-VAE ({args.rqvae_steps} steps), RQ-KMeans, random IDs = `hf_simcit.quantizers` baselines on "
         f"{base_modalities}; generator: "
         f"{args.model or f'Llama from config (hidden {args.hidden}, {args.layers} layers, {args.heads} heads)'}, "
-        f"FFN {args.ffn or 2 * args.hidden}, dropout {args.dropout}, weight decay {args.weight_decay}), "
+        f"FFN {args.ffn or 2 * args.hidden}, dropout {args.dropout}, attention dropout {args.attention_dropout}, "
+        f"{'tied' if args.tie_embeddings else 'untied'} embeddings, weight decay {args.weight_decay}), "
         f"full fine-tune, plain prompt, objective {args.objective}, lr {args.lr} {args.scheduler}, batch "
         f"{args.batch_size}; every learned row: up to {args.epochs:g} epochs"
         f"{f' (max_steps {args.max_steps})' if args.max_steps > 0 else ''}, validation NDCG@10 every "

@@ -188,6 +188,23 @@ def test_residual_dropout_acts_in_training_only():
         add_residual_dropout(plain.model, 1.0)
 
 
+def test_tied_embeddings_train_one_matrix_and_stay_tied_when_saved(tmp_path):
+    """tiny_tie_word_embeddings: the output layer is the input embedding (fewer parameters, as in T5); the
+    full-sequence loss trains it through both uses, and the saved generator loads tied with the same weights."""
+    tied = build_recommender(tiny_model_args(tiny_tie_word_embeddings=True), tiny_sids(), seed=0)
+    untied = build_recommender(tiny_model_args(), tiny_sids(), seed=0)
+    head, embed = tied.model.get_output_embeddings().weight, tied.model.get_input_embeddings().weight
+    assert head is embed and untied.model.get_output_embeddings().weight is not untied.model.get_input_embeddings().weight
+    count = lambda m: sum(p.numel() for p in m.parameters())   # noqa: E731
+    assert count(untied.model) - count(tied.model) == embed.numel()
+    args = train_args(tmp_path, max_steps=3)
+    train_recommender(tiny_model_args(tiny_tie_word_embeddings=True), RecommenderDataArguments(eval_max_examples=None),
+                      args, splits=tiny_splits(), sid_source=tiny_sids())
+    saved = load_recommender(args.output_dir)
+    weight = saved.model.get_input_embeddings().weight
+    assert saved.model.get_output_embeddings().weight is weight and not torch.equal(weight, embed)
+
+
 # ------------------------------------------------------------------------------------------------ training
 def test_tiny_model_learns_with_the_full_sequence_objective(tmp_path):
     splits = tiny_splits()

@@ -63,6 +63,8 @@ class RecommenderModelArguments:
     tiny_dropout: float = field(default=0.0, metadata={
         "help": "Residual and embedding dropout of the config-built Llama (add_residual_dropout)."})
     tiny_attention_dropout: float = field(default=0.0, metadata={"help": "Attention-probability dropout."})
+    tiny_tie_word_embeddings: bool = field(default=False, metadata={
+        "help": "One matrix for the input embeddings and the output layer (as T5, hence TIGER, has)."})
 
     def __post_init__(self):
         _dtype(self.dtype)   # a bad dtype stops the pipeline before its first stage, not when the model is built
@@ -92,7 +94,7 @@ def tiny_llama(args: RecommenderModelArguments, vocab_size: int, tokenizer: Any)
         intermediate_size=args.tiny_intermediate_size,
         max_position_embeddings=args.tiny_max_position_embeddings, attention_dropout=args.tiny_attention_dropout,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=args.tiny_tie_word_embeddings,
     )
     if args.attn_implementation:
         config._attn_implementation = args.attn_implementation
