@@ -82,6 +82,39 @@ def with_cf(feats, source: str | None, cache: Path):
                         feats.masks | {"cf": torch.as_tensor(z["p"], dtype=torch.bool)}, feats.item_ids)
 
 
+LGMD_OPTIONS = ("rho_u", "rho_v", "ridge", "base", "prior_weight", "support", "max_block_size", "knn", "max_iter",
+                "tol", "admm_iter", "admm_tol", "dtype")
+
+
+def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
+    """``<cache>/<dataset>-lgmd[-attractive].npz``: the LGMD cf embeddings of the two LGMD rows, fitted with the
+    data set's ``lgmd.yaml`` (the pipeline's lgmd stage settings; plain and attractive graphs) on the training
+    matrix the SVD cf comes from, unit norm, with the mask of items that have training interactions."""
+    from hf_simcit.data import training_matrix
+    from hf_simcit.features.collaborative import collaborative_embeddings
+    from hf_simcit.lgmd.stage import LGMDArguments
+    from hf_simcit.utils.recipes import mapping_fields, read_recipe, recipe_dataclasses
+
+    path = ROOT / "recipes" / dataset / "lgmd.yaml"
+    (stage,) = recipe_dataclasses((LGMDArguments,), read_recipe(path, mappings=mapping_fields(LGMDArguments)),
+                                  str(path))
+    options = {k: getattr(stage, k) for k in LGMD_OPTIONS} | {"device": "cpu", "progress": False}
+    matrix = training_matrix(rec)
+    written = []
+    for attractive, suffix in ((False, ""), (True, "-attractive")):
+        start = time.time()
+        x, present = collaborative_embeddings(matrix, dim=stage.rank, method="lgmd", seed=stage.seed,
+                                              lgmd_options=options | {"attractive": attractive})
+        out = cache / f"{dataset}-lgmd{suffix}.npz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, x=x, p=present)
+        print(f"LGMD cf ({'attractive graphs' if attractive else 'plain graphs'}, {path.relative_to(ROOT)}): "
+              f"{x.shape[0]} x {x.shape[1]}, {int(present.sum())} items with interactions, {time.time() - start:.0f} s"
+              f" -> {out}", flush=True)
+        written.append(out)
+    return written
+
+
 def run_row(name: str, overrides: dict, feats, recipe, workdir: Path) -> tuple[dict, object, float]:
     """Train one quantizer; returns (SemanticIDAssignment statistics, assignment, seconds)."""
     from dataclasses import replace
@@ -121,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--no-results", action="store_true")
+    p.add_argument("--make-lgmd", action="store_true",
+                   help="first fit the LGMD cf embeddings of the LGMD rows into --lgmd-cache (recipes/<data>/lgmd.yaml)")
     p.add_argument("--finalize", action="store_true",
                    help="write the JSON and RESULTS table from the rows a stopped run finished (no training)")
     args = p.parse_args(argv)
@@ -141,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rec = rb.load_data(args.dataset)
     feats = rb.load_features(args.dataset, rec)
+    if args.make_lgmd:
+        make_lgmd_embeddings(args.dataset, rec, Path(args.lgmd_cache))
     partial = workdir / "partial.json"
     done = {r["name"]: r for r in json.loads(partial.read_text())} if args.finalize and partial.exists() else {}
     results = []
@@ -199,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         out["machine"] = (f"{os.cpu_count()} CPU cores ({platform.machine()}), threads 1, shared with 5-6 other "
                           f"processes; load {load_end[0]:.1f} when the rows were written")
     path = rb.RESULTS_DIR / f"simcit-ablation-{args.dataset}.json"
+    if args.rows and path.exists():   # some rows: they replace their namesakes, the file keeps every other row
+        out = merge_rows(json.loads(path.read_text()), out)
     path.write_text(json.dumps(out, indent=2) + "\n")
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
         f.write(f"\n## SimCIT ablation ({args.dataset}): learned codes, each departure, re-fit, modalities\n\n"
@@ -209,6 +248,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"the row (null in the JSON).\n\n{table}\n\nJSON: `{path.relative_to(ROOT)}`.\n")
     print(f"wrote {path}")
     return 0
+
+
+def merge_rows(earlier: dict, new: dict) -> dict:
+    """The results file ``earlier`` with ``new``'s rows in place of their namesakes (new names at the end), each
+    carrying the command that ran it; the file's own command and date stay, ``updated`` says when."""
+    fresh = {r["name"]: r | {"command": new["command"]} for r in new["rows"]}
+    rows = [fresh.pop(r["name"], r) for r in earlier["rows"]] + list(fresh.values())
+    return earlier | {"rows": rows, "updated": new["date"]}
 
 
 def format_table(rows: list[dict]) -> str:

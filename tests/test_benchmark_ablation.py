@@ -1,0 +1,68 @@
+"""benchmarks/simcit_ablation.py: the LGMD rows' embeddings and rows run alone update the results file."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("bench_ablation", ROOT / "benchmarks" / "simcit_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lgmd_embeddings_follow_the_recipe_on_the_training_matrix(ablation, tmp_path):
+    """Plain and attractive LGMD cf for the two LGMD rows: the recipe's rank, unit norm where an item has training
+    interactions (validation and test targets never count), zero and masked elsewhere."""
+    rng = np.random.default_rng(0)
+    sequences = [list(rng.choice(50, size=rng.integers(4, 12), replace=False)) for _ in range(80)]
+    sequences[0] = [0, 1, 48, 49]                       # 48 and 49: this user's validation and test targets only
+    sequences = [[i for i in s if i not in (48, 49)] if u else s for u, s in enumerate(sequences)]
+    rec = SimpleNamespace(sequences={"user_id": list(range(80)), "items": sequences}, num_users=80, num_items=50)
+    plain, attractive = ablation.make_lgmd_embeddings("beauty", rec, tmp_path)
+    assert [plain.name, attractive.name] == ["beauty-lgmd.npz", "beauty-lgmd-attractive.npz"]
+    a, b = np.load(plain), np.load(attractive)
+    assert a["x"].shape == (50, 32) and a["p"].dtype == bool
+    assert not a["p"][48] and not a["p"][49] and a["p"][:48].all()
+    np.testing.assert_allclose(np.linalg.norm(a["x"][a["p"]], axis=1), 1.0, atol=1e-5)
+    assert not a["x"][~a["p"]].any()
+    np.testing.assert_array_equal(a["p"], b["p"])
+
+
+def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
+    import hf_simcit.features.collaborative as collaborative
+
+    calls = []
+
+    def spy(matrix, dim, method, seed, lgmd_options):
+        calls.append((dim, method, seed, lgmd_options))
+        return np.eye(matrix.shape[1], dim, dtype=np.float32), np.ones(matrix.shape[1], dtype=bool)
+
+    monkeypatch.setattr(collaborative, "collaborative_embeddings", spy)
+    rec = SimpleNamespace(sequences={"user_id": [0, 1], "items": [[0, 1, 2, 3], [1, 2, 3, 0]]}, num_users=2,
+                          num_items=4)
+    ablation.make_lgmd_embeddings("beauty", rec, tmp_path)
+    assert [(c[0], c[1], c[2], c[3]["attractive"]) for c in calls] == [(32, "lgmd", 0, False), (32, "lgmd", 0, True)]
+    assert {k: calls[0][3][k] for k in ("support", "max_block_size", "max_iter", "admm_iter", "base")} == {
+        "support": "blocks", "max_block_size": 100, "max_iter": 5, "admm_iter": 20, "base": 1.0}
+
+
+def test_rows_run_alone_replace_their_namesakes_and_keep_the_rest(ablation):
+    earlier = {"command": "all rows", "date": "d0", "rows": [{"name": "default", "raw_collision": 0.03},
+                                                            {"name": "lgmd", "raw_collision": None}]}
+    new = {"command": "--rows lgmd,extra", "date": "d1", "rows": [{"name": "lgmd", "raw_collision": 0.02},
+                                                                  {"name": "extra", "raw_collision": 0.5}]}
+    out = ablation.merge_rows(earlier, new)
+    assert [r["name"] for r in out["rows"]] == ["default", "lgmd", "extra"]
+    assert out["rows"][0] == {"name": "default", "raw_collision": 0.03}
+    assert out["rows"][1] == {"name": "lgmd", "raw_collision": 0.02, "command": "--rows lgmd,extra"}
+    assert (out["command"], out["date"], out["updated"]) == ("all rows", "d0", "d1")
