@@ -14,7 +14,8 @@ SVD, text + cf LGMD, LGMD with attractive graphs when ``--lgmd-cache`` holds the
 3 x 256 vs 4 x 64 codes.
 
     nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --dataset beauty --threads 1
-    nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --rows default,refit-final --downstream default
+    nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --rows default "refit final (k-means once after training)" --downstream default
+    nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --make-lgmd --rows "modalities text + cf (LGMD)" "modalities text + cf (LGMD, attractive graphs)"
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -141,8 +143,9 @@ def run_row(name: str, overrides: dict, feats, recipe, workdir: Path) -> tuple[d
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="beauty", choices=["beauty"])
-    p.add_argument("--rows", default=None, help="comma-separated row names (default: all)")
-    p.add_argument("--downstream", default="", help="rows that also train a generator (comma-separated)")
+    p.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="row names (default: all; names hold "
+                   "commas and spaces, so quote each)")
+    p.add_argument("--downstream", nargs="+", default=[], metavar="ROW", help="rows that also train a generator")
     p.add_argument("--lgmd-cache", default=str(rb.CACHE), help="folder with beauty-lgmd[-attractive].npz")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=None)
@@ -161,15 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = "python benchmarks/simcit_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/simcit_ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     load_start, started = os.getloadavg(), time.time()
     workdir = rb.CACHE / "ablation" / args.dataset
     recipe = rb.quantizer_recipe(args.dataset, argparse.Namespace(seed=args.seed, levels=None, codebook_size=None,
                                                                    simcit_steps=None), workdir)
     rows_spec = ablation_rows(recipe)
     names = [r[0] for r in rows_spec]
-    wanted = names if not args.rows else [n.strip() for n in args.rows.split(",")]
-    downstream = [n.strip() for n in args.downstream.split(",") if n.strip()]
+    wanted = args.rows or names
+    downstream = args.downstream
     unknown = [n for n in wanted + downstream if n not in names]
     if unknown:
         print(f"error: unknown row {unknown[0]!r}; rows: {names}", file=sys.stderr)
