@@ -239,12 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         out["machine"] = (f"{os.cpu_count()} CPU cores ({platform.machine()}), threads 1, shared with 5-6 other "
                           f"processes; load {load_end[0]:.1f} when the rows were written")
     path = rb.RESULTS_DIR / f"simcit-ablation-{args.dataset}.json"
+    this_run = out   # the RESULTS section describes this run, also when its rows join an earlier file
     if args.rows and path.exists():   # some rows: they replace their namesakes, the file keeps every other row
         out = merge_rows(json.loads(path.read_text()), out)
     path.write_text(json.dumps(out, indent=2) + "\n")
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
         f.write(f"\n## SimCIT ablation ({args.dataset}): learned codes, each departure, re-fit, modalities\n\n"
-                f"Date: {out['date']}. Machine: {out['machine']} (load average at start -> end; shared cores). "
+                f"Date: {this_run['date']}. Machine: {this_run['machine']} (load average at start -> end; shared cores). "
                 f"Command: `{command}`\n\nEvery row: `train_quantizer` with recipes/{args.dataset}/quantizer.yaml "
                 f"plus the row's overrides, seed {args.seed}; raw collision and usage of the quantizer's own codes "
                 f"over all {len(feats.item_ids)} items. Test N@10 / R@10: `-` where no generator was trained for "
