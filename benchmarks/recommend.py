@@ -620,6 +620,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The benchmark; bad input (data not found, a damaged file, SIDs that cannot be built) is one line and exit
+    status 2."""
+    from hf_simcit.errors import SimCITInputError
+
+    try:
+        return run(argv)
+    except SimCITInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.merge:
         return merge_results(args.merge, args.results_name or "recommend-merged")

@@ -215,3 +215,11 @@ def test_seeds_summary_is_mean_and_sd_over_runs_that_differ_only_in_the_seed(ben
         bench.main(["--seeds-summary", *paths[:2], run("3", {"simcit": 0.1, "rqvae": 0.1}, " --lr 0.01")])
     with pytest.raises(SystemExit, match="share a seed"):
         bench.main(["--seeds-summary", paths[0], paths[0]])
+
+
+def test_missing_data_is_one_line_and_exit_status_2(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "CACHE", tmp_path / "cache")
+    monkeypatch.setitem(bench.DATA_DIRS, "foursquare-nyc", tmp_path / "nowhere")
+    assert bench.main(["--dataset", "foursquare-nyc", "--methods", "popularity", "--no-results"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "nowhere" in err[0] and "not found" in err[0], err
