@@ -258,7 +258,7 @@ def text_knn(text: torch.Tensor, split, new_items=None, new_item_slots: int = 0,
     """Rank every item by cosine of its text embedding to the sum of the user's history embeddings (history
     items excluded): the non-learned content baseline a cold item can reach. With ``new_item_slots``, the last
     places go to the most similar of ``new_items``, assembled as the generator's reserved places are."""
-    from hf_simcit.generation.recommend import Recommendations, _with_reserved_places
+    from hf_simcit.generation.recommend import Recommendations, with_reserved_places
     from hf_simcit.metrics.ranking import ranking_metrics
 
     text = torch.nn.functional.normalize(torch.as_tensor(text, dtype=torch.float32), dim=-1)
@@ -273,7 +273,7 @@ def text_knn(text: torch.Tensor, split, new_items=None, new_item_slots: int = 0,
             best_new = scores[new].topk(min(k, len(new)))
             as_list = [Recommendations(i[None], v[None], i[None, :, None]) for i, v in
                        ((top.indices, top.values), (new[best_new.indices], best_new.values))]
-            ranked.append(_with_reserved_places(*as_list, k, new_item_slots).item_indices[0])
+            ranked.append(with_reserved_places(*as_list, k, new_item_slots).item_indices[0])
         else:
             ranked.append(top.indices)
     return ranking_metrics(torch.stack(ranked) if ranked else torch.zeros(0, k), split["target"], ks) | {
@@ -601,8 +601,6 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
         print(f"error: {path} does not exist: run the benchmark first", file=sys.stderr)
         return 2
     commands = saved.setdefault("new_item_slots_commands", {})   # per row: the command of its slot figures
-    earlier = saved.pop("new_item_slots_command", None)          # the one command of files before this key
-    commands |= {m: earlier for m, r in saved["rows"].items() if earlier and "new_item_slots" in r and m not in commands}
     for method, row in found.items():
         saved["rows"].setdefault(method, {k: row[k] for k in parts})["new_item_slots"] = row["new_item_slots"]
         commands[method] = command

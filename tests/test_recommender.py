@@ -340,3 +340,21 @@ def test_evaluation_can_exclude_each_examples_history_items(tmp_path):
     plain, excluded = rankings(), rankings(exclude_history=True)
     assert any(set(r) & set(h) for r, h in zip(plain, test["history"]))       # history items do come up
     assert not any(set(r) & set(h) for r, h in zip(excluded, test["history"]))
+
+
+def test_recommend_items_builds_no_autograd_graph(monkeypatch):
+    """Inference runs under ``torch.no_grad``: no activations are kept for a backward pass that never comes."""
+    import hf_simcit.generation as generation
+    from hf_simcit.recommender.inference import recommend_items
+
+    rec = build_recommender(tiny_model_args(), tiny_sids(), seed=0)
+    seen = []
+    real = generation.recommend
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_grad_enabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "recommend", spy)
+    recommend_items(rec, [["item1", "item2"]], k=3)
+    assert seen == [False]

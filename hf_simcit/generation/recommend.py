@@ -107,7 +107,7 @@ def recommend(
         reserved.item_indices = torch.where(reserved.item_indices >= 0,
                                             new[reserved.item_indices.clamp(min=0).cpu()].to(
                                                 reserved.item_indices.device), -1)
-        return _with_reserved_places(ordinary, reserved, k, new_item_slots)
+        return with_reserved_places(ordinary, reserved, k, new_item_slots)
     input_ids, attention_mask = prepare_prompts(input_ids, attention_mask, pad_token_id=pad_token_id)
     was_training = model.training
     model.eval()
@@ -149,8 +149,8 @@ def _new_item_index(new_items: Sequence[int] | torch.Tensor | None, slots: int, 
     return new
 
 
-def _with_reserved_places(ordinary: Recommendations, reserved: Recommendations, k: int,
-                          slots: int) -> Recommendations:
+def with_reserved_places(ordinary: Recommendations, reserved: Recommendations, k: int,
+                         slots: int) -> Recommendations:
     """Per history: the ordinary search's first ``k - slots`` items (new items among them stay where they are),
     then the best ``slots`` new items not listed yet; places left empty (``-1`` in either search, under
     exclusions) are filled from the other list."""

@@ -53,7 +53,6 @@ def context_length(rec: Recommender) -> int | None:
     return getattr(config, "max_position_embeddings", None)
 
 
-@torch.no_grad()
 def check_new_items_request(new_items: Sequence[str] | None, new_item_slots: int) -> None:
     """New items and their reserved places go together (raises :class:`SimCITInputError` otherwise); the CLI asks
     before it loads a model."""
@@ -62,6 +61,7 @@ def check_new_items_request(new_items: Sequence[str] | None, new_item_slots: int
                                "many of the k places they get; --new-item-slots)")
 
 
+@torch.no_grad()
 def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int = 10,
                     num_beams: int | None = None, batch_size: int = 32, new_items: Sequence[str] | None = None,
                     new_item_slots: int = 0) -> list[list[tuple[str, float]]]:
