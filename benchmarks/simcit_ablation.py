@@ -84,29 +84,29 @@ def with_cf(feats, source: str | None, cache: Path):
                         feats.masks | {"cf": torch.as_tensor(z["p"], dtype=torch.bool)}, feats.item_ids)
 
 
-LGMD_OPTIONS = ("rho_u", "rho_v", "ridge", "base", "prior_weight", "support", "max_block_size", "knn", "max_iter",
-                "tol", "admm_iter", "admm_tol", "dtype")
-
-
 def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
-    """``<cache>/<dataset>-lgmd[-attractive].npz``: the LGMD cf embeddings of the two LGMD rows, fitted with the
-    data set's ``lgmd.yaml`` (the pipeline's lgmd stage settings; plain and attractive graphs) on the training
-    matrix the SVD cf comes from, unit norm, with the mask of items that have training interactions."""
+    """``<cache>/<dataset>-lgmd[-attractive].npz``: the LGMD cf embeddings of the two LGMD rows, fitted as the
+    pipeline's lgmd stage fits them (the data set's ``lgmd.yaml``, plain and attractive graphs, on the training
+    matrix the SVD cf comes from): unit norm, with the mask of items that have training interactions."""
+    from dataclasses import replace
+
     from hf_simcit.data import training_matrix
-    from hf_simcit.features.collaborative import collaborative_embeddings
     from hf_simcit.lgmd.stage import LGMDArguments
     from hf_simcit.utils.recipes import mapping_fields, read_recipe, recipe_dataclasses
 
     path = ROOT / "recipes" / dataset / "lgmd.yaml"
     (stage,) = recipe_dataclasses((LGMDArguments,), read_recipe(path, mappings=mapping_fields(LGMDArguments)),
                                   str(path))
-    options = {k: getattr(stage, k) for k in LGMD_OPTIONS} | {"device": "cpu", "progress": False}
     matrix = training_matrix(rec)
     written = []
     for attractive, suffix in ((False, ""), (True, "-attractive")):
         start = time.time()
-        x, present = collaborative_embeddings(matrix, dim=stage.rank, method="lgmd", seed=stage.seed,
-                                              lgmd_options=options | {"attractive": attractive})
+        options = replace(stage, attractive=attractive, device="cpu", progress=False, normalize=True,
+                          null_if_empty=True)
+        transform = options.fit_transform(matrix)
+        column = transform({"item_index": list(range(matrix.shape[1]))})[options.embedding_column]
+        present = np.array([v is not None for v in column])
+        x = np.array([v if v is not None else [0.0] * options.rank for v in column], dtype=np.float32)
         out = cache / f"{dataset}-lgmd{suffix}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out, x=x, p=present)

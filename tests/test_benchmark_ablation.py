@@ -36,21 +36,28 @@ def test_lgmd_embeddings_follow_the_recipe_on_the_training_matrix(ablation, tmp_
 
 
 def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
-    import hf_simcit.features.collaborative as collaborative
+    """The two LGMD rows fit the estimator the pipeline's lgmd stage builds from ``recipes/beauty/lgmd.yaml``
+    (``LGMDArguments.estimator``), plain and with attractive graphs."""
+    from hf_simcit.lgmd.stage import LGMDArguments
+    from hf_simcit.lgmd.transform import LGMDTransform
 
-    calls = []
+    fitted = []
 
-    def spy(matrix, dim, method, seed, lgmd_options):
-        calls.append((dim, method, seed, lgmd_options))
-        return np.eye(matrix.shape[1], dim, dtype=np.float32), np.ones(matrix.shape[1], dtype=bool)
+    def spy(self, matrix, lgmd=None):
+        fitted.append(self.estimator())
+        return LGMDTransform(np.eye(matrix.shape[1], self.rank), output_column=self.embedding_column,
+                             normalize=self.normalize, null_if_empty=self.null_if_empty)
 
-    monkeypatch.setattr(collaborative, "collaborative_embeddings", spy)
+    monkeypatch.setattr(LGMDArguments, "fit_transform", spy)
     rec = SimpleNamespace(sequences={"user_id": [0, 1], "items": [[0, 1, 2, 3], [1, 2, 3, 0]]}, num_users=2,
                           num_items=4)
     ablation.make_lgmd_embeddings("beauty", rec, tmp_path)
-    assert [(c[0], c[1], c[2], c[3]["attractive"]) for c in calls] == [(32, "lgmd", 0, False), (32, "lgmd", 0, True)]
-    assert {k: calls[0][3][k] for k in ("support", "max_block_size", "max_iter", "admm_iter", "base")} == {
+    assert [(m.rank, m.random_state, m.attractive, m.device) for m in fitted] == [(32, 0, False, "cpu"),
+                                                                                   (32, 0, True, "cpu")]
+    assert {k: getattr(fitted[0], k) for k in ("support", "max_block_size", "max_iter", "admm_iter", "base")} == {
         "support": "blocks", "max_block_size": 100, "max_iter": 5, "admm_iter": 20, "base": 1.0}
+    x = np.load(tmp_path / "beauty-lgmd.npz")["x"]
+    np.testing.assert_array_equal(x, np.eye(4, 32))   # the transform's rows, in item order
 
 
 def test_rows_run_alone_replace_their_namesakes_and_keep_the_rest(ablation):

@@ -109,3 +109,20 @@ def test_recipes_match_the_arguments_dataclass(name):
 
     (args,) = HfArgumentParser(LGMDArguments).parse_yaml_file(str(ROOT / "recipes" / name / "lgmd.yaml"))
     assert args.data == f"runs/{name}/data" and args.rank == 32 and args.support == "blocks"
+
+
+def test_stage_options_build_the_estimator_they_name():
+    """Every LGMDArguments key that is an LGMD parameter reaches the estimator (``seed`` as ``random_state``):
+    the stage and the ablation benchmark build their estimator in this one place."""
+    from dataclasses import fields
+
+    from hf_simcit.lgmd.stage import LGMDArguments
+
+    args = LGMDArguments(rank=7, rho_u=0.3, rho_v=0.4, ridge=2.0, base=0.5, attractive=True, prior_weight=3.0,
+                         support="knn", max_block_size=40, knn=4, max_iter=3, tol=1e-3, admm_iter=9,
+                         admm_tol=1e-3, dtype="float64", device="cpu", seed=11, progress=False)
+    params = args.estimator().get_params()
+    shared = {f.name for f in fields(LGMDArguments)} & set(params)
+    assert len(shared) == 17
+    assert {k: params[k] for k in shared} == {k: getattr(args, k) for k in shared}
+    assert params["random_state"] == 11

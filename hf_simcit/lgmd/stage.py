@@ -15,9 +15,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SimCITInputError
+
+if TYPE_CHECKING:
+    from .estimator import LGMD
+    from .transform import LGMDTransform
 
 
 @dataclass
@@ -61,6 +65,29 @@ class LGMDArguments:
         if self.dtype not in ("float32", "float64"):
             raise SimCITInputError(f"dtype={self.dtype!r}: choose float32 or float64")
 
+    def estimator(self) -> LGMD:
+        """The unfitted LGMD these options describe: the one place that maps the stage's keys onto the
+        estimator's parameters (the stage, and any script that wants the pipeline's LGMD, build it here)."""
+        import torch
+
+        from .estimator import LGMD
+
+        return LGMD(self.rank, rho_u=self.rho_u, rho_v=self.rho_v, ridge=self.ridge, base=self.base,
+                    attractive=self.attractive, prior_weight=self.prior_weight, support=self.support,
+                    max_block_size=self.max_block_size, knn=self.knn, max_iter=self.max_iter, tol=self.tol,
+                    admm_iter=self.admm_iter, admm_tol=self.admm_tol, dtype=self.dtype,
+                    device=self.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                    random_state=self.seed, progress=self.progress)
+
+    def fit_transform(self, matrix, lgmd: LGMD | None = None) -> LGMDTransform:
+        """Fit ``lgmd`` (default :meth:`estimator`; pass one to read its fitted attributes afterwards) on a
+        ``(num_users, num_items)`` training matrix. The :class:`LGMDTransform` writes ``embedding_column``
+        (unit norm if ``normalize``; ``None`` for an item without interactions if ``null_if_empty``)."""
+        from .transform import LGMDTransform
+
+        return LGMDTransform.fit_interactions(matrix, lgmd or self.estimator(), output_column=self.embedding_column,
+                                              normalize=self.normalize, null_if_empty=self.null_if_empty)
+
 
 def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
     """Run the stage; returns the report written to ``OUTPUT/lgmd.json``."""
@@ -69,8 +96,6 @@ def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
 
     from ..data import load_prepared, training_matrix
     from ..utils.serialization import atomic_directory
-    from .estimator import LGMD
-    from .transform import LGMDTransform
 
     if not args.data or not args.output:
         raise SimCITInputError("lgmd needs data (prepared folder) and output (e.g. --data runs/x/data --output runs/x/lgmd)")
@@ -89,36 +114,10 @@ def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
         raise SimCITInputError(
             f"the item table has {len(items)} rows but the training matrix has {matrix.shape[1]} items"
         )
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     load_seconds = time.perf_counter() - start
-    lgmd = LGMD(
-        args.rank,
-        rho_u=args.rho_u,
-        rho_v=args.rho_v,
-        ridge=args.ridge,
-        base=args.base,
-        attractive=args.attractive,
-        prior_weight=args.prior_weight,
-        support=args.support,
-        max_block_size=args.max_block_size,
-        knn=args.knn,
-        max_iter=args.max_iter,
-        tol=args.tol,
-        admm_iter=args.admm_iter,
-        admm_tol=args.admm_tol,
-        dtype=args.dtype,
-        device=device,
-        random_state=args.seed,
-        progress=args.progress,
-    )
     fit_start = time.perf_counter()
-    transform = LGMDTransform.fit_interactions(
-        matrix,
-        lgmd,
-        output_column=args.embedding_column,
-        normalize=args.normalize,
-        null_if_empty=args.null_if_empty,
-    )
+    lgmd = args.estimator()
+    transform = args.fit_transform(matrix, lgmd)
     fit_seconds = time.perf_counter() - fit_start
     mapped = items.map(transform, batched=True, desc="cf_embedding")
     report = {
@@ -127,7 +126,7 @@ def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
         "num_items": int(matrix.shape[1]),
         "interactions": int(matrix.nnz),
         "rank": int(args.rank),
-        "device": str(device),
+        "device": str(lgmd.device),
         "torch_threads": torch.get_num_threads(),
         "iterations": int(lgmd.n_iter_),
         "converged": bool(lgmd.converged_),
