@@ -216,23 +216,36 @@ class SavedGenerator:
         """Whether the rebuilt warm SIDs are the ones this generator was trained on."""
         return torch.equal(self.item_token_ids[:num_warm].cpu(), self.recommender.item_token_ids.cpu())
 
-    def evaluate(self, split, args, new_items=None, new_item_slots: int = 0) -> dict:
+    def evaluate(self, split, args, new_items=None, new_item_slots: int = 0, exclude_history: bool = False) -> dict:
         """Rank the whole catalogue (cold items in the trie) on ``split``; with ``new_item_slots``, that many of
-        the top 10 places go to the best of ``new_items`` (the cold items)."""
+        the top 10 places go to the best of ``new_items`` (the cold items); ``exclude_history``: never an item
+        of the user's own history."""
         from hf_simcit.recommender.evaluation import evaluate_recommender
 
         best = self.recommender
         return evaluate_recommender(best.model, best.tokenizer, self.item_token_ids, split, num_beams=args.beams,
                                     ks=(5, 10), batch_size=args.eval_batch_size,
                                     desc=f"cold-start {self.folder.name}", new_items=new_items,
-                                    new_item_slots=new_item_slots)
+                                    new_item_slots=new_item_slots, exclude_history=exclude_history)
 
 
-def new_item_slot_rows(score, parts: dict, slots: list[int]) -> dict:
-    """``{slots: {part: figures}}``: a ranking with ``m`` of its top 10 places reserved for the cold items
-    (:func:`hf_simcit.generation.recommend`'s ``new_item_slots``; TIGER's share of new items), per part;
-    ``score(split, new_item_slots=m) -> metrics``."""
-    return {str(m): {part: figures(score(split, new_item_slots=m)) for part, split in parts.items()} for m in slots}
+def scored_parts(score, parts: dict, cold_items: list[int], slots: list[int]) -> dict:
+    """``{part: figures, "new_item_slots": {m: {part: figures}}}`` of one ranking: plainly, and with ``m`` of its
+    top 10 places reserved for the cold items (:func:`hf_simcit.generation.recommend`'s ``new_item_slots``;
+    TIGER's share of new items); ``score(split, new_items=..., new_item_slots=m) -> metrics``."""
+    return {**{part: figures(score(split)) for part, split in parts.items()},
+            "new_item_slots": {str(m): {part: figures(score(split, new_items=cold_items, new_item_slots=m))
+                                        for part, split in parts.items()} for m in slots}}
+
+
+def generator_row(saved: SavedGenerator, parts: dict, cold_items: list[int], args) -> dict:
+    """A saved generator's figures per part (with and without reserved places); with ``--exclude-history``,
+    the same again with each user's history items excluded, under ``history_excluded``."""
+    row = scored_parts(partial(saved.evaluate, args=args), parts, cold_items, args.new_item_slots)
+    if args.exclude_history:
+        row["history_excluded"] = scored_parts(partial(saved.evaluate, args=args, exclude_history=True), parts,
+                                               cold_items, args.new_item_slots)
+    return row
 
 
 def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: list[str], simcit_args, args):
@@ -257,40 +270,39 @@ def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: lis
 def text_knn(text: torch.Tensor, split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
     """Rank every item by cosine of its text embedding to the sum of the user's history embeddings (history
     items excluded): the non-learned content baseline a cold item can reach. With ``new_item_slots``, the last
-    places go to the most similar of ``new_items``, assembled as the generator's reserved places are."""
+    places go to the most similar of ``new_items``, assembled as the generator's reserved places are. One
+    ``(users, items)`` product scores a whole split, so scoring it again per number of places costs little."""
     from hf_simcit.generation.recommend import Recommendations, with_reserved_places
     from hf_simcit.metrics.ranking import ranking_metrics
 
     text = torch.nn.functional.normalize(torch.as_tensor(text, dtype=torch.float32), dim=-1)
     k = max(ks)
-    new = torch.as_tensor(new_items if new_item_slots else [], dtype=torch.long)
-    ranked = []
-    for history in split["history"]:
-        scores = text @ text[list(history)].sum(0)
-        scores[list(history)] = -float("inf")
-        top = scores.topk(k)
-        if new_item_slots:
-            best_new = scores[new].topk(min(k, len(new)))
-            as_list = [Recommendations(i[None], v[None], i[None, :, None]) for i, v in
-                       ((top.indices, top.values), (new[best_new.indices], best_new.values))]
-            ranked.append(with_reserved_places(*as_list, k, new_item_slots).item_indices[0])
-        else:
-            ranked.append(top.indices)
-    return ranking_metrics(torch.stack(ranked) if ranked else torch.zeros(0, k), split["target"], ks) | {
-        "num_examples": len(split)}
+    histories = [list(h) for h in split["history"]]
+    users = torch.repeat_interleave(torch.arange(len(histories)), torch.tensor([len(h) for h in histories]))
+    items = torch.tensor([i for h in histories for i in h], dtype=torch.long)
+    profiles = torch.zeros(len(histories), text.shape[1]).index_add_(0, users, text[items])
+    scores = profiles @ text.T                                   # (users, items)
+    scores[users, items] = -float("inf")
+    top = scores.topk(k)
+    ranked = Recommendations(top.indices, top.values, top.indices[..., None])
+    if new_item_slots:
+        new = torch.as_tensor(new_items, dtype=torch.long)
+        best_new = scores[:, new].topk(min(k, len(new)))
+        ranked = with_reserved_places(ranked, Recommendations(new[best_new.indices], best_new.values,
+                                                              new[best_new.indices][..., None]), k, new_item_slots)
+    return ranking_metrics(ranked.item_indices, split["target"], ks) | {"num_examples": len(split)}
 
 
 def text_knn_row(feats, parts: dict, cold_items: list[int], args) -> dict:
     """The text kNN's figures per part, plainly and with ``--new-item-slots`` places kept for the cold items
-    (the comparison the generators' reserved places need: the kNN, too, is told which items are new)."""
-    text = feats.features["text"]
-    return {**{part: figures(text_knn(text, split)) for part, split in parts.items()},
-            "new_item_slots": new_item_slot_rows(partial(text_knn, text, new_items=cold_items), parts,
-                                                 args.new_item_slots)}
+    (the comparison the generators' reserved places need: the kNN, too, is told which items are new). It
+    always excludes the history, so it has no separate ``history_excluded`` figures."""
+    return scored_parts(partial(text_knn, feats.features["text"]), parts, cold_items, args.new_item_slots)
 
 
 def figures(metrics: dict) -> dict:
-    return {k: float(metrics[k]) for k in ("recall@10", "ndcg@10")} | {"users": int(metrics.get("num_examples", 0))}
+    return {k: float(metrics[k]) for k in ("recall@10", "ndcg@10")} | {"users": int(metrics.get("num_examples", 0))} | (
+        {"invalid_items": int(metrics["invalid_items"])} if "invalid_items" in metrics else {})
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -335,6 +347,10 @@ def parse_args(argv):
     p.add_argument("--new-item-slots", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=[1, 2],
                    help="also score each generator with this many of its top 10 places reserved for cold items "
                         "(comma list; TIGER's share of new items)")
+    p.add_argument("--exclude-history", action="store_true",
+                   help="also score the generators and SASRec with each user's history items excluded from the "
+                        "ranking, as the text kNN always is (RecBole's protocol); under each row's "
+                        "history_excluded")
     p.add_argument("--reevaluate", nargs="+", default=None, metavar="WORKDIR",
                    help="train nothing: score the generators an earlier run saved in these --workdir folders "
                         "(SIDs rebuilt and checked against each generator's own), with and without the "
@@ -347,7 +363,7 @@ def parse_args(argv):
 
 # what may differ between the runs whose rows --from-partial merges: everything else decides the rows' figures
 RUN_ONLY_OPTIONS = frozenset({"methods", "threads", "workdir", "no_results", "from_partial", "reevaluate",
-                              "new_item_slots"})
+                              "new_item_slots", "exclude_history"})
 
 
 def row_settings(args) -> dict:
@@ -483,14 +499,10 @@ def run(argv: list[str] | None = None) -> int:
         print(f"[{method}] SIDs in {time.time() - t0:.0f}s: {json.dumps(stats)}", flush=True)
         run = rb.run_generator(method, assignment, warm_rec, warm_test, args, workdir)
         saved = SavedGenerator.load(workdir / method, full_codes, assignment.codebook_sizes, feats.item_ids)
-        warm_full, cold_full = saved.evaluate(warm_test, args), saved.evaluate(cold_test, args)
-        rows[method] = {"cold": figures(cold_full), "warm": figures(warm_full),
-                        "warm_without_cold": figures(run["test"]), "epochs": run["epochs"],
+        scored = generator_row(saved, {"cold": cold_test, "warm": warm_test}, cold_items, args)
+        rows[method] = {**scored, "warm_without_cold": figures(run["test"]), "epochs": run["epochs"],
                         "best_epoch": run["best_epoch"], "train_s": round(float(run["train_s"]), 1),
-                        "invalid_items": int(cold_full["invalid_items"] + warm_full["invalid_items"]),
-                        "new_item_slots": new_item_slot_rows(
-                            partial(saved.evaluate, args=args, new_items=cold_items),
-                            {"cold": cold_test, "warm": warm_test}, args.new_item_slots)}
+                        "invalid_items": scored["cold"]["invalid_items"] + scored["warm"]["invalid_items"]}
         print(f"[{method}] {json.dumps(rows[method])}", flush=True)
         checkpoint()
     if "sasrec" in methods:
@@ -500,6 +512,9 @@ def run(argv: list[str] | None = None) -> int:
                           "cold_note": "cannot rank an item it never saw (no embedding): 0 by construction",
                           "epochs": run["epochs"], "best_epoch": run["best_epoch"],
                           "train_s": round(float(run["train_s"]), 1)}
+        if args.exclude_history:
+            rows["sasrec"]["history_excluded"] = {"cold": zero, "warm": figures(
+                run["test_history_excluded"] | {"num_examples": len(warm_rows)})}
         print(f"[sasrec] {json.dumps(rows['sasrec'])}", flush=True)
         checkpoint()
 
@@ -575,10 +590,7 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
                 print(f"error: {folder / method}: the rebuilt {method} SIDs are not the ones this generator was "
                       "trained on (other settings or seed?)", file=sys.stderr)
                 return 2
-            found[method] = {**{part: figures(generator.evaluate(split, args)) for part, split in parts.items()},
-                             "new_item_slots": new_item_slot_rows(
-                                 partial(generator.evaluate, args=args, new_items=cold_items), parts,
-                                 args.new_item_slots)}
+            found[method] = generator_row(generator, parts, cold_items, args)
             print(f"[{method}] {json.dumps(found[method])}", flush=True)
             if not reproduced(method, folder / method):
                 return 2
@@ -590,9 +602,10 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
     lines = ["| method | places for cold items (of 10) | cold R@10 | cold N@10 | warm R@10 | warm N@10 |",
              "|---|---|---|---|---|---|"]
     for method, row in found.items():
-        for m, part in [("0", row), *row["new_item_slots"].items()]:
-            lines.append(f"| {method} | {m} | {part['cold']['recall@10']:.4f} | {part['cold']['ndcg@10']:.4f} | "
-                         f"{part['warm']['recall@10']:.4f} | {part['warm']['ndcg@10']:.4f} |")
+        for label, scored in [(method, row), (f"{method}, history excluded", row.get("history_excluded"))]:
+            for m, part in [("0", scored), *scored["new_item_slots"].items()] if scored else []:
+                lines.append(f"| {label} | {m} | {part['cold']['recall@10']:.4f} | {part['cold']['ndcg@10']:.4f} | "
+                             f"{part['warm']['recall@10']:.4f} | {part['warm']['ndcg@10']:.4f} |")
     table = "\n".join(lines)
     print(table)
     if args.no_results or not found:
@@ -602,8 +615,12 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
         return 2
     commands = saved.setdefault("new_item_slots_commands", {})   # per row: the command of its slot figures
     for method, row in found.items():
-        saved["rows"].setdefault(method, {k: row[k] for k in parts})["new_item_slots"] = row["new_item_slots"]
+        target = saved["rows"].setdefault(method, {k: row[k] for k in parts})
+        target["new_item_slots"] = row["new_item_slots"]
         commands[method] = command
+        if "history_excluded" in row:
+            target["history_excluded"] = row["history_excluded"]
+            saved.setdefault("history_excluded_commands", {})[method] = command
     path.write_text(json.dumps(saved, indent=2) + "\n")
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
         f.write(f"\n## Cold-start items ({args.dataset}): places reserved for cold items in the top 10\n\n"
@@ -611,7 +628,9 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
                 f"`{path.relative_to(ROOT)}` (no retraining; each plain row reproduces that file's figures), "
                 f"scored again with the last m of their top 10 places given to the best cold items under the "
                 f"same model (`recommend(..., new_items=cold, new_item_slots=m)`); the text kNN likewise, its "
-                f"last m places given to the cold items most similar to the history. Command: `{command}`\n\n"
+                f"last m places given to the cold items most similar to the history"
+                f"{'; rows marked history excluded never rank an item of the user history (the text kNN always excludes it)' if args.exclude_history else ''}"
+                f". Command: `{command}`\n\n"
                 f"{table}\n")
     print(f"updated {path}")
     return 0
@@ -626,10 +645,17 @@ def format_table(rows: dict) -> str:
                      f"{row['warm']['recall@10']:.4f} | {row['warm']['ndcg@10']:.4f} | "
                      f"{'-' if without is None else f'{without:.4f}'} | {row['cold']['users']} | "
                      f"{row['warm']['users']} |")
-        for m, part in row.get("new_item_slots", {}).items():
-            lines.append(f"| {method}, {m} of 10 places for cold items | {part['cold']['recall@10']:.4f} | "
-                         f"{part['cold']['ndcg@10']:.4f} | {part['warm']['recall@10']:.4f} | "
-                         f"{part['warm']['ndcg@10']:.4f} | - | {part['cold']['users']} | {part['warm']['users']} |")
+        for label, scored in [(method, row), (f"{method}, history excluded", row.get("history_excluded"))]:
+            if scored is None:
+                continue
+            if scored is not row:
+                lines.append(f"| {label} | {scored['cold']['recall@10']:.4f} | {scored['cold']['ndcg@10']:.4f} | "
+                             f"{scored['warm']['recall@10']:.4f} | {scored['warm']['ndcg@10']:.4f} | - | "
+                             f"{scored['cold']['users']} | {scored['warm']['users']} |")
+            for m, part in scored.get("new_item_slots", {}).items():
+                lines.append(f"| {label}, {m} of 10 places for cold items | {part['cold']['recall@10']:.4f} | "
+                             f"{part['cold']['ndcg@10']:.4f} | {part['warm']['recall@10']:.4f} | "
+                             f"{part['warm']['ndcg@10']:.4f} | - | {part['cold']['users']} | {part['warm']['users']} |")
     return "\n".join(lines)
 
 

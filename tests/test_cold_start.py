@@ -161,9 +161,11 @@ def test_reserved_places_and_a_reevaluation_that_reproduces_the_run(tmp_path_fac
         return json.loads(line[len("[simcit] "):])
 
     trained = row(base)
-    again = row(base + ["--reevaluate", str(root / "w")])
+    again = row(base + ["--reevaluate", str(root / "w"), "--exclude-history"])
     for part in ("cold", "warm"):
         assert again[part] == trained[part]
+        assert again["history_excluded"][part]["users"] == trained[part]["users"]
+    assert set(again["history_excluded"]["new_item_slots"]) == {"1", "2"} and "history_excluded" not in trained
     assert again["new_item_slots"] == trained["new_item_slots"] and set(trained["new_item_slots"]) == {"1", "2"}
     warm = [trained["warm"]["recall@10"]] + [trained["new_item_slots"][m]["warm"]["recall@10"] for m in ("1", "2")]
     assert warm[0] >= warm[1] >= warm[2]
@@ -194,3 +196,26 @@ def test_text_knn_reserved_places_are_assembled_like_the_generators(cold_start):
     ndcg = cold_start.text_knn(text, Dataset.from_dict({"history": [[0]], "target": [12]}), new_items=[11, 12],
                                new_item_slots=2)["ndcg@10"]
     assert ndcg == pytest.approx(1 / math.log2(11))
+
+
+def test_generator_rows_score_with_and_without_the_history_only_when_asked(cold_start):
+    """``--exclude-history`` adds a second set of figures, every one of them scored with the history excluded;
+    the plain figures never are."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    class Saved:
+        def evaluate(self, split, args, new_items=None, new_item_slots=0, exclude_history=False):
+            calls.append((split, new_item_slots, exclude_history))
+            return {"recall@10": 0.5 if exclude_history else 0.25, "ndcg@10": 0.1, "num_examples": 3,
+                    "invalid_items": 0}
+
+    parts = {"cold": "C", "warm": "W"}
+    plain = cold_start.generator_row(Saved(), parts, [7], SimpleNamespace(new_item_slots=[1, 2], exclude_history=False))
+    assert "history_excluded" not in plain and not any(c[2] for c in calls)
+    calls.clear()
+    both = cold_start.generator_row(Saved(), parts, [7], SimpleNamespace(new_item_slots=[1], exclude_history=True))
+    assert sorted(c for c in calls if c[2]) == [("C", 0, True), ("C", 1, True), ("W", 0, True), ("W", 1, True)]
+    assert both["cold"]["recall@10"] == 0.25 and both["history_excluded"]["cold"]["recall@10"] == 0.5
+    assert both["history_excluded"]["new_item_slots"]["1"]["warm"]["recall@10"] == 0.5
