@@ -164,7 +164,10 @@ def build_sids(method: str, feats, modalities: list[str], levels: int, size: int
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -> dict:
+def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, fixed_epochs: int | None = None) -> dict:
+    """Train one SID generator to its early-stopping point (best validation checkpoint) and test it; with
+    ``fixed_epochs``, train exactly that many epochs and test the last model (nothing is selected: the run
+    validates once, at the end, on a single user, which only fills the log)."""
     from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import RecommenderModelArguments, load_recommender
     from hf_simcit.tokenization_simcit import SimCITTokenizer
@@ -180,14 +183,16 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -
         tiny_num_heads=args.heads, tiny_intermediate_size=args.ffn or 2 * args.hidden, tiny_dropout=args.dropout,
         tiny_attention_dropout=getattr(args, "attention_dropout", 0.0),
         tiny_tie_word_embeddings=getattr(args, "tie_embeddings", False))
-    data_args = RecommenderDataArguments(eval_max_examples=args.eval_examples, eval_sample_seed=args.seed,
-                                         objective=args.objective)
+    data_args = RecommenderDataArguments(eval_max_examples=1 if fixed_epochs else args.eval_examples,
+                                         eval_sample_seed=args.seed, objective=args.objective)
     train_args = RecommenderTrainingArguments(
         output_dir=str(workdir / name), checkpoint_dir=str(workdir / f"{name}_checkpoints"),
-        seed=args.seed, learning_rate=args.lr, weight_decay=args.weight_decay, num_train_epochs=args.epochs,
+        seed=args.seed, learning_rate=args.lr, weight_decay=args.weight_decay,
+        num_train_epochs=fixed_epochs or args.epochs,
         max_steps=args.max_steps, per_device_train_batch_size=args.batch_size, warmup_ratio=0.02,
         lr_scheduler_type=args.scheduler, eval_steps=args.eval_steps,
-        eval_epochs=0 if args.eval_steps else args.eval_epochs, early_stopping_patience=args.patience,
+        eval_epochs=0 if args.eval_steps or fixed_epochs else args.eval_epochs,
+        early_stopping_patience=0 if fixed_epochs else args.patience,
         save_steps=0, logging_steps=100, eval_num_beams=args.beams, eval_batch_size=args.eval_batch_size,
         resume_from_checkpoint="no")
     result = train_recommender(model_args, data_args, train_args, splits=rec.splits, sid_source=table)
@@ -210,14 +215,16 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path) -
             "curve": curve, "positions": result["token_positions_per_epoch"], "test_history_excluded": excluded}
 
 
-def run_sasrec(rec, test_split, n: int, args, device: str) -> dict:
+def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | None = None) -> dict:
     """SASRec (the package's defaults: CE at every position) to its own early-stopping point under the
-    common epoch cap, on the same fixed validation sample; the best epoch is tested."""
+    common epoch cap, on the same fixed validation sample; the best epoch is tested. With ``fixed_epochs``:
+    exactly that many epochs, one validation at the end (on a single user), the last model tested."""
     from hf_simcit.baselines.sasrec import SASRecConfig, evaluate_sasrec, rank_items, train_sasrec
 
-    config = SASRecConfig(num_items=n, num_epochs=int(np.ceil(args.sasrec_epochs or args.epochs)),
+    epochs = fixed_epochs or int(np.ceil(args.sasrec_epochs or args.epochs))
+    config = SASRecConfig(num_items=n, num_epochs=epochs, eval_every=epochs if fixed_epochs else 1,
                           patience=args.sasrec_patience or args.patience, seed=args.seed,
-                          eval_max_examples=args.eval_examples,
+                          eval_max_examples=1 if fixed_epochs else args.eval_examples,
                           **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}))
     # the whole split: the training windows are rebuilt from train + validation + test rows
     model, res = train_sasrec(rec.splits, config, device=device, verbose=False)
@@ -384,6 +391,104 @@ def recorded_options(command: str) -> argparse.Namespace:
     argv = shlex.split(command)
     script = next(i for i, a in enumerate(argv) if a.endswith("recommend.py"))
     return build_parser().parse_args(argv[script + 1:])
+
+
+def splits_with_validation_in_training(rec) -> object:
+    """The splits of a final fit that also trains on every user's validation interaction (the usual refit on
+    training + validation data once the validation has chosen the settings and the number of epochs).
+
+    Each user's sequence is split leave-one-out again with its test item repeated at the end: the training
+    rows gain the validation target, the "validation" rows become the test examples and the "test" rows a
+    copy; both keep the test target held out (never a training target). Nothing may be selected on them.
+    """
+    from datasets import Dataset, DatasetDict
+
+    from hf_simcit.data.dataset import SPLIT_FEATURES
+    from hf_simcit.data.splits import leave_one_out
+    from hf_simcit.errors import SimCITInputError
+
+    max_history = rec.stats.get("config", {}).get("max_history", 20)
+    again = leave_one_out([list(s) for s in rec.sequences["items"]], max_history=max_history)
+    for name in ("train", "validation", "test"):   # the prepared splits are these sequences' own
+        if list(getattr(again, name)["target"]) != list(rec.splits[name]["target"]):
+            raise SimCITInputError(f"the prepared {name} split is not the leave-one-out split of its sequences")
+    split = leave_one_out([list(s) + [s[-1]] for s in rec.sequences["items"]], max_history=max_history)
+    return DatasetDict({name: Dataset.from_dict(getattr(split, name), features=SPLIT_FEATURES)
+                        for name in ("train", "validation", "test")})
+
+
+def refit_with_validation(path: str, args) -> int:
+    """``--refit-with-validation JSON``: each learned row of an earlier run, trained again from scratch with the
+    same settings on the training rows plus every user's validation interaction, for the number of epochs at
+    which that run's validation peaked (nothing is selected on the refit), then tested on the same test users.
+    Why: the test prompt ends with the validation item, which the early-stopped model never saw in that user's
+    sequence; a deployed model would be trained on all the data it has."""
+    from types import SimpleNamespace
+
+    from hf_simcit.errors import SimCITInputError
+    from hf_simcit.utils.serialization import read_json
+
+    saved = read_json(Path(path))
+    if saved is None:
+        raise SimCITInputError(f"{path}: no such results file")
+    options = with_smoke_settings(recorded_options(saved["command"]))
+    options.threads, options.exclude_history = args.threads, True
+    wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = [m for m in saved["rows"] if (m in GENERATORS or m == "sasrec") and m in wanted]
+    missing = [m for m in methods if not saved["rows"][m].get("best_epoch")]
+    if missing:
+        raise SimCITInputError(f"{path}: row {missing[0]!r} records no best_epoch to refit for")
+    started = time.time()
+    ctx = run_context(options)
+    refit = SimpleNamespace(items=ctx.rec.items, splits=splits_with_validation_in_training(ctx.rec))
+    rows, lines = {}, []
+    for method in methods:
+        before = saved["rows"][method]
+        epochs = int(np.ceil(before["best_epoch"]))
+        if method == "sasrec":
+            row = run_sasrec(refit, ctx.test_split, ctx.n, options, ctx.device, fixed_epochs=epochs)
+        else:
+            assignment, _ = build_sids(method, ctx.feats, ctx.modalities if method == "simcit" else
+                                       ctx.base_modalities, ctx.levels, ctx.size, options.seed, ctx.simcit_args,
+                                       options.rqvae_steps, options.resolve, options.disambiguation_order)
+            row = run_generator(method, assignment, refit, ctx.test_split, options, ctx.workdir / "refit",
+                                fixed_epochs=epochs)
+        keys = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+        rows[method] = {"epochs": epochs, "train_s": round(float(row["train_s"]), 1),
+                        "test": {k: float(row["test"][k]) for k in keys},
+                        "test_history_excluded": {k: float(row["test_history_excluded"][k]) for k in keys},
+                        "early_stopped": {k: before.get(k) for k in ("test", "test_history_excluded", "best_epoch")}}
+        print(f"[{method}] refit {json.dumps(rows[method])}", flush=True)
+        old, new = before["test"], rows[method]["test"]
+        old_x, new_x = before.get("test_history_excluded") or {}, rows[method]["test_history_excluded"]
+        lines.append(f"| {NAMES[method]} | {epochs} | {old['recall@10']:.4f} / {old['ndcg@10']:.4f} | "
+                     f"{new['recall@10']:.4f} / {new['ndcg@10']:.4f} | {new['ndcg@10'] / old['ndcg@10']:.2f}x | "
+                     + (f"{old_x['recall@10']:.4f} / {old_x['ndcg@10']:.4f} | " if old_x else "- | ")
+                     + f"{new_x['recall@10']:.4f} / {new_x['ndcg@10']:.4f} | {rows[method]['train_s']:.0f} |")
+    table = "\n".join(["| row | epochs (the run's best) | early-stopped test R@10 / N@10 | refit test R@10 / N@10 | "
+                       "N@10 ratio | early-stopped, history excluded | refit, history excluded | refit train s |",
+                       "|" + "---|" * 8, *lines])
+    print(table)
+    command = "python benchmarks/recommend.py " + " ".join(sys.argv[1:])
+    wall = time.time() - started
+    if args.no_results:
+        return 0
+    name = args.results_name or Path(path).stem + "-refit"
+    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+           "refit_of": {"file": Path(path).name, "command": saved["command"]}, "wall_s": round(wall, 1),
+           "machine": f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end",
+           "rows": rows}
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+        f.write(f"\n## Refit on training + validation interactions ({options.dataset}, {Path(path).name})\n\n"
+                f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {out['machine']}; wall "
+                f"time {wall / 60:.1f} min. Command: `{command}`\n\nEach learned row of `{Path(path).name}` "
+                f"(`{saved['command']}`), trained again from scratch with the same settings and seed on the "
+                f"training rows plus every user's validation interaction, for the epochs at which that run's "
+                f"validation peaked (rounded up; nothing selected on the refit), then tested on the same "
+                f"{len(ctx.test_split)} test users (plain, and with the history excluded).\n\n{table}\n")
+    print(f"wrote {RESULTS_DIR / f'{name}.json'}")
+    return 0
 
 
 def _mean_sd(values: list[float]) -> dict:
@@ -614,6 +719,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "row is also tested this way (extra columns; validation stays on the plain protocol)")
     parser.add_argument("--reevaluate", choices=["validation", "test"], default=None,
                         help="no training: evaluate the generators saved by an earlier run on this split")
+    parser.add_argument("--refit-with-validation", default=None, metavar="JSON",
+                        help="no early stopping: refit each learned row of that results file (--methods) on the "
+                             "training + validation interactions for its best epoch count, with its settings, "
+                             "and test it (only --methods, --threads, --results-name, --no-results apply)")
     parser.add_argument("--seeds-summary", nargs="+", default=None, metavar="JSON",
                         help="no training: mean +- sd over results files of runs that differ only in --seed")
     return parser
@@ -635,16 +744,26 @@ def main(argv: list[str] | None = None) -> int:
     return with_bad_input_as_one_line(run, argv)
 
 
+def with_smoke_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """``--smoke``: a minute on CPU (ML-100K, 1 epoch, small samples, a tiny generator, nothing in benchmarks/)."""
+    if args.smoke:
+        args.dataset, args.epochs, args.patience, args.eval_examples = "ml-100k", 1.0, 1, 50
+        args.test_examples, args.simcit_steps, args.rqvae_steps, args.no_results = 100, 5, 20, True
+        args.hidden, args.layers, args.batch_size = 32, 1, 256
+    return args
+
+
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.merge:
         return merge_results(args.merge, args.results_name or "recommend-merged")
     if args.seeds_summary:
         return seeds_summary(args.seeds_summary, args.results_name or "recommend-seeds")
-    if args.smoke:
-        args.dataset, args.epochs, args.patience, args.eval_examples = "ml-100k", 1.0, 1, 50
-        args.test_examples, args.simcit_steps, args.rqvae_steps, args.no_results = 100, 5, 20, True
-        args.hidden, args.layers, args.batch_size = 32, 1, 256
+    if args.refit_with_validation:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return refit_with_validation(args.refit_with_validation, args)
+    with_smoke_settings(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -176,6 +176,45 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
     excluded, plain = out["1"]["sasrec"]["test_history_excluded"], out["1"]["sasrec"]["test"]
     assert excluded["recall@10"] >= plain["recall@10"] and excluded != plain
     assert "test_history_excluded" not in out["1"]["popularity"]
+    # --refit-with-validation: each learned row again, on training + validation interactions, for its best epochs
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--refit-with-validation",
+                           str(results / "jobs1.json"), "--methods", "random,sasrec", "--threads", "1", "--no-results"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    refit = {line.split()[0][1:-1]: json.loads(line.split(" refit ", 1)[1])
+             for line in done.stdout.splitlines() if " refit {" in line}
+    assert list(refit) == ["random", "sasrec"]
+    for method, row in refit.items():
+        assert row["epochs"] == int(np.ceil(out["1"][method]["best_epoch"])) == 1
+        assert row["early_stopped"]["test"] == out["1"][method]["test"]
+        assert 0.0 <= row["test"]["ndcg@10"] <= row["test"]["recall@10"] <= 1.0
+        assert set(row["test_history_excluded"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
+    assert refit["sasrec"]["test"]["ndcg@10"] > 0
+
+
+def test_refit_splits_add_each_validation_interaction_to_training(bench):
+    """The refit's splits: every training target of before plus the user's validation target, the test target
+    still held out (never a training target), and the test examples where the validation examples were."""
+    from datasets import Dataset, DatasetDict
+
+    from hf_simcit.data.dataset import SPLIT_FEATURES
+    from hf_simcit.data.splits import leave_one_out, training_sequences_from_splits
+
+    sequences = [[0, 1, 2, 3, 4], [5, 6, 7], [8, 9, 8, 10, 8], [1, 2, 3, 4, 5, 6, 7, 8]]
+    before = leave_one_out(sequences, max_history=3)
+    rec = SimpleNamespace(sequences={"items": sequences}, stats={"config": {"max_history": 3}},
+                          splits=DatasetDict({n: Dataset.from_dict(getattr(before, n), features=SPLIT_FEATURES)
+                                              for n in ("train", "validation", "test")}))
+    after = bench.splits_with_validation_in_training(rec)
+    for user, seq in enumerate(sequences):
+        old = [t for u, t in zip(before.train["user_id"], before.train["target"]) if u == user]
+        new = [t for u, t in zip(after["train"]["user_id"], after["train"]["target"]) if u == user]
+        assert new == [t for t in old + [seq[-2]] if t != seq[-1]]
+    assert after["validation"]["history"] == before.test["history"]
+    assert after["validation"]["target"] == before.test["target"]
+    rebuilt = training_sequences_from_splits(after["train"][:], after["validation"][:], after["test"][:])
+    assert {u: (items, held) for u, (items, held) in rebuilt.items()} == {
+        u: (seq[:-1], {seq[-1]}) for u, seq in enumerate(sequences)}
 
 
 def test_seeds_summary_is_mean_and_sd_over_runs_that_differ_only_in_the_seed(bench, tmp_path, monkeypatch):
