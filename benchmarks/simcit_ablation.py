@@ -87,7 +87,8 @@ def with_cf(feats, source: str | None, cache: Path):
 def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
     """``<cache>/<dataset>-lgmd[-attractive].npz``: the LGMD cf embeddings of the two LGMD rows, fitted as the
     pipeline's lgmd stage fits them (the data set's ``lgmd.yaml``, plain and attractive graphs, on the training
-    matrix the SVD cf comes from): unit norm, with the mask of items that have training interactions."""
+    matrix the SVD cf comes from): unit norm, with the mask of items that have training interactions (zero
+    rows elsewhere)."""
     from dataclasses import replace
 
     from hf_simcit.data import training_matrix
@@ -105,8 +106,10 @@ def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
                           null_if_empty=True)
         transform = options.fit_transform(matrix)
         column = transform({"item_index": list(range(matrix.shape[1]))})[options.embedding_column]
-        present = np.array([v is not None for v in column])
-        x = np.array([v if v is not None else [0.0] * options.rank for v in column], dtype=np.float32)
+        # the features convention, as for the SVD cf row: no training interaction, no cf (the stage keeps the
+        # graph-prior embedding that the learned item graph gives some such items: 12 of Beauty's 33)
+        present = np.array([v is not None for v in column]) & (np.asarray(matrix.getnnz(axis=0)) > 0)
+        x = np.array([v if p else [0.0] * options.rank for v, p in zip(column, present)], dtype=np.float32)
         out = cache / f"{dataset}-lgmd{suffix}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out, x=x, p=present)

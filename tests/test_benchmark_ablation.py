@@ -56,8 +56,10 @@ def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
                                                                                    (32, 0, True, "cpu")]
     assert {k: getattr(fitted[0], k) for k in ("support", "max_block_size", "max_iter", "admm_iter", "base")} == {
         "support": "blocks", "max_block_size": 100, "max_iter": 5, "admm_iter": 20, "base": 1.0}
-    x = np.load(tmp_path / "beauty-lgmd.npz")["x"]
-    np.testing.assert_array_equal(x, np.eye(4, 32))   # the transform's rows, in item order
+    z = np.load(tmp_path / "beauty-lgmd.npz")
+    # the transform's rows in item order; item 3 is only a validation / test target: no cf, as with SVD
+    np.testing.assert_array_equal(z["p"], [True, True, True, False])
+    np.testing.assert_array_equal(z["x"], np.eye(4, 32) * z["p"][:, None])
 
 
 def test_rows_run_alone_replace_their_namesakes_and_keep_the_rest(ablation):

@@ -56,8 +56,8 @@ class LGMDArguments:
     normalize: bool = field(default=True, metadata={"help": "L2-normalise the item embeddings"})
     null_if_empty: bool = field(
         default=True,
-        metadata={"help": "items without training interactions get null (the features convention) instead "
-                  "of their zero embedding"},
+        metadata={"help": "items without any signal (no training interaction and no edge of the learned item "
+                  "graph, hence a zero embedding) get null, the features convention, instead of the zero vector"},
     )
     progress: bool = True
 
