@@ -499,9 +499,10 @@ def _mean_sd(values: list[float]) -> dict:
 def seeds_summary(paths: list[str], name: str) -> int:
     """``results/<name>.json``: ``{date, command, seeds, rows: {method: {recall@10, ndcg@10: {mean, sd,
     values}, history_excluded: {...}, best_epoch, train_s}}}`` over runs that differ only in their seed (sample
-    sd, ddof 1), for the generator rows every run trained; a table in RESULTS.md."""
+    sd, ddof 1), for the generator rows every run trained; a table in RESULTS.md. Files of
+    ``--refit-with-validation`` summarise likewise, their settings being those of the runs they refit."""
     sources = [json.loads(Path(p).read_text()) for p in paths]
-    options = [vars(recorded_options(s["command"])) for s in sources]
+    options = [vars(recorded_options(s.get("refit_of", {}).get("command") or s["command"])) for s in sources]
     seeds = [o["seed"] for o in options]
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"the runs {paths} share a seed ({seeds}): a summary needs one run per seed")
@@ -522,7 +523,7 @@ def seeds_summary(paths: list[str], name: str) -> int:
         if all(r.get("test_history_excluded") for r in runs):
             row["history_excluded"] = {k: _mean_sd([r["test_history_excluded"][k] for r in runs])
                                        for k in SEED_METRICS}
-        row["best_epoch"] = [r.get("best_epoch") for r in runs]
+        row["best_epoch"] = [r.get("best_epoch") or r.get("epochs") for r in runs]   # a refit's fixed epochs
         row["train_s"] = [r.get("train_s") for r in runs]
         rows[method] = row
     command = "python benchmarks/recommend.py --seeds-summary " + " ".join(paths) + f" --results-name {name}"

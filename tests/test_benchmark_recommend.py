@@ -251,6 +251,19 @@ def test_seeds_summary_is_mean_and_sd_over_runs_that_differ_only_in_the_seed(ben
         bench.main(["--seeds-summary", *paths[:2], run("3", {"simcit": 0.1, "rqvae": 0.1}, " --lr 0.01")])
     with pytest.raises(SystemExit, match="share a seed"):
         bench.main(["--seeds-summary", paths[0], paths[0]])
+    # refits (--refit-with-validation files) are summarised by the seeds and settings of the runs they refit
+    refits = []
+    for path, value in zip(paths, (0.05, 0.06, 0.07)):
+        source = json.loads(Path(path).read_text())
+        refit = {"command": f"python benchmarks/recommend.py --refit-with-validation {path} --methods simcit",
+                 "refit_of": {"file": Path(path).name, "command": source["command"]},
+                 "rows": {"simcit": {"epochs": 4, "test": {"recall@10": 2 * value, "ndcg@10": value}}}}
+        refits.append(str(tmp_path / f"refit-{Path(path).name}"))
+        Path(refits[-1]).write_text(json.dumps(refit))
+    assert bench.main(["--seeds-summary", *refits, "--results-name", "refits"]) == 0
+    out = json.loads((tmp_path / "results" / "refits.json").read_text())
+    assert out["seeds"] == [42, 1, 2] and out["rows"]["simcit"]["ndcg@10"]["mean"] == pytest.approx(0.06)
+    assert out["rows"]["simcit"]["best_epoch"] == [4, 4, 4]
 
 
 def test_missing_data_is_one_line_and_exit_status_2(bench, tmp_path, monkeypatch, capsys):
