@@ -82,7 +82,8 @@ class LGMDArguments:
     def fit_transform(self, matrix, lgmd: LGMD | None = None) -> LGMDTransform:
         """Fit ``lgmd`` (default :meth:`estimator`; pass one to read its fitted attributes afterwards) on a
         ``(num_users, num_items)`` training matrix. The :class:`LGMDTransform` writes ``embedding_column``
-        (unit norm if ``normalize``; ``None`` for an item without interactions if ``null_if_empty``)."""
+        (unit norm if ``normalize``; ``None`` for a zero row, an item with no interaction that the learned item graph
+        links to nothing, if ``null_if_empty``)."""
         from .transform import LGMDTransform
 
         return LGMDTransform.fit_interactions(matrix, lgmd or self.estimator(), output_column=self.embedding_column,
