@@ -825,8 +825,8 @@ def run(argv: list[str] | None = None) -> int:
     table = format_table(rows, sid_stats)
     wall = time.time() - started
     print(table)
-    simcit_keys = ("max_steps", "learning_rate", "per_device_batch_size", "symmetric_loss", "codebook_init",
-                   "codebook_refit", "codebook_refresh_steps", "init_latent_rms")
+    simcit_keys = ("max_steps", "learning_rate", "per_device_batch_size", "contrastive_temperature",
+                   "symmetric_loss", "codebook_init", "codebook_refit", "codebook_refresh_steps", "init_latent_rms")
     settings = (
         f"data {args.dataset} ({n} items, {len(rec.splits['train'])} training examples, "
         f"{len(rec.splits['test'])} test users, evaluated: "
