@@ -106,9 +106,8 @@ def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
                           null_if_empty=True)
         transform = options.fit_transform(matrix)
         column = transform({"item_index": list(range(matrix.shape[1]))})[options.embedding_column]
-        # the features convention, as for the SVD cf row: no training interaction, no cf (the stage keeps the
-        # graph-prior embedding that the learned item graph gives some such items: 12 of Beauty's 33)
-        present = np.array([v is not None for v in column]) & (np.asarray(matrix.getnnz(axis=0)) > 0)
+        # the features convention, as for the SVD cf row: no training interaction, no cf (null)
+        present = np.array([v is not None for v in column])
         x = np.array([v if p else [0.0] * options.rank for v, p in zip(column, present)], dtype=np.float32)
         out = cache / f"{dataset}-lgmd{suffix}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,9 @@ def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
 
     def spy(self, matrix, lgmd=None):
         fitted.append(self.estimator())
-        return LGMDTransform(np.eye(matrix.shape[1], self.rank), output_column=self.embedding_column,
+        embeddings = np.eye(matrix.shape[1], self.rank)
+        embeddings[np.asarray(matrix.getnnz(axis=0)) == 0] = 0.0   # the transform's rule (test_lgmd_transform)
+        return LGMDTransform(embeddings, output_column=self.embedding_column,
                              normalize=self.normalize, null_if_empty=self.null_if_empty)
 
     monkeypatch.setattr(LGMDArguments, "fit_transform", spy)

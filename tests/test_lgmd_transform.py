@@ -65,6 +65,23 @@ def test_fit_interactions_and_map_adds_cf_embedding():
     assert _items().map(nulls, batched=True)["cf_embedding"][19] is None
 
 
+def test_an_item_without_interactions_gets_no_embedding_even_where_the_graph_links_it():
+    """The learned item graph can link an all-zero column to other items, which gives it a non-zero graph-prior
+    factor; the transform drops it (zero, or null): no training interaction, no collaborative embedding."""
+
+    class LinkedLGMD(LGMD):
+        def fit(self, X, mask=None):
+            super().fit(X, mask)
+            self.V_[19] = self.V_[0]   # as if the graph tied the empty item 19 to item 0
+            return self
+
+    transform = LGMDTransform.fit_interactions(_train_split(), LinkedLGMD(4, max_iter=2), num_items=20,
+                                               null_if_empty=True)
+    assert not transform.embeddings[19].any() and np.linalg.norm(transform.embeddings[:19], axis=1).min() > 0
+    column = _items().map(transform, batched=True)["cf_embedding"]
+    assert column[19] is None and all(v is not None for v in column[:19])
+
+
 def test_fingerprint_is_stable_and_cache_is_reused(tmp_path):
     _items().save_to_disk(tmp_path / "items")
     items = load_from_disk(str(tmp_path / "items"))

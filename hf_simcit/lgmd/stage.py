@@ -56,8 +56,8 @@ class LGMDArguments:
     normalize: bool = field(default=True, metadata={"help": "L2-normalise the item embeddings"})
     null_if_empty: bool = field(
         default=True,
-        metadata={"help": "items without any signal (no training interaction and no edge of the learned item "
-                  "graph, hence a zero embedding) get null, the features convention, instead of the zero vector"},
+        metadata={"help": "items without a training interaction get null, the features convention for a missing "
+                  "modality, instead of the zero vector"},
     )
     progress: bool = True
 
@@ -82,8 +82,8 @@ class LGMDArguments:
     def fit_transform(self, matrix, lgmd: LGMD | None = None) -> LGMDTransform:
         """Fit ``lgmd`` (default :meth:`estimator`; pass one to read its fitted attributes afterwards) on a
         ``(num_users, num_items)`` training matrix. The :class:`LGMDTransform` writes ``embedding_column``
-        (unit norm if ``normalize``; ``None`` for a zero row, an item with no interaction that the learned item graph
-        links to nothing, if ``null_if_empty``)."""
+        (unit norm if ``normalize``; ``None`` for an item without a training interaction if ``null_if_empty``, else
+        the zero vector)."""
         from .transform import LGMDTransform
 
         return LGMDTransform.fit_interactions(matrix, lgmd or self.estimator(), output_column=self.embedding_column,

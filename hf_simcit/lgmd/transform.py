@@ -12,9 +12,10 @@ LGMD's completion. Two ways to fit:
 The transform holds only numpy arrays and plain settings, so ``datasets`` fingerprints it the same way on
 every run (and after :meth:`save_pretrained` / :meth:`from_pretrained`), and ``map`` reuses its cache file.
 
-Rule for rows without any signal (an item with no training interaction): LGMD's factor step gives it the
-graph-prior value, which is the zero vector when the learned graph links it to nothing. Such rows keep that
-(zero) embedding, or ``None`` with ``null_if_empty=True`` (the features convention for a missing modality).
+Rule for rows without any signal (an item with no training interaction): the zero embedding, or ``None`` with
+``null_if_empty=True`` (the features convention for a missing modality, as the SVD cf has). LGMD's factor step
+gives such an item the graph-prior value, non-zero where the learned item graph links its all-zero column to
+others; those edges are fitted to no data about the item, so that value is dropped, not shipped as a signal.
 """
 
 from __future__ import annotations
@@ -158,9 +159,12 @@ class LGMDTransform:
             raise SimCITInputError(f"the interaction matrix has {matrix.shape[1]} items, expected {num_items}")
         lgmd.fit(matrix)
         info = _fit_info(lgmd, matrix.shape, source="interactions")
-        info["items_without_interactions"] = int((matrix.getnnz(axis=0) == 0).sum())
+        empty = np.asarray(matrix.getnnz(axis=0)) == 0
+        info["items_without_interactions"] = int(empty.sum())
+        embeddings = np.array(lgmd.V_, dtype=np.float32)
+        embeddings[empty] = 0.0   # the module's rule: no interaction, no collaborative embedding
         return cls(
-            lgmd.V_,
+            embeddings,
             index_column=index_column,
             output_column=output_column,
             normalize=normalize,
