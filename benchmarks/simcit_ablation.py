@@ -215,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                 eval_examples=args.eval_examples, seed=args.seed, objective="full_sequence", lr=args.lr, weight_decay=0.01, epochs=args.epochs,
                 max_steps=-1, batch_size=args.batch_size, scheduler="constant_with_warmup", eval_steps=0,
                 eval_epochs=1, patience=args.patience, beams=20, eval_batch_size=args.eval_batch_size)
-            # one folder per row: rows sharing a first word must not overwrite each other's generator
-            run = rb.run_generator("ablation-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"), assignment, rec, rec.splits["test"], run_args,
+            # one folder per row and seed: rows sharing a first word must not overwrite each other's generator
+            slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            run = rb.run_generator(f"ablation-{slug}-seed{args.seed}", assignment, rec, rec.splits["test"], run_args,
                                    workdir)
             row["test"] = {k: float(run["test"][k]) for k in ("ndcg@10", "recall@10")}
             row.pop("test_missing")
@@ -242,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"processes; load {load_end[0]:.1f} when the rows were written")
     path = rb.RESULTS_DIR / f"simcit-ablation-{args.dataset}.json"
     this_run = out   # the RESULTS section describes this run, also when its rows join an earlier file
-    if args.rows and path.exists():   # some rows: they replace their namesakes, the file keeps every other row
-        out = merge_rows(json.loads(path.read_text()), out)
+    earlier = json.loads(path.read_text()) if path.exists() else None
+    other_seeds = earlier and {run["seed"] for row in earlier["rows"] if row["raw_collision"] is not None
+                               for run in seed_runs(row)} - {args.seed}
+    if earlier and (args.rows or other_seeds):   # join the file: other rows and other seeds' runs stay
+        out = merge_rows(earlier, out)
     path.write_text(json.dumps(out, indent=2) + "\n")
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
         f.write(f"\n## SimCIT ablation ({args.dataset}): learned codes, each departure, re-fit, modalities\n\n"
@@ -257,11 +261,56 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def merge_rows(earlier: dict, new: dict) -> dict:
-    """The results file ``earlier`` with ``new``'s rows in place of their namesakes (new names at the end), each
-    carrying the command that ran it; the file's own command and date stay, ``updated`` says when."""
+    """The results file ``earlier`` with ``new``'s rows merged into their namesakes (new names at the end), each
+    run carrying the command that ran it; the file's own command and date stay, ``updated`` says when.
+
+    A row run with another seed and otherwise the same settings joins its namesake as one more seed
+    (:func:`combine_seeds`); the same seed, or changed settings, replaces it."""
     fresh = {r["name"]: r | {"command": new["command"]} for r in new["rows"]}
-    rows = [fresh.pop(r["name"], r) for r in earlier["rows"]] + list(fresh.values())
-    return earlier | {"rows": rows, "updated": new["date"]}
+    rows = [combine_seeds(r if "command" in r or "per_seed" in r else r | {"command": earlier["command"]},
+                          fresh.pop(r["name"])) if r["name"] in fresh else r for r in earlier["rows"]]
+    return earlier | {"rows": rows + list(fresh.values()), "updated": new["date"]}
+
+
+SEED_FIELDS = ("raw_collision", "usage", "perplexity", "train_s", "test", "generator", "command")
+
+
+def seed_runs(row: dict) -> list[dict]:
+    """The row's runs, one per seed: ``per_seed`` of a multi-seed row, else the row itself as one run."""
+    if "per_seed" in row:
+        return row["per_seed"]
+    return [{"seed": row["settings"].get("seed")} | {k: row[k] for k in SEED_FIELDS if k in row}]
+
+
+def combine_seeds(old: dict, new: dict) -> dict:
+    """``new`` (one seed) added to ``old``'s seeds: the row's figures become means over the seeds (test N@10 / R@10
+    over the seeds that trained a generator), with ``sd`` and every seed's run under ``per_seed``."""
+    if old["raw_collision"] is None or new["raw_collision"] is None:
+        return new
+    without_seed = {k: v for k, v in old["settings"].items() if k not in ("seed", "seeds")}
+    if without_seed != {k: v for k, v in new["settings"].items() if k != "seed"}:
+        return new   # another configuration under the same name: its figures replace the old ones
+    runs = {run["seed"]: run for run in seed_runs(old)} | {run["seed"]: run for run in seed_runs(new)}
+    runs = [runs[seed] for seed in sorted(runs)]
+    if len(runs) == 1:
+        return new
+
+    def stats(values: list) -> tuple:
+        array = np.asarray(values, dtype=float)
+        return array.mean(axis=0).tolist(), array.std(axis=0, ddof=1).tolist() if len(array) > 1 else None
+
+    row = {"name": new["name"], "settings": without_seed | {"seeds": [run["seed"] for run in runs]}}
+    for key in ("raw_collision", "usage", "perplexity"):
+        row[key], sd = stats([run[key] for run in runs])
+        row.setdefault("sd", {})[key] = sd
+    row["train_s"] = round(float(np.mean([run["train_s"] for run in runs])), 1)
+    trained = [run for run in runs if run["test"]["ndcg@10"] is not None]
+    row["test"] = {"ndcg@10": None, "recall@10": None}
+    for key in row["test"]:
+        if trained:
+            row["test"][key], row["sd"][f"test {key}"] = stats([run["test"][key] for run in trained])
+    row["test_seeds"] = [run["seed"] for run in trained]
+    return row | {"per_seed": runs}
 
 
 def format_table(rows: list[dict]) -> str:
@@ -272,10 +321,12 @@ def format_table(rows: list[dict]) -> str:
             lines.append(f"| {r['name']} | - | - | - | - | - | - | {r['missing']} |")
             continue
         ndcg, recall = (r["test"][k] for k in ("ndcg@10", "recall@10"))
-        lines.append(f"| {r['name']} | {r['settings']['codes']} | {r['raw_collision']:.2%} | "
+        seeds = f" ({len(r['test_seeds'])} seeds)" if len(r.get("test_seeds", [])) > 1 else ""
+        name = r["name"] + (f", mean of seeds {', '.join(map(str, r['settings']['seeds']))}" if "per_seed" in r else "")
+        lines.append(f"| {name} | {r['settings']['codes']} | {r['raw_collision']:.2%} | "
                      f"{' / '.join(f'{u:.1%}' for u in r['usage'])} | "
                      f"{' / '.join(f'{x:.0f}' for x in r['perplexity'])} | "
-                     f"{'-' if ndcg is None else f'{ndcg:.4f}'} | {'-' if recall is None else f'{recall:.4f}'} | "
+                     f"{'-' if ndcg is None else f'{ndcg:.4f}{seeds}'} | {'-' if recall is None else f'{recall:.4f}'} | "
                      f"{r['train_s']:.0f} |")
     return "\n".join(lines)
 

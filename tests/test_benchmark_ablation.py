@@ -74,3 +74,33 @@ def test_rows_run_alone_replace_their_namesakes_and_keep_the_rest(ablation):
     assert out["rows"][0] == {"name": "default", "raw_collision": 0.03}
     assert out["rows"][1] == {"name": "lgmd", "raw_collision": 0.02, "command": "--rows lgmd,extra"}
     assert (out["command"], out["date"], out["updated"]) == ("all rows", "d0", "d1")
+
+
+def test_a_row_run_with_another_seed_joins_its_namesake_as_a_seed(ablation):
+    """Seeds side by side: the row's figures are means over its seeds, each seed's run kept; the same seed
+    replaces its run, and a changed configuration under the same name replaces the row."""
+    def row(seed, collision, ndcg, usage, temperature=0.2):
+        return {"name": "t", "settings": {"codes": "learned", "contrastive_temperature": temperature, "seed": seed},
+                "raw_collision": collision, "usage": usage, "perplexity": [100.0, 200.0], "train_s": 10.0,
+                "test": {"ndcg@10": ndcg, "recall@10": None if ndcg is None else 2 * ndcg}}
+
+    first = {"command": "c42", "date": "d0", "rows": [row(42, 0.02, 0.024, [1.0, 0.9])]}
+    second = ablation.merge_rows(first, {"command": "c1", "date": "d1", "rows": [row(1, 0.04, 0.020, [1.0, 0.7])]})
+    (both,) = second["rows"]
+    assert both["settings"] == {"codes": "learned", "contrastive_temperature": 0.2, "seeds": [1, 42]}
+    assert both["raw_collision"] == pytest.approx(0.03) and both["usage"] == pytest.approx([1.0, 0.8])
+    assert both["test"] == {"ndcg@10": pytest.approx(0.022), "recall@10": pytest.approx(0.044)}
+    assert both["sd"]["test ndcg@10"] == pytest.approx(np.std([0.024, 0.020], ddof=1))
+    assert [(r["seed"], r["command"]) for r in both["per_seed"]] == [(1, "c1"), (42, "c42")]
+    # a third seed without a generator: in the quantizer means, not in the test means
+    third = ablation.merge_rows(second, {"command": "c2", "date": "d2", "rows": [row(2, 0.06, None, [1.0, 1.0])]})
+    (three,) = third["rows"]
+    assert three["raw_collision"] == pytest.approx(0.04) and three["test"]["ndcg@10"] == pytest.approx(0.022)
+    assert three["test_seeds"] == [1, 42] and three["settings"]["seeds"] == [1, 2, 42]
+    assert "mean of seeds 1, 2, 42" in ablation.format_table(third["rows"])
+    # seed 1 again replaces its own run
+    again = ablation.merge_rows(third, {"command": "c1b", "date": "d3", "rows": [row(1, 0.04, 0.030, [1.0, 0.7])]})
+    assert again["rows"][0]["test"]["ndcg@10"] == pytest.approx(0.027)
+    # another temperature under the same name: a new configuration, the old seeds go
+    other = ablation.merge_rows(third, {"command": "c", "date": "d4", "rows": [row(7, 0.01, 0.025, [1.0, 1.0], 0.1)]})
+    assert other["rows"][0]["settings"]["seed"] == 7 and "per_seed" not in other["rows"][0]
