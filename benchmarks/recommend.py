@@ -166,8 +166,7 @@ def build_sids(method: str, feats, modalities: list[str], levels: int, size: int
 # ------------------------------------------------------------------------------------------------ runs
 def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, fixed_epochs: int | None = None) -> dict:
     """Train one SID generator to its early-stopping point (best validation checkpoint) and test it; with
-    ``fixed_epochs``, train exactly that many epochs and test the last model (nothing is selected: the run
-    validates once, at the end, on a single user, which only fills the log)."""
+    ``fixed_epochs``, train exactly that many epochs without validation and test the last model."""
     from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import RecommenderModelArguments, load_recommender
     from hf_simcit.tokenization_simcit import SimCITTokenizer
@@ -183,7 +182,7 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
         tiny_num_heads=args.heads, tiny_intermediate_size=args.ffn or 2 * args.hidden, tiny_dropout=args.dropout,
         tiny_attention_dropout=getattr(args, "attention_dropout", 0.0),
         tiny_tie_word_embeddings=getattr(args, "tie_embeddings", False))
-    data_args = RecommenderDataArguments(eval_max_examples=1 if fixed_epochs else args.eval_examples,
+    data_args = RecommenderDataArguments(eval_max_examples=0 if fixed_epochs else args.eval_examples,
                                          eval_sample_seed=args.seed, objective=args.objective)
     train_args = RecommenderTrainingArguments(
         output_dir=str(workdir / name), checkpoint_dir=str(workdir / f"{name}_checkpoints"),
@@ -218,13 +217,13 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
 def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | None = None) -> dict:
     """SASRec (the package's defaults: CE at every position) to its own early-stopping point under the
     common epoch cap, on the same fixed validation sample; the best epoch is tested. With ``fixed_epochs``:
-    exactly that many epochs, one validation at the end (on a single user), the last model tested."""
+    exactly that many epochs without validation, the last model tested."""
     from hf_simcit.baselines.sasrec import SASRecConfig, evaluate_sasrec, rank_items, train_sasrec
 
     epochs = fixed_epochs or int(np.ceil(args.sasrec_epochs or args.epochs))
-    config = SASRecConfig(num_items=n, num_epochs=epochs, eval_every=epochs if fixed_epochs else 1,
+    config = SASRecConfig(num_items=n, num_epochs=epochs,
                           patience=args.sasrec_patience or args.patience, seed=args.seed,
-                          eval_max_examples=1 if fixed_epochs else args.eval_examples,
+                          eval_max_examples=0 if fixed_epochs else args.eval_examples,
                           **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}))
     # the whole split: the training windows are rebuilt from train + validation + test rows
     model, res = train_sasrec(rec.splits, config, device=device, verbose=False)

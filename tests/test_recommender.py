@@ -157,6 +157,23 @@ def test_tiny_model_overfits_and_recommends_targets(tmp_path):
     assert again["recall@1"] == 1.0 and again["invalid_items"] == 0
 
 
+def test_no_validation_trains_the_budget_and_keeps_the_last_model(tmp_path, monkeypatch):
+    """``eval_max_examples=0``: a final fit (e.g. on training + validation interactions for epochs an earlier
+    run chose): never validates, ignores patience, and the saved model is the last step's."""
+    import hf_simcit.recommender.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate_recommender",
+                        lambda *a, **k: pytest.fail("validated although eval_max_examples=0"))
+    args = train_args(tmp_path, max_steps=12, eval_steps=4, early_stopping_patience=1)
+    result = train_recommender(tiny_model_args(), RecommenderDataArguments(eval_max_examples=0), args,
+                               splits=tiny_splits(), sid_source=tiny_sids())
+    assert result["final_step"] == result["best_step"] == 12 and result["best_metrics"] is None
+    assert not any("ndcg@5" in entry for entry in result["log"]) and not result["stopped_early"]
+    last = result["recommender"].model.state_dict()
+    for key, value in _final_weights(args.output_dir).items():
+        torch.testing.assert_close(value, last[key], rtol=0, atol=0, msg=key)
+
+
 class _Interrupt(Exception):
     pass
 

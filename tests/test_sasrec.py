@@ -143,6 +143,20 @@ def test_early_stopping_stops_at_patience_and_restores_the_best(monkeypatch):
     assert not torch.equal(snapshots[1], snapshots[-1])
 
 
+def test_no_validation_trains_every_epoch_and_keeps_the_last_state(monkeypatch):
+    """``eval_max_examples=0`` (a final fit): all ``num_epochs`` run, patience never stops them, nothing is
+    restored, and a negative sample size is one clear line."""
+    import hf_simcit.baselines.sasrec as sasrec
+
+    monkeypatch.setattr(sasrec, "_sample_metrics", lambda *a, **k: pytest.fail("validated although 0 users"))
+    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=16, num_layers=1, num_heads=1,
+                          num_epochs=4, patience=1, learning_rate=1e-2, eval_max_examples=0)
+    model, result = train_sasrec(cyclic_splits(), config, device="cpu", ks=(1, 5), verbose=False)
+    assert result["epochs"] == 4 and result["history"] == [] and result["best_epoch"] == -1
+    with pytest.raises(SimCITInputError, match="eval_max_examples must be >= 0 or None, got -1"):
+        SASRecConfig(num_items=3, eval_max_examples=-1)
+
+
 def test_bad_objective_is_one_clear_line():
     with pytest.raises(SimCITInputError, match="objective must be one of all_positions, last_position; got 'all'"):
         SASRecConfig(num_items=3, objective="all")

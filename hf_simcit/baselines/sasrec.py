@@ -51,7 +51,8 @@ class SASRecConfig:
     ``batch_size`` counts user windows (``all_positions``) or prefix examples (``last_position``).
     ``num_epochs`` is a cap: training stops after ``patience`` validation evaluations (every ``eval_every``
     epochs, NDCG@max(ks) on ``eval_max_examples`` validation users sampled with
-    :func:`hf_simcit.data.sample_rows`, None = all) without improvement, and the best state is restored.
+    :func:`hf_simcit.data.sample_rows`, None = all) without improvement, and the best state is restored;
+    ``eval_max_examples=0``: no validation, all ``num_epochs`` trained and the last state kept (a final fit).
     ``max_len`` should equal the data's history cap (20 for the prepared datasets): longer histories are
     truncated to it, and training contexts never exceed it nor the splits' longest history.
     ``layer_norm`` ``"pre"``: item embeddings scaled by sqrt(d), pre-LN blocks and a final LayerNorm (Kang &
@@ -89,6 +90,8 @@ class SASRecConfig:
                      "batch_size", "num_epochs", "patience", "eval_every"):
             if int(getattr(self, name)) < 1:
                 raise SimCITInputError(f"SASRecConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.eval_max_examples is not None and self.eval_max_examples < 0:
+            raise SimCITInputError(f"SASRecConfig.eval_max_examples must be >= 0 or None, got {self.eval_max_examples}")
         if self.hidden_size % self.num_heads:
             raise SimCITInputError(f"SASRecConfig.hidden_size ({self.hidden_size}) must be divisible by "
                                    f"num_heads ({self.num_heads})")
@@ -319,7 +322,8 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
         raise SimCITInputError("SASRec: the training split has no usable example")
     lengths = (inputs != 0).sum(1)
     validation = splits["validation"]
-    rows = sample_rows(len(validation), config.eval_max_examples, config.seed)
+    rows = [] if config.eval_max_examples == 0 else sample_rows(len(validation), config.eval_max_examples,
+                                                                 config.seed)
     sample = validation[rows]
     sample_inputs = encode_histories(sample["history"], config.max_len, config.num_items)
     sample_targets = torch.as_tensor(sample["target"], dtype=torch.long)
@@ -349,7 +353,7 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
         train_s += time.perf_counter() - start_time
         capped = max_steps is not None and step >= max_steps
         last = capped or epoch == config.num_epochs - 1
-        if (epoch + 1) % config.eval_every and not last:
+        if ((epoch + 1) % config.eval_every and not last) or not rows:
             continue
         metrics = _sample_metrics(model, sample_inputs, sample_targets, ks, device)
         history.append({"epoch": epoch, "step": step, "seconds": round(train_s, 4),

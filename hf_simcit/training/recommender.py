@@ -65,7 +65,8 @@ class RecommenderDataArguments:
     add_eos: bool = False
     max_train_examples: int | None = field(default=None, metadata={"help": "Cap on training examples."})
     eval_max_examples: int | None = field(default=1000, metadata={
-        "help": "Validation users used by periodic evaluation: a fixed random sample (None: all)."})
+        "help": "Validation users used by periodic evaluation: a fixed random sample (None: all; 0: no validation, "
+                "the last model is kept: a final fit for an epoch budget an earlier, validated run chose)."})
     eval_sample_seed: int = field(default=0, metadata={"help": "Seed of that sample (the same for every run)."})
     empty_history: str = field(default="skip", metadata={"help": "'skip' or 'error' for empty histories."})
     item_text: bool = field(default=False, metadata={
@@ -326,7 +327,9 @@ def train_recommender(
             text_examples = len(aligned)
             train_ds = concatenate_datasets([train_ds, aligned])
     validation = splits.get("validation", None)
-    if validation is not None and len(validation):
+    if data_args.eval_max_examples == 0:
+        validation = None     # nothing to select on: the last model is the model
+    elif validation is not None and len(validation):
         validation = validation.select(sample_rows(len(validation), data_args.eval_max_examples,
                                                    data_args.eval_sample_seed))
     positions = int(sum(len(ids) for ids in train_ds["input_ids"]))
