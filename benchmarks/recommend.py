@@ -498,26 +498,48 @@ def _mean_sd(values: list[float]) -> dict:
 def seeds_summary(paths: list[str], name: str) -> int:
     """``results/<name>.json``: ``{date, command, seeds, rows: {method: {recall@10, ndcg@10: {mean, sd,
     values}, history_excluded: {...}, best_epoch, train_s}}}`` over runs that differ only in their seed (sample
-    sd, ddof 1), for the generator rows every run trained; a table in RESULTS.md. Files of
-    ``--refit-with-validation`` summarise likewise, their settings being those of the runs they refit."""
-    sources = [json.loads(Path(p).read_text()) for p in paths]
-    options = [vars(recorded_options(s.get("refit_of", {}).get("command") or s["command"])) for s in sources]
-    seeds = [o["seed"] for o in options]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"the runs {paths} share a seed ({seeds}): a summary needs one run per seed")
-    settings = [{k: v for k, v in o.items() if k not in RUN_ONLY_OPTIONS} for o in options]
-    methods = [m for m in sources[0]["rows"] if m in NAMES and sources[0]["rows"][m].get("epochs") is not None
-               and all(m in s["rows"] for s in sources)]   # the learned rows every run trained
+    sd, ddof 1), for the generator rows every seed trained; a table in RESULTS.md. Files of
+    ``--refit-with-validation`` summarise likewise, their settings being those of the runs they refit.
+
+    A seed's rows may come from several files (rows trained in separate processes, or one row trained again):
+    ``FILE:method,method`` takes only those rows of a file, and a row that two files of one seed hold is
+    refused. Each row's settings are compared across the seeds, from the file that holds it."""
+    sources, options, chosen = [], [], []
+    for arg in paths:
+        path, _, only = arg.rpartition(":")
+        methods = [m for m in only.split(",") if m]
+        if not path or not methods or any(m not in NAMES for m in methods):
+            path, methods = arg, None
+        sources.append(json.loads(Path(path).read_text()))
+        options.append(vars(recorded_options(sources[-1].get("refit_of", {}).get("command") or sources[-1]["command"])))
+        chosen.append(methods)
+    by_seed: dict[int, dict] = {}
+    for source, option, methods in zip(sources, options, chosen):
+        seed = by_seed.setdefault(option["seed"], {"rows": {}, "settings": {}})
+        rows = {m: r for m, r in source["rows"].items()   # the learned rows (the others are not summarised)
+                if (methods is None or m in methods) and m in NAMES and r.get("epochs") is not None}
+        clash = sorted(set(seed["rows"]) & set(rows))
+        if clash:
+            raise SystemExit(f"seed {option['seed']}: rows {clash} are in more than one of {paths}; "
+                             "a summary needs one run per seed and row (take rows with FILE:method,...)")
+        seed["rows"] |= rows
+        settings = {k: v for k, v in option.items() if k not in RUN_ONLY_OPTIONS}
+        seed["settings"] |= {m: settings for m in rows}
+    seeds = list(by_seed)
+    runs_by_seed = list(by_seed.values())
+    methods = [m for m in runs_by_seed[0]["rows"] if all(m in s["rows"] for s in runs_by_seed)]   # every seed's
     if not methods:
         raise SystemExit(f"the runs {paths} have no learned row in common")
-    if "sasrec" not in methods:   # SASRec's own options only matter where it ran
-        settings = [{k: v for k, v in st.items() if not k.startswith("sasrec")} for st in settings]
-    differ = sorted(k for k in settings[0] if any(st[k] != settings[0][k] for st in settings[1:]))
-    if differ:
-        raise SystemExit(f"the runs {paths} differ in {differ}, not only in the seed")
+    for method in methods:
+        # SASRec's own options only matter for its row
+        settings = [{k: v for k, v in s["settings"][method].items() if method == "sasrec" or not k.startswith("sasrec")}
+                    for s in runs_by_seed]
+        differ = sorted(k for k in settings[0] if any(st[k] != settings[0][k] for st in settings[1:]))
+        if differ:
+            raise SystemExit(f"the runs {paths} differ in {differ} for row {method}, not only in the seed")
     rows = {}
     for method in methods:
-        runs = [s["rows"][method] for s in sources]
+        runs = [s["rows"][method] for s in runs_by_seed]
         row = {k: _mean_sd([r["test"][k] for r in runs]) for k in SEED_METRICS}
         if all(r.get("test_history_excluded") for r in runs):
             row["history_excluded"] = {k: _mean_sd([r["test_history_excluded"][k] for r in runs])
@@ -526,8 +548,9 @@ def seeds_summary(paths: list[str], name: str) -> int:
         row["train_s"] = [r.get("train_s") for r in runs]
         rows[method] = row
     command = "python benchmarks/recommend.py --seeds-summary " + " ".join(paths) + f" --results-name {name}"
+    runs = [s["command"] + (f" (rows {', '.join(m)})" if m else "") for s, m in zip(sources, chosen)]
     out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command, "seeds": seeds,
-           "runs": [s["command"] for s in sources], "rows": rows}
+           "runs": runs, "rows": rows}
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     table = format_seeds_table(rows, seeds)
     print(table)
@@ -535,7 +558,7 @@ def seeds_summary(paths: list[str], name: str) -> int:
         f.write(f"\n## Generative recommender over {len(seeds)} seeds ({name})\n\n"
                 f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\nCommand: `{command}`\n\n"
                 f"Runs (identical but for the seed, which sets the tokenizer, the generator and the validation "
-                f"sample):\n\n" + "\n".join(f"- `{s['command']}`" for s in sources) + f"\n\n{table}\n")
+                f"sample):\n\n" + "\n".join(f"- `{run}`" for run in runs) + f"\n\n{table}\n")
     return 0
 
 
@@ -723,8 +746,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no early stopping: refit each learned row of that results file (--methods) on the "
                              "training + validation interactions for its best epoch count, with its settings, "
                              "and test it (only --methods, --threads, --results-name, --no-results apply)")
-    parser.add_argument("--seeds-summary", nargs="+", default=None, metavar="JSON",
-                        help="no training: mean +- sd over results files of runs that differ only in --seed")
+    parser.add_argument("--seeds-summary", nargs="+", default=None, metavar="JSON[:methods]",
+                        help="no training: mean +- sd over results files of runs that differ only in --seed; "
+                             "FILE:rqkmeans,rqvae takes only those rows of a file (a seed's rows may come from "
+                             "several files)")
     return parser
 
 

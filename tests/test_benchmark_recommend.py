@@ -247,10 +247,22 @@ def test_seeds_summary_is_mean_and_sd_over_runs_that_differ_only_in_the_seed(ben
     assert simcit["history_excluded"]["ndcg@10"]["values"] == pytest.approx([0.03, 0.06, 0.045])
     assert "SimCIT / RQ-VAE SIDs N@10 1.00x" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
     # a run with other settings, or two runs with one seed, cannot be summarised as seeds
-    with pytest.raises(SystemExit, match="differ in \\['lr'\\]"):
+    with pytest.raises(SystemExit, match="differ in \\['lr'\\] for row simcit"):
         bench.main(["--seeds-summary", *paths[:2], run("3", {"simcit": 0.1, "rqvae": 0.1}, " --lr 0.01")])
-    with pytest.raises(SystemExit, match="share a seed"):
+    with pytest.raises(SystemExit, match="seed 42: rows \\['rqvae', 'simcit'\\] are in more than one"):
         bench.main(["--seeds-summary", paths[0], paths[0]])
+    # a seed's rows from several files: one row trained again in its own run replaces that row, by choice
+    again = [run(seed, {"simcit": value}, " --methods simcit") for seed, value in (("42", 0.05), ("1", 0.05),
+                                                                                    ("2", 0.08))]
+    assert bench.main(["--seeds-summary", *(f"{p}:rqvae" for p in paths), *again, "--results-name", "mixed"]) == 0
+    mixed = json.loads((tmp_path / "results" / "mixed.json").read_text())
+    assert mixed["seeds"] == [42, 1, 2] and set(mixed["rows"]) == {"simcit", "rqvae"}
+    assert mixed["rows"]["simcit"]["ndcg@10"]["mean"] == pytest.approx(0.06)
+    assert mixed["rows"]["rqvae"]["ndcg@10"]["mean"] == pytest.approx(0.03)
+    assert mixed["runs"][0].endswith("--results-name r42 (rows rqvae)")
+    with pytest.raises(SystemExit, match="differ in \\['lr'\\] for row simcit"):   # rows compared per row
+        bench.main(["--seeds-summary", *(f"{p}:rqvae" for p in paths[:2]), *again[:1],
+                    run("1", {"simcit": 0.05}, " --methods simcit --lr 0.01")])
     # refits (--refit-with-validation files) are summarised by the seeds and settings of the runs they refit
     refits = []
     for path, value in zip(paths, (0.05, 0.06, 0.07)):
