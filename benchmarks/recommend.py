@@ -52,6 +52,10 @@ NAMES = {"simcit": "SimCIT SIDs", "rqvae": "RQ-VAE SIDs", "rqkmeans": "RQ-KMeans
          "sasrec": "SASRec", "history": "history (count, recency; then popular)",
          "popularity": "popularity (training targets)"}
 GENERATORS = ("simcit", "rqvae", "rqkmeans", "random")
+# SASRec whose items are the sums of their SID codes' embeddings (SASRecConfig.sid_sizes), per tokenizer
+SID_SASREC = {f"sasrec+{tokenizer}": tokenizer for tokenizer in GENERATORS}
+NAMES |= {name: f"SASRec over {NAMES[tokenizer]}" for name, tokenizer in SID_SASREC.items()}
+LEARNED = (*GENERATORS, "sasrec", *SID_SASREC)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -214,19 +218,23 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
             "curve": curve, "positions": result["token_positions_per_epoch"], "test_history_excluded": excluded}
 
 
-def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | None = None) -> dict:
+def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | None = None,
+               assignment=None) -> dict:
     """SASRec (the package's defaults: CE at every position) to its own early-stopping point under the
     common epoch cap, on the same fixed validation sample; the best epoch is tested. With ``fixed_epochs``:
-    exactly that many epochs without validation, the last model tested."""
+    exactly that many epochs without validation, the last model tested. With a SID ``assignment``: SASRec over
+    those SIDs (items = sums of their codes' embeddings), otherwise the same."""
     from hf_simcit.baselines.sasrec import SASRecConfig, evaluate_sasrec, rank_items, train_sasrec
 
     epochs = fixed_epochs or int(np.ceil(args.sasrec_epochs or args.epochs))
     config = SASRecConfig(num_items=n, num_epochs=epochs,
                           patience=args.sasrec_patience or args.patience, seed=args.seed,
                           eval_max_examples=0 if fixed_epochs else args.eval_examples,
+                          sid_sizes=None if assignment is None else [int(k) for k in assignment.codebook_sizes],
                           **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}))
+    codes = None if assignment is None else torch.as_tensor(np.asarray(assignment.codes), dtype=torch.long)
     # the whole split: the training windows are rebuilt from train + validation + test rows
-    model, res = train_sasrec(rec.splits, config, device=device, verbose=False)
+    model, res = train_sasrec(rec.splits, config, device=device, verbose=False, item_codes=codes)
     start = time.time()
     res["test"] = evaluate_sasrec(model, test_split, (5, 10), device=device)
     rankings = rank_items(model, test_split["history"], 10, device=device)   # the best model's test lists
@@ -532,7 +540,7 @@ def seeds_summary(paths: list[str], name: str) -> int:
         raise SystemExit(f"the runs {paths} have no learned row in common")
     for method in methods:
         # SASRec's own options only matter for its row
-        settings = [{k: v for k, v in s["settings"][method].items() if method == "sasrec" or not k.startswith("sasrec")}
+        settings = [{k: v for k, v in s["settings"][method].items() if method.startswith("sasrec") or not k.startswith("sasrec")}
                     for s in runs_by_seed]
         differ = sorted(k for k in settings[0] if any(st[k] != settings[0][k] for st in settings[1:]))
         if differ:
@@ -648,23 +656,31 @@ def run_context(args) -> RunContext:
                       "cuda" if torch.cuda.is_available() else "cpu")
 
 
-def learned_row(method: str, args, ctx: RunContext) -> tuple[dict, dict | None]:
-    """Train and test one learned row (a SID generator or SASRec): ``(row, SID statistics or None)``."""
-    if method == "sasrec":
-        row = run_sasrec(ctx.rec, ctx.test_split, ctx.n, args, ctx.device)
-        row["test"]["num_examples"] = len(ctx.test_split)
-        print(f"[sasrec] test {json.dumps({k: round(v, 4) for k, v in row['test'].items() if isinstance(v, float)})}",
-              flush=True)
-        return row, None
+def row_sids(tokenizer: str, args, ctx: RunContext) -> tuple[object, dict]:
+    """One tokenizer's SIDs for a learned row: ``(assignment, SID statistics)``."""
     t0 = time.time()
-    assignment, _ = build_sids(method, ctx.feats, ctx.modalities if method == "simcit" else ctx.base_modalities,
+    assignment, _ = build_sids(tokenizer, ctx.feats, ctx.modalities if tokenizer == "simcit" else ctx.base_modalities,
                                ctx.levels, ctx.size, args.seed, ctx.simcit_args, args.rqvae_steps, args.resolve,
                                args.disambiguation_order)
     raw = assignment.raw_statistics
     stats = {"collision": raw["collision_rate"], "levels": assignment.codes.shape[1],
              "sizes": assignment.codebook_sizes, "usage": raw["usage"], "sid_s": time.time() - t0}
-    print(f"[{method}] SIDs in {time.time() - t0:.1f}s: raw collision {raw['collision_rate']:.4f}, usage "
+    print(f"[{tokenizer}] SIDs in {time.time() - t0:.1f}s: raw collision {raw['collision_rate']:.4f}, usage "
           f"{[round(u, 3) for u in raw['usage']]}, codebook sizes {assignment.codebook_sizes}", flush=True)
+    return assignment, stats
+
+
+def learned_row(method: str, args, ctx: RunContext) -> tuple[dict, dict | None]:
+    """Train and test one learned row (a SID generator, SASRec, or SASRec over SIDs): ``(row, SID statistics
+    or None)``."""
+    if method == "sasrec" or method in SID_SASREC:
+        assignment, stats = row_sids(SID_SASREC[method], args, ctx) if method in SID_SASREC else (None, None)
+        row = run_sasrec(ctx.rec, ctx.test_split, ctx.n, args, ctx.device, assignment=assignment)
+        row["test"]["num_examples"] = len(ctx.test_split)
+        print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in row['test'].items() if isinstance(v, float)})}",
+              flush=True)
+        return row, stats
+    assignment, stats = row_sids(method, args, ctx)
     row = run_generator(method, assignment, ctx.rec, ctx.test_split, args, ctx.workdir)
     print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in row['test'].items() if isinstance(v, float)})}"
           f" invalid={row['test']['invalid_items']} users={row['test']['num_examples']} "
@@ -819,7 +835,7 @@ def run(argv: list[str] | None = None) -> int:
     repeat = in_history(test_split)
     print(f"test targets already in the user's history: {repeat.mean():.2%} ({repeat.sum()} of {len(repeat)})",
           flush=True)
-    learned = [m for m in methods if m in GENERATORS or m == "sasrec"]
+    learned = [m for m in methods if m in LEARNED]
     done: dict[str, tuple[dict, dict | None]] = {}
     if args.jobs > 1 and len(learned) > 1:
         # one process per learned row, ``--threads`` each: the rows of one run train side by side
@@ -879,7 +895,9 @@ def run(argv: list[str] | None = None) -> int:
         f"validations without improvement, best checkpoint tested"
         f"{' (also with each user history items excluded from the ranking, RecBole protocol)' if args.exclude_history else ''}"
         f"; beam {args.beams}; SASRec: "
-        f"{_sasrec_summary(rows.get('sasrec'))}; history = the user's history items by count, ties most recent first, "
+        f"{_sasrec_summary(rows.get('sasrec') or next((rows[m] for m in SID_SASREC if m in rows), None))}"
+        f"{'; SASRec over SIDs: the same, items = sums of their SID codes embeddings (SASRecConfig.sid_sizes)' if any(m in rows for m in SID_SASREC) else ''}"
+        f"; history = the user's history items by count, ties most recent first, "
         f"then the most popular training targets not in the history; popularity = the most frequent training "
         f"targets; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
     print(settings)

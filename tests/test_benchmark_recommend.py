@@ -159,16 +159,20 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
     out = {}
     for jobs in ("1", "2"):
         done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--smoke", "--threads", "1",
-                               "--methods", "random,sasrec,popularity", "--jobs", jobs, "--results-name", f"jobs{jobs}",
+                               "--methods", "random,sasrec,sasrec+random,popularity", "--jobs", jobs,
+                               "--results-name", f"jobs{jobs}",
                                "--exclude-history"],
                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         out[jobs] = json.loads((results / f"jobs{jobs}.json").read_text())["rows"]
-    assert list(out["2"]) == ["random", "sasrec", "popularity"]
+    assert list(out["2"]) == ["random", "sasrec", "sasrec+random", "popularity"]
     for method in out["1"]:
         assert out["2"][method]["test"] == out["1"][method]["test"], method
         assert out["2"][method]["repeat_new"] == out["1"][method]["repeat_new"], method
     assert out["2"]["sasrec"]["test"]["ndcg@10"] > 0
+    # SASRec over SIDs: another model (items = sums of their SID codes), ranked over the same catalogue
+    assert out["2"]["sasrec+random"]["test"]["ndcg@10"] > 0
+    assert out["2"]["sasrec+random"]["test"] != out["2"]["sasrec"]["test"]
     # --exclude-history: every learned row is also tested under RecBole's protocol. ML-100K has no repeat
     # ratings, so an exact full ranking (SASRec) can only gain hits when the history items leave the lists
     for method in ("random", "sasrec"):

@@ -44,6 +44,43 @@ def test_sasrec_learns_the_next_item_and_ranks_full_catalogue(layer_norm):
     assert ranked[0, 0].item() == 3
 
 
+def _sid_codes() -> torch.Tensor:
+    """Items 0..14 on distinct (a, b) pairs with last code 0; item 15 (never in the data) is item 3 but for its
+    last code."""
+    pairs = [(a, b) for a in range(4) for b in range(4)][:NUM_ITEMS]
+    codes = [[a, b, 0] for a, b in pairs]
+    return torch.as_tensor(codes + [[*pairs[3], 1]])
+
+
+def test_sid_items_are_their_codes_sums_and_a_new_item_ranks_by_its_sid():
+    """``sid_sizes``: the item table is the sum of the items' code embeddings and the model learns the walk;
+    after training, item 15 joins the catalogue (``set_item_codes``, no retraining) and ranks next to item 3,
+    whose SID it shares but for the last code."""
+    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=32, num_layers=1, num_heads=2,
+                          dropout=0.0, learning_rate=1e-2, batch_size=32, num_epochs=40, patience=40,
+                          sid_sizes=[4, 4, 2])
+    model, result = train_sasrec(cyclic_splits(), config, device="cpu", ks=(1, 5), verbose=False,
+                                 item_codes=_sid_codes()[:NUM_ITEMS])
+    expected = model.code_embedding.weight[_sid_codes()[:NUM_ITEMS] + torch.tensor([0, 4, 8])].sum(1)
+    torch.testing.assert_close(model.item_table()[1:], expected)
+    assert not model.item_table()[0].any()
+    assert result["test"]["recall@1"] >= 0.9
+    model.set_item_codes(_sid_codes())
+    assert model.config.num_items == NUM_ITEMS + 1 and model(encode_histories([[0]], 8, NUM_ITEMS)).shape == (1, 16)
+    # (which of the two comes first varies with the seed: item 15's own last code was never trained)
+    assert set(rank_items(model, [[0, 1, 2]], top=2, exclude_history=True)[0].tolist()) == {3, NUM_ITEMS}
+    with pytest.raises(SimCITInputError, match="item 2 has code 4 at level 1, outside 0..3"):
+        SASRec(config, torch.as_tensor([[0, 0, 0], [1, 1, 1], [0, 4, 0]] + [[0, 0, 0]] * 12))
+    with pytest.raises(SimCITInputError, match="expected shape \\(15, 3\\)"):
+        SASRec(config, _sid_codes()[:NUM_ITEMS, :2])
+    with pytest.raises(SimCITInputError, match="needs item_codes"):
+        SASRec(config)
+    with pytest.raises(SimCITInputError, match="sid_sizes must list >= 1 code per level"):
+        SASRecConfig(num_items=3, sid_sizes=[4, 0])
+    with pytest.raises(SimCITInputError, match="an id model cannot rank items it never saw"):
+        SASRec(SASRecConfig(num_items=3)).set_item_codes(_sid_codes())
+
+
 def test_sasrec_budget_in_steps_and_padding_invariance():
     config = SASRecConfig(num_items=NUM_ITEMS, max_len=6, hidden_size=16, num_layers=1, num_heads=1, dropout=0.0)
     _, result = train_sasrec(cyclic_splits(), config, device="cpu", max_steps=3, verbose=False)

@@ -16,6 +16,13 @@ Two objectives (:attr:`SASRecConfig.objective`):
 * ``"last_position"`` (RecBole's objective): one example per prefix of ``splits["train"]``, loss on the last
   position only; ``max_len`` times the encoder work per target.
 
+Item representation (:attr:`SASRecConfig.sid_sizes`): one learned vector per item id (the classic model), or
+the *sum of learned embeddings of the item's SID codes* (one table per SID level), used for the input and the
+output alike. Why SIDs: items that share a SID prefix share parameters (RQ codes are additive, so the sum
+mirrors the quantizer's own reconstruction), and an item that had no interaction in training is still
+scored, from its SID; the ranking stays exact over the catalogue (no beam). It is the SID model closest to
+SASRec, the bridge between the ID baseline and the token generator.
+
 Positions count from the first (oldest) item of the visible sequence, for training and scoring alike, and
 are computed from the non-padding tokens, so padding (left or right, any amount) never changes a score.
 Why from the start, not back from the most recent item: under ``all_positions`` the target at index ``j``
@@ -58,6 +65,8 @@ class SASRecConfig:
     ``layer_norm`` ``"pre"``: item embeddings scaled by sqrt(d), pre-LN blocks and a final LayerNorm (Kang &
     McAuley's code); ``"post"``: LayerNorm of item + position embeddings, post-LN blocks, no scaling
     (RecBole's SASRec), for a like-for-like comparison with RecBole.
+    ``sid_sizes`` (codes per SID level, e.g. ``[256, 256, 256, 7]``): items are the sums of their SID codes'
+    embeddings; the model then needs the ``(num_items, levels)`` code table (``SASRec(config, item_codes)``).
     """
 
     num_items: int
@@ -77,6 +86,7 @@ class SASRecConfig:
     objective: str = "all_positions"
     layer_norm: str = "pre"
     initializer_range: float = 0.02
+    sid_sizes: list[int] | None = None
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -90,6 +100,8 @@ class SASRecConfig:
                      "batch_size", "num_epochs", "patience", "eval_every"):
             if int(getattr(self, name)) < 1:
                 raise SimCITInputError(f"SASRecConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.sid_sizes is not None and (not self.sid_sizes or min(self.sid_sizes) < 1):
+            raise SimCITInputError(f"SASRecConfig.sid_sizes must list >= 1 code per level, got {self.sid_sizes!r}")
         if self.eval_max_examples is not None and self.eval_max_examples < 0:
             raise SimCITInputError(f"SASRecConfig.eval_max_examples must be >= 0 or None, got {self.eval_max_examples}")
         if self.hidden_size % self.num_heads:
@@ -98,13 +110,23 @@ class SASRecConfig:
 
 
 class SASRec(nn.Module):
-    """Input ``(B, T)`` item indices + 1 (0 = padding, left-padded for scoring); output ``(B, num_items)``."""
+    """Input ``(B, T)`` item indices + 1 (0 = padding, left-padded for scoring); output ``(B, num_items)``.
 
-    def __init__(self, config: SASRecConfig):
+    ``item_codes``: ``(num_items, levels)`` SID codes, required with ``config.sid_sizes`` (see the module
+    docstring); kept as a buffer, so the item table follows the codes of the catalogue it ranks.
+    """
+
+    def __init__(self, config: SASRecConfig, item_codes: torch.Tensor | None = None):
         super().__init__()
         self.config = config
         d = config.hidden_size
-        self.item_embedding = nn.Embedding(config.num_items + 1, d, padding_idx=0)
+        if config.sid_sizes is None:
+            if item_codes is not None:
+                raise SimCITInputError("SASRec: item_codes given but config.sid_sizes is None")
+            self.item_embedding = nn.Embedding(config.num_items + 1, d, padding_idx=0)
+        else:
+            self.code_embedding = nn.Embedding(sum(config.sid_sizes), d)
+            self.register_buffer("item_codes", _offset_codes(item_codes, config), persistent=True)
         self.position_embedding = nn.Embedding(config.max_len, d)
         self.dropout = nn.Dropout(config.dropout)
         layer = nn.TransformerEncoderLayer(d, config.num_heads, dim_feedforward=config.inner_size,
@@ -128,8 +150,29 @@ class SASRec(nn.Module):
                 nn.init.trunc_normal_(param, std=std, a=-2 * std, b=2 * std)
             elif name.endswith("bias"):
                 nn.init.zeros_(param)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        if self.config.sid_sizes is None:
+            with torch.no_grad():
+                self.item_embedding.weight[0].zero_()
+
+    def set_item_codes(self, item_codes: torch.Tensor) -> SASRec:
+        """Rank another catalogue from now on, e.g. the training catalogue plus cold-start items with SIDs from
+        the trained quantizer: ``(num_items', levels)`` codes within ``config.sid_sizes``; no retraining."""
+        from dataclasses import replace
+
+        if self.config.sid_sizes is None:
+            raise SimCITInputError("set_item_codes needs a SASRec over SIDs (config.sid_sizes); an id model "
+                                   "cannot rank items it never saw")
+        config = replace(self.config, num_items=len(item_codes))
+        self.item_codes = _offset_codes(item_codes, config).to(self.item_codes.device)
+        self.config = config
+        return self
+
+    def item_table(self) -> torch.Tensor:
+        """``(num_items + 1, d)``: row 0 the (zero) padding, row ``i + 1`` item ``i``'s embedding."""
+        if self.config.sid_sizes is None:
+            return self.item_embedding.weight
+        items = self.code_embedding(self.item_codes).sum(1)                     # (num_items, d)
+        return torch.cat([items.new_zeros(1, items.shape[1]), items])
 
     def hidden_states(self, sequences: torch.Tensor) -> torch.Tensor:
         """Final-normed hidden states ``(B, T, d)`` at every position (the training objective's input).
@@ -138,7 +181,7 @@ class SASRec(nn.Module):
         """
         real = sequences != 0
         positions = (real.long().cumsum(1) - 1).clamp(min=0)
-        hidden = self.item_embedding(sequences)
+        hidden = nn.functional.embedding(sequences, self.item_table(), padding_idx=0)
         if self.config.layer_norm == "pre":
             hidden = hidden * self.config.hidden_size ** 0.5
         hidden = self.dropout(self.embedding_norm(hidden + self.position_embedding(positions)))
@@ -147,11 +190,28 @@ class SASRec(nn.Module):
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores ``(..., num_items)`` of hidden states against the (shared) item table."""
-        return hidden @ self.item_embedding.weight[1:].T
+        return hidden @ self.item_table()[1:].T
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
         """Scores of the next item after the last column (left padding: the most recent item)."""
         return self.item_scores(self.hidden_states(sequences)[:, -1])
+
+
+def _offset_codes(item_codes: torch.Tensor | None, config: SASRecConfig) -> torch.Tensor:
+    """The ``(num_items, levels)`` codes as rows of the one code table (level ``l`` offset by the sizes before it)."""
+    if item_codes is None:
+        raise SimCITInputError("SASRec with sid_sizes needs item_codes: the (num_items, levels) SID code table")
+    codes = torch.as_tensor(item_codes, dtype=torch.long)
+    sizes = torch.as_tensor(config.sid_sizes, dtype=torch.long)
+    if codes.ndim != 2 or codes.shape != (config.num_items, len(sizes)):
+        raise SimCITInputError(f"SASRec item_codes: expected shape ({config.num_items}, {len(sizes)}) (items x SID "
+                               f"levels), got {tuple(codes.shape)}")
+    bad = (codes < 0) | (codes >= sizes)
+    if bad.any():
+        item, level = (int(x) for x in bad.nonzero()[0])
+        raise SimCITInputError(f"SASRec item_codes: item {item} has code {int(codes[item, level])} at level {level}, "
+                               f"outside 0..{int(sizes[level]) - 1}")
+    return codes + torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
 
 
 def attention_mask(sequences: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -296,8 +356,8 @@ def _sample_metrics(model: SASRec, sequences: torch.Tensor, targets: torch.Tenso
 
 
 def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.device | None = None,
-                 ks: Sequence[int] = (5, 10), max_steps: int | None = None, verbose: bool = True
-                 ) -> tuple[SASRec, dict[str, Any]]:
+                 ks: Sequence[int] = (5, 10), max_steps: int | None = None, verbose: bool = True,
+                 item_codes: torch.Tensor | None = None) -> tuple[SASRec, dict[str, Any]]:
     """Train with ``config.objective``, early-stop on validation NDCG@max(ks), return the best model and
     ``{"validation", "test"`` (full splits), ``"epochs", "steps", "best_epoch", "train_s"`` (training seconds,
     evaluation excluded), ``"history"}``: one entry per evaluated epoch, ``{"epoch", "step", "seconds"``
@@ -312,7 +372,7 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
-    model = SASRec(config).to(device)
+    model = SASRec(config, item_codes).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     if config.objective == "all_positions":
         inputs, labels = all_position_examples(splits, config.max_len)
