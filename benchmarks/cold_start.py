@@ -15,7 +15,9 @@ Protocol (issue #13):
    (:func:`hf_simcit.quantizers.cold_start_assignment`, the path of ``add_cold_start_items``), avoiding every
    warm SID; they join the trie and the saved best generator ranks the whole catalogue.
 4. Scored: test users whose target is cold ("cold") and a seeded sample of the others ("warm"), R@10 / N@10,
-   for the generators, SASRec (cannot rank a cold item: 0 by construction; warm on its own catalogue),
+   for the generators, SASRec (cannot rank a cold item: 0 by construction; warm on its own catalogue), SASRec
+   over each tokenizer's SIDs (``sasrec+simcit``, ...: trained on the warm items, then given the cold items'
+   SIDs with ``set_item_codes`` and ranking the whole catalogue exactly),
    popularity of the training targets and a text-similarity kNN (MiniLM cosine to the sum of the user's history
    embeddings, history items excluded, since Beauty has no repeat targets). For generators the warm figure is
    given with the cold items in the trie (``warm``) and without them (``warm_without_cold``).
@@ -45,7 +47,9 @@ import recommend as rb  # noqa: E402  (benchmarks/recommend.py: data, features, 
 
 ROOT = rb.ROOT
 GENERATORS = ("simcit", "rqkmeans", "rqvae")
-METHODS = (*GENERATORS, "sasrec", "popularity", "text_knn")
+# SASRec over each tokenizer's SIDs: trained on the warm items, then ranks the cold ones from their SIDs
+SID_SASREC = {method: tokenizer for method, tokenizer in rb.SID_SASREC.items() if tokenizer in GENERATORS}
+METHODS = (*GENERATORS, "sasrec", *SID_SASREC, "popularity", "text_knn")
 
 
 # ------------------------------------------------------------------------------------------------ protocol
@@ -272,17 +276,34 @@ def text_knn(text: torch.Tensor, split, new_items=None, new_item_slots: int = 0,
     items excluded): the non-learned content baseline a cold item can reach. With ``new_item_slots``, the last
     places go to the most similar of ``new_items``, assembled as the generator's reserved places are. One
     ``(users, items)`` product scores a whole split, so scoring it again per number of places costs little."""
-    from hf_simcit.generation.recommend import Recommendations, with_reserved_places
-    from hf_simcit.metrics.ranking import ranking_metrics
-
     text = torch.nn.functional.normalize(torch.as_tensor(text, dtype=torch.float32), dim=-1)
-    k = max(ks)
     histories = [list(h) for h in split["history"]]
     users = torch.repeat_interleave(torch.arange(len(histories)), torch.tensor([len(h) for h in histories]))
     items = torch.tensor([i for h in histories for i in h], dtype=torch.long)
     profiles = torch.zeros(len(histories), text.shape[1]).index_add_(0, users, text[items])
     scores = profiles @ text.T                                   # (users, items)
     scores[users, items] = -float("inf")
+    return score_matrix_metrics(scores, split, new_items, new_item_slots, ks)
+
+
+def sid_sasrec_scores(model, split, new_items=None, new_item_slots: int = 0, exclude_history: bool = False,
+                      ks=(5, 10)) -> dict:
+    """A SASRec over SIDs (its catalogue holding the cold items too) on ``split``: its exact scores of every item,
+    with ``new_item_slots`` places for the best of ``new_items`` as for the text kNN and the generators."""
+    from hf_simcit.baselines.sasrec import score_items
+
+    scores = score_items(model, split["history"], device=next(model.parameters()).device,
+                         exclude_history=exclude_history)
+    return score_matrix_metrics(scores, split, new_items, new_item_slots, ks)
+
+
+def score_matrix_metrics(scores: torch.Tensor, split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
+    """Ranking metrics of a ``(users, items)`` score matrix; with ``new_item_slots``, the last places of the top
+    ``max(ks)`` go to the best of ``new_items``, assembled as the generators' reserved places are."""
+    from hf_simcit.generation.recommend import Recommendations, with_reserved_places
+    from hf_simcit.metrics.ranking import ranking_metrics
+
+    k = max(ks)
     top = scores.topk(k)
     ranked = Recommendations(top.indices, top.values, top.indices[..., None])
     if new_item_slots:
@@ -486,20 +507,26 @@ def run(argv: list[str] | None = None) -> int:
             rows |= {m: r for m, r in source["rows"].items() if m not in ("popularity", "text_knn")}
             sid_stats |= source["sids"]
         command = " + ".join(dict.fromkeys(src["command"] for src in sources)) + f" (merged by: {command})"
-    for method in [m for m in methods if m in GENERATORS]:
+    def warm_and_cold_sids(tokenizer: str):
+        """The tokenizer trained on the warm items, and the whole catalogue's SIDs (cold items' from it)."""
         t0 = time.time()
-        assignment, quantizer = rb.build_sids(method, warm_feats, modalities, simcit_args.num_levels,
+        assignment, quantizer = rb.build_sids(tokenizer, warm_feats, modalities, simcit_args.num_levels,
                                               simcit_args.codebook_size, args.seed, simcit_args, args.rqvae_steps)
         full_codes, _, stats = cold_sids(quantizer, assignment, ItemFeatures(
             {m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities}, feats.item_ids),
             data)
         stats["warm_raw_collision_rate"] = float(assignment.raw_collision_rate)
         stats["warm_usage"] = [float(u) for u in assignment.raw_statistics["usage"]]
-        sid_stats[method] = stats
-        print(f"[{method}] SIDs in {time.time() - t0:.0f}s: {json.dumps(stats)}", flush=True)
+        sid_stats[tokenizer] = stats
+        print(f"[{tokenizer}] SIDs in {time.time() - t0:.0f}s: {json.dumps(stats)}", flush=True)
+        return assignment, full_codes
+
+    parts = {"cold": cold_test, "warm": warm_test}
+    for method in [m for m in methods if m in GENERATORS]:
+        assignment, full_codes = warm_and_cold_sids(method)
         run = rb.run_generator(method, assignment, warm_rec, warm_test, args, workdir)
         saved = SavedGenerator.load(workdir / method, full_codes, assignment.codebook_sizes, feats.item_ids)
-        scored = generator_row(saved, {"cold": cold_test, "warm": warm_test}, cold_items, args)
+        scored = generator_row(saved, parts, cold_items, args)
         rows[method] = {**scored, "warm_without_cold": figures(run["test"]), "epochs": run["epochs"],
                         "best_epoch": run["best_epoch"], "train_s": round(float(run["train_s"]), 1),
                         "invalid_items": scored["cold"]["invalid_items"] + scored["warm"]["invalid_items"]}
@@ -516,6 +543,19 @@ def run(argv: list[str] | None = None) -> int:
             rows["sasrec"]["history_excluded"] = {"cold": zero, "warm": figures(
                 run["test_history_excluded"] | {"num_examples": len(warm_rows)})}
         print(f"[sasrec] {json.dumps(rows['sasrec'])}", flush=True)
+        checkpoint()
+    for method in [m for m in methods if m in SID_SASREC]:
+        assignment, full_codes = warm_and_cold_sids(SID_SASREC[method])
+        run = rb.run_sasrec(warm_rec, warm_test, data.num_warm, args, device, assignment=assignment, keep_model=True)
+        model = run.pop("model").set_item_codes(torch.as_tensor(full_codes))
+        rows[method] = scored_parts(partial(sid_sasrec_scores, model), parts, cold_items, args.new_item_slots)
+        if args.exclude_history:
+            rows[method]["history_excluded"] = scored_parts(partial(sid_sasrec_scores, model, exclude_history=True),
+                                                            parts, cold_items, args.new_item_slots)
+        rows[method] |= {"warm_without_cold": figures(run["test"] | {"num_examples": len(warm_rows)}),
+                         "epochs": run["epochs"], "best_epoch": run["best_epoch"],
+                         "train_s": round(float(run["train_s"]), 1)}
+        print(f"[{method}] {json.dumps(rows[method])}", flush=True)
         checkpoint()
 
     table = format_table(rows)

@@ -219,11 +219,12 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
 
 
 def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | None = None,
-               assignment=None) -> dict:
+               assignment=None, keep_model: bool = False) -> dict:
     """SASRec (the package's defaults: CE at every position) to its own early-stopping point under the
     common epoch cap, on the same fixed validation sample; the best epoch is tested. With ``fixed_epochs``:
     exactly that many epochs without validation, the last model tested. With a SID ``assignment``: SASRec over
-    those SIDs (items = sums of their codes' embeddings), otherwise the same."""
+    those SIDs (items = sums of their codes' embeddings), otherwise the same. ``keep_model``: the trained model
+    under ``"model"`` (not JSON)."""
     from hf_simcit.baselines.sasrec import SASRecConfig, evaluate_sasrec, rank_items, train_sasrec
 
     epochs = fixed_epochs or int(np.ceil(args.sasrec_epochs or args.epochs))
@@ -247,7 +248,8 @@ def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | N
             "train_s": res.get("train_s", 0.0), "eval_s": time.time() - start, "steps": res["steps"],
             "best_step": best["step"] if best else None, "epochs": res["epochs"],
             "best_epoch": best["epoch"] + 1 if best else None, "curve": curve,       # epochs done, as for generators
-            "config": {k: v for k, v in vars(config).items()}, "test_history_excluded": excluded}
+            "config": {k: v for k, v in vars(config).items()}, "test_history_excluded": excluded,
+            **({"model": model} if keep_model else {})}
 
 
 def run_baseline(method: str, rec, test_split) -> dict:

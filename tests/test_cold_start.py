@@ -177,6 +177,33 @@ def test_reserved_places_and_a_reevaluation_that_reproduces_the_run(tmp_path_fac
     assert len(other.stderr.strip().splitlines()) == 1
 
 
+def test_sasrec_over_sids_ranks_the_cold_items_from_their_sids(tmp_path_factory):
+    """``sasrec+simcit``: trained on the warm items only, then given the cold items' SIDs (no retraining); its
+    exact scores rank the whole catalogue, cold items included, and the reserved places go to the best cold
+    items as for the generators and the text kNN."""
+    import json
+    import os
+    import subprocess
+
+    root = tmp_path_factory.mktemp("cold-sasrec")
+    env = {**os.environ, "HF_SIMCIT_REC_BENCH_CACHE": str(root / "cache"), "TQDM_DISABLE": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cold_start.py"), "--dataset", "ml-100k",
+                           "--methods", "sasrec+simcit", "--simcit-steps", "30", "--epochs", "3", "--eval-examples",
+                           "100", "--warm-test-examples", "200", "--threads", "1", "--workdir", str(root / "w"),
+                           "--no-results", "--exclude-history"], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("[sasrec+simcit] {"))
+    row = json.loads(line[len("[sasrec+simcit] "):])
+    assert row["cold"]["users"] > 0 and row["warm"]["users"] == 200 and row["epochs"] >= 1
+    places = [row["cold"]["recall@10"]] + [row["new_item_slots"][m]["cold"]["recall@10"] for m in ("1", "2")]
+    assert places[0] <= places[1] <= places[2] and places[2] > 0      # cold items reached, from their SIDs
+    warm = [row["warm"]["recall@10"]] + [row["new_item_slots"][m]["warm"]["recall@10"] for m in ("1", "2")]
+    assert warm[0] >= warm[1] >= warm[2]
+    assert row["history_excluded"]["warm"]["recall@10"] >= row["warm"]["recall@10"]   # ML-100K: no repeats
+    assert set(row["warm_without_cold"]) == {"recall@10", "ndcg@10", "users", "invalid_items"}
+
+
 def test_text_knn_reserved_places_are_assembled_like_the_generators(cold_start):
     """The text kNN with ``new_item_slots=m``: its first 10 - m items, then the m new items most similar to the
     history that are not listed yet (a new item already in the first places keeps its place)."""

@@ -244,6 +244,16 @@ def encode_histories(histories: Sequence[Sequence[int]], max_len: int, num_items
     return out
 
 
+def _batch_scores(model: SASRec, batch: torch.Tensor, exclude_history: bool) -> torch.Tensor:
+    """``(B, num_items)`` scores of encoded histories; ``exclude_history``: ``-inf`` on each history's items."""
+    scores = model(batch)
+    if exclude_history:   # one spare column takes the padding's writes
+        scores = torch.cat([scores, scores.new_zeros(len(batch), 1)], dim=1)
+        scores = scores.scatter(1, torch.where(batch > 0, batch - 1, model.config.num_items), float("-inf"))
+        scores = scores[:, :-1]
+    return scores
+
+
 @torch.no_grad()
 def _rank_encoded(model: SASRec, sequences: torch.Tensor, top: int, batch_size: int,
                   device: str | torch.device, exclude_history: bool = False) -> torch.Tensor:
@@ -252,13 +262,20 @@ def _rank_encoded(model: SASRec, sequences: torch.Tensor, top: int, batch_size: 
     out = []
     for start in range(0, len(sequences), batch_size):
         batch = sequences[start:start + batch_size].to(device)
-        scores = model(batch)
-        if exclude_history:   # one spare column takes the padding's writes
-            scores = torch.cat([scores, scores.new_zeros(len(batch), 1)], dim=1)
-            scores = scores.scatter(1, torch.where(batch > 0, batch - 1, model.config.num_items), float("-inf"))
-            scores = scores[:, :-1]
-        out.append(scores.topk(top, dim=-1).indices.cpu())
+        out.append(_batch_scores(model, batch, exclude_history).topk(top, dim=-1).indices.cpu())
     return torch.cat(out) if out else torch.empty(0, top, dtype=torch.long)
+
+
+@torch.no_grad()
+def score_items(model: SASRec, histories: Sequence[Sequence[int]], batch_size: int = 512,
+                device: str | torch.device = "cpu", exclude_history: bool = False) -> torch.Tensor:
+    """The full ``(n, num_items)`` score matrix (for rankings assembled elsewhere, e.g. places reserved for
+    new items); :func:`rank_items` keeps only each row's top items and needs far less memory."""
+    model.eval()
+    sequences = encode_histories(histories, model.config.max_len, model.config.num_items)
+    parts = [_batch_scores(model, sequences[start:start + batch_size].to(device), exclude_history).cpu()
+             for start in range(0, len(sequences), batch_size)]
+    return torch.cat(parts) if parts else torch.empty(0, model.config.num_items)
 
 
 def rank_items(model: SASRec, histories: Sequence[Sequence[int]], top: int, batch_size: int = 512,
