@@ -421,6 +421,24 @@ def load_partials(workdirs: list[str], expected: dict) -> tuple[list[dict], str 
     return list(by_file.values()), settings_mismatch(by_file, expected)
 
 
+def keep_rescored_figures(rows: dict, path: Path) -> dict:
+    """``--from-partial``: the figures that ``--reevaluate`` added to the results file (``history_excluded``,
+    reserved places) stay with each merged row that file holds with the very same plain figures (the same
+    model); returns the commands that scored them."""
+    from hf_simcit.utils.serialization import read_json
+
+    saved = read_json(path) or {"rows": {}}
+    commands = {}
+    for method, row in rows.items():
+        earlier = saved["rows"].get(method)
+        if earlier is None or any(earlier.get(part) != row.get(part) for part in ("cold", "warm")):
+            continue
+        row |= {key: value for key, value in earlier.items() if key not in row}
+        if method in saved.get("new_item_slots_commands", {}):
+            commands[method] = saved["new_item_slots_commands"][method]
+    return commands
+
+
 def main(argv: list[str] | None = None) -> int:
     return rb.with_bad_input_as_one_line(run, argv)
 
@@ -507,6 +525,8 @@ def run(argv: list[str] | None = None) -> int:
             rows |= {m: r for m, r in source["rows"].items() if m not in ("popularity", "text_knn")}
             sid_stats |= source["sids"]
         command = " + ".join(dict.fromkeys(src["command"] for src in sources)) + f" (merged by: {command})"
+        rescored = keep_rescored_figures(rows, rb.RESULTS_DIR / f"cold-start-{args.dataset}.json")
+
     def warm_and_cold_sids(tokenizer: str):
         """The tokenizer trained on the warm items, and the whole catalogue's SIDs (cold items' from it)."""
         t0 = time.time()
@@ -581,6 +601,7 @@ def run(argv: list[str] | None = None) -> int:
            "cold_test_users": int(len(cold_rows)), "warm_test_users": int(len(warm_rows)),
            "interactions_removed": data.interactions_removed, "users_dropped": data.users_dropped,
            "sids": sid_stats, "rows": rows, "settings": settings, "wall_s": round(wall, 1),
+           **({"new_item_slots_commands": rescored} if args.from_partial and rescored else {}),
            "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), load {load_start[0]:.1f} -> "
                       f"{load_end[0]:.1f}"}
     path = rb.RESULTS_DIR / f"cold-start-{args.dataset}.json"

@@ -246,3 +246,23 @@ def test_generator_rows_score_with_and_without_the_history_only_when_asked(cold_
     assert sorted(c for c in calls if c[2]) == [("C", 0, True), ("C", 1, True), ("W", 0, True), ("W", 1, True)]
     assert both["cold"]["recall@10"] == 0.25 and both["history_excluded"]["cold"]["recall@10"] == 0.5
     assert both["history_excluded"]["new_item_slots"]["1"]["warm"]["recall@10"] == 0.5
+
+
+def test_merging_partials_keeps_the_figures_a_reevaluation_added_to_the_same_rows(cold_start, tmp_path):
+    """``--from-partial`` rewrites the results file from the runs' partial rows; the history-excluded and
+    reserved-place figures that ``--reevaluate`` added stay with a row whose plain figures are the very same (the
+    same model), and not with a row trained again."""
+    import json
+
+    plain = {"cold": {"recall@10": 0.0, "ndcg@10": 0.0, "users": 5}, "warm": {"recall@10": 0.2, "ndcg@10": 0.1, "users": 9}}
+    extra = {"history_excluded": {"cold": {"recall@10": 0.1}}, "new_item_slots": {"1": {"cold": {"recall@10": 0.3}}}}
+    path = tmp_path / "cold-start-beauty.json"
+    path.write_text(json.dumps({"rows": {"simcit": plain | extra, "rqvae": plain | extra},
+                                "new_item_slots_commands": {"simcit": "reevaluate simcit", "rqvae": "reevaluate rqvae"}}))
+    retrained = {"cold": plain["cold"], "warm": {"recall@10": 0.25, "ndcg@10": 0.1, "users": 9}}
+    rows = {"simcit": json.loads(json.dumps(plain)), "rqvae": retrained, "sasrec+simcit": plain | {"epochs": 3}}
+    commands = cold_start.keep_rescored_figures(rows, path)
+    assert rows["simcit"] == plain | extra and commands == {"simcit": "reevaluate simcit"}
+    assert "history_excluded" not in rows["rqvae"] and "new_item_slots" not in rows["rqvae"]
+    assert rows["sasrec+simcit"] == plain | {"epochs": 3}          # not in the file: nothing to keep
+    assert cold_start.keep_rescored_figures({"simcit": dict(plain)}, tmp_path / "missing.json") == {}
