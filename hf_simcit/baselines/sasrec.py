@@ -381,7 +381,8 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
     (cumulative training seconds), ``"loss"`` (mean CE per target), validation-sample metrics ``}``.
 
     ``max_steps`` caps the optimizer steps (a training budget equal to the generator's); ``patience`` counts
-    evaluations without improvement.
+    evaluations without improvement. ``item_codes``: the ``(num_items, levels)`` SID codes of a SASRec over SIDs
+    (``config.sid_sizes``).
     """
     from tqdm.auto import tqdm
 
