@@ -226,6 +226,7 @@ def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | N
     those SIDs (items = sums of their codes' embeddings), otherwise the same. ``keep_model``: the trained model
     under ``"model"`` (not JSON)."""
     from hf_simcit.baselines.sasrec import SASRecConfig, evaluate_sasrec, rank_items, train_sasrec
+    from hf_simcit.metrics.ranking import ranking_metrics
 
     epochs = fixed_epochs or int(np.ceil(args.sasrec_epochs or args.epochs))
     config = SASRecConfig(num_items=n, num_epochs=epochs,
@@ -237,8 +238,10 @@ def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | N
     # the whole split: the training windows are rebuilt from train + validation + test rows
     model, res = train_sasrec(rec.splits, config, device=device, verbose=False, item_codes=codes)
     start = time.time()
-    res["test"] = evaluate_sasrec(model, test_split, (5, 10), device=device)
     rankings = rank_items(model, test_split["history"], 10, device=device)   # the best model's test lists
+    # the metrics of those very lists (evaluate_sasrec would rank every test user once more)
+    res["test"] = ranking_metrics(rankings, torch.as_tensor(test_split["target"]), (5, 10)) | {
+        "num_examples": len(test_split)}
     excluded = evaluate_sasrec(model, test_split, (5, 10), device=device,
                                exclude_history=True) if getattr(args, "exclude_history", False) else None
     history = res.get("history", [])
