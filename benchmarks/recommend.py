@@ -70,12 +70,26 @@ def load_data(name: str):
     return rec
 
 
-def load_features(name: str, rec):
-    """:class:`hf_simcit.quantizers.ItemFeatures`: MiniLM text, 32-d SVD collaborative, geography for POIs.
+CF_WINDOW = 3  # --cf sequential: items up to 3 steps apart co-occur
 
+
+def load_features(name: str, rec, cf: str = "svd"):
+    """:class:`hf_simcit.quantizers.ItemFeatures`: MiniLM text, 32-d collaborative, geography for POIs.
+
+    ``cf``: ``"svd"`` of the training user x item matrix, or ``"sequential"`` (SPPMI-SVD of the training
+    co-occurrence within :data:`CF_WINDOW` steps; seconds, so computed each run over the cached text).
     Reuses ``benchmarks/quantizers.py``'s cache when its item order matches; else computes them with the
     package's feature functions and caches them under ``CACHE/features``.
     """
+    if cf != "svd":
+        from hf_simcit.data import training_cooccurrence
+        from hf_simcit.features.collaborative import collaborative_embeddings
+        from hf_simcit.quantizers import ItemFeatures
+
+        feats = load_features(name, rec)
+        x, present = collaborative_embeddings(training_cooccurrence(rec, CF_WINDOW), dim=32, method=cf)
+        return ItemFeatures(feats.features | {"cf": torch.as_tensor(x)},
+                            feats.masks | {"cf": torch.as_tensor(present)}, feats.item_ids)
     from hf_simcit.quantizers import ItemFeatures
 
     item_ids = [str(i) for i in rec.items["item_id"]]
@@ -649,7 +663,7 @@ class RunContext(NamedTuple):
 
 def run_context(args) -> RunContext:
     rec = load_data(args.dataset)
-    feats = load_features(args.dataset, rec)
+    feats = load_features(args.dataset, rec, args.cf)
     workdir = CACHE / "runs" / args.dataset
     simcit_args = quantizer_recipe(args.dataset, args, workdir)
     modalities = list(simcit_args.modalities or feats.modalities)
@@ -713,6 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="SID collision resolution for every tokenizer (assign_semantic_ids)")
     parser.add_argument("--disambiguation-order", default="index", choices=["index", "distance", "random"],
                         help="with --resolve level: how items sharing a SID are numbered (index = item order)")
+    parser.add_argument("--cf", default="svd", choices=["svd", "sequential"],
+                        help="the collaborative modality: svd of the training user x item matrix, or sequential "
+                             "(SPPMI-SVD of items that follow each other in training sequences)")
     parser.add_argument("--baseline-modalities", default="same",
                         help="features of the baseline tokenizers: 'same' as SimCIT's recipe, or e.g. 'text'")
     parser.add_argument("--model", default=None, help="LLM path/name (default: tiny Llama from a config)")
@@ -888,7 +905,10 @@ def run(argv: list[str] | None = None) -> int:
         + f"; SimCIT = `train_quantizer` with recipes/{args.dataset}/"
         f"quantizer.yaml ({', '.join(f'{k} {getattr(simcit_args, k)}' for k in simcit_keys)}) on {modalities}; "
         f"RQ-VAE ({args.rqvae_steps} steps), RQ-KMeans, random IDs = `hf_simcit.quantizers` baselines on "
-        f"{base_modalities}; generator: "
+        f"{base_modalities}; cf = 32-d "
+        + ("SVD of the training user x item matrix" if args.cf == "svd" else
+           f"SPPMI-SVD of the training co-occurrence within {CF_WINDOW} steps (--cf sequential)")
+        + "; generator: "
         f"{args.model or f'Llama from config (hidden {args.hidden}, {args.layers} layers, {args.heads} heads)'}, "
         f"FFN {args.ffn or 2 * args.hidden}, dropout {args.dropout}, attention dropout {args.attention_dropout}, "
         f"{'tied' if args.tie_embeddings else 'untied'} embeddings, weight decay {args.weight_decay}), "

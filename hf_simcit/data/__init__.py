@@ -8,6 +8,7 @@ from .dataset import (
     load_prepared,
     prepare_dataset,
     read_raw,
+    training_cooccurrence,
     training_matrix,
 )
 from .readers import RawInteractions, movielens_100k_dir
@@ -38,6 +39,7 @@ __all__ = [
     "read_raw",
     "TrainingWindow",
     "sample_rows",
+    "training_cooccurrence",
     "training_matrix",
     "training_sequences_from_splits",
     "training_windows",

@@ -232,3 +232,31 @@ def training_matrix(rec: RecDataset, dtype: type = np.float32) -> sp.csr_matrix:
     )
     matrix.data[:] = 1  # repeat interactions count once
     return matrix
+
+
+def training_cooccurrence(rec: RecDataset, window: int = 3, dtype: type = np.float32) -> sp.csr_matrix:
+    """Symmetric item x item counts of *training* items that follow each other within ``window`` steps.
+
+    A pair ``d`` steps apart counts ``1 / d``; only each user's training part (the items before the validation
+    target, as in :func:`training_matrix`) enters, so validation and test targets never do. Where
+    :func:`training_matrix` says which items the same user met, this says which items come *next to* each
+    other: the order a sequential recommender learns (shape ``(num_items, num_items)``).
+    """
+    if window < 1:
+        raise SimCITInputError(f"co-occurrence window must be at least 1, got {window}")
+    rows: list[int] = []
+    cols: list[int] = []
+    weights: list[float] = []
+    for items in rec.sequences["items"]:
+        training_part = items[:-2] if len(items) >= 3 else []
+        for distance in range(1, min(window, len(training_part) - 1) + 1):
+            left, right = training_part[:-distance], training_part[distance:]
+            rows.extend(left + right)
+            cols.extend(right + left)
+            weights.extend([1.0 / distance] * (2 * len(left)))
+    matrix = sp.csr_matrix(
+        (np.asarray(weights, dtype=dtype), (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
+        shape=(rec.num_items, rec.num_items),
+    )
+    matrix.sum_duplicates()
+    return matrix
