@@ -213,6 +213,60 @@ def test_cf_groups_co_consumed_items():
     assert same > across + 0.5
 
 
+def test_training_cooccurrence_counts_nearby_training_items_only():
+    """Pairs up to ``window`` steps apart count ``1 / distance`` both ways; validation and test targets never
+    enter (items 4 and 5 are only ever those)."""
+    from hf_simcit.data import training_cooccurrence
+
+    rec = tiny_rec([[0, 1, 2, 3, 5, 4], [2, 0, 4, 5]], 6)
+    matrix = training_cooccurrence(rec, window=2).toarray()
+    expected = np.zeros((6, 6), dtype=np.float32)
+    for a, b, w in [(0, 1, 1), (1, 2, 1), (2, 3, 1), (0, 2, 0.5), (1, 3, 0.5), (2, 0, 1)]:
+        expected[a, b] += w
+        expected[b, a] += w
+    np.testing.assert_allclose(matrix, expected)
+    adjacent = np.zeros((6, 6), dtype=np.float32)
+    for a, b in [(0, 1), (1, 2), (2, 3), (2, 0)]:
+        adjacent[a, b] = adjacent[b, a] = 1
+    np.testing.assert_allclose(training_cooccurrence(rec, window=1).toarray(), adjacent)
+    with pytest.raises(SimCITInputError, match="window must be at least 1"):
+        training_cooccurrence(rec, window=0)
+
+
+def test_cf_sequential_puts_items_that_follow_each_other_together():
+    """Users walk ring A (0 -> 1 -> ... -> 39 -> 0) or ring B (40 -> ... -> 79), each from a random start: an
+    item's sequential embedding (default window 3) is close to the items 1-3 steps away, not to the far side of
+    its ring nor to the other ring; it comes through the features stage (``cf_method="sequential"``) with the
+    same masking as the other cf methods. (The user x item SVD cannot tell near from far in a ring: every
+    user meets 8 consecutive items.)"""
+    rng = np.random.default_rng(0)
+    sequences = []
+    for user in range(400):
+        base = 0 if user % 2 == 0 else 40
+        start = int(rng.integers(0, 40))
+        sequences.append([base + (start + step) % 40 for step in range(8)])
+    rec = tiny_rec(sequences, 81)  # item 80: never interacted with
+    items, report = build_features(rec, modalities=["cf"], cf_method="sequential", cf_dim=8, use_cache=False)
+    features, present = modality_tensors(items, ["cf"])["cf"]
+    assert present.tolist() == [True] * 80 + [False]
+    assert items["cf_embedding"][80] is None and report["cf"]["present"] == 80
+    torch.testing.assert_close(features[present].norm(dim=1), torch.ones(80))
+    similarity = features[:80] @ features[:80].T
+    near = torch.tensor([similarity[i, (i // 40) * 40 + (i + k) % 40] for i in range(80) for k in (1, 2, 3)])
+    far = torch.tensor([similarity[i, (i // 40) * 40 + (i + 20) % 40] for i in range(80)])
+    assert near.mean() > far.mean() + 0.4 and near.mean() > similarity[:40, 40:].mean() + 0.5
+    with pytest.raises(SimCITInputError, match="needs the item x item co-occurrence"):
+        collaborative_embeddings(sp_random_user_item(), 2, method="sequential")
+    with pytest.raises(SimCITInputError, match="unknown cf_method 'seq'"):
+        FeaturesArguments(cf_method="seq")
+
+
+def sp_random_user_item():
+    import scipy.sparse as sp
+
+    return sp.random(5, 7, density=0.5, format="csr", random_state=0)
+
+
 def test_cf_bad_input():
     import scipy.sparse as sp
 

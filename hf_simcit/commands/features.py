@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="fp32 (default) or bf16 autocast (worth it on GPUs)",
     )
-    parser.add_argument("--cf-method", choices=("svd", "lgmd"), default=None)
+    parser.add_argument("--cf-method", default=None, help="svd, lgmd or sequential (checked by FeaturesArguments)")
     parser.add_argument("--cf-dim", type=int, default=None)
+    parser.add_argument("--cf-window", type=int, default=None, help="cf-method sequential: co-occurrence window")
     parser.add_argument("--cf-lgmd-options", default=None, help="JSON dict of hf_simcit.lgmd.LGMD arguments")
     parser.add_argument("--image-encoder", default=None, help="HF vision encoder name or folder")
     parser.add_argument("--image-column", default=None)
@@ -61,6 +62,7 @@ OVERRIDES = (
     "text_precision",
     "cf_method",
     "cf_dim",
+    "cf_window",
     "cf_lgmd_options",
     "image_encoder",
     "image_column",

@@ -2,7 +2,8 @@
 ``image_embedding`` (``list<float32>``, null where an item lacks the modality).
 
 - :func:`encode_texts` - any HF text encoder, mean-pooled, L2-normalised (default: bundled MiniLM);
-- :func:`collaborative_embeddings` - truncated SVD or LGMD of the *training* interactions only;
+- :func:`collaborative_embeddings` - truncated SVD or LGMD of the *training* interactions only, or SPPMI-SVD
+  of which items follow each other in the training sequences;
 - :func:`geo_features` - unit-sphere xyz + multi-scale Fourier features of latitude/longitude;
 - :func:`encode_images` - any HF vision encoder;
 - :func:`build_features` / :func:`run_features` - the pipeline stage, cached by content;

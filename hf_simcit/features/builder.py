@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import SimCITInputError
 from .cache import FeatureCache, fingerprint, hash_model_source, hash_values
+from .collaborative import CF_METHODS
 from .columns import add_embedding_column, embedding_column
 
 MODALITIES = ("text", "cf", "geo", "image")
@@ -47,7 +48,12 @@ class FeaturesArguments:
         default="fp32",
         metadata={"help": "fp32 or bf16 (autocast; worth it on GPUs)"},
     )
-    cf_method: str = field(default="svd", metadata={"help": "svd or lgmd"})
+    cf_method: str = field(
+        default="svd",
+        metadata={"help": "svd or lgmd (of the user x item matrix), or sequential (SPPMI-SVD of the items that "
+                  "follow each other within cf_window steps of the training sequences)"},
+    )
+    cf_window: int = field(default=3, metadata={"help": "cf_method sequential: co-occurrence window (steps)"})
     cf_dim: int = field(default=64, metadata={"help": "collaborative embedding size"})
     cf_lgmd_options: dict | str | None = field(
         default=None, metadata={"help": "keyword arguments of hf_simcit.lgmd.LGMD (dict or JSON string)"}
@@ -102,8 +108,10 @@ class FeaturesArguments:
                 raise SimCITInputError(f"cf_lgmd_options is not valid JSON: {err.msg}") from None
         if self.text_precision not in ("fp32", "bf16"):
             raise SimCITInputError(f"unknown text_precision {self.text_precision!r}; choose fp32 or bf16")
-        if self.cf_method not in ("svd", "lgmd"):
-            raise SimCITInputError(f"unknown cf_method {self.cf_method!r}; choose svd or lgmd")
+        if self.cf_method not in CF_METHODS:
+            raise SimCITInputError(f"unknown cf_method {self.cf_method!r}; choose {', '.join(CF_METHODS)}")
+        if self.cf_window < 1:
+            raise SimCITInputError(f"cf_window must be at least 1, got {self.cf_window}")
 
 
 def _column(items, name: str, modality: str) -> list:
@@ -147,7 +155,9 @@ def build_features(rec, args: FeaturesArguments | None = None, interactions=None
         rec: a :class:`~hf_simcit.data.RecDataset`, or an item-table ``Dataset`` when no collaborative
             modality is requested (or ``interactions`` is given).
         args: options; keyword ``overrides`` replace single fields.
-        interactions: optional ``(num_users, num_items)`` training matrix (default ``training_matrix(rec)``).
+        interactions: optional ``(num_users, num_items)`` training matrix (default ``training_matrix(rec)``), or
+            for ``cf_method="sequential"`` the ``(num_items, num_items)`` co-occurrence (default
+            ``training_cooccurrence(rec, cf_window)``).
 
     Returns:
         ``(items, report)``: the item table with ``<modality>_embedding`` columns, and per modality its
@@ -257,9 +267,10 @@ def _plan(modality: str, items, rec, args: FeaturesArguments, item_ids, interact
                 raise SimCITInputError(
                     "the cf modality needs the training interactions: pass a RecDataset (or interactions=)"
                 )
-            from ..data import training_matrix
+            from ..data import training_cooccurrence, training_matrix
 
-            interactions = training_matrix(rec)
+            interactions = (training_cooccurrence(rec, args.cf_window) if args.cf_method == "sequential"
+                            else training_matrix(rec))
         if interactions.shape[1] != len(items):
             raise SimCITInputError(
                 f"interaction matrix has {interactions.shape[1]} item columns for {len(items)} items"
@@ -270,6 +281,7 @@ def _plan(modality: str, items, rec, args: FeaturesArguments, item_ids, interact
             "dim": args.cf_dim,
             "seed": args.seed,
             "lgmd": args.cf_lgmd_options,
+            **({"window": args.cf_window} if args.cf_method == "sequential" else {}),
         }
         return (
             lambda: collaborative_embeddings(
