@@ -10,7 +10,8 @@ Downstream test NDCG@10 / Recall@10 need a Beauty generator per row (``--downstr
 
 Rows: ``default`` (the recipe: learned codes) and the reference settings; each departure alone on top of the
 reference; the default with a k-means re-fit (``codebook_refit`` periodic / final); modalities (text, text + cf
-SVD, text + cf LGMD, LGMD with attractive graphs when ``--lgmd-cache`` holds them); contrastive temperature;
+SVD, text + cf LGMD, LGMD with attractive graphs when ``--lgmd-cache`` holds them, text + cf sequential as
+``recommend.py --cf sequential``); contrastive temperature;
 3 x 256 vs 4 x 64 codes.
 
     nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --dataset beauty --threads 1
@@ -66,7 +67,8 @@ def ablation_rows(recipe) -> list[tuple[str, dict, str | None]]:
              ("contrastive temperature 0.2", {"contrastive_temperature": 0.2}, None),
              ("4 x 64 codes", {"num_levels": 4, "codebook_size": 64}, None),
              ("modalities text + cf (LGMD)", {}, "lgmd"),
-             ("modalities text + cf (LGMD, attractive graphs)", {}, "lgmd-attractive")]
+             ("modalities text + cf (LGMD, attractive graphs)", {}, "lgmd-attractive"),
+             ("modalities text + cf (sequential)", {}, "sequential")]
     return rows
 
 
@@ -195,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                 "usage": None, "test": {"ndcg@10": None, "recall@10": None},
                 "missing": "not run: the session's time ran out before this row"})
             continue
-        row_feats = with_cf(feats, cf, Path(args.lgmd_cache))
+        row_feats = (rb.load_features(args.dataset, rec, cf) if cf == "sequential" else
+                     with_cf(feats, cf, Path(args.lgmd_cache)))
         if row_feats is None:
             results.append({"name": name, "settings": {"cf": cf}, "raw_collision": None, "usage": None,
                             "test": {"ndcg@10": None, "recall@10": None},
