@@ -276,13 +276,9 @@ def text_knn(text: torch.Tensor, split, new_items=None, new_item_slots: int = 0,
     items excluded): the non-learned content baseline a cold item can reach. With ``new_item_slots``, the last
     places go to the most similar of ``new_items``, assembled as the generator's reserved places are. One
     ``(users, items)`` product scores a whole split, so scoring it again per number of places costs little."""
-    text = torch.nn.functional.normalize(torch.as_tensor(text, dtype=torch.float32), dim=-1)
-    histories = [list(h) for h in split["history"]]
-    users = torch.repeat_interleave(torch.arange(len(histories)), torch.tensor([len(h) for h in histories]))
-    items = torch.tensor([i for h in histories for i in h], dtype=torch.long)
-    profiles = torch.zeros(len(histories), text.shape[1]).index_add_(0, users, text[items])
-    scores = profiles @ text.T                                   # (users, items)
-    scores[users, items] = -float("inf")
+    from hf_simcit.baselines.knn import content_knn_scores
+
+    scores = content_knn_scores(text, split["history"])           # (users, items)
     return score_matrix_metrics(scores, split, new_items, new_item_slots, ks)
 
 

@@ -50,7 +50,8 @@ DATA_DIRS = {"beauty": DATA / "amazon2014_beauty", "foursquare-nyc": DATA / "fou
              "scientific": DATA / "amazon2018_scientific", "yelp": DATA / "yelp", "ml-100k": None}
 NAMES = {"simcit": "SimCIT SIDs", "rqvae": "RQ-VAE SIDs", "rqkmeans": "RQ-KMeans SIDs", "random": "random SIDs",
          "sasrec": "SASRec", "history": "history (count, recency; then popular)",
-         "popularity": "popularity (training targets)"}
+         "popularity": "popularity (training targets)",
+         "knn": "last-item kNN (cosine of the tokenizers' features)"}
 GENERATORS = ("simcit", "rqvae", "rqkmeans", "random")
 # SASRec whose items are the sums of their SID codes' embeddings (SASRecConfig.sid_sizes), per tokenizer
 SID_SASREC = {f"sasrec+{tokenizer}": tokenizer for tokenizer in GENERATORS}
@@ -281,6 +282,23 @@ def run_baseline(method: str, rec, test_split) -> dict:
     rankings = test.pop("rankings")
     return {"test": test, "rankings": rankings, "validation": None, "train_s": fit_s,
             "eval_s": time.time() - t0, "steps": "-", "best_step": None, "epochs": None, "best_epoch": None}
+
+
+def run_knn(ctx, test_split) -> dict:
+    """Items ranked by the cosine of their features (the baseline tokenizers' input: ``base_modalities``,
+    concatenated as the quantizers see them) to the user's last item, history excluded: what the SIDs' own
+    input says about the next item, with no model trained."""
+    from hf_simcit.baselines.knn import content_knn_rankings
+    from hf_simcit.metrics.ranking import ranking_metrics
+    from hf_simcit.quantizers.base import concat_modalities
+
+    t0 = time.time()
+    features = concat_modalities(ctx.feats.features, ctx.feats.masks, ctx.base_modalities)
+    rankings = content_knn_rankings(features, test_split["history"], 10, last=1)
+    test = ranking_metrics(rankings, torch.as_tensor(test_split["target"]), (5, 10)) | {
+        "invalid_items": 0, "num_examples": len(test_split)}
+    return {"test": test, "rankings": rankings, "validation": None, "train_s": 0.0, "eval_s": time.time() - t0,
+            "steps": "-", "best_step": None, "epochs": None, "best_epoch": None}
 
 
 def in_history(split) -> np.ndarray:
@@ -834,6 +852,7 @@ def run(argv: list[str] | None = None) -> int:
     command = "python benchmarks/recommend.py " + " ".join(argv if argv is not None else sys.argv[1:])
     started, load_start = time.time(), os.getloadavg()
     # import every stage up front: a long run must not pick up half-edited modules of a working tree
+    import hf_simcit.baselines.knn  # noqa: F401
     import hf_simcit.baselines.popularity  # noqa: F401
     import hf_simcit.baselines.sasrec  # noqa: F401
     import hf_simcit.recommender.evaluation  # noqa: F401
@@ -877,8 +896,8 @@ def run(argv: list[str] | None = None) -> int:
         rows[method], stats = done[method]
         if stats is not None:
             sid_stats[method] = stats
-    for method in [m for m in methods if m in ("history", "popularity")]:
-        rows[method] = run_baseline(method, rec, test_split)
+    for method in [m for m in methods if m in ("history", "popularity", "knn")]:
+        rows[method] = run_knn(ctx, test_split) if method == "knn" else run_baseline(method, rec, test_split)
         print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in rows[method]['test'].items() if isinstance(v, float)})}",
               flush=True)
     for row in rows.values():
@@ -924,7 +943,8 @@ def run(argv: list[str] | None = None) -> int:
         f"{'; SASRec over SIDs: the same, items = sums of their SID codes embeddings (SASRecConfig.sid_sizes)' if any(m in rows for m in SID_SASREC) else ''}"
         f"; history = the user's history items by count, ties most recent first, "
         f"then the most popular training targets not in the history; popularity = the most frequent training "
-        f"targets; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
+        f"targets; last-item kNN = every item ranked by the cosine of its {'+'.join(base_modalities)} features "
+        f"(as the baseline tokenizers get them) to the user's last history item, history excluded; seed {args.seed}; threads {torch.get_num_threads()}; device {device}")
     print(settings)
     print(f"total wall time {wall:.0f} s")
     if not args.no_results:

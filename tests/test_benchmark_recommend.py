@@ -159,13 +159,13 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
     out = {}
     for jobs in ("1", "2"):
         done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--smoke", "--threads", "1",
-                               "--methods", "random,sasrec,sasrec+random,popularity", "--jobs", jobs,
-                               "--results-name", f"jobs{jobs}",
+                               "--methods", "random,sasrec,sasrec+random,popularity,knn", "--jobs", jobs,
+                               "--results-name", f"jobs{jobs}", "--cf", "sequential",
                                "--exclude-history"],
                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         out[jobs] = json.loads((results / f"jobs{jobs}.json").read_text())["rows"]
-    assert list(out["2"]) == ["random", "sasrec", "sasrec+random", "popularity"]
+    assert list(out["2"]) == ["random", "sasrec", "sasrec+random", "popularity", "knn"]
     for method in out["1"]:
         assert out["2"][method]["test"] == out["1"][method]["test"], method
         assert out["2"][method]["repeat_new"] == out["1"][method]["repeat_new"], method
@@ -180,6 +180,9 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
     excluded, plain = out["1"]["sasrec"]["test_history_excluded"], out["1"]["sasrec"]["test"]
     assert excluded["recall@10"] >= plain["recall@10"] and excluded != plain
     assert "test_history_excluded" not in out["1"]["popularity"]
+    # the last-item kNN over the tokenizers' features (text + the sequential cf of --cf): a real ranking
+    assert 0 < out["1"]["knn"]["test"]["ndcg@10"] <= out["1"]["knn"]["test"]["recall@10"] <= 1
+    assert out["1"]["knn"]["invalid_items"] == 0 and out["1"]["knn"]["epochs"] is None
     # --refit-with-validation: each learned row again, on training + validation interactions, for its best epochs
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--refit-with-validation",
                            str(results / "jobs1.json"), "--methods", "random,sasrec", "--threads", "1", "--no-results"],
