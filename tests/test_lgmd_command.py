@@ -12,7 +12,9 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from hf_simcit.cli import main
 from hf_simcit.data import RecDataset, load_prepared, training_matrix
+from hf_simcit.errors import SimCITInputError
 from hf_simcit.lgmd import LGMDTransform
+from hf_simcit.lgmd.stage import LGMDArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +32,11 @@ def _prepared(tmp_path: Path, num_users=24, num_items=15) -> Path:
         sequences.append(seq)
     sequences[0] = sequences[0][:3] + [14]  # item 14 only ever appears as a validation target
     sequences[0].append(0)
+    return _prepared_sequences(tmp_path, sequences, num_items)
+
+
+def _prepared_sequences(tmp_path: Path, sequences: list[list[int]], num_items: int) -> Path:
+    num_users = len(sequences)
     train = {"user_id": [], "history": [], "target": []}
     for user, seq in enumerate(sequences):
         for t in range(1, len(seq) - 2):
@@ -99,6 +106,36 @@ def test_lgmd_command_attractive_graphs(tmp_path):
     params = LGMDTransform.from_pretrained(out).info["params"]
     assert params["attractive"] is True and params["prior_weight"] == 3.0
     assert report["item_graph_edges"] > 0
+
+
+def test_lgmd_command_on_the_sequential_cooccurrence(tmp_path):
+    """``--matrix sequential``: LGMD fits the item x item SPPMI of the training sequences (users walk one of two
+    rings of 40 items), so an item's embedding is close to the items a few steps away on its ring; the validation
+    and test targets never enter (item 80 is only ever one), and the report says what the rows were."""
+    from hf_simcit.data import training_cooccurrence
+    from hf_simcit.features.collaborative import sppmi_matrix
+
+    rng = np.random.default_rng(0)
+    sequences = []
+    for user in range(300):
+        base, start = (user % 2) * 40, int(rng.integers(0, 40))
+        sequences.append([base + (start + step) % 40 for step in range(8)] + [80, (start + 30) % 40 + base])
+    data = _prepared_sequences(tmp_path, sequences, 81)
+    out = tmp_path / "lgmd"
+    assert main(["lgmd", "--data", str(data), "--output", str(out), "--matrix", "sequential", "--rank", "6",
+                 "--max-iter", "3", "--max-block-size", "40", "--device", "cpu", "--no-progress"]) == 0
+    report = json.loads((out / "lgmd.json").read_text())
+    assert report["matrix"] == "sequential" and report["num_rows"] == 81 and report["num_users"] is None
+    matrix = sppmi_matrix(training_cooccurrence(load_prepared(data), 3))
+    assert report["interactions"] == matrix.nnz and report["items_without_interactions"] == 1
+    emb = load_from_disk(str(out / "items"))["cf_embedding"]
+    assert emb[80] is None
+    x = np.asarray(emb[:80], dtype=np.float32)
+    near = np.mean([x[i] @ x[(i // 40) * 40 + (i + k) % 40] for i in range(80) for k in (1, 2, 3)])
+    far = np.mean([x[i] @ x[(i // 40) * 40 + (i + 20) % 40] for i in range(80)])
+    assert near > far + 0.4
+    with pytest.raises(SimCITInputError, match="matrix='users': choose interactions or sequential"):
+        LGMDArguments(matrix="users")
 
 
 @pytest.mark.parametrize("name", ["ml-100k", "beauty", "scientific", "yelp", "foursquare-nyc"])

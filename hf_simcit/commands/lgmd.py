@@ -13,6 +13,8 @@ OVERRIDES = {
     "data": str,
     "output": str,
     "items": str,
+    "matrix": str,
+    "window": int,
     "rank": int,
     "rho_u": float,
     "rho_v": float,
@@ -37,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "lgmd",
         help="LGMD item embeddings (cf_embedding) from the training interactions",
         description="Fit LGMD (learnable graph-regularised matrix decomposition) on a prepared data set's "
-        "training user x item matrix and add the item factors as a cf_embedding column of the item table. "
+        "training user x item matrix (--matrix interactions) or on the SPPMI of the items that follow each other in "
+        "the training sequences (--matrix sequential), and add the item factors as a cf_embedding column of the "
+        "item table. "
         "Large catalogues use block-restricted sparse graphs (support=blocks/knn).",
     )
     parser.add_argument("recipe", nargs="?", default=None, help="recipe YAML (LGMDArguments keys)")

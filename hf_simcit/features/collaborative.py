@@ -90,10 +90,13 @@ def _svd_item_factors(matrix: sp.csr_matrix, dim: int, seed: int) -> np.ndarray:
     return svd.fit_transform(matrix.T.tocsr())  # (num_items, rank) = U * S
 
 
-def _sppmi_item_factors(cooccurrence: sp.csr_matrix, dim: int, seed: int) -> np.ndarray:
-    """Item factors ``U * sqrt(S)`` of the shifted positive PMI matrix ``max(PMI - log k, 0)``."""
-    from sklearn.decomposition import TruncatedSVD
-
+def sppmi_matrix(cooccurrence: sp.spmatrix) -> sp.csr_matrix:
+    """The shifted positive PMI ``max(PMI - log k, 0)`` of an item x item co-occurrence matrix (word2vec's
+    negative sampling as a matrix: ``k`` = :data:`SPPMI_NEGATIVES`, context counts smoothed by
+    :data:`SPPMI_CONTEXT_SMOOTHING`). Pairs that co-occur no more than ``k`` times chance drop out."""
+    cooccurrence = sp.csr_matrix(cooccurrence)
+    if cooccurrence.shape[0] != cooccurrence.shape[1]:
+        raise SimCITInputError(f"SPPMI needs a square item x item co-occurrence matrix, got shape {cooccurrence.shape}")
     counts = cooccurrence.tocoo()
     item_counts = np.asarray(cooccurrence.sum(axis=1)).ravel()
     context_counts = np.asarray(cooccurrence.sum(axis=0)).ravel() ** SPPMI_CONTEXT_SMOOTHING
@@ -101,7 +104,15 @@ def _sppmi_item_factors(cooccurrence: sp.csr_matrix, dim: int, seed: int) -> np.
         pmi = np.log(counts.data * context_counts.sum() / (item_counts[counts.row] * context_counts[counts.col]))
     shifted = pmi - np.log(SPPMI_NEGATIVES)
     keep = shifted > 0
-    sppmi = sp.csr_matrix((shifted[keep], (counts.row[keep], counts.col[keep])), shape=cooccurrence.shape)
+    return sp.csr_matrix((shifted[keep], (counts.row[keep], counts.col[keep])),
+                         shape=cooccurrence.shape)
+
+
+def _sppmi_item_factors(cooccurrence: sp.csr_matrix, dim: int, seed: int) -> np.ndarray:
+    """Item factors ``U * sqrt(S)`` of :func:`sppmi_matrix`."""
+    from sklearn.decomposition import TruncatedSVD
+
+    sppmi = sppmi_matrix(cooccurrence)
     rank = min(dim, min(sppmi.shape) - 1)
     if rank < 1 or not sppmi.nnz:
         raise SimCITInputError(f"co-occurrence matrix {cooccurrence.shape} is too small or too sparse for SPPMI")

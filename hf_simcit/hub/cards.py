@@ -133,7 +133,10 @@ def feature_rows(run_dir: Path, columns: Sequence[str]) -> list[dict[str, Any]]:
                      "present": lgmd["num_items"] - lgmd.get("items_without_interactions", 0),
                      "num_items": lgmd.get("num_items"),
                      "how": f"LGMD (rank {lgmd.get('rank')}, learned sparse user and item graphs) of the training "
-                            "interactions only (no validation/test items)"})
+                            "interactions only (no validation/test items)" if lgmd.get("matrix", "interactions") ==
+                     "interactions" else f"LGMD (rank {lgmd.get('rank')}, learned sparse item graphs) of the shifted "
+                     f"PPMI of the items that follow each other within {options.get('window')} steps of the training "
+                     "sequences (no validation/test items)"})
     known = {row["column"] for row in rows}
     rows += [{"column": c, "modality": c.removesuffix("_embedding"), "dim": None, "present": None, "num_items": None,
               "how": "see the hf-simcit features stage"} for c in columns if c not in known]

@@ -1,8 +1,12 @@
 """The ``lgmd`` pipeline stage: prepared data -> fitted LGMD transform + item table with ``cf_embedding``.
 
 ``hf-simcit lgmd RECIPE.yaml`` (keys of :class:`LGMDArguments`) or ``hf-simcit lgmd --data DIR --output DIR
---rank 32``. Fits LGMD on the *training* user x item matrix (``hf_simcit.data.training_matrix``: validation and
-test targets are never seen), maps the item table through the transform and writes, atomically::
+--rank 32``. Fits LGMD on a matrix of *training* interactions only (validation and test targets are never seen):
+``matrix: interactions``, the user x item matrix (``hf_simcit.data.training_matrix``), or ``matrix: sequential``,
+the item x item shifted PPMI of the items that follow each other within ``window`` steps
+(``hf_simcit.features.collaborative.sppmi_matrix`` of ``hf_simcit.data.training_cooccurrence``: which items come
+next to each other, what a next-item recommender needs; ``benchmarks/collaborative.py``). It maps the item table
+through the transform and writes, atomically::
 
     OUTPUT/lgmd_config.json, OUTPUT/lgmd_transform.safetensors   (LGMDTransform.from_pretrained(OUTPUT))
     OUTPUT/items/                                                 (item table + cf_embedding, save_to_disk)
@@ -19,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SimCITInputError
 
+MATRICES = ("interactions", "sequential")
+
 if TYPE_CHECKING:
     from .estimator import LGMD
     from .transform import LGMDTransform
@@ -34,6 +40,11 @@ class LGMDArguments:
         default=None,
         metadata={"help": "item table to extend (e.g. RUN/features); default: the prepared data's items"},
     )
+    matrix: str = field(
+        default="interactions",
+        metadata={"help": "interactions (user x item) or sequential (item x item SPPMI of the training sequences)"},
+    )
+    window: int = field(default=3, metadata={"help": "matrix sequential: items up to this many steps apart co-occur"})
     rank: int = field(default=32, metadata={"help": "embedding size k"})
     rho_u: float = field(default=0.5, metadata={"help": "l1 weight of the user graph (relative)"})
     rho_v: float = field(default=0.5, metadata={"help": "l1 weight of the item graph (relative)"})
@@ -64,6 +75,21 @@ class LGMDArguments:
     def __post_init__(self):
         if self.dtype not in ("float32", "float64"):
             raise SimCITInputError(f"dtype={self.dtype!r}: choose float32 or float64")
+        if self.matrix not in MATRICES:
+            raise SimCITInputError(f"matrix={self.matrix!r}: choose {' or '.join(MATRICES)}")
+        if self.window < 1:
+            raise SimCITInputError(f"window must be at least 1, got {self.window}")
+
+    def training_input(self, rec):
+        """The matrix LGMD is fitted on (``matrix``): rows x items, built from training interactions only."""
+        if self.matrix == "sequential":
+            from ..data import training_cooccurrence
+            from ..features.collaborative import sppmi_matrix
+
+            return sppmi_matrix(training_cooccurrence(rec, self.window))
+        from ..data import training_matrix
+
+        return training_matrix(rec)
 
     def estimator(self) -> LGMD:
         """The unfitted LGMD these options describe: the one place that maps the stage's keys onto the
@@ -81,7 +107,7 @@ class LGMDArguments:
 
     def fit_transform(self, matrix, lgmd: LGMD | None = None) -> LGMDTransform:
         """Fit ``lgmd`` (default :meth:`estimator`; pass one to read its fitted attributes afterwards) on a
-        ``(num_users, num_items)`` training matrix. The :class:`LGMDTransform` writes ``embedding_column``
+        ``(rows, num_items)`` training matrix (:meth:`training_input`). The :class:`LGMDTransform` writes ``embedding_column``
         (unit norm if ``normalize``; ``None`` for an item without a training interaction if ``null_if_empty``, else
         the zero vector)."""
         from .transform import LGMDTransform
@@ -95,7 +121,7 @@ def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
     import torch
     from datasets import load_from_disk
 
-    from ..data import load_prepared, training_matrix
+    from ..data import load_prepared
     from ..utils.serialization import atomic_directory
 
     if not args.data or not args.output:
@@ -104,7 +130,7 @@ def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
         raise FileNotFoundError(2, "prepared data folder not found", args.data)
     start = time.perf_counter()
     rec = load_prepared(args.data)
-    matrix = training_matrix(rec)
+    matrix = args.training_input(rec)
     if args.items:
         if not Path(args.items).is_dir():
             raise FileNotFoundError(2, "item table folder not found", args.items)
@@ -123,7 +149,9 @@ def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
     mapped = items.map(transform, batched=True, desc="cf_embedding")
     report = {
         "data": str(args.data),
-        "num_users": int(matrix.shape[0]),
+        "matrix": args.matrix,
+        "num_users": int(matrix.shape[0]) if args.matrix == "interactions" else None,
+        "num_rows": int(matrix.shape[0]),
         "num_items": int(matrix.shape[1]),
         "interactions": int(matrix.nnz),
         "rank": int(args.rank),
@@ -146,15 +174,24 @@ def run_lgmd(args: LGMDArguments) -> dict[str, Any]:
     return report
 
 
+def rows_description(report: dict[str, Any]) -> str:
+    """What the rows of the fitted matrix were: users, or items as contexts (``matrix: sequential``)."""
+    if report.get("matrix", "interactions") == "interactions":
+        return f"{report['num_users']} users"
+    window = (report.get("arguments") or {}).get("window")
+    return f"{report['num_rows']} items (SPPMI of items within {window} steps)"
+
+
 def format_report(report: dict[str, Any]) -> str:
     secs = report["seconds"]
     return (
-        f"LGMD: {report['num_users']} users x {report['num_items']} items ({report['interactions']} "
-        f"interactions) -> {report['num_items']} x {report['rank']} item embeddings on {report['device']} "
+        f"LGMD: {rows_description(report)} x {report['num_items']} items ({report['interactions']} "
+        f"nonzeros) -> {report['num_items']} x {report['rank']} item embeddings on {report['device']} "
         f"({report['torch_threads']} threads)\n"
         f"  iterations {report['iterations']} (converged: {report['converged']}), objective "
         f"{report['objective_history'][0]:.6g} -> {report['objective_history'][-1]:.6g}\n"
-        f"  learned graphs: {report['item_graph_edges']} item edges, {report['user_graph_edges']} user edges; "
+        f"  learned graphs: {report['item_graph_edges']} item edges, {report['user_graph_edges']} "
+        f"{'user' if report.get('matrix', 'interactions') == 'interactions' else 'row-item'} edges; "
         f"{report['items_without_interactions']} items without training interactions\n"
         f"  time: fit {secs['fit']:.1f} s, total {secs['total']:.1f} s"
     )
