@@ -5,10 +5,11 @@ user's last training item (the item just before the validation item; the item it
 validation item: Recall@10 and NDCG@10. No model is trained, so this isolates what an embedding says about
 "what comes next", the signal the SIDs have to carry into the generator. Rows: the text embedding (MiniLM), the
 collaborative methods of :func:`hf_simcit.features.collaborative_embeddings` (``svd`` of the user x item
-matrix, ``sequential`` SPPMI-SVD of the co-occurrence within a window), and the text + cf concatenations the
-baseline tokenizers quantize. Every embedding comes from training interactions only.
+matrix, ``sequential`` SPPMI-SVD of the co-occurrence within a window), with ``--lgmd`` the pipeline's LGMD
+stage (``recipes/<data>/lgmd.yaml``) on either matrix (``matrix: interactions`` / ``sequential``), and the
+text + cf concatenations the baseline tokenizers quantize. Every embedding comes from training interactions only.
 
-    .venv/bin/python benchmarks/collaborative.py                      # Beauty; appends to benchmarks/RESULTS.md
+    .venv/bin/python benchmarks/collaborative.py --lgmd               # Beauty; appends to benchmarks/RESULTS.md
     .venv/bin/python benchmarks/collaborative.py --dataset ml-100k --no-write
 """
 
@@ -47,11 +48,30 @@ def next_item_metrics(embeddings: np.ndarray, previous: np.ndarray, target: np.n
     return {f"recall@{k}": metrics[f"recall@{k}"], f"ndcg@{k}": metrics[f"ndcg@{k}"]}
 
 
+def lgmd_embeddings(dataset: str, rec, matrix: str) -> np.ndarray:
+    """The pipeline's LGMD stage (``recipes/<dataset>/lgmd.yaml``, its ``matrix`` replaced) on ``rec``: unit-norm
+    item embeddings, zero where an item has no training interaction."""
+    from dataclasses import replace
+
+    from hf_simcit.lgmd.stage import LGMDArguments
+    from hf_simcit.utils.recipes import mapping_fields, read_recipe, recipe_dataclasses
+
+    path = ROOT / "recipes" / dataset / "lgmd.yaml"
+    (stage,) = recipe_dataclasses((LGMDArguments,), read_recipe(path, mappings=mapping_fields(LGMDArguments)),
+                                  str(path))
+    stage = replace(stage, matrix=matrix, window=rb.CF_WINDOW, device="cpu", progress=False)
+    column = stage.fit_transform(stage.training_input(rec))({"item_index": list(range(rec.num_items))})
+    return np.array([v if v is not None else [0.0] * stage.rank for v in column[stage.embedding_column]],
+                    dtype=np.float32)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="beauty")
     parser.add_argument("--dim", type=int, default=32, help="collaborative embedding size (as recommend.py)")
     parser.add_argument("--windows", default="1,3,5", help="co-occurrence windows of the sequential rows")
+    parser.add_argument("--lgmd", action="store_true",
+                        help="add the lgmd stage of recipes/<data>/lgmd.yaml on both matrices (minutes each)")
     parser.add_argument("--no-write", action="store_true", help="print only: no RESULTS.md, no JSON")
     args = parser.parse_args()
 
@@ -69,7 +89,14 @@ def main() -> int:
         start = time.perf_counter()
         seq, _ = collaborative_embeddings(training_cooccurrence(rec, window), args.dim, "sequential")
         embeddings[f"cf sequential, window {window}"] = (seq, time.perf_counter() - start)
-    for name in ["cf svd (user x item)", f"cf sequential, window {rb.CF_WINDOW}"]:
+    concatenated = ["cf svd (user x item)", f"cf sequential, window {rb.CF_WINDOW}"]
+    if args.lgmd:
+        for matrix in ("interactions", "sequential"):
+            start = time.perf_counter()
+            name = f"cf lgmd ({'user x item' if matrix == 'interactions' else f'sequential, window {rb.CF_WINDOW}'})"
+            embeddings[name] = (lgmd_embeddings(args.dataset, rec, matrix), time.perf_counter() - start)
+            concatenated.append(name)
+    for name in concatenated:
         embeddings[f"text + {name}"] = (np.concatenate([text, embeddings[name][0]], axis=1), float("nan"))
 
     rows = {name: next_item_metrics(x, previous, target) | {"seconds": None if np.isnan(seconds) else seconds}
