@@ -736,7 +736,7 @@ def learned_row_in_worker(method: str, args) -> tuple[str, dict, dict | None]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", choices=sorted(DATA_DIRS))
-    parser.add_argument("--methods", default="simcit,rqvae,rqkmeans,random,sasrec,history,popularity")
+    parser.add_argument("--methods", default="simcit,rqvae,rqkmeans,random,sasrec,history,popularity,knn")
     parser.add_argument("--levels", type=int, default=None, help="SID levels (default: the quantizer recipe's)")
     parser.add_argument("--codebook-size", type=int, default=None, help="codes per level (default: the recipe's)")
     parser.add_argument("--simcit-steps", type=int, default=None, help="SimCIT max_steps (default: the recipe's)")

@@ -138,7 +138,7 @@ def test_gpu_script_smoke_mode_runs_on_cpu(bench_env):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     results = Path(env["HF_SIMCIT_REC_BENCH_CACHE"]) / "runs" / "ml-100k" / "results"
     out = json.loads((results / "recommend-ml-100k.json").read_text())
-    assert set(out["rows"]) == {"simcit", "rqvae", "rqkmeans", "random", "sasrec", "history", "popularity"}
+    assert set(out["rows"]) == {"simcit", "rqvae", "rqkmeans", "random", "sasrec", "history", "popularity", "knn"}
     for method, row in out["rows"].items():
         assert row["invalid_items"] == 0, method
         assert 0.0 <= row["test"]["ndcg@10"] <= row["test"]["recall@10"] <= 1.0
