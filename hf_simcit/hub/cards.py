@@ -114,7 +114,10 @@ def feature_rows(run_dir: Path, columns: Sequence[str]) -> list[dict[str, Any]]:
     arguments = info.get("arguments") or {}
     how = {
         "text": f"{arguments.get('text_encoder') or 'all-MiniLM-L6-v2'} on the item text, mean-pooled, L2-normalised",
-        "cf": f"{arguments.get('cf_method', 'svd')} of the training interactions only (no validation/test items)",
+        "cf": ("SPPMI-SVD of the items that follow each other within "
+               f"{arguments.get('cf_window')} steps of the training sequences (no validation/test items)"
+               if arguments.get("cf_method") == "sequential" else
+               f"{arguments.get('cf_method', 'svd')} of the training interactions only (no validation/test items)"),
         "collaborative": f"{arguments.get('cf_method', 'svd')} of the training interactions only",
         "geo": "multi-scale Fourier features of latitude/longitude on the sphere",
         "image": f"{arguments.get('image_encoder') or 'a vision encoder'} on the item image",
