@@ -251,7 +251,8 @@ def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | N
                           **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}))
     codes = None if assignment is None else torch.as_tensor(np.asarray(assignment.codes), dtype=torch.long)
     # the whole split: the training windows are rebuilt from train + validation + test rows
-    model, res = train_sasrec(rec.splits, config, device=device, verbose=False, item_codes=codes)
+    model, res = train_sasrec(rec.splits, config, device=device, verbose=False, item_codes=codes,
+                              evaluate_splits=("validation",))   # the test is scored below, once
     start = time.time()
     rankings = rank_items(model, test_split["history"], 10, device=device)   # the best model's test lists
     # the metrics of those very lists (evaluate_sasrec would rank every test user once more)

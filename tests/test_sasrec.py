@@ -84,7 +84,11 @@ def test_sid_items_are_their_codes_sums_and_a_new_item_ranks_by_its_sid():
 def test_sasrec_budget_in_steps_and_padding_invariance():
     config = SASRecConfig(num_items=NUM_ITEMS, max_len=6, hidden_size=16, num_layers=1, num_heads=1, dropout=0.0)
     _, result = train_sasrec(cyclic_splits(), config, device="cpu", max_steps=3, verbose=False)
-    assert result["steps"] == 3
+    assert result["steps"] == 3 and {"validation", "test"} <= set(result)
+    # a caller that scores the test itself asks for the validation only (no second ranking of every test user)
+    _, result = train_sasrec(cyclic_splits(), config, device="cpu", max_steps=3, verbose=False,
+                             evaluate_splits=("validation",))
+    assert "validation" in result and "test" not in result
     model = SASRec(config).eval()
     short = encode_histories([[4, 5]], max_len=6, num_items=NUM_ITEMS)
     assert short.tolist() == [[0, 0, 0, 0, 5, 6]]

@@ -374,9 +374,11 @@ def _sample_metrics(model: SASRec, sequences: torch.Tensor, targets: torch.Tenso
 
 def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.device | None = None,
                  ks: Sequence[int] = (5, 10), max_steps: int | None = None, verbose: bool = True,
-                 item_codes: torch.Tensor | None = None) -> tuple[SASRec, dict[str, Any]]:
+                 item_codes: torch.Tensor | None = None,
+                 evaluate_splits: Sequence[str] = ("validation", "test")) -> tuple[SASRec, dict[str, Any]]:
     """Train with ``config.objective``, early-stop on validation NDCG@max(ks), return the best model and
-    ``{"validation", "test"`` (full splits), ``"epochs", "steps", "best_epoch", "train_s"`` (training seconds,
+    ``{"validation", "test"`` (the full ``evaluate_splits``; a caller that scores a split itself leaves it out),
+    ``"epochs", "steps", "best_epoch", "train_s"`` (training seconds,
     evaluation excluded), ``"history"}``: one entry per evaluated epoch, ``{"epoch", "step", "seconds"``
     (cumulative training seconds), ``"loss"`` (mean CE per target), validation-sample metrics ``}``.
 
@@ -450,8 +452,7 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    result = {"validation": evaluate_sasrec(model, splits["validation"], ks, device=device),
-              "test": evaluate_sasrec(model, splits["test"], ks, device=device),
+    result = {**{name: evaluate_sasrec(model, splits[name], ks, device=device) for name in evaluate_splits},
               "epochs": epoch + 1, "steps": step, "best_epoch": best_epoch, "train_s": round(train_s, 2),
               "history": history}
     return model, result

@@ -64,7 +64,8 @@ def sasrec_baseline(prepared: Any, options: Mapping[str, Any], *, split: str, ks
     start = time.perf_counter()
     # trained on the whole split (its training windows are rebuilt from train + validation + test), scored on
     # the evaluated rows: the first max_examples of split, as the generator's evaluate stage does
-    model, result = train_sasrec(prepared.splits, config, ks=tuple(ks), max_steps=max_steps, verbose=False)
+    model, result = train_sasrec(prepared.splits, config, ks=tuple(ks), max_steps=max_steps, verbose=False,
+                                 evaluate_splits=())
     evaluated = _evaluated_rows(prepared.splits[split], max_examples)
     test = evaluate_sasrec(model, evaluated, tuple(ks), device=next(model.parameters()).device)
     return {**test, "steps": result["steps"], "epochs": result["epochs"],
