@@ -174,27 +174,30 @@ class SASRec(nn.Module):
         items = self.code_embedding(self.item_codes).sum(1)                     # (num_items, d)
         return torch.cat([items.new_zeros(1, items.shape[1]), items])
 
-    def hidden_states(self, sequences: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, sequences: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Final-normed hidden states ``(B, T, d)`` at every position (the training objective's input).
 
-        Position ids count the real items from the oldest one (``cumsum`` over the non-padding mask).
+        Position ids count the real items from the oldest one (``cumsum`` over the non-padding mask). ``table``:
+        :meth:`item_table`, when the caller already composed it (a SASRec over SIDs sums codes to build it).
         """
         real = sequences != 0
         positions = (real.long().cumsum(1) - 1).clamp(min=0)
-        hidden = nn.functional.embedding(sequences, self.item_table(), padding_idx=0)
+        table = self.item_table() if table is None else table
+        hidden = nn.functional.embedding(sequences, table, padding_idx=0)
         if self.config.layer_norm == "pre":
             hidden = hidden * self.config.hidden_size ** 0.5
         hidden = self.dropout(self.embedding_norm(hidden + self.position_embedding(positions)))
         hidden = self.encoder(hidden, mask=attention_mask(sequences, self.config.num_heads))
         return self.final_norm(hidden)
 
-    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+    def item_scores(self, hidden: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores ``(..., num_items)`` of hidden states against the (shared) item table."""
-        return hidden @ self.item_table()[1:].T
+        return hidden @ (self.item_table() if table is None else table)[1:].T
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
         """Scores of the next item after the last column (left padding: the most recent item)."""
-        return self.item_scores(self.hidden_states(sequences)[:, -1])
+        table = self.item_table()                                   # composed once for input and output
+        return self.item_scores(self.hidden_states(sequences, table)[:, -1], table)
 
 
 def _offset_codes(item_codes: torch.Tensor | None, config: SASRecConfig) -> torch.Tensor:
@@ -421,8 +424,9 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
             width = int(lengths[idx].max())
             x, y = inputs[idx, -width:].to(device), labels[idx, -width:].to(device)
             chosen = y != IGNORE_INDEX
-            hidden = model.hidden_states(x)[chosen]                        # (targets, d): no wasted logits
-            loss = nn.functional.cross_entropy(model.item_scores(hidden), y[chosen])
+            table = model.item_table()                                   # composed once per step
+            hidden = model.hidden_states(x, table)[chosen]                 # (targets, d): no wasted logits
+            loss = nn.functional.cross_entropy(model.item_scores(hidden, table), y[chosen])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
