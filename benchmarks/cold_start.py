@@ -271,26 +271,39 @@ def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: lis
     return assignment, quantizer
 
 
-def text_knn(text: torch.Tensor, split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
-    """Rank every item by cosine of its text embedding to the sum of the user's history embeddings (history
-    items excluded): the non-learned content baseline a cold item can reach. With ``new_item_slots``, the last
-    places go to the most similar of ``new_items``, assembled as the generator's reserved places are. One
-    ``(users, items)`` product scores a whole split, so scoring it again per number of places costs little."""
+def matrix_scorer(scores_of):
+    """``score(split, new_items=None, new_item_slots=0)`` as :func:`scored_parts` calls it, from ``scores_of(split)
+    -> (users, items)`` scores: each split's matrix is computed once, not once per number of reserved places."""
+    matrices: dict[int, torch.Tensor] = {}
+
+    def score(split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
+        if id(split) not in matrices:           # the splits live in the caller's parts dict: stable ids
+            matrices[id(split)] = scores_of(split)
+        return score_matrix_metrics(matrices[id(split)], split, new_items, new_item_slots, ks)
+
+    return score
+
+
+def text_knn_scores(text: torch.Tensor, split) -> torch.Tensor:
+    """Every item's cosine of its text embedding to the sum of the user's history embeddings (history items
+    excluded): the non-learned content baseline a cold item can reach."""
     from hf_simcit.baselines.knn import content_knn_scores
 
-    scores = content_knn_scores(text, split["history"])           # (users, items)
-    return score_matrix_metrics(scores, split, new_items, new_item_slots, ks)
+    return content_knn_scores(text, split["history"])
 
 
-def sid_sasrec_scores(model, split, new_items=None, new_item_slots: int = 0, exclude_history: bool = False,
-                      ks=(5, 10)) -> dict:
-    """A SASRec over SIDs (its catalogue holding the cold items too) on ``split``: its exact scores of every item,
-    with ``new_item_slots`` places for the best of ``new_items`` as for the text kNN and the generators."""
+def text_knn(text: torch.Tensor, split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
+    """The text kNN's metrics on ``split``; with ``new_item_slots``, the last places go to the most similar of
+    ``new_items``, assembled as the generator's reserved places are."""
+    return matrix_scorer(partial(text_knn_scores, text))(split, new_items, new_item_slots, ks)
+
+
+def sid_sasrec_scores(model, split, exclude_history: bool = False) -> torch.Tensor:
+    """A SASRec over SIDs (its catalogue holding the cold items too) on ``split``: its exact scores of every item."""
     from hf_simcit.baselines.sasrec import score_items
 
-    scores = score_items(model, split["history"], device=next(model.parameters()).device,
-                         exclude_history=exclude_history)
-    return score_matrix_metrics(scores, split, new_items, new_item_slots, ks)
+    return score_items(model, split["history"], device=next(model.parameters()).device,
+                       exclude_history=exclude_history)
 
 
 def score_matrix_metrics(scores: torch.Tensor, split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
@@ -314,7 +327,8 @@ def text_knn_row(feats, parts: dict, cold_items: list[int], args) -> dict:
     """The text kNN's figures per part, plainly and with ``--new-item-slots`` places kept for the cold items
     (the comparison the generators' reserved places need: the kNN, too, is told which items are new). It
     always excludes the history, so it has no separate ``history_excluded`` figures."""
-    return scored_parts(partial(text_knn, feats.features["text"]), parts, cold_items, args.new_item_slots)
+    return scored_parts(matrix_scorer(partial(text_knn_scores, feats.features["text"])), parts, cold_items,
+                        args.new_item_slots)
 
 
 def figures(metrics: dict) -> dict:
@@ -564,10 +578,12 @@ def run(argv: list[str] | None = None) -> int:
         assignment, full_codes = warm_and_cold_sids(SID_SASREC[method])
         run = rb.run_sasrec(warm_rec, warm_test, data.num_warm, args, device, assignment=assignment, keep_model=True)
         model = run.pop("model").set_item_codes(torch.as_tensor(full_codes))
-        rows[method] = scored_parts(partial(sid_sasrec_scores, model), parts, cold_items, args.new_item_slots)
+        rows[method] = scored_parts(matrix_scorer(partial(sid_sasrec_scores, model)), parts, cold_items,
+                                    args.new_item_slots)
         if args.exclude_history:
-            rows[method]["history_excluded"] = scored_parts(partial(sid_sasrec_scores, model, exclude_history=True),
-                                                            parts, cold_items, args.new_item_slots)
+            rows[method]["history_excluded"] = scored_parts(
+                matrix_scorer(partial(sid_sasrec_scores, model, exclude_history=True)), parts, cold_items,
+                args.new_item_slots)
         rows[method] |= {"warm_without_cold": figures(run["test"] | {"num_examples": len(warm_rows)}),
                          "epochs": run["epochs"], "best_epoch": run["best_epoch"],
                          "train_s": round(float(run["train_s"]), 1)}

@@ -225,6 +225,28 @@ def test_text_knn_reserved_places_are_assembled_like_the_generators(cold_start):
     assert ndcg == pytest.approx(1 / math.log2(11))
 
 
+def test_score_matrix_rows_compute_each_parts_matrix_once(cold_start):
+    """A score-matrix row (text kNN, SASRec over SIDs) through ``scored_parts``: every part's matrix is computed
+    once, however many numbers of reserved places are scored, and the figures equal scoring each afresh."""
+    from functools import partial
+
+    from datasets import Dataset
+
+    angles = torch.arange(13) * 0.1
+    text = torch.stack([angles.cos(), angles.sin()], dim=1)
+    parts = {"cold": Dataset.from_dict({"history": [[0], [5]], "target": [12, 11]}),
+             "warm": Dataset.from_dict({"history": [[1, 2]], "target": [4]})}
+    calls = []
+
+    def scores_of(split):
+        calls.append(len(split))
+        return cold_start.text_knn_scores(text, split)
+
+    row = cold_start.scored_parts(cold_start.matrix_scorer(scores_of), parts, [11, 12], [1, 2])
+    assert calls == [2, 1]                                        # once per part, not once per slot setting
+    assert row == cold_start.scored_parts(partial(cold_start.text_knn, text), parts, [11, 12], [1, 2])
+
+
 def test_generator_rows_score_with_and_without_the_history_only_when_asked(cold_start):
     """``--exclude-history`` adds a second set of figures, every one of them scored with the history excluded;
     the plain figures never are."""
