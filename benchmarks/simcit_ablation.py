@@ -10,8 +10,9 @@ Downstream test NDCG@10 / Recall@10 need a Beauty generator per row (``--downstr
 
 Rows: ``default`` (the recipe: learned codes) and the reference settings; each departure alone on top of the
 reference; the default with a k-means re-fit (``codebook_refit`` periodic / final); modalities (text, text + cf
-SVD, text + cf LGMD, LGMD with attractive graphs when ``--lgmd-cache`` holds them, text + cf sequential as
-``recommend.py --cf sequential``); contrastive temperature;
+SVD, text + cf LGMD of the user x item matrix, with attractive graphs, and of the sequential SPPMI (Beauty's
+recipe) when ``--lgmd-cache`` holds them, text + cf sequential as ``recommend.py --cf sequential``); contrastive
+temperature;
 3 x 256 vs 4 x 64 codes.
 
     nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --dataset beauty --threads 1
@@ -68,6 +69,7 @@ def ablation_rows(recipe) -> list[tuple[str, dict, str | None]]:
              ("4 x 64 codes", {"num_levels": 4, "codebook_size": 64}, None),
              ("modalities text + cf (LGMD)", {}, "lgmd"),
              ("modalities text + cf (LGMD, attractive graphs)", {}, "lgmd-attractive"),
+             ("modalities text + cf (LGMD, sequential)", {}, "lgmd-sequential"),
              ("modalities text + cf (sequential)", {}, "sequential")]
     return rows
 
@@ -87,36 +89,36 @@ def with_cf(feats, source: str | None, cache: Path):
 
 
 def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
-    """``<cache>/<dataset>-lgmd[-attractive].npz``: the LGMD cf embeddings of the two LGMD rows, fitted as the
-    pipeline's lgmd stage fits them (the data set's ``lgmd.yaml``, plain and attractive graphs, on the training
-    matrix the SVD cf comes from): unit norm, with the mask of items that have training interactions (zero
-    rows elsewhere)."""
+    """``<cache>/<dataset>-lgmd[-attractive|-sequential].npz``: the LGMD cf embeddings of the three LGMD rows,
+    fitted as the pipeline's lgmd stage fits them (the data set's ``lgmd.yaml``): on the training user x item
+    matrix the SVD cf comes from (``matrix: interactions``), plain and with attractive graphs, and on the SPPMI of
+    the items that follow each other (``matrix: sequential``, Beauty's recipe): unit norm, with the mask of items
+    that have training interactions (zero rows elsewhere)."""
     from dataclasses import replace
 
-    from hf_simcit.data import training_matrix
     from hf_simcit.lgmd.stage import LGMDArguments
     from hf_simcit.utils.recipes import mapping_fields, read_recipe, recipe_dataclasses
 
     path = ROOT / "recipes" / dataset / "lgmd.yaml"
     (stage,) = recipe_dataclasses((LGMDArguments,), read_recipe(path, mappings=mapping_fields(LGMDArguments)),
                                   str(path))
-    matrix = training_matrix(rec)
     written = []
-    for attractive, suffix in ((False, ""), (True, "-attractive")):
+    for matrix, attractive, suffix in (("interactions", False, ""), ("interactions", True, "-attractive"),
+                                       ("sequential", False, "-sequential")):
         start = time.time()
-        options = replace(stage, attractive=attractive, device="cpu", progress=False, normalize=True,
-                          null_if_empty=True)
-        transform = options.fit_transform(matrix)
-        column = transform({"item_index": list(range(matrix.shape[1]))})[options.embedding_column]
+        options = replace(stage, matrix=matrix, attractive=attractive, device="cpu", progress=False,
+                          normalize=True, null_if_empty=True)
+        transform = options.fit_transform(options.training_input(rec))
+        column = transform({"item_index": list(range(rec.num_items))})[options.embedding_column]
         # the features convention, as for the SVD cf row: no training interaction, no cf (null)
         present = np.array([v is not None for v in column])
         x = np.array([v if p else [0.0] * options.rank for v, p in zip(column, present)], dtype=np.float32)
         out = cache / f"{dataset}-lgmd{suffix}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out, x=x, p=present)
-        print(f"LGMD cf ({'attractive graphs' if attractive else 'plain graphs'}, {path.relative_to(ROOT)}): "
-              f"{x.shape[0]} x {x.shape[1]}, {int(present.sum())} items with interactions, {time.time() - start:.0f} s"
-              f" -> {out}", flush=True)
+        print(f"LGMD cf (matrix {matrix}, {'attractive graphs' if attractive else 'plain graphs'}, "
+              f"{path.relative_to(ROOT)}): {x.shape[0]} x {x.shape[1]}, {int(present.sum())} items with a vector, "
+              f"{time.time() - start:.0f} s -> {out}", flush=True)
         written.append(out)
     return written
 
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="row names (default: all; names hold "
                    "commas and spaces, so quote each)")
     p.add_argument("--downstream", nargs="+", default=[], metavar="ROW", help="rows that also train a generator")
-    p.add_argument("--lgmd-cache", default=str(rb.CACHE), help="folder with beauty-lgmd[-attractive].npz")
+    p.add_argument("--lgmd-cache", default=str(rb.CACHE), help="folder with beauty-lgmd[-attractive|-sequential].npz")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--epochs", type=float, default=30.0)

@@ -18,15 +18,19 @@ def ablation():
 
 
 def test_lgmd_embeddings_follow_the_recipe_on_the_training_matrix(ablation, tmp_path):
-    """Plain and attractive LGMD cf for the two LGMD rows: the recipe's rank, unit norm where an item has training
-    interactions (validation and test targets never count), zero and masked elsewhere."""
+    """LGMD cf for the three LGMD rows (user x item plain and attractive, sequential): the recipe's rank, unit norm
+    where an item has training interactions (validation and test targets never count), zero and masked elsewhere."""
     rng = np.random.default_rng(0)
     sequences = [list(rng.choice(50, size=rng.integers(4, 12), replace=False)) for _ in range(80)]
     sequences[0] = [0, 1, 48, 49]                       # 48 and 49: this user's validation and test targets only
     sequences = [[i for i in s if i not in (48, 49)] if u else s for u, s in enumerate(sequences)]
     rec = SimpleNamespace(sequences={"user_id": list(range(80)), "items": sequences}, num_users=80, num_items=50)
-    plain, attractive = ablation.make_lgmd_embeddings("beauty", rec, tmp_path)
-    assert [plain.name, attractive.name] == ["beauty-lgmd.npz", "beauty-lgmd-attractive.npz"]
+    plain, attractive, sequential = ablation.make_lgmd_embeddings("beauty", rec, tmp_path)
+    assert [plain.name, attractive.name, sequential.name] == ["beauty-lgmd.npz", "beauty-lgmd-attractive.npz",
+                                                              "beauty-lgmd-sequential.npz"]
+    c = np.load(sequential)                              # items that follow each other: 48 and 49 never do
+    assert c["x"].shape == (50, 32) and not c["p"][48] and not c["p"][49] and c["p"].any()
+    np.testing.assert_allclose(np.linalg.norm(c["x"][c["p"]], axis=1), 1.0, atol=1e-5)
     a, b = np.load(plain), np.load(attractive)
     assert a["x"].shape == (50, 32) and a["p"].dtype == bool
     assert not a["p"][48] and not a["p"][49] and a["p"][:48].all()
@@ -36,15 +40,17 @@ def test_lgmd_embeddings_follow_the_recipe_on_the_training_matrix(ablation, tmp_
 
 
 def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
-    """The two LGMD rows fit the estimator the pipeline's lgmd stage builds from ``recipes/beauty/lgmd.yaml``
-    (``LGMDArguments.estimator``), plain and with attractive graphs."""
+    """The three LGMD rows fit the estimator the pipeline's lgmd stage builds from ``recipes/beauty/lgmd.yaml``
+    (``LGMDArguments.estimator``): on the user x item matrix, plain and with attractive graphs, and on the
+    sequential SPPMI (the recipe's own matrix)."""
     from hf_simcit.lgmd.stage import LGMDArguments
     from hf_simcit.lgmd.transform import LGMDTransform
 
-    fitted = []
+    fitted, shapes = [], []
 
     def spy(self, matrix, lgmd=None):
         fitted.append(self.estimator())
+        shapes.append((self.matrix, matrix.shape))
         embeddings = np.eye(matrix.shape[1], self.rank)
         embeddings[np.asarray(matrix.getnnz(axis=0)) == 0] = 0.0   # the transform's rule (test_lgmd_transform)
         return LGMDTransform(embeddings, output_column=self.embedding_column,
@@ -55,7 +61,11 @@ def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
                           num_items=4)
     ablation.make_lgmd_embeddings("beauty", rec, tmp_path)
     assert [(m.rank, m.random_state, m.attractive, m.device) for m in fitted] == [(32, 0, False, "cpu"),
-                                                                                   (32, 0, True, "cpu")]
+                                                                                   (32, 0, True, "cpu"),
+                                                                                   (32, 0, False, "cpu")]
+    # users x items twice, then items x items
+    assert shapes == [("interactions", (2, 4)), ("interactions", (2, 4)), ("sequential", (4, 4))]
+    assert (tmp_path / "beauty-lgmd-sequential.npz").exists()
     assert {k: getattr(fitted[0], k) for k in ("support", "max_block_size", "max_iter", "admm_iter", "base")} == {
         "support": "blocks", "max_block_size": 100, "max_iter": 5, "admm_iter": 20, "base": 1.0}
     z = np.load(tmp_path / "beauty-lgmd.npz")
