@@ -27,7 +27,7 @@ _EXPORTS = {
     "SimCITInputError": ".errors",
     # data
     "PrepareConfig": ".data", "RecDataset": ".data", "prepare_dataset": ".data", "load_prepared": ".data",
-    "training_matrix": ".data",
+    "training_matrix": ".data", "training_cooccurrence": ".data",
     # features, LGMD
     "FeaturesArguments": ".features", "build_features": ".features", "run_features": ".features",
     "LGMD": ".lgmd", "LGMDTransform": ".lgmd",
