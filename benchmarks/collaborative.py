@@ -30,39 +30,26 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import recommend as rb  # noqa: E402  (the cached split and text features of the recommender benchmark)
 
+from hf_simcit.baselines.knn import content_knn_rankings  # noqa: E402
 from hf_simcit.data import training_cooccurrence, training_matrix  # noqa: E402
 from hf_simcit.features import collaborative_embeddings  # noqa: E402
 from hf_simcit.metrics.ranking import ranking_metrics  # noqa: E402
 
 
 def next_item_metrics(embeddings: np.ndarray, previous: np.ndarray, target: np.ndarray, k: int = 10) -> dict:
-    """Recall@k / NDCG@k of ``target`` when all items are ranked by cosine to ``previous`` (itself excluded)."""
-    x = torch.nn.functional.normalize(torch.as_tensor(embeddings, dtype=torch.float32), dim=1)
-    rankings = []
-    for start in range(0, len(previous), 4096):
-        rows = torch.as_tensor(previous[start:start + 4096])
-        scores = x[rows] @ x.T
-        scores[torch.arange(len(rows)), rows] = -torch.inf
-        rankings.append(scores.topk(min(k, len(x) - 1), dim=1).indices)  # never the item itself
-    metrics = ranking_metrics(torch.cat(rankings), torch.as_tensor(target), (k,))
+    """Recall@k / NDCG@k of ``target`` when all items are ranked by cosine to ``previous`` (itself excluded): the
+    last-item kNN of :mod:`hf_simcit.baselines.knn` with a one-item history."""
+    rankings = content_knn_rankings(embeddings, [[int(p)] for p in previous], min(k, len(embeddings) - 1), last=1)
+    metrics = ranking_metrics(rankings, torch.as_tensor(target), (k,))
     return {f"recall@{k}": metrics[f"recall@{k}"], f"ndcg@{k}": metrics[f"ndcg@{k}"]}
 
 
 def lgmd_embeddings(dataset: str, rec, matrix: str) -> np.ndarray:
-    """The pipeline's LGMD stage (``recipes/<dataset>/lgmd.yaml``, its ``matrix`` replaced) on ``rec``: unit-norm
-    item embeddings, zero where an item has no training interaction."""
-    from dataclasses import replace
+    """The pipeline's LGMD stage on ``matrix`` (:func:`simcit_ablation.lgmd_item_embeddings`), zero rows where an
+    item has no training interaction."""
+    from simcit_ablation import lgmd_item_embeddings
 
-    from hf_simcit.lgmd.stage import LGMDArguments
-    from hf_simcit.utils.recipes import mapping_fields, read_recipe, recipe_dataclasses
-
-    path = ROOT / "recipes" / dataset / "lgmd.yaml"
-    (stage,) = recipe_dataclasses((LGMDArguments,), read_recipe(path, mappings=mapping_fields(LGMDArguments)),
-                                  str(path))
-    stage = replace(stage, matrix=matrix, window=rb.CF_WINDOW, device="cpu", progress=False)
-    column = stage.fit_transform(stage.training_input(rec))({"item_index": list(range(rec.num_items))})
-    return np.array([v if v is not None else [0.0] * stage.rank for v in column[stage.embedding_column]],
-                    dtype=np.float32)
+    return lgmd_item_embeddings(dataset, rec, matrix=matrix)[0]
 
 
 def main() -> int:

@@ -88,12 +88,10 @@ def with_cf(feats, source: str | None, cache: Path):
                         feats.masks | {"cf": torch.as_tensor(z["p"], dtype=torch.bool)}, feats.item_ids)
 
 
-def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
-    """``<cache>/<dataset>-lgmd[-attractive|-sequential].npz``: the LGMD cf embeddings of the three LGMD rows,
-    fitted as the pipeline's lgmd stage fits them (the data set's ``lgmd.yaml``): on the training user x item
-    matrix the SVD cf comes from (``matrix: interactions``), plain and with attractive graphs, and on the SPPMI of
-    the items that follow each other (``matrix: sequential``, Beauty's recipe): unit norm, with the mask of items
-    that have training interactions (zero rows elsewhere)."""
+def lgmd_item_embeddings(dataset: str, rec, matrix: str, attractive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, present)``: the LGMD cf embeddings the pipeline's lgmd stage fits (the data set's ``lgmd.yaml``, its
+    ``matrix`` and ``attractive`` replaced), unit norm, with the mask of items that have a vector (zero rows
+    elsewhere: the features convention, as for the SVD cf)."""
     from dataclasses import replace
 
     from hf_simcit.lgmd.stage import LGMDArguments
@@ -102,22 +100,30 @@ def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
     path = ROOT / "recipes" / dataset / "lgmd.yaml"
     (stage,) = recipe_dataclasses((LGMDArguments,), read_recipe(path, mappings=mapping_fields(LGMDArguments)),
                                   str(path))
+    options = replace(stage, matrix=matrix, attractive=attractive, device="cpu",
+                      progress=False, normalize=True, null_if_empty=True)
+    transform = options.fit_transform(options.training_input(rec))
+    column = transform({"item_index": list(range(rec.num_items))})[options.embedding_column]
+    present = np.array([v is not None for v in column])
+    x = np.array([v if p else [0.0] * options.rank for v, p in zip(column, present)], dtype=np.float32)
+    return x, present
+
+
+def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
+    """``<cache>/<dataset>-lgmd[-attractive|-sequential].npz``: the LGMD cf embeddings of the three LGMD rows
+    (:func:`lgmd_item_embeddings`): on the training user x item matrix the SVD cf comes from (``matrix:
+    interactions``), plain and with attractive graphs, and on the SPPMI of the items that follow each other
+    (``matrix: sequential``, Beauty's recipe)."""
     written = []
     for matrix, attractive, suffix in (("interactions", False, ""), ("interactions", True, "-attractive"),
                                        ("sequential", False, "-sequential")):
         start = time.time()
-        options = replace(stage, matrix=matrix, attractive=attractive, device="cpu", progress=False,
-                          normalize=True, null_if_empty=True)
-        transform = options.fit_transform(options.training_input(rec))
-        column = transform({"item_index": list(range(rec.num_items))})[options.embedding_column]
-        # the features convention, as for the SVD cf row: no training interaction, no cf (null)
-        present = np.array([v is not None for v in column])
-        x = np.array([v if p else [0.0] * options.rank for v, p in zip(column, present)], dtype=np.float32)
+        x, present = lgmd_item_embeddings(dataset, rec, matrix, attractive)
         out = cache / f"{dataset}-lgmd{suffix}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out, x=x, p=present)
         print(f"LGMD cf (matrix {matrix}, {'attractive graphs' if attractive else 'plain graphs'}, "
-              f"{path.relative_to(ROOT)}): {x.shape[0]} x {x.shape[1]}, {int(present.sum())} items with a vector, "
+              f"recipes/{dataset}/lgmd.yaml): {x.shape[0]} x {x.shape[1]}, {int(present.sum())} items with a vector, "
               f"{time.time() - start:.0f} s -> {out}", flush=True)
         written.append(out)
     return written

@@ -29,15 +29,16 @@ def content_knn_scores(
     if last is not None and last < 1:
         raise SimCITInputError(f"content kNN: last must be at least 1 (or None for the whole history), got {last}")
     items = torch.nn.functional.normalize(torch.as_tensor(embeddings, dtype=torch.float32), dim=-1)
-    recent = [list(h)[-last:] if last else list(h) for h in histories]
-    users = torch.repeat_interleave(torch.arange(len(recent)), torch.tensor([len(h) for h in recent], dtype=torch.long))
-    used = torch.tensor([i for h in recent for i in h], dtype=torch.long)
-    if used.numel() and (used.min() < 0 or used.max() >= len(items)):
+
+    def flat(rows):  # (row of each entry, item of each entry)
+        return (torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([len(r) for r in rows], dtype=torch.long)),
+                torch.tensor([i for r in rows for i in r], dtype=torch.long))
+
+    seen_users, seen = flat([list(h) for h in histories])
+    if seen.numel() and (seen.min() < 0 or seen.max() >= len(items)):
         raise SimCITInputError(f"content kNN: history item outside 0..{len(items) - 1}")
-    profiles = torch.zeros(len(recent), items.shape[1]).index_add_(0, users, items[used])
-    scores = profiles @ items.T
-    seen_users = torch.repeat_interleave(torch.arange(len(histories)), torch.tensor([len(h) for h in histories], dtype=torch.long))
-    seen = torch.tensor([i for h in histories for i in h], dtype=torch.long)
+    users, used = flat([list(h)[-last:] for h in histories]) if last else (seen_users, seen)
+    scores = torch.zeros(len(histories), items.shape[1]).index_add_(0, users, items[used]) @ items.T
     scores[seen_users, seen] = -torch.inf
     return scores
 
