@@ -211,6 +211,7 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
         lr_scheduler_type=args.scheduler, eval_steps=args.eval_steps,
         eval_epochs=0 if args.eval_steps or fixed_epochs else args.eval_epochs,
         early_stopping_patience=0 if fixed_epochs else args.patience,
+        early_stopping_window=getattr(args, "patience_window", 1),
         save_steps=0, logging_steps=100, eval_num_beams=args.beams, eval_batch_size=args.eval_batch_size,
         resume_from_checkpoint="no")
     result = train_recommender(model_args, data_args, train_args, splits=rec.splits, sid_source=table)
@@ -245,7 +246,8 @@ def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | N
 
     epochs = fixed_epochs or int(np.ceil(args.sasrec_epochs or args.epochs))
     config = SASRecConfig(num_items=n, num_epochs=epochs,
-                          patience=args.sasrec_patience or args.patience, seed=args.seed,
+                          patience=args.sasrec_patience or args.patience,
+                          patience_window=getattr(args, "patience_window", 1), seed=args.seed,
                           eval_max_examples=0 if fixed_epochs else args.eval_examples,
                           sid_sizes=None if assignment is None else [int(k) for k in assignment.codebook_sizes],
                           **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}))
@@ -765,6 +767,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=float, default=30.0,
                         help="the common epoch cap of every learned row (each stops early on its own)")
     parser.add_argument("--patience", type=int, default=5, help="validations without improvement before stopping")
+    parser.add_argument("--patience-window", type=int, default=1,
+                        help="validations in the trailing mean that also counts as improvement (1: the value "
+                             "alone); every learned row, SASRec too")
     parser.add_argument("--eval-epochs", type=int, default=1, help="validate every N epochs")
     parser.add_argument("--scheduler", default="constant_with_warmup",
                         help="learning-rate schedule (cosine would decay over the cap, not the stopping point)")
@@ -937,7 +942,9 @@ def run(argv: list[str] | None = None) -> int:
         f"{f' (max_steps {args.max_steps})' if args.max_steps > 0 else ''}, validation NDCG@10 every "
         f"{f'{args.eval_steps} steps' if args.eval_steps else f'{args.eval_epochs} epoch(s)'} on the same "
         f"{args.eval_examples or 'all'} validation users (seeded sample), early stopping after {args.patience} "
-        f"validations without improvement, best checkpoint tested"
+        f"validations without improvement"
+        f"{f' of the value or of its mean over the last {args.patience_window}' if args.patience_window > 1 else ''}"
+        f", best checkpoint tested"
         f"{' (also with each user history items excluded from the ranking, RecBole protocol)' if args.exclude_history else ''}"
         f"; beam {args.beams}; SASRec: "
         f"{_sasrec_summary(rows.get('sasrec') or next((rows[m] for m in SID_SASREC if m in rows), None))}"

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from ..errors import SimCITInputError
+from ..training.early_stopping import EarlyStopping
 
 IGNORE_INDEX = -100
 OBJECTIVES = ("all_positions", "last_position")
@@ -58,7 +59,8 @@ class SASRecConfig:
     ``batch_size`` counts user windows (``all_positions``) or prefix examples (``last_position``).
     ``num_epochs`` is a cap: training stops after ``patience`` validation evaluations (every ``eval_every``
     epochs, NDCG@max(ks) on ``eval_max_examples`` validation users sampled with
-    :func:`hf_simcit.data.sample_rows`, None = all) without improvement, and the best state is restored;
+    :func:`hf_simcit.data.sample_rows`, None = all) without improvement (of the value or of its trailing mean
+    over ``patience_window`` evaluations, as the generator's rule), and the best state is restored;
     ``eval_max_examples=0``: no validation, all ``num_epochs`` trained and the last state kept (a final fit).
     ``max_len`` should equal the data's history cap (20 for the prepared datasets): longer histories are
     truncated to it, and training contexts never exceed it nor the splits' longest history.
@@ -81,6 +83,7 @@ class SASRecConfig:
     batch_size: int = 128
     num_epochs: int = 200
     patience: int = 10
+    patience_window: int = 1
     eval_every: int = 1
     eval_max_examples: int | None = None
     objective: str = "all_positions"
@@ -104,6 +107,7 @@ class SASRecConfig:
             raise SimCITInputError(f"SASRecConfig.sid_sizes must list >= 1 code per level, got {self.sid_sizes!r}")
         if self.eval_max_examples is not None and self.eval_max_examples < 0:
             raise SimCITInputError(f"SASRecConfig.eval_max_examples must be >= 0 or None, got {self.eval_max_examples}")
+        EarlyStopping(self.patience, self.patience_window)      # a bad window stops here, with one line
         if self.hidden_size % self.num_heads:
             raise SimCITInputError(f"SASRecConfig.hidden_size ({self.hidden_size}) must be divisible by "
                                    f"num_heads ({self.num_heads})")
@@ -412,7 +416,8 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
     sample_targets = torch.as_tensor(sample["target"], dtype=torch.long)
 
     key = f"ndcg@{max(ks)}"
-    best, best_state, best_epoch, bad_evals, step, history = -1.0, None, -1, 0, 0, []
+    stopping = EarlyStopping(config.patience, config.patience_window)
+    best_state, best_epoch, step, history = None, -1, 0, []
     train_s, epoch = 0.0, -1
     generator = torch.Generator().manual_seed(config.seed)
     for epoch in range(config.num_epochs):
@@ -445,14 +450,9 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
         if verbose:
             print(f"SASRec epoch {epoch}: loss {total / max(count, 1):.4f} validation {key} {metrics[key]:.4f} "
                   f"({train_s:.0f} s training)")
-        if metrics[key] > best:
-            best, best_epoch, bad_evals = metrics[key], epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_evals += 1
-            if bad_evals >= config.patience:
-                break
-        if capped:
+        if stopping.update(metrics[key]):
+            best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+        if stopping.should_stop or capped:
             break
     if best_state is not None:
         model.load_state_dict(best_state)

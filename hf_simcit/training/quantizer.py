@@ -36,6 +36,7 @@ from .checkpointing import (
     epoch_batches,
     resume_choice,
 )
+from .early_stopping import EarlyStopping
 
 BEST_METRICS = {"validation_loss": "min", "collision_rate": "min", "unique_share": "max"}
 TRAINING_LOG_NAME = "training_log.json"
@@ -112,6 +113,8 @@ class QuantizerTrainingArguments:
     validation_share: float = 0.05
     metric_for_best_model: str = "validation_loss"
     early_stopping_patience: int = field(default=0, metadata={"help": "Evaluations without improvement (0: off)."})
+    early_stopping_window: int = field(default=1, metadata={
+        "help": "Evaluations in the trailing mean that also counts as improvement (1: the value alone)."})
     save_total_limit: int = 2
     resume_from_checkpoint: str | None = field(default="auto", metadata={"help": RESUME_HELP})
     max_train_time_s: float | None = field(default=None, metadata={"help": "Stop after this much training time."})
@@ -131,6 +134,7 @@ class QuantizerTrainingArguments:
             raise SimCITInputError("codebook_refit 'periodic' needs codebook_refresh_steps >= 1")
         if self.dead_code_restart_steps < 0:
             raise SimCITInputError(f"dead_code_restart_steps must be >= 0, got {self.dead_code_restart_steps}")
+        EarlyStopping(self.early_stopping_patience, self.early_stopping_window, BEST_METRICS[self.metric_for_best_model])
         if self.learning_rate < 0:
             raise SimCITInputError(f"learning_rate must not be negative, got {self.learning_rate}")
         resume_choice(self.resume_from_checkpoint)
@@ -298,24 +302,22 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
     optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
 
-    step, best_metric, best_step, patience, history = 0, None, -1, 0, []
+    step, best_step, history, stopping_state = 0, -1, [], None
     elapsed_before = 0.0
     # several processes: each its own Gumbel noise for its own rows (one process: unchanged); a resumed
     # process continues the stream its checkpoint stored
     state = checkpoints.restore(resume_path, model=model, optimizer=optimizer, scheduler=scheduler, seed=args.seed,
                                 accelerator=accelerator)
     if state is not None:
-        step, best_metric, best_step = state["step"], state["best_metric"], state["best_step"]
-        patience, history, elapsed_before = state["patience"], state["history"], state.get("train_time_s", 0.0)
+        step, best_step, history = state["step"], state["best_step"], state["history"]
+        stopping_state, elapsed_before = state["early_stopping"], state.get("train_time_s", 0.0)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
-    mode = BEST_METRICS[args.metric_for_best_model]
-
-    def improved(value: float) -> bool:
-        return best_metric is None or (value < best_metric if mode == "min" else value > best_metric)
+    stopping = EarlyStopping.from_state(args.early_stopping_patience, args.early_stopping_window,
+                                        BEST_METRICS[args.metric_for_best_model], stopping_state)
 
     def evaluate_and_checkpoint(train_parts: dict[str, float]) -> bool:
-        nonlocal best_metric, best_step, patience
+        nonlocal best_step
         metrics = {"step": step, "learning_rate": scheduler.get_last_lr()[0],
                    "gumbel_temperature": config.gumbel_temperature_at(step), **train_parts,
                    **evaluate_quantizer(unwrapped, features, validation_rows, negatives_batch,
@@ -325,22 +327,18 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         value = metrics.get(key, metrics.get("collision_rate") if key == "validation_loss" else None)
         if value is None:
             raise SimCITInputError(f"metric_for_best_model {key!r} is not available (validation_share is 0?)")
-        stop = False
         # every process holds the whole model (DDP; FSDP and DeepSpeed are refused above): the main one writes
-        if improved(value):
-            best_metric, best_step, patience = value, step, 0
+        if stopping.update(value):
+            best_step = step
             checkpoints.save_best(lambda folder: unwrapped.save_pretrained(folder, safe_serialization=True),
                                   accelerator)
-        else:
-            patience += 1
-            stop = args.early_stopping_patience > 0 and patience >= args.early_stopping_patience
         metrics["best_step"] = best_step
         history.append(metrics)
         accelerator.print(_format(metrics))
         checkpoints.save(step, model=unwrapped, optimizer=optimizer, scheduler=scheduler, accelerator=accelerator,
-                         state={"step": step, "best_metric": best_metric, "best_step": best_step,
-                                "patience": patience, "history": history, "train_time_s": metrics["train_time_s"]})
-        return stop
+                         state={"step": step, "best_step": best_step, "early_stopping": stopping.state_dict(),
+                                "history": history, "train_time_s": metrics["train_time_s"]})
+        return stopping.should_stop
 
     start = time.perf_counter()
     model.train()
@@ -411,11 +409,11 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
         with atomic_directory(output_dir) as tmp:
             best.save_pretrained(tmp, safe_serialization=True)
             summary = {"best_step": best_step, "metric_for_best_model": args.metric_for_best_model,
-                       "best_metric": best_metric, "train_time_s": train_time, "num_processes": world,
+                       "best_metric": stopping.best, "train_time_s": train_time, "num_processes": world,
                        "global_batch_size": global_batch, "args": asdict(args), "history": history}
             (tmp / TRAINING_LOG_NAME).write_text(json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
-    return QuantizerTrainingResult(best, history, best_step, best_metric, output_dir, train_time)
+    return QuantizerTrainingResult(best, history, best_step, stopping.best, output_dir, train_time)
 
 
 def _batch(features: ItemFeatures, rows: torch.LongTensor) -> dict[str, dict[str, torch.Tensor]]:

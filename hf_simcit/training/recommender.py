@@ -4,7 +4,9 @@ The objective (``data.objective``): ``full_sequence`` (one sequence per user win
 target's SID tokens; the default for the ``plain`` template) or ``prefix`` (one example per training row, loss
 on the target's SID only; the ``chat`` template). The budget is epochs (``num_train_epochs`` as a cap) with
 validation NDCG@10 every ``eval_epochs`` epochs on a fixed, seeded random sample of validation users, early
-stopping after ``early_stopping_patience`` validations without improvement, and the best checkpoint kept.
+stopping after ``early_stopping_patience`` validations without improvement (of the value or of its trailing mean
+over ``early_stopping_window`` validations: :class:`~hf_simcit.training.early_stopping.EarlyStopping`), and the
+best checkpoint kept.
 Every validation is logged with its epoch and training seconds (the learning curve).
 
 One loop for every set-up the accelerate config names (CPU, one GPU, DDP, FSDP, DeepSpeed): mixed precision
@@ -35,6 +37,7 @@ from ..errors import SimCITInputError
 from ..recommender.data import DEFAULT_INSTRUCTION, PromptTemplate
 from ..recommender.modeling import RecommenderModelArguments
 from .checkpointing import RESUME_HELP, checkpoint_folder, resume_choice
+from .early_stopping import EarlyStopping
 
 __all__ = [
     "RecommenderDataArguments",
@@ -134,6 +137,9 @@ class RecommenderTrainingArguments:
     eval_epochs: int = field(default=0, metadata={"help": "Validate at the end of every N-th epoch (0: never)."})
     early_stopping_patience: int = field(default=0, metadata={
         "help": "Stop after this many validations without a better metric_for_best_model (0: never stop early)."})
+    early_stopping_window: int = field(default=1, metadata={
+        "help": "Validations in the trailing mean that also counts as progress (1: the value alone); a larger "
+                "window keeps one noisy validation from ending a rising run. The best single value is kept."})
     group_by_length: bool = field(default=True, metadata={
         "help": "Batches of similar lengths (LengthGroupedSampler): less padding, same randomness per epoch."})
     labelled_loss: bool = field(default=True, metadata={
@@ -157,6 +163,7 @@ class RecommenderTrainingArguments:
             raise SimCITInputError(f"num_train_epochs must be positive (or max_steps > 0), got "
                                    f"num_train_epochs={self.num_train_epochs} and max_steps={self.max_steps}")
         resume_choice(self.resume_from_checkpoint)
+        EarlyStopping(self.early_stopping_patience, self.early_stopping_window)   # one line now, not at epoch 1
 
     def ks(self) -> tuple[int, ...]:
         from ..utils.recipes import parse_positive_ints
@@ -368,7 +375,7 @@ def train_recommender(
 
     # ---- resume
     state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
-             "best_metrics": None, "best_epoch": None, "evals_without_improvement": 0, "train_seconds": 0.0,
+             "best_metrics": None, "best_epoch": None, "early_stopping": None, "train_seconds": 0.0,
              "stopped_early": False, "log": []}
     # several processes: each its own dropout masks (one process: unchanged); a resumed process continues the
     # stream its checkpoint stored. The batch order comes from the sampler's own generator.
@@ -526,17 +533,19 @@ def _validate_and_select(step, state, run_validation, save_best, args, accelerat
         key = f"ndcg@{max(args.ks())}"
     if key not in metrics:
         raise SimCITInputError(f"metric_for_best_model {key!r} not among {sorted(metrics)}")
-    if state["best_metric"] is None or metrics[key] > state["best_metric"]:
+    stopping = EarlyStopping.from_state(args.early_stopping_patience, args.early_stopping_window,
+                                        state=state.get("early_stopping"))
+    if stopping.update(metrics[key]):
         state.update(best_metric=metrics[key], best_step=step, best_epoch=state.get("epoch_progress"),
-                     evals_without_improvement=0,
                      best_metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         save_best(step, state["best_metrics"])
-    else:
-        state["evals_without_improvement"] += 1
-        if args.early_stopping_patience and state["evals_without_improvement"] >= args.early_stopping_patience:
-            state["stopped_early"] = True
-            accelerator.print(f"early stopping at step {step}: {key} has not improved on {state['best_metric']:.4f} "
-                              f"(step {state['best_step']}) for {args.early_stopping_patience} validations")
+    state["early_stopping"] = stopping.state_dict()
+    if stopping.should_stop:
+        state["stopped_early"] = True
+        accelerator.print(f"early stopping at step {step}: {key} has not improved on {state['best_metric']:.4f} "
+                          f"(step {state['best_step']}) for {args.early_stopping_patience} validations"
+                          + (f" (nor its mean over {args.early_stopping_window})" if args.early_stopping_window > 1
+                             else ""))
 
 
 def _out_of_time(accelerator, seconds: float, budget: float) -> bool:
