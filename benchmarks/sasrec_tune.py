@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--patience-window", type=int, default=1,
+                        help="validations in the trailing mean that also counts as improvement")
     parser.add_argument("--eval-every", type=int, default=1)
     parser.add_argument("--eval-examples", type=int, default=None, help="validation users per check (None: all)")
     parser.add_argument("--max-steps", type=int, default=None)
@@ -55,7 +57,8 @@ def main() -> None:
     config = SASRecConfig(num_items=rec.num_items, max_len=20, hidden_size=args.hidden_size, num_layers=args.layers,
                           num_heads=args.heads, inner_size=args.inner_size, dropout=args.dropout,
                           learning_rate=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
-                          num_epochs=args.epochs, patience=args.patience, eval_every=args.eval_every,
+                          num_epochs=args.epochs, patience=args.patience,
+                          patience_window=args.patience_window, eval_every=args.eval_every,
                           eval_max_examples=args.eval_examples, objective=args.objective, layer_norm=args.layer_norm,
                           seed=args.seed)
     start = time.perf_counter()
