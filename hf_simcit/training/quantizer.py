@@ -310,7 +310,9 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
                                 accelerator=accelerator)
     if state is not None:
         step, best_step, history = state["step"], state["best_step"], state["history"]
-        stopping_state, elapsed_before = state["early_stopping"], state.get("train_time_s", 0.0)
+        elapsed_before = state.get("train_time_s", 0.0)
+        stopping_state = state.get("early_stopping") or {   # a checkpoint written before EarlyStopping
+            "best": state.get("best_metric"), "evals_without_improvement": state.get("patience", 0)}
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
     stopping = EarlyStopping.from_state(args.early_stopping_patience, args.early_stopping_window,

@@ -533,8 +533,9 @@ def _validate_and_select(step, state, run_validation, save_best, args, accelerat
         key = f"ndcg@{max(args.ks())}"
     if key not in metrics:
         raise SimCITInputError(f"metric_for_best_model {key!r} not among {sorted(metrics)}")
-    stopping = EarlyStopping.from_state(args.early_stopping_patience, args.early_stopping_window,
-                                        state=state.get("early_stopping"))
+    stopping = EarlyStopping.from_state(args.early_stopping_patience, args.early_stopping_window, state=state.get(
+        "early_stopping") or {"best": state["best_metric"],   # a checkpoint written before EarlyStopping
+                              "evals_without_improvement": state.get("evals_without_improvement", 0)})
     if stopping.update(metrics[key]):
         state.update(best_metric=metrics[key], best_step=step, best_epoch=state.get("epoch_progress"),
                      best_metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
