@@ -17,7 +17,6 @@ Writes ``benchmarks/results/app.json``: ``{"date", "browser", "recommend_latency
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,15 +25,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import reporting
 import torch
 
 from hf_simcit.app import DemoEngine
 from hf_simcit.app.browser import AppPage, chromium_driver, chromium_version, find_chromium
 from hf_simcit.app.ui import CSS, _theme, build_app
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
-RESULTS_DIR = HERE / "results"
 FIRST_PICKS = ("star wars", "empire strikes back", "return of the jedi")
 NEW_ITEM = "Star Trek: The Next Voyage (1998). Genres: Action, Adventure, Sci-Fi."
 SCREEN = "app-ml-100k.png"
@@ -93,7 +90,7 @@ def main() -> None:
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                            theme=_theme(), css=CSS)
     browser_s, shown = [], []
-    screens_dir = RESULTS_DIR if not args.no_write else Path(os.environ.get("TMPDIR", "/tmp"))
+    screens_dir = reporting.RESULTS_DIR if not args.no_write else Path(os.environ.get("TMPDIR", "/tmp"))
     try:
         with chromium_driver(width=1300, height=1100) as driver:
             page = AppPage(driver, url).open()
@@ -155,11 +152,11 @@ def main() -> None:
     if args.no_write:
         print(f"screenshot (not kept under benchmarks/): {screen}")
         return
-    (RESULTS_DIR / "app.json").write_text(json.dumps(result, indent=2) + "\n")
-    command = "nice -n 5 .venv/bin/python benchmarks/app.py " + " ".join(sys.argv[1:])
+    reporting.write_json("app", result)
+    command = reporting.command_line("nice -n 5 .venv/bin/python benchmarks/app.py")
     load = os.getloadavg()
     section = (
-        f"\n## Demo app: answer time in a real browser ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
+        f"\n## Demo app: answer time in a real browser ({reporting.utc_minute()})\n\n"
         f"Run `{args.run}` ({len(engine.item_ids):,} items, the `make demo` run), {browser} headless via Selenium "
         f"on the same machine, torch {torch.__version__} with {torch.get_num_threads()} thread(s), "
         f"{os.cpu_count()} CPU cores shared with other jobs (load average {load[0]:.1f} at the end). "
@@ -169,8 +166,7 @@ def main() -> None:
         f"Command: `{command.strip()}`\n\n{table}\n\nCold start ({NEW_ITEM}): SID `{result_sid(sid_line)}`; "
         f"{verdict}\n"
     )
-    with RESULTS.open("a", encoding="utf-8") as handle:
-        handle.write(section)
+    reporting.append_results(section)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-JSON_OUT = ROOT / "benchmarks" / "results" / "bad-input.json"
+import reporting
+
+ROOT = reporting.ROOT
 NUM_USERS, NUM_ITEMS, MAX_HISTORY = 14, 16, 4
 
 
@@ -398,16 +398,15 @@ def main() -> None:
     if args.no_write:
         return
     now = datetime.now(timezone.utc)
-    JSON_OUT.parent.mkdir(parents=True, exist_ok=True)
-    JSON_OUT.write_text(json.dumps({"date": now.isoformat(timespec="seconds"), "cases": rows}, indent=2) + "\n")
-    command = "nice -n 10 .venv/bin/python benchmarks/bad_input.py " + " ".join(sys.argv[1:])
-    with RESULTS.open("a", encoding="utf-8") as handle:
-        handle.write(f"\n## Bad input through the CLI, the catalogue of issue 12 ({now:%Y-%m-%d %H:%M} UTC)\n\n"
-                     f"Each case: small files, one `hf-simcit` command in a fresh process (offline, no token), "
-                     f"{time.perf_counter() - start:.0f} s in all. ok = exit 2, one stderr line naming the problem, "
-                     f"no traceback, nothing written or changed (dropped-and-counted / cut cases: exit 0 with "
-                     f"the count or note). FILES = the folder of small files. JSON: `benchmarks/results/bad-input.json`.\n\n"
-                     f"Command: `{command.strip()}`\n\n{table}\n")
+    reporting.write_json("bad-input", {"date": now.isoformat(timespec="seconds"), "cases": rows})
+    command = reporting.command_line("nice -n 10 .venv/bin/python benchmarks/bad_input.py")
+    reporting.append_results(
+        f"\n## Bad input through the CLI, the catalogue of issue 12 ({reporting.utc_minute(now)})\n\n"
+        f"Each case: small files, one `hf-simcit` command in a fresh process (offline, no token), "
+        f"{time.perf_counter() - start:.0f} s in all. ok = exit 2, one stderr line naming the problem, "
+        f"no traceback, nothing written or changed (dropped-and-counted / cut cases: exit 0 with "
+        f"the count or note). FILES = the folder of small files. JSON: `benchmarks/results/bad-input.json`.\n\n"
+        f"Command: `{command.strip()}`\n\n{table}\n")
 
 
 if __name__ == "__main__":

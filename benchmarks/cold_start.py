@@ -44,8 +44,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recommend as rb  # noqa: E402  (benchmarks/recommend.py: data, features, tokenizers, generator runs)
+import reporting  # noqa: E402
 
-ROOT = rb.ROOT
+ROOT = reporting.ROOT
 GENERATORS = ("simcit", "rqkmeans", "rqvae")
 # SASRec over each tokenizer's SIDs: trained on the warm items, then ranks the cold ones from their SIDs
 SID_SASREC = {method: tokenizer for method, tokenizer in rb.SID_SASREC.items() if tokenizer in GENERATORS}
@@ -469,7 +470,7 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = "python benchmarks/cold_start.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = reporting.command_line("python benchmarks/cold_start.py", argv)
     started, load_start = time.time(), os.getloadavg()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     workdir = Path(args.workdir) if args.workdir else rb.CACHE / "cold-start" / args.dataset
@@ -535,7 +536,7 @@ def run(argv: list[str] | None = None) -> int:
             rows |= {m: r for m, r in source["rows"].items() if m not in ("popularity", "text_knn")}
             sid_stats |= source["sids"]
         command = " + ".join(dict.fromkeys(src["command"] for src in sources)) + f" (merged by: {command})"
-        rescored = keep_rescored_figures(rows, rb.RESULTS_DIR / f"cold-start-{args.dataset}.json")
+        rescored = keep_rescored_figures(rows, reporting.results_path(f"cold-start-{args.dataset}"))
 
     def warm_and_cold_sids(tokenizer: str):
         """The tokenizer trained on the warm items, and the whole catalogue's SIDs (cold items' from it)."""
@@ -608,7 +609,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.no_results:
         return 0
     load_end = os.getloadavg()
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+    out = {"date": reporting.utc_iso(), "command": command,
            "cold_items": int(len(cold)), "num_items": n, "cold_share": args.cold_share, "seed": args.seed,
            "cold_test_users": int(len(cold_rows)), "warm_test_users": int(len(warm_rows)),
            "interactions_removed": data.interactions_removed, "users_dropped": data.users_dropped,
@@ -616,17 +617,16 @@ def run(argv: list[str] | None = None) -> int:
            **({"new_item_slots_commands": rescored} if args.from_partial and rescored else {}),
            "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), load {load_start[0]:.1f} -> "
                       f"{load_end[0]:.1f}"}
-    path = rb.RESULTS_DIR / f"cold-start-{args.dataset}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-        f.write(f"\n## Cold-start items ({args.dataset})\n\nDate: {out['date']}. Machine: {out['machine']} "
-                f"(load average at start / end; shared cores); wall time {wall / 60:.1f} min.\n"
-                f"Command: `{command}`\n\nSettings: {settings}.\n\n{table}\n\nSIDs of the cold items: "
-                + "; ".join(f"{m}: {s['new_sid']} of {s['cold_items']} on a raw code no warm item holds, "
-                            f"{s['shares_warm_sid']} share a warm item's raw code (told apart by the "
-                            f"disambiguation level), first-level prefix shared by {next(iter(s['shares_prefix_with_warm'].values()))}"
-                            for m, s in sid_stats.items())
-                + f". JSON: `{path.relative_to(ROOT)}`.\n")
+    path = reporting.write_json(f"cold-start-{args.dataset}", out)
+    reporting.append_results(
+        f"\n## Cold-start items ({args.dataset})\n\nDate: {out['date']}. Machine: {out['machine']} "
+        f"(load average at start / end; shared cores); wall time {wall / 60:.1f} min.\n"
+        f"Command: `{command}`\n\nSettings: {settings}.\n\n{table}\n\nSIDs of the cold items: "
+        + "; ".join(f"{m}: {s['new_sid']} of {s['cold_items']} on a raw code no warm item holds, "
+                    f"{s['shares_warm_sid']} share a warm item's raw code (told apart by the "
+                    f"disambiguation level), first-level prefix shared by {next(iter(s['shares_prefix_with_warm'].values()))}"
+                    for m, s in sid_stats.items())
+        + f". JSON: `{path.relative_to(ROOT)}`.\n")
     print(f"wrote {path}")
     return 0
 
@@ -638,7 +638,7 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
     from hf_simcit.quantizers import ItemFeatures
     from hf_simcit.utils.serialization import read_json
 
-    path = rb.RESULTS_DIR / f"cold-start-{args.dataset}.json"
+    path = reporting.results_path(f"cold-start-{args.dataset}")
     saved = read_json(path)
     full = ItemFeatures({m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities},
                         feats.item_ids)
@@ -694,17 +694,17 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
         if "history_excluded" in row:
             target["history_excluded"] = row["history_excluded"]
             saved.setdefault("history_excluded_commands", {})[method] = command
-    path.write_text(json.dumps(saved, indent=2) + "\n")
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-        f.write(f"\n## Cold-start items ({args.dataset}): places reserved for cold items in the top 10\n\n"
-                f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The generators saved by the run of "
-                f"`{path.relative_to(ROOT)}` (no retraining; each plain row reproduces that file's figures), "
-                f"scored again with the last m of their top 10 places given to the best cold items under the "
-                f"same model (`recommend(..., new_items=cold, new_item_slots=m)`); the text kNN likewise, its "
-                f"last m places given to the cold items most similar to the history"
-                f"{'; rows marked history excluded never rank an item of the user history (the text kNN always excludes it)' if args.exclude_history else ''}"
-                f". Command: `{command}`\n\n"
-                f"{table}\n")
+    reporting.write_json(path, saved)
+    reporting.append_results(
+        f"\n## Cold-start items ({args.dataset}): places reserved for cold items in the top 10\n\n"
+        f"Date: {reporting.utc_minute()}. The generators saved by the run of "
+        f"`{path.relative_to(ROOT)}` (no retraining; each plain row reproduces that file's figures), "
+        f"scored again with the last m of their top 10 places given to the best cold items under the "
+        f"same model (`recommend(..., new_items=cold, new_item_slots=m)`); the text kNN likewise, its "
+        f"last m places given to the cold items most similar to the history"
+        f"{'; rows marked history excluded never rank an item of the user history (the text kNN always excludes it)' if args.exclude_history else ''}"
+        f". Command: `{command}`\n\n"
+        f"{table}\n")
     print(f"updated {path}")
     return 0
 

@@ -16,7 +16,6 @@ text + cf concatenations the baseline tokenizers quantize. Every embedding comes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import recommend as rb  # noqa: E402  (the cached split and text features of the recommender benchmark)
+import reporting  # noqa: E402
 
 from hf_simcit.baselines.knn import content_knn_rankings  # noqa: E402
 from hf_simcit.data import training_cooccurrence, training_matrix  # noqa: E402
@@ -96,17 +95,17 @@ def main() -> int:
     print(table)
     if args.no_write:
         return 0
-    command = "python benchmarks/collaborative.py " + " ".join(sys.argv[1:])
+    command = reporting.command_line("python benchmarks/collaborative.py")
     date = datetime.now(timezone.utc)
-    out = {"date": date.strftime("%Y-%m-%dT%H:%M:%SZ"), "command": command.strip(), "dataset": args.dataset,
+    out = {"date": reporting.utc_iso(date), "command": command.strip(), "dataset": args.dataset,
            "users": len(pairs), "dim": args.dim, "rows": rows}
-    (ROOT / "benchmarks" / "results" / f"collaborative-{args.dataset}.json").write_text(json.dumps(out, indent=2) + "\n")
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-        f.write(f"\n## Collaborative modality: which embedding finds the next item? ({args.dataset})\n\n"
-                f"Date: {date:%Y-%m-%d %H:%M UTC}. Command: `{command.strip()}`. {len(pairs)} users: every item "
-                f"ranked by cosine to the user's last training item, the validation item scored (no model "
-                f"trained); {args.dim}-d cf from training interactions only; seconds = computing the embedding "
-                f"(1 process, 2 shared cores).\n\n{table}\n")
+    reporting.write_json(f"collaborative-{args.dataset}", out)
+    reporting.append_results(
+        f"\n## Collaborative modality: which embedding finds the next item? ({args.dataset})\n\n"
+        f"Date: {reporting.utc_minute(date)}. Command: `{command.strip()}`. {len(pairs)} users: every item "
+        f"ranked by cosine to the user's last training item, the validation item scored (no model "
+        f"trained); {args.dim}-d cf from training interactions only; seconds = computing the embedding "
+        f"(1 process, 2 shared cores).\n\n{table}\n")
     return 0
 
 

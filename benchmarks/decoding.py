@@ -27,19 +27,17 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
+import reporting
 import torch
 from safetensors.torch import save_file
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from hf_simcit.generation import SIDTrie, SIDTrieLogitsProcessor, prepare_prompts, recommend
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 FLASHREC_PYTHON = os.environ.get("FLASHREC_PYTHON", "/tmp/flashrec-venv/bin/python")
 MODEL_KWARGS = dict(
     hidden_size=128,
@@ -439,10 +437,10 @@ def main() -> None:
         print(flashrec_note)
     if args.no_write:
         return
-    command = "nice -n 10 .venv/bin/python benchmarks/decoding.py " + " ".join(sys.argv[1:])
+    command = reporting.command_line("nice -n 10 .venv/bin/python benchmarks/decoding.py")
     section = [
         "",
-        f"## Decoding: trie-constrained SID beam search ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        f"## Decoding: trie-constrained SID beam search ({reporting.utc_minute()})",
         "",
         f"Machine: {platform.machine()}, 2 CPU cores shared with other jobs ({threads} torch threads), torch "
         f"{torch.__version__}. Command: `{command.strip()}`",
@@ -461,8 +459,7 @@ def main() -> None:
     ]
     if flashrec_note:
         section += [flashrec_note, ""]
-    with RESULTS.open("a") as handle:
-        handle.write("\n".join(section))
+    reporting.append_results("\n".join(section))
 
 
 if __name__ == "__main__":

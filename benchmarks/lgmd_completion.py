@@ -25,19 +25,16 @@ seed on one shared core with tuning: 88 min for 3 seeds). Appends a table to ben
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
+import reporting
 import torch
 
 from hf_simcit.lgmd import LGMD
 from hf_simcit.lgmd.selection import select_lgmd, validation_rmse, validation_split
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def em_svd(X, mask, k, iters=100, center=False):
@@ -228,20 +225,19 @@ def main() -> int:
         )
     table = "\n".join(lines)
     print(table)
-    with open(RESULTS, "a") as fh:
-        fh.write(
-            f"\n## LGMD completion RMSE ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
-            "Machine: 2 shared CPU cores (torch 1 thread). RMSE against the clean matrix on the hidden entries "
-            "(all entries at 0% missing); mean over "
-            f"{args.seeds} seed(s); best per row in bold; ratios < 1 mean LGMD is better. Total {total:.0f} s. "
-            + (f"Hyper-parameters of every method picked on {args.val_fraction:.0%} held-out observed entries "
-               "(grids in the script's docstring; c = centre columns, b = base, w = kNN graph weight); "
-               "LGMD s = its whole selection + refit.\n"
-               if args.tune else "Fixed hyper-parameters (--no-tune).\n")
-            + f"Command: `nice -n 10 .venv/bin/python benchmarks/lgmd_completion.py --seeds {args.seeds} "
-            f"--missing {args.missing}{'' if args.tune else ' --no-tune'}`\n\n"
-            + table + "\n"
-        )
+    reporting.append_results(
+        f"\n## LGMD completion RMSE ({reporting.utc_minute()})\n\n"
+        "Machine: 2 shared CPU cores (torch 1 thread). RMSE against the clean matrix on the hidden entries "
+        "(all entries at 0% missing); mean over "
+        f"{args.seeds} seed(s); best per row in bold; ratios < 1 mean LGMD is better. Total {total:.0f} s. "
+        + (f"Hyper-parameters of every method picked on {args.val_fraction:.0%} held-out observed entries "
+           "(grids in the script's docstring; c = centre columns, b = base, w = kNN graph weight); "
+           "LGMD s = its whole selection + refit.\n"
+           if args.tune else "Fixed hyper-parameters (--no-tune).\n")
+        + f"Command: `nice -n 10 .venv/bin/python benchmarks/lgmd_completion.py --seeds {args.seeds} "
+        f"--missing {args.missing}{'' if args.tune else ' --no-tune'}`\n\n"
+        + table + "\n"
+    )
     return 0
 
 

@@ -16,7 +16,6 @@ Run: ``nice -n 10 .venv/bin/python benchmarks/lgmd_graph_clustering.py [--beauty
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import time
 import warnings
@@ -27,8 +26,8 @@ import torch
 
 from hf_simcit.lgmd import LGMD, admm_graphical_lasso
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reporting  # noqa: E402
 from lgmd_completion import em_svd  # noqa: E402
 
 
@@ -213,14 +212,13 @@ def main() -> int:
     total = time.time() - start
     cmd = "nice -n 10 .venv/bin/python benchmarks/lgmd_graph_clustering.py" + (
         f" --beauty-run {args.beauty_run}" if args.beauty_run else "")
-    with open(RESULTS, "a") as fh:
-        fh.write(
-            f"\n## LGMD support recovery and clustering ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} "
-            f"UTC)\n\nMachine: 2 shared CPU cores (torch 1 thread). Total {total:.0f} s. Command: `{cmd}`\n\n"
-            "Support recovery: p = 60 columns, chain + 30 random edges, rank 40, 300 rows, noise 0.5, "
-            f"{args.seeds} seeds.\n\n" + support_table + "\n\nClustering (k-means on L2-normalised embeddings):\n\n"
-            + cluster_table + "\n"
-        )
+    reporting.append_results(
+        f"\n## LGMD support recovery and clustering ({reporting.utc_minute()})\n\n"
+        f"Machine: 2 shared CPU cores (torch 1 thread). Total {total:.0f} s. Command: `{cmd}`\n\n"
+        "Support recovery: p = 60 columns, chain + 30 random edges, rank 40, 300 rows, noise 0.5, "
+        f"{args.seeds} seeds.\n\n" + support_table + "\n\nClustering (k-means on L2-normalised embeddings):\n\n"
+        + cluster_table + "\n"
+    )
     return 0
 
 

@@ -13,7 +13,6 @@ Needs ``gglasso`` (pip install gglasso; it only adds numba/llvmlite/seaborn) for
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import subprocess
 import sys
@@ -22,8 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+import reporting
 
 CHILD = r"""
 import json, sys, time, warnings
@@ -162,15 +160,14 @@ def main() -> int:
         "GiB dense."
     )
     total = time.time() - start
-    with open(RESULTS, "a") as fh:
-        fh.write(
-            f"\n## LGMD precision step speed ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
-            f"Machine: 2 shared CPU cores (other jobs running; timings are noisy), {args.threads} thread(s) per solver. "
-            f"Total {total:.0f} s. lambda = "
-            f"0.1 x mean variance; each solver in its own process, limit {args.limit} s.\n"
-            f"Command: `nice -n 10 .venv/bin/python benchmarks/lgmd_precision_speed.py --sizes {args.sizes} "
-            f"--limit {args.limit} --threads {args.threads}`\n\n" + table + "\n\nScaling: " + scale_line + "\n"
-        )
+    reporting.append_results(
+        f"\n## LGMD precision step speed ({reporting.utc_minute()})\n\n"
+        f"Machine: 2 shared CPU cores (other jobs running; timings are noisy), {args.threads} thread(s) per solver. "
+        f"Total {total:.0f} s. lambda = "
+        f"0.1 x mean variance; each solver in its own process, limit {args.limit} s.\n"
+        f"Command: `nice -n 10 .venv/bin/python benchmarks/lgmd_precision_speed.py --sizes {args.sizes} "
+        f"--limit {args.limit} --threads {args.threads}`\n\n" + table + "\n\nScaling: " + scale_line + "\n"
+    )
     return 0
 
 

@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import recommend  # noqa: E402  (benchmarks/recommend.py: data, features, SIDs, test sample)
+import reporting  # noqa: E402
 
 ROWS = ("tiny-llama", "smollm2-lora-full", "smollm2-lora-chat", "smollm2-lora-full-text", "smollm2-lora-full-gc",
         "smollm2-lora-full-nogroup")
@@ -347,11 +348,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llm.py: --roundtrips takes fsdp and/or deepspeed, got {args.roundtrips!r}", file=sys.stderr)
         return 2
 
-    command = "python benchmarks/llm.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = reporting.command_line("python benchmarks/llm.py", argv)
     started, load_start = time.time(), os.getloadavg()
     uptime_start = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     results_dir = Path(args.results_dir) if args.results_dir else (
-        args.workdir / "results" if args.smoke else recommend.RESULTS_DIR)
+        args.workdir / "results" if args.smoke else reporting.RESULTS_DIR)
     results_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, dict] = {}
     passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
@@ -397,23 +398,22 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(settings)
     print(f"total wall time {wall:.0f} s")
-    payload = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+    payload = {"date": reporting.utc_iso(), "command": command,
                "budget_s": args.budget, "dataset": args.dataset, "device": device, "settings": settings,
                "load": {"start": uptime_start, "end": uptime_end}, "wall_s": round(wall, 1), "rows": out,
                **roundtrips}
     name = args.results_name or f"llm-{args.dataset}"
-    (results_dir / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {results_dir / f'{name}.json'}")
+    path = reporting.write_json(results_dir / f"{name}.json", payload)
+    print(f"wrote {path}")
     if not args.no_results:
         machine = (f"GPU {torch.cuda.get_device_name()}" if device == "cuda" else
                    f"{os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs; load average "
                    f"{load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
         section = (f"\n## The LLM path: SmolLM2-135M + LoRA next to the config-built generator ({args.dataset})\n\n"
-                   f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {machine}; total wall "
+                   f"Date: {reporting.utc_minute()}. Machine: {machine}; total wall "
                    f"time {wall:.0f} s.\nLoad (uptime) at the start: `{uptime_start}`; at the end: `{uptime_end}`.\n"
                    f"Command: `{command}`\n\nSettings: {settings}.\n\n{table}\n")
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:   # others append too: one append, at the end
-            f.write(section)
+        reporting.append_results(section)   # others append too: one append, at the end
     return 0
 
 

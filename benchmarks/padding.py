@@ -17,15 +17,14 @@ Writes ``benchmarks/results/padding.json`` (``{"date", "command", "rows": [{"dat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recommend as rb  # noqa: E402  (benchmarks/recommend.py: the prepared data sets)
+import reporting  # noqa: E402
 
 
 def padding_share(lengths: torch.Tensor, order: list[int], batch_size: int) -> float:
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-results", action="store_true")
     args = parser.parse_args(argv)
-    command = "python benchmarks/padding.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = reporting.command_line("python benchmarks/padding.py", argv)
     rows = []
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         lengths = window_lengths(dataset, args.levels)
@@ -81,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.no_results:
         return 0
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command, "rows": rows}
-    (rb.RESULTS_DIR / "padding.json").write_text(json.dumps(out, indent=2) + "\n")
-    with open(rb.ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-        f.write(f"\n## Length-grouped batches: padding of full-sequence training ({out['date'][:10]})\n\n"
-                f"Command: `{command}` (exact counts from the prepared splits and the trainer's two samplers; no "
-                f"model runs)\n\n{table}\n")
+    out = {"date": reporting.utc_iso(), "command": command, "rows": rows}
+    reporting.write_json("padding", out)
+    reporting.append_results(
+        f"\n## Length-grouped batches: padding of full-sequence training ({out['date'][:10]})\n\n"
+        f"Command: `{command}` (exact counts from the prepared splits and the trainer's two samplers; no "
+        f"model runs)\n\n{table}\n")
     return 0
 
 

@@ -21,12 +21,12 @@ import shutil
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import reporting
+
+ROOT = reporting.ROOT
 sys.path.insert(0, str(ROOT))
-RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
 KEYS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     load_end = os.getloadavg()
     section = "\n".join([
         f"## Pipeline end to end: `hf-simcit run {recipe}` "
-        f"({datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC)",
+        f"({reporting.utc_minute()})",
         "",
         f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs: load average "
         f"{load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end. Command: `{command}`. "
@@ -132,15 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(section)
     if not args.no_results:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as handle:
-            handle.write("\n" + section)
+        reporting.append_results("\n" + section)
         name = f"pipeline-{stats.get('dataset')}"
-        out = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "command": command,
+        out = {"date": reporting.utc_iso(), "command": command,
                "wall_s": round(wall, 1), "seeds": seeds, "rows": summary,
                "generator_over_popularity_recall@10": list(ratio.values()),
                "total_s_per_seed": [round(r["total_s"], 1) for r in runs]}
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+        reporting.write_json(name, out)
     return 0
 
 

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import reporting
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = reporting.ROOT
 DATA = ROOT.parent / "shared" / "data"
 CACHE = Path(os.environ.get("HF_SIMCIT_BENCH_CACHE", "/tmp/hf_simcit_bench"))
 sys.path.insert(0, str(ROOT))
@@ -238,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows)
     print(table)
     if not args.no_append:
-        command = "nice -n 10 .venv/bin/python benchmarks/quantizers.py " + " ".join(argv or sys.argv[1:])
+        command = reporting.command_line("nice -n 10 .venv/bin/python benchmarks/quantizers.py", argv or None)
         section = (
-            f"\n## Quantizers: SimCIT vs RQ-VAE vs RQ-KMeans vs random IDs ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n"
+            f"\n## Quantizers: SimCIT vs RQ-VAE vs RQ-KMeans vs random IDs ({reporting.utc_minute()})\n\n"
             f"Machine: 2 CPU cores shared with other jobs (timings are upper bounds). Command: `{command.strip()}`\n"
             f"3 levels x 256 codes. Features: MiniLM text (384-d) + truncated-SVD collaborative (32-d) for Beauty, "
             f"MiniLM text + unit-sphere/Fourier geography (23-d) for Foursquare NYC (cached in {CACHE}).\n"
@@ -249,8 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             "item's, before resolution; encode = codes only; assign = codes + disambiguation level.\n\n"
             + table + "\n"
         )
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as handle:
-            handle.write(section)
+        reporting.append_results(section)
     return 0
 
 

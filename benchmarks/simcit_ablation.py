@@ -37,8 +37,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recommend as rb  # noqa: E402  (benchmarks/recommend.py: data, features, tokenizers, generator runs)
+import reporting  # noqa: E402
 
-ROOT = rb.ROOT
+ROOT = reporting.ROOT
 # the reference (alibaba/SimCIT) settings the recipe departs from; every departure is one of these keys
 REFERENCE = {"codebook_init": "uniform", "init_latent_rms": None, "symmetric_loss": False,
              "gumbel_temperature": 0.2, "gumbel_temperature_end": None, "codebook_refit": "none",
@@ -245,28 +246,28 @@ def main(argv: list[str] | None = None) -> int:
     load_end = os.getloadavg()
     if args.finalize:   # the run that trained the rows had the same options, without --finalize
         command = f"{command.replace(' --finalize', '')} (stopped; the rows it finished written by `{command}`)"
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+    out = {"date": reporting.utc_iso(), "command": command,
            "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), threads {torch.get_num_threads()}, "
                       f"load {load_start[0]:.1f} -> {load_end[0]:.1f}",
            "wall_s": None if args.finalize else round(time.time() - started, 1), "rows": results}
     if args.finalize:
         out["machine"] = (f"{os.cpu_count()} CPU cores ({platform.machine()}), threads 1, shared with 5-6 other "
                           f"processes; load {load_end[0]:.1f} when the rows were written")
-    path = rb.RESULTS_DIR / f"simcit-ablation-{args.dataset}.json"
+    path = reporting.results_path(f"simcit-ablation-{args.dataset}")
     this_run = out   # the RESULTS section describes this run, also when its rows join an earlier file
     earlier = json.loads(path.read_text()) if path.exists() else None
     other_seeds = earlier and {run["seed"] for row in earlier["rows"] if row["raw_collision"] is not None
                                for run in seed_runs(row)} - {args.seed}
     if earlier and (args.rows or other_seeds):   # join the file: other rows and other seeds' runs stay
         out = merge_rows(earlier, out)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-        f.write(f"\n## SimCIT ablation ({args.dataset}): learned codes, each departure, re-fit, modalities\n\n"
-                f"Date: {this_run['date']}. Machine: {this_run['machine']} (load average at start -> end; shared cores). "
-                f"Command: `{command}`\n\nEvery row: `train_quantizer` with recipes/{args.dataset}/quantizer.yaml "
-                f"plus the row's overrides, seed {args.seed}; raw collision and usage of the quantizer's own codes "
-                f"over all {len(feats.item_ids)} items. Test N@10 / R@10: `-` where no generator was trained for "
-                f"the row (null in the JSON).\n\n{table}\n\nJSON: `{path.relative_to(ROOT)}`.\n")
+    reporting.write_json(path, out)
+    reporting.append_results(
+        f"\n## SimCIT ablation ({args.dataset}): learned codes, each departure, re-fit, modalities\n\n"
+        f"Date: {this_run['date']}. Machine: {this_run['machine']} (load average at start -> end; shared cores). "
+        f"Command: `{command}`\n\nEvery row: `train_quantizer` with recipes/{args.dataset}/quantizer.yaml "
+        f"plus the row's overrides, seed {args.seed}; raw collision and usage of the quantizer's own codes "
+        f"over all {len(feats.item_ids)} items. Test N@10 / R@10: `-` where no generator was trained for "
+        f"the row (null in the JSON).\n\n{table}\n\nJSON: `{path.relative_to(ROOT)}`.\n")
     print(f"wrote {path}")
     return 0
 

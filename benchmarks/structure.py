@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import reporting
+
+ROOT = reporting.ROOT
 PACKAGE = ROOT / "hf_simcit"
 COMMAND = "python benchmarks/structure.py"
 
@@ -160,9 +160,9 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package", default=str(PACKAGE), help="the package folder to count (e.g. an older "
                         "commit's: git archive REV hf_simcit | tar -x -C /tmp/old)")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "structure.json"),
+    parser.add_argument("--output", default=str(reporting.results_path("structure")),
                         help="'' writes no JSON")
-    parser.add_argument("--results-md", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="'' appends nothing")
+    parser.add_argument("--results-md", default=str(reporting.RESULTS_MD), help="'' appends nothing")
     args = parser.parse_args(argv)
 
     package = Path(args.package)
@@ -170,8 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     counts = {name: len(found) for name, found in places.items()}
     counts["duplicates_pairs"] = duplicates_pairs(package)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(counts, indent=2) + "\n")
+        reporting.write_json(Path(args.output), counts)
 
     rows = ["| concept | count | places |", "| --- | ---: | --- |"]
     rows += [f"| {name} | {counts[name]} | {', '.join(f'`{p}`' for p in places.get(name, [])) or '-'} |"
@@ -180,10 +179,9 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     print(table)
     if not args.results_md:
         return counts
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    with open(args.results_md, "a") as md:
-        md.write(f"\n## Package structure: one place per concept ({stamp})\n\nCommand: `{COMMAND}` "
-                 f"(writes `benchmarks/results/structure.json`)\n\n{table}\n")
+    reporting.append_results(f"\n## Package structure: one place per concept ({reporting.utc_minute()})\n\n"
+                             f"Command: `{COMMAND}` (writes `benchmarks/results/structure.json`)\n\n{table}\n",
+                             args.results_md)
     return counts
 
 
