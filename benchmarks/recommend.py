@@ -273,8 +273,9 @@ def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | N
             **({"model": model} if keep_model else {})}
 
 
-def run_baseline(method: str, rec, test_split) -> dict:
-    """A non-learned ranking (``history`` or ``popularity``, counts from the training split) on the test users."""
+def run_baseline(method: str, rec, test_split, validation_split=None) -> dict:
+    """A non-learned ranking (``history`` or ``popularity``, counts from the training split) on the test users,
+    and on ``validation_split`` (the learned rows' validation sample) when given."""
     from hf_simcit.baselines.popularity import evaluate_baseline, item_popularity
 
     t0 = time.time()
@@ -283,25 +284,32 @@ def run_baseline(method: str, rec, test_split) -> dict:
     t0 = time.time()
     test = evaluate_baseline(method, test_split, popularity, ks=(5, 10), return_rankings=True)
     rankings = test.pop("rankings")
-    return {"test": test, "rankings": rankings, "validation": None, "train_s": fit_s,
+    validation = None if validation_split is None else evaluate_baseline(method, validation_split, popularity,
+                                                                         ks=(5, 10))
+    return {"test": test, "rankings": rankings, "validation": validation, "train_s": fit_s,
             "eval_s": time.time() - t0, "steps": "-", "best_step": None, "epochs": None, "best_epoch": None}
 
 
-def run_knn(ctx, test_split) -> dict:
+def run_knn(ctx, test_split, validation_split=None) -> dict:
     """Items ranked by the cosine of their features (the baseline tokenizers' input: ``base_modalities``,
     concatenated as the quantizers see them) to the user's last item, history excluded: what the SIDs' own
-    input says about the next item, with no model trained."""
+    input says about the next item, with no model trained. Also on ``validation_split`` when given."""
     from hf_simcit.baselines.knn import content_knn_rankings
     from hf_simcit.metrics.ranking import ranking_metrics
     from hf_simcit.quantizers.base import concat_modalities
 
     t0 = time.time()
     features = concat_modalities(ctx.feats.features, ctx.feats.masks, ctx.base_modalities)
-    rankings = content_knn_rankings(features, test_split["history"], 10, last=1)
-    test = ranking_metrics(rankings, torch.as_tensor(test_split["target"]), (5, 10)) | {
-        "invalid_items": 0, "num_examples": len(test_split)}
-    return {"test": test, "rankings": rankings, "validation": None, "train_s": 0.0, "eval_s": time.time() - t0,
-            "steps": "-", "best_step": None, "epochs": None, "best_epoch": None}
+
+    def scored(split) -> tuple[dict, torch.Tensor]:
+        rankings = content_knn_rankings(features, split["history"], 10, last=1)
+        return ranking_metrics(rankings, torch.as_tensor(split["target"]), (5, 10)) | {
+            "invalid_items": 0, "num_examples": len(split)}, rankings
+
+    test, rankings = scored(test_split)
+    validation = None if validation_split is None else scored(validation_split)[0]
+    return {"test": test, "rankings": rankings, "validation": validation, "train_s": 0.0,
+            "eval_s": time.time() - t0, "steps": "-", "best_step": None, "epochs": None, "best_epoch": None}
 
 
 def in_history(split) -> np.ndarray:
@@ -333,12 +341,18 @@ def _share(value: float | None) -> str:
     return "-" if value is None or np.isnan(value) else f"{value:.4f}"
 
 
+def _validation_ratio(row: dict) -> str:
+    """The row's validation N@10 (generators: the sample at the chosen epoch) and test N@10 / it."""
+    value = (row.get("validation") or {}).get("ndcg@10")
+    return "-" if not value else f"{value:.4f} ({row['test']['ndcg@10'] / value:.2f}x)"
+
+
 def format_table(rows: dict, sid_stats: dict) -> str:
     excluded = any(row.get("test_history_excluded") for row in rows.values())
     header = ("| method | R@5 | N@5 | R@10 | N@10 | R@10 repeat | R@10 new | invalid | test users | raw collision | "
-              "SID levels (sizes) | epochs (best) | train s | test eval s |"
+              "SID levels (sizes) | epochs (best) | train s | test eval s | validation N@10 (test / it) |"
               + (" R@10, history excluded | N@10, history excluded |" if excluded else ""))
-    lines = [header, "|" + "---|" * (16 if excluded else 14)]
+    lines = [header, "|" + "---|" * (17 if excluded else 15)]
     for method, row in rows.items():
         t, s = row["test"], sid_stats.get(method, {})
         sizes = f"{s['levels']} ({'/'.join(map(str, s['sizes']))})" if s else "-"
@@ -350,7 +364,7 @@ def format_table(rows: dict, sid_stats: dict) -> str:
             f"{t['ndcg@10']:.4f} | {_share(split.get('repeat'))} | {_share(split.get('new'))} | "
             f"{t['invalid_items']} | {t.get('num_examples', '-')} | "
             f"{format(s['collision'], '.2%') if s else '-'} | {sizes} | {epochs}{best} | "
-            f"{row['train_s']:.0f} | {row['eval_s']:.0f} |")
+            f"{row['train_s']:.0f} | {row['eval_s']:.0f} | {_validation_ratio(row)} |")
         if excluded:
             x = row.get("test_history_excluded")
             lines[-1] += f" {x['recall@10']:.4f} | {x['ndcg@10']:.4f} |" if x else " - | - |"
@@ -380,6 +394,8 @@ def write_results(folder: Path, name: str, rows: dict, command: str, device: str
             "invalid_items": int(t["invalid_items"]), "epochs": row.get("epochs"),
             "best_epoch": row.get("best_epoch"), "train_s": round(float(row["train_s"]), 1),
             "curve": row.get("curve"), "repeat_new": row.get("split")}
+        if (row.get("validation") or {}).get("ndcg@10") is not None:   # the validation sample (best epoch)
+            out["rows"][method]["validation"] = {k: row["validation"][k] for k in ("recall@10", "ndcg@10")}
         if row.get("test_history_excluded"):   # RecBole's protocol: the user's own items never ranked
             out["rows"][method]["test_history_excluded"] = {
                 k: row["test_history_excluded"][k] for k in ("recall@5", "recall@10", "ndcg@5", "ndcg@10")}
@@ -902,8 +918,15 @@ def run(argv: list[str] | None = None) -> int:
         rows[method], stats = done[method]
         if stats is not None:
             sid_stats[method] = stats
+    # the learned rows' validation sample: the non-learned rows' test / validation ratio is the protocol's own
+    # drift (leave-one-out validation targets are nearer the training data in time than test targets)
+    from hf_simcit.data import sample_rows
+
+    validation_split = rec.splits["validation"].select(
+        sample_rows(len(rec.splits["validation"]), args.eval_examples or None, args.seed))
     for method in [m for m in methods if m in ("history", "popularity", "knn")]:
-        rows[method] = run_knn(ctx, test_split) if method == "knn" else run_baseline(method, rec, test_split)
+        rows[method] = (run_knn(ctx, test_split, validation_split) if method == "knn"
+                        else run_baseline(method, rec, test_split, validation_split))
         print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in rows[method]['test'].items() if isinstance(v, float)})}",
               flush=True)
     for row in rows.values():

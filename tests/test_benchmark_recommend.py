@@ -183,6 +183,13 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
     # the last-item kNN over the tokenizers' features (text + the sequential cf of --cf): a real ranking
     assert 0 < out["1"]["knn"]["test"]["ndcg@10"] <= out["1"]["knn"]["test"]["recall@10"] <= 1
     assert out["1"]["knn"]["invalid_items"] == 0 and out["1"]["knn"]["epochs"] is None
+    # every row carries its validation N@10: the non-learned rows on the learned rows' validation sample, so the
+    # table's test / validation ratio separates the protocol's drift from a model's over-fitting
+    for method in ("popularity", "knn"):
+        assert 0 < out["1"][method]["validation"]["ndcg@10"] <= out["1"][method]["validation"]["recall@10"] <= 1
+        assert out["2"][method]["validation"] == out["1"][method]["validation"], method
+    for method in ("random", "sasrec"):
+        assert 0 <= out["1"][method]["validation"]["ndcg@10"] <= 1, method
     # --refit-with-validation: each learned row again, on training + validation interactions, for its best epochs
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--refit-with-validation",
                            str(results / "jobs1.json"), "--methods", "random,sasrec", "--threads", "1", "--no-results"],
