@@ -38,9 +38,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reporting  # noqa: E402  (benchmarks/reporting.py: where results go)
+
+ROOT = reporting.ROOT
 DATA = ROOT.parent / "shared" / "data"
-RESULTS_DIR = ROOT / "benchmarks" / "results"
+RESULTS_DIR = reporting.RESULTS_DIR
 CACHE = Path(os.environ.get("HF_SIMCIT_REC_BENCH_CACHE", "/tmp/hf_simcit_bench_rec"))
 # benchmarks/quantizers.py caches the same MiniLM text + 32-d SVD / geo features here (reused when item ids match)
 QUANTIZER_CACHE = Path(os.environ.get("HF_SIMCIT_BENCH_CACHE", "/tmp/hf_simcit_bench"))
@@ -384,7 +387,7 @@ def write_results(folder: Path, name: str, rows: dict, command: str, device: str
     """``<folder>/<name>.json``: ``{date, command, device, wall_s, rows: {method: {test, invalid_items, epochs,
     best_epoch, train_s, curve}}}`` (the machine-readable twin of the RESULTS.md table)."""
     folder.mkdir(parents=True, exist_ok=True)
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+    out = {"date": reporting.utc_iso(), "command": command,
            "device": torch.cuda.get_device_name() if device == "cuda" else f"{os.cpu_count()} CPU cores",
            "wall_s": round(wall, 1), "rows": {}}
     for method, row in rows.items():
@@ -399,9 +402,7 @@ def write_results(folder: Path, name: str, rows: dict, command: str, device: str
         if row.get("test_history_excluded"):   # RecBole's protocol: the user's own items never ranked
             out["rows"][method]["test_history_excluded"] = {
                 k: row["test_history_excluded"][k] for k in ("recall@5", "recall@10", "ndcg@5", "ndcg@10")}
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    return path
+    return reporting.write_json(folder / f"{name}.json", out)
 
 
 def assignment_levels(sid_stats: dict) -> int:
@@ -434,8 +435,7 @@ def merge_results(paths: list[str], name: str) -> int:
     out = {"date": max(s["date"] for s in sources),
            "command": " + ".join(s["command"] for s in sources) + f" (merged: --merge {' '.join(paths)})",
            "device": sources[0]["device"], "wall_s": max(s["wall_s"] for s in sources), "rows": rows}
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    path = reporting.write_json(RESULTS_DIR / f"{name}.json", out)
     plot_learning_curves({NAMES.get(m, m): r["curve"] for m, r in rows.items() if r.get("curve")},
                          RESULTS_DIR / f"curves-{name}.png", title=f"{name}: validation NDCG@10")
     print(f"wrote {path} with rows {list(rows)}")
@@ -532,25 +532,25 @@ def refit_with_validation(path: str, args) -> int:
                        "N@10 ratio | early-stopped, history excluded | refit, history excluded | refit train s |",
                        "|" + "---|" * 8, *lines])
     print(table)
-    command = "python benchmarks/recommend.py " + " ".join(sys.argv[1:])
+    command = reporting.command_line("python benchmarks/recommend.py")
     wall = time.time() - started
     if args.no_results:
         return 0
     name = args.results_name or Path(path).stem + "-refit"
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command,
+    out = {"date": reporting.utc_iso(), "command": command,
            "refit_of": {"file": Path(path).name, "command": saved["command"]}, "wall_s": round(wall, 1),
            "machine": f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end",
            "rows": rows}
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-        f.write(f"\n## Refit on training + validation interactions ({options.dataset}, {Path(path).name})\n\n"
-                f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {out['machine']}; wall "
+    written = reporting.write_json(RESULTS_DIR / f"{name}.json", out)
+    reporting.append_results(
+                f"\n## Refit on training + validation interactions ({options.dataset}, {Path(path).name})\n\n"
+                f"Date: {reporting.utc_minute()}. Machine: {out['machine']}; wall "
                 f"time {wall / 60:.1f} min. Command: `{command}`\n\nEach learned row of `{Path(path).name}` "
                 f"(`{saved['command']}`), trained again from scratch with the same settings and seed on the "
                 f"training rows plus every user's validation interaction, for the epochs at which that run's "
                 f"validation peaked (rounded up; nothing selected on the refit), then tested on the same "
                 f"{len(ctx.test_split)} test users (plain, and with the history excluded).\n\n{table}\n")
-    print(f"wrote {RESULTS_DIR / f'{name}.json'}")
+    print(f"wrote {written}")
     return 0
 
 
@@ -613,14 +613,13 @@ def seeds_summary(paths: list[str], name: str) -> int:
         rows[method] = row
     command = "python benchmarks/recommend.py --seeds-summary " + " ".join(paths) + f" --results-name {name}"
     runs = [s["command"] + (f" (rows {', '.join(m)})" if m else "") for s, m in zip(sources, chosen)]
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command, "seeds": seeds,
-           "runs": runs, "rows": rows}
-    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    out = {"date": reporting.utc_iso(), "command": command, "seeds": seeds, "runs": runs, "rows": rows}
+    reporting.write_json(RESULTS_DIR / f"{name}.json", out)
     table = format_seeds_table(rows, seeds)
     print(table)
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-        f.write(f"\n## Generative recommender over {len(seeds)} seeds ({name})\n\n"
-                f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\nCommand: `{command}`\n\n"
+    reporting.append_results(
+                f"\n## Generative recommender over {len(seeds)} seeds ({name})\n\n"
+                f"Date: {reporting.utc_minute()}.\nCommand: `{command}`\n\n"
                 f"Runs (identical but for the seed, which sets the tokenizer, the generator and the validation "
                 f"sample):\n\n" + "\n".join(f"- `{run}`" for run in runs) + f"\n\n{table}\n")
     return 0
@@ -674,9 +673,9 @@ def reevaluate(args, rec, workdir: Path, command: str) -> int:
     table = "\n".join(lines)
     print(table)
     if not args.no_results:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-            f.write(f"\nRe-evaluation of the saved generators (best validation checkpoints, no retraining) on the "
-                    f"{args.reevaluate} split, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, threads "
+        reporting.append_results(
+                    f"\nRe-evaluation of the saved generators (best validation checkpoints, no retraining) on the "
+                    f"{args.reevaluate} split, {reporting.utc_minute()}, threads "
                     f"{torch.get_num_threads()}"
                     f"{'; the history items of each user are excluded from the ranking' if args.exclude_history else ''}"
                     f". Command: `{command}`\n\n{table}\n")
@@ -871,7 +870,7 @@ def run(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    command = "python benchmarks/recommend.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = reporting.command_line("python benchmarks/recommend.py", argv)
     started, load_start = time.time(), os.getloadavg()
     # import every stage up front: a long run must not pick up half-edited modules of a working tree
     import hf_simcit.baselines.knn  # noqa: F401
@@ -983,9 +982,9 @@ def run(argv: list[str] | None = None) -> int:
         machine = (f"GPU {torch.cuda.get_device_name()}" if device == "cuda" else
                    f"{os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs: load average "
                    f"{load_start[0]:.1f} at the start, {load_end[0]:.1f} at the end")
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
-            f.write(f"\n## Generative recommender: SID tokenizers side by side ({args.dataset})\n\n"
-                    f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {machine}; "
+        reporting.append_results(
+                    f"\n## Generative recommender: SID tokenizers side by side ({args.dataset})\n\n"
+                    f"Date: {reporting.utc_minute()}. Machine: {machine}; "
                     f"total wall time {wall:.0f} s ({wall / 60:.1f} min).\n"
                     f"Command: `{command}`\n\nSettings: {settings}.\n\nTest split:\n\n{table}\n\n"
                     f"Learning curves: `benchmarks/results/curves-{args.results_name or 'recommend-' + args.dataset}.png`.\n")
@@ -998,7 +997,7 @@ def run(argv: list[str] | None = None) -> int:
                          results / f"curves-{name}.png", title=f"{args.dataset}: validation NDCG@10")
     positions = {"prefix": training_positions(rec, assignment_levels(sid_stats), "prefix"),
                  "full_sequence": training_positions(rec, assignment_levels(sid_stats), "full_sequence")}
-    (results / f"training-positions-{args.dataset}.json").write_text(json.dumps(positions, indent=2) + "\n")
+    reporting.write_json(results / f"training-positions-{args.dataset}.json", positions)
     print(f"training positions per epoch: {positions}")
     return 0
 

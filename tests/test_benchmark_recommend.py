@@ -234,8 +234,8 @@ def test_refit_splits_add_each_validation_interaction_to_training(bench):
 def test_seeds_summary_is_mean_and_sd_over_runs_that_differ_only_in_the_seed(bench, tmp_path, monkeypatch):
     import json
 
-    monkeypatch.setattr(bench, "ROOT", tmp_path)
     monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(bench.reporting, "RESULTS_MD", tmp_path / "benchmarks" / "RESULTS.md")
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "results").mkdir()
 
