@@ -942,8 +942,10 @@ def run(argv: list[str] | None = None) -> int:
         f"{'all' if len(test_split) == len(rec.splits['test']) else f'{len(test_split)} (seeded random subset, seed {args.seed}, the same for every method)'}"
         f"; leave-one-out, history <= 20, full ranking over all items; test targets already in the user's "
         f"history: {repeat.mean():.1%} ({repeat.sum()} of {len(repeat)} evaluated users), R@10 repeat / new = "
-        f"Recall@10 over those users / the others); SIDs: {levels} levels x {size} codes, "
-        f"collisions resolved identically for every tokenizer by "
+        f"Recall@10 over those users / the others)")
+    uses_sids = any(m in rows for m in (*GENERATORS, *SID_SASREC))
+    settings += (   # the SID, generator and SASRec settings only where such a row ran
+        f"; SIDs: {levels} levels x {size} codes, collisions resolved identically for every tokenizer by "
         + (f"`assign_semantic_ids(resolve='level', disambiguation_order='{args.disambiguation_order}')` (an extra "
            f"level numbering items that share a SID, in "
            f"{dict(index='item order', distance='order of distance to the last codeword', random='a seeded random order')[args.disambiguation_order]})"
@@ -952,10 +954,11 @@ def run(argv: list[str] | None = None) -> int:
         + f"; SimCIT = `train_quantizer` with recipes/{args.dataset}/"
         f"quantizer.yaml ({', '.join(f'{k} {getattr(simcit_args, k)}' for k in simcit_keys)}) on {modalities}; "
         f"RQ-VAE ({args.rqvae_steps} steps), RQ-KMeans, random IDs = `hf_simcit.quantizers` baselines on "
-        f"{base_modalities}; cf = 32-d "
-        + ("SVD of the training user x item matrix" if args.cf == "svd" else
-           f"SPPMI-SVD of the training co-occurrence within {CF_WINDOW} steps (--cf sequential)")
-        + "; generator: "
+        f"{base_modalities}") if uses_sids else ""
+    settings += "; cf = 32-d " + ("SVD of the training user x item matrix" if args.cf == "svd" else
+                                  f"SPPMI-SVD of the training co-occurrence within {CF_WINDOW} steps (--cf sequential)")
+    settings += (
+        "; generator: "
         f"{args.model or f'Llama from config (hidden {args.hidden}, {args.layers} layers, {args.heads} heads)'}, "
         f"FFN {args.ffn or 2 * args.hidden}, dropout {args.dropout}, attention dropout {args.attention_dropout}, "
         f"{'tied' if args.tie_embeddings else 'untied'} embeddings, weight decay {args.weight_decay}), "
@@ -968,9 +971,12 @@ def run(argv: list[str] | None = None) -> int:
         f"{f' of the value or of its mean over the last {args.patience_window}' if args.patience_window > 1 else ''}"
         f", best checkpoint tested"
         f"{' (also with each user history items excluded from the ranking, RecBole protocol)' if args.exclude_history else ''}"
-        f"; beam {args.beams}; SASRec: "
-        f"{_sasrec_summary(rows.get('sasrec') or next((rows[m] for m in SID_SASREC if m in rows), None))}"
-        f"{'; SASRec over SIDs: the same, items = sums of their SID codes embeddings (SASRecConfig.sid_sizes)' if any(m in rows for m in SID_SASREC) else ''}"
+        f"; beam {args.beams}") if any(m in rows for m in GENERATORS) else ""
+    if any(m in rows for m in ("sasrec", *SID_SASREC)):
+        settings += (
+            f"; SASRec: {_sasrec_summary(rows.get('sasrec') or next((rows[m] for m in SID_SASREC if m in rows), None))}"
+            f"{'; SASRec over SIDs: the same, items = sums of their SID codes embeddings (SASRecConfig.sid_sizes)' if any(m in rows for m in SID_SASREC) else ''}")
+    settings += (
         f"; history = the user's history items by count, ties most recent first, "
         f"then the most popular training targets not in the history; popularity = the most frequent training "
         f"targets; last-item kNN = every item ranked by the cosine of its {'+'.join(base_modalities)} features "
@@ -986,8 +992,9 @@ def run(argv: list[str] | None = None) -> int:
                     f"\n## Generative recommender: SID tokenizers side by side ({args.dataset})\n\n"
                     f"Date: {reporting.utc_minute()}. Machine: {machine}; "
                     f"total wall time {wall:.0f} s ({wall / 60:.1f} min).\n"
-                    f"Command: `{command}`\n\nSettings: {settings}.\n\nTest split:\n\n{table}\n\n"
-                    f"Learning curves: `benchmarks/results/curves-{args.results_name or 'recommend-' + args.dataset}.png`.\n")
+                    f"Command: `{command}`\n\nSettings: {settings}.\n\nTest split:\n\n{table}\n"
+                    + (f"\nLearning curves: `benchmarks/results/curves-{args.results_name or 'recommend-' + args.dataset}.png`.\n"
+                       if any(r.get("curve") for r in rows.values()) else ""))
     results = RESULTS_DIR if not args.no_results else workdir / "results"   # --no-results: nothing in benchmarks/
     name = args.results_name or f"recommend-{args.dataset}{'-gpu' if device == 'cuda' else ''}"
     write_results(results, name, rows, command, device, wall)
