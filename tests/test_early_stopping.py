@@ -68,3 +68,31 @@ def test_state_resumes_exactly_through_json():
 def test_bad_settings_fail_with_one_line(make):
     with pytest.raises(SimCITInputError, match="early stopping (window|patience|mode)"):
         make()
+
+
+def test_the_generator_trainer_stops_and_keeps_by_the_rule():
+    """``train_recommender``'s selection step: window 1 stops 10 validations after the spike and keeps it; window 3
+    goes on; both keep the best single validation, and the state survives a JSON round trip (a checkpoint)."""
+    from types import SimpleNamespace
+
+    from hf_simcit.training.recommender import _validate_and_select
+
+    def run_trainer(window: int) -> tuple[int | None, int]:
+        args = RecommenderTrainingArguments(output_dir="x", early_stopping_patience=10,
+                                            early_stopping_window=window, eval_ks="10")
+        state = {"best_metric": None, "best_step": None, "best_metrics": None, "best_epoch": None,
+                 "early_stopping": None, "stopped_early": False, "log": [], "train_seconds": 0.0}
+        saved = []
+        printer = SimpleNamespace(print=lambda *a, **k: None)
+        for step, value in enumerate(SPIKE_CURVE, start=1):
+            state["epoch_progress"] = float(step)
+            _validate_and_select(step, state, lambda s, v=value: {"ndcg@10": v / 1e4, "recall@10": 2 * v / 1e4},
+                                 lambda s, m: saved.append(s), args, printer)
+            state = json.loads(json.dumps(state))        # as a checkpoint writes and reads it
+            if state["stopped_early"]:
+                return step, state["best_step"]
+        assert saved[-1] == state["best_step"]
+        return None, state["best_step"]
+
+    assert run_trainer(1) == (24, 14)
+    assert run_trainer(3) == (None, 14)
