@@ -559,6 +559,17 @@ def _mean_sd(values: list[float]) -> dict:
             "values": [float(v) for v in values]}
 
 
+ANY_WINDOW = "any (trained to the epoch cap)"
+
+
+def _window_if_capped(method: str, row: dict, option: dict) -> dict:
+    """A run that trained to its epoch cap never stopped early. A larger ``--patience-window`` only ever delays
+    stopping (progress is the value *or* its trailing mean) and the kept model is the best single validation
+    either way, so that run is also the run of any window: its window is not compared across seeds."""
+    cap = (option.get("sasrec_epochs") or option["epochs"]) if method.startswith("sasrec") else option["epochs"]
+    return {"patience_window": ANY_WINDOW} if (row.get("epochs") or 0) >= cap else {}
+
+
 def seeds_summary(paths: list[str], name: str) -> int:
     """``results/<name>.json``: ``{date, command, seeds, rows: {method: {recall@10, ndcg@10: {mean, sd,
     values}, history_excluded: {...}, best_epoch, train_s}}}`` over runs that differ only in their seed (sample
@@ -588,7 +599,7 @@ def seeds_summary(paths: list[str], name: str) -> int:
                              "a summary needs one run per seed and row (take rows with FILE:method,...)")
         seed["rows"] |= rows
         settings = {k: v for k, v in option.items() if k not in RUN_ONLY_OPTIONS}
-        seed["settings"] |= {m: settings for m in rows}
+        seed["settings"] |= {m: settings | _window_if_capped(m, rows[m], option) for m in rows}
     seeds = list(by_seed)
     runs_by_seed = list(by_seed.values())
     methods = [m for m in runs_by_seed[0]["rows"] if all(m in s["rows"] for s in runs_by_seed)]   # every seed's
@@ -598,7 +609,8 @@ def seeds_summary(paths: list[str], name: str) -> int:
         # SASRec's own options only matter for its row
         settings = [{k: v for k, v in s["settings"][method].items() if method.startswith("sasrec") or not k.startswith("sasrec")}
                     for s in runs_by_seed]
-        differ = sorted(k for k in settings[0] if any(st[k] != settings[0][k] for st in settings[1:]))
+        differ = sorted(k for k in settings[0] if any(st[k] != settings[0][k] and ANY_WINDOW not in (st[k], settings[0][k])
+                                                      for st in settings[1:]))
         if differ:
             raise SystemExit(f"the runs {paths} differ in {differ} for row {method}, not only in the seed")
     rows = {}

@@ -239,8 +239,8 @@ def test_seeds_summary_is_mean_and_sd_over_runs_that_differ_only_in_the_seed(ben
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "results").mkdir()
 
-    def run(seed: str, ndcg: dict, extra: str = "") -> str:
-        rows = {m: {"test": {"recall@10": 2 * v, "ndcg@10": v}, "epochs": 9.0, "best_epoch": 4.0, "train_s": 1.0,
+    def run(seed: str, ndcg: dict, extra: str = "", epochs: float = 9.0) -> str:
+        rows = {m: {"test": {"recall@10": 2 * v, "ndcg@10": v}, "epochs": epochs, "best_epoch": 4.0, "train_s": 1.0,
                     "test_history_excluded": {"recall@10": 3 * v, "ndcg@10": 1.5 * v}} for m, v in ndcg.items()}
         rows["popularity"] = {"test": {"recall@10": 0.01, "ndcg@10": 0.005}, "epochs": None}
         path = tmp_path / f"seed{seed}{extra.strip()}.json"
@@ -290,6 +290,16 @@ def test_seeds_summary_is_mean_and_sd_over_runs_that_differ_only_in_the_seed(ben
     out = json.loads((tmp_path / "results" / "refits.json").read_text())
     assert out["seeds"] == [42, 1, 2] and out["rows"]["simcit"]["ndcg@10"]["mean"] == pytest.approx(0.06)
     assert out["rows"]["simcit"]["best_epoch"] == [4, 4, 4]
+    # --patience-window: a run that trained to its epoch cap (--epochs 30) never stopped early, so it is also the
+    # run of any window; a run that stopped early under another window is not comparable
+    stopped = [run(seed, {"simcit": 0.04}, f" --methods simcit --epochs 30{flag}") for seed, flag in
+               (("42", ""), ("1", " --patience-window 3"))]
+    with pytest.raises(SystemExit, match="differ in \\['patience_window'\\] for row simcit"):
+        bench.main(["--seeds-summary", *stopped])
+    capped = run("42", {"simcit": 0.02}, " --methods simcit --epochs 30 --seed 42", epochs=30.0)
+    assert bench.main(["--seeds-summary", capped, stopped[1], "--results-name", "windows"]) == 0
+    assert json.loads((tmp_path / "results" / "windows.json").read_text())["rows"]["simcit"]["ndcg@10"]["mean"] \
+        == pytest.approx(0.03)
 
 
 def test_missing_data_is_one_line_and_exit_status_2(bench, tmp_path, monkeypatch, capsys):
