@@ -71,7 +71,14 @@ def ablation_rows(recipe) -> list[tuple[str, dict, str | None]]:
              ("modalities text + cf (LGMD)", {}, "lgmd"),
              ("modalities text + cf (LGMD, attractive graphs)", {}, "lgmd-attractive"),
              ("modalities text + cf (LGMD, sequential)", {}, "lgmd-sequential"),
-             ("modalities text + cf (sequential)", {}, "sequential")]
+             ("modalities text + cf (sequential)", {}, "sequential"),
+             # Beauty's recipe cf (LGMD of the sequential SPPMI) collides more than the SVD cf: what lowers it
+             ("modalities text + cf (LGMD, sequential), contrastive temperature 0.2",
+              {"contrastive_temperature": 0.2}, "lgmd-sequential"),
+             ("modalities text + cf (LGMD, sequential), 800 steps",
+              {"max_steps": 800, "gumbel_anneal_steps": 800}, "lgmd-sequential"),
+             ("modalities text + cf (LGMD, sequential), diversity weight 2",
+              {"codeword_diversity_weight": 2.0}, "lgmd-sequential")]
     return rows
 
 
