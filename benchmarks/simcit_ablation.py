@@ -11,8 +11,9 @@ Downstream test NDCG@10 / Recall@10 need a Beauty generator per row (``--downstr
 Rows: ``default`` (the recipe: learned codes) and the reference settings; each departure alone on top of the
 reference; the default with a k-means re-fit (``codebook_refit`` periodic / final); modalities (text, text + cf
 SVD, text + cf LGMD of the user x item matrix, with attractive graphs, and of the sequential SPPMI (Beauty's
-recipe) when ``--lgmd-cache`` holds them, text + cf sequential as ``recommend.py --cf sequential``); contrastive
-temperature;
+recipe) when ``--lgmd-cache`` holds them, text + cf sequential as ``recommend.py --cf sequential``); three
+settings on the recipe's cf that could lower its collisions (temperature 0.2, 800 steps, diversity weight 2);
+contrastive temperature;
 3 x 256 vs 4 x 64 codes.
 
     nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --dataset beauty --threads 1
