@@ -420,18 +420,30 @@ def training_positions(rec, levels: int, objective: str) -> int:
     return sum(1 + len(w.items) * levels for w in training_windows(sequences, max_history=20))
 
 
+def _source_rows(arg: str) -> tuple[str, list[str] | None]:
+    """``FILE`` or ``FILE:method,method`` (only those rows of the file) -> ``(path, methods or None)``."""
+    path, _, only = arg.rpartition(":")
+    methods = [m for m in only.split(",") if m]
+    if not path or not methods or any(m not in NAMES for m in methods):
+        return arg, None
+    return path, methods
+
+
 def merge_results(paths: list[str], name: str) -> int:
     """One results file (and one learning-curve plot) from runs that trained different rows on the same
-    split with the same settings, e.g. two processes on two cores; every source is named in the command."""
+    split with the same settings, e.g. two processes on two cores; every source is named in the command.
+    ``FILE:method,method`` takes only those rows of a file."""
     from hf_simcit.report import plot_learning_curves
 
-    sources = [json.loads(Path(p).read_text()) for p in paths]
-    rows: dict = {}
-    for source in sources:
-        clash = set(rows) & set(source["rows"])
+    sources, rows = [], {}
+    for arg in paths:
+        path, methods = _source_rows(arg)
+        sources.append(json.loads(Path(path).read_text()))
+        chosen = {m: r for m, r in sources[-1]["rows"].items() if methods is None or m in methods}
+        clash = set(rows) & set(chosen)
         if clash:
             raise SystemExit(f"rows {sorted(clash)} appear in more than one of {paths}")
-        rows |= source["rows"]
+        rows |= chosen
     out = {"date": max(s["date"] for s in sources),
            "command": " + ".join(s["command"] for s in sources) + f" (merged: --merge {' '.join(paths)})",
            "device": sources[0]["device"], "wall_s": max(s["wall_s"] for s in sources), "rows": rows}
@@ -581,10 +593,7 @@ def seeds_summary(paths: list[str], name: str) -> int:
     refused. Each row's settings are compared across the seeds, from the file that holds it."""
     sources, options, chosen = [], [], []
     for arg in paths:
-        path, _, only = arg.rpartition(":")
-        methods = [m for m in only.split(",") if m]
-        if not path or not methods or any(m not in NAMES for m in methods):
-            path, methods = arg, None
+        path, methods = _source_rows(arg)
         sources.append(json.loads(Path(path).read_text()))
         options.append(vars(recorded_options(sources[-1].get("refit_of", {}).get("command") or sources[-1]["command"])))
         chosen.append(methods)

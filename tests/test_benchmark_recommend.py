@@ -308,3 +308,27 @@ def test_missing_data_is_one_line_and_exit_status_2(bench, tmp_path, monkeypatch
     assert bench.main(["--dataset", "foursquare-nyc", "--methods", "popularity", "--no-results"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "nowhere" in err[0] and "not found" in err[0], err
+
+
+def test_merge_takes_whole_files_or_the_rows_named(bench, tmp_path, monkeypatch):
+    """``--merge A B:sasrec``: one results file from several runs; a row two sources hold is refused."""
+    import json
+
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path)
+
+    def source(name: str, rows: dict) -> str:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"date": "2026-12-05T00:00:00Z", "command": f"python benchmarks/recommend.py "
+                                    f"--results-name {name}", "device": "2 CPU cores", "wall_s": 10.0,
+                                    "rows": {m: {"test": {"ndcg@10": v}} for m, v in rows.items()}}))
+        return str(path)
+
+    generators = source("generators", {"simcit": 0.03, "rqkmeans": 0.02})
+    old = source("old", {"simcit": 0.01, "sasrec": 0.04, "popularity": 0.005})
+    assert bench.main(["--merge", generators, f"{old}:sasrec,popularity", "--results-name", "merged"]) == 0
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert {m: r["test"]["ndcg@10"] for m, r in merged["rows"].items()} == {
+        "simcit": 0.03, "rqkmeans": 0.02, "sasrec": 0.04, "popularity": 0.005}
+    assert f"--merge {generators} {old}:sasrec,popularity" in merged["command"]
+    with pytest.raises(SystemExit, match="rows \\['simcit'\\] appear in more than one"):
+        bench.main(["--merge", generators, old, "--results-name", "clash"])
