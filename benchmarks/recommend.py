@@ -432,10 +432,11 @@ def _source_rows(arg: str) -> tuple[str, list[str] | None]:
 def merge_results(paths: list[str], name: str) -> int:
     """One results file (and one learning-curve plot) from runs that trained different rows on the same
     split with the same settings, e.g. two processes on two cores; every source is named in the command.
-    ``FILE:method,method`` takes only those rows of a file."""
+    ``FILE:method,method`` takes only those rows of a file. ``wall_s`` is the longest source's: a whole file's
+    wall time, or the training seconds of the rows taken from a file (its other rows' time is not theirs)."""
     from hf_simcit.report import plot_learning_curves
 
-    sources, rows = [], {}
+    sources, rows, walls = [], {}, []
     for arg in paths:
         path, methods = _source_rows(arg)
         sources.append(json.loads(Path(path).read_text()))
@@ -444,9 +445,11 @@ def merge_results(paths: list[str], name: str) -> int:
         if clash:
             raise SystemExit(f"rows {sorted(clash)} appear in more than one of {paths}")
         rows |= chosen
+        walls.append(sources[-1]["wall_s"] if methods is None else sum(float(r.get("train_s") or 0.0)
+                                                                        for r in chosen.values()))
     out = {"date": max(s["date"] for s in sources),
            "command": " + ".join(s["command"] for s in sources) + f" (merged: --merge {' '.join(paths)})",
-           "device": sources[0]["device"], "wall_s": max(s["wall_s"] for s in sources), "rows": rows}
+           "device": sources[0]["device"], "wall_s": round(max(walls), 1), "rows": rows}
     path = reporting.write_json(RESULTS_DIR / f"{name}.json", out)
     plot_learning_curves({NAMES.get(m, m): r["curve"] for m, r in rows.items() if r.get("curve")},
                          RESULTS_DIR / f"curves-{name}.png", title=f"{name}: validation NDCG@10")

@@ -330,5 +330,6 @@ def test_merge_takes_whole_files_or_the_rows_named(bench, tmp_path, monkeypatch)
     assert {m: r["test"]["ndcg@10"] for m, r in merged["rows"].items()} == {
         "simcit": 0.03, "rqkmeans": 0.02, "sasrec": 0.04, "popularity": 0.005}
     assert f"--merge {generators} {old}:sasrec,popularity" in merged["command"]
+    assert merged["wall_s"] == 10.0                 # the whole file's; the rows taken from "old" have no train_s
     with pytest.raises(SystemExit, match="rows \\['simcit'\\] appear in more than one"):
         bench.main(["--merge", generators, old, "--results-name", "clash"])
