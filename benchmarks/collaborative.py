@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import recommend as rb  # noqa: E402  (the cached split and text features of the recommender benchmark)
 import reporting  # noqa: E402
+from simcit_ablation import lgmd_item_embeddings  # noqa: E402  (the ablation's LGMD rows fit it the same way)
 
 from hf_simcit.baselines.knn import content_knn_rankings  # noqa: E402
 from hf_simcit.data import training_cooccurrence, training_matrix  # noqa: E402
@@ -41,14 +42,6 @@ def next_item_metrics(embeddings: np.ndarray, previous: np.ndarray, target: np.n
     rankings = content_knn_rankings(embeddings, [[int(p)] for p in previous], min(k, len(embeddings) - 1), last=1)
     metrics = ranking_metrics(rankings, torch.as_tensor(target), (k,))
     return {f"recall@{k}": metrics[f"recall@{k}"], f"ndcg@{k}": metrics[f"ndcg@{k}"]}
-
-
-def lgmd_embeddings(dataset: str, rec, matrix: str) -> np.ndarray:
-    """The pipeline's LGMD stage on ``matrix`` (:func:`simcit_ablation.lgmd_item_embeddings`), zero rows where an
-    item has no training interaction."""
-    from simcit_ablation import lgmd_item_embeddings
-
-    return lgmd_item_embeddings(dataset, rec, matrix=matrix)[0]
 
 
 def main() -> int:
@@ -80,7 +73,8 @@ def main() -> int:
         for matrix in ("interactions", "sequential"):
             start = time.perf_counter()
             name = f"cf lgmd ({'user x item' if matrix == 'interactions' else f'sequential, window {rb.CF_WINDOW}'})"
-            embeddings[name] = (lgmd_embeddings(args.dataset, rec, matrix), time.perf_counter() - start)
+            # the pipeline's LGMD stage on that matrix; zero rows where an item has no training interaction
+            embeddings[name] = (lgmd_item_embeddings(args.dataset, rec, matrix)[0], time.perf_counter() - start)
             concatenated.append(name)
     for name in concatenated:
         embeddings[f"text + {name}"] = (np.concatenate([text, embeddings[name][0]], axis=1), float("nan"))
