@@ -80,7 +80,7 @@ def test_the_generator_trainer_stops_and_keeps_by_the_rule():
     def run_trainer(window: int) -> tuple[int | None, int]:
         args = RecommenderTrainingArguments(output_dir="x", early_stopping_patience=10,
                                             early_stopping_window=window, eval_ks="10")
-        state = {"best_metric": None, "best_step": None, "best_metrics": None, "best_epoch": None,
+        state = {"best_step": None, "best_metrics": None, "best_epoch": None,
                  "early_stopping": None, "stopped_early": False, "log": [], "train_seconds": 0.0}
         saved = []
         printer = SimpleNamespace(print=lambda *a, **k: None)
@@ -96,3 +96,15 @@ def test_the_generator_trainer_stops_and_keeps_by_the_rule():
 
     assert run_trainer(1) == (24, 14)
     assert run_trainer(3) == (None, 14)
+
+
+@pytest.mark.parametrize("count_key", ["evals_without_improvement", "patience"])
+def test_a_checkpoint_written_before_early_stopping_resumes_with_its_best_and_count(count_key):
+    """The generator trainer recorded ``evals_without_improvement``, the quantizer trainer ``patience``."""
+    stopping = EarlyStopping.from_checkpoint(3, 1, checkpoint={"best_metric": 0.5, count_key: 2, "step": 9})
+    assert (stopping.best, stopping.evals_without_improvement) == (0.5, 2)
+    assert not stopping.update(0.4) and stopping.should_stop
+    fresh = EarlyStopping.from_checkpoint(3, 1, checkpoint=None)
+    assert (fresh.best, fresh.values) == (None, [])
+    resumed = EarlyStopping.from_checkpoint(3, 2, checkpoint={"early_stopping": stopping.state_dict()})
+    assert resumed.values == [0.4] and resumed.window == 2

@@ -73,3 +73,18 @@ class EarlyStopping:
         """A tracker with today's settings and, when resuming, the recorded validations of ``state``."""
         recorded = {k: v for k, v in (state or {}).items() if k not in ("patience", "window", "mode")}
         return cls(patience=patience, window=window, mode=mode, **recorded)
+
+    @classmethod
+    def from_checkpoint(cls, patience: int, window: int, mode: str = "max",
+                        checkpoint: dict[str, Any] | None = None) -> EarlyStopping:
+        """:meth:`from_state` of a trainer's saved state (its ``"early_stopping"`` entry). A checkpoint written
+        before this class recorded only its best value (``best_metric``) and its count of validations without
+        improvement (``evals_without_improvement``, the quantizer's ``patience``): it resumes with those, its best
+        value also standing for the best trailing mean (exact for window 1, which is what such runs used)."""
+        checkpoint = checkpoint or {}
+        state = checkpoint.get("early_stopping")
+        if state is None and checkpoint.get("best_metric") is not None:
+            state = {"best": checkpoint["best_metric"], "best_trend": checkpoint["best_metric"],
+                     "evals_without_improvement": checkpoint.get(
+                "evals_without_improvement", checkpoint.get("patience", 0))}
+        return cls.from_state(patience, window, mode, state)

@@ -302,7 +302,7 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
     optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
 
-    step, best_step, history, stopping_state = 0, -1, [], None
+    step, best_step, history = 0, -1, []
     elapsed_before = 0.0
     # several processes: each its own Gumbel noise for its own rows (one process: unchanged); a resumed
     # process continues the stream its checkpoint stored
@@ -311,12 +311,10 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
     if state is not None:
         step, best_step, history = state["step"], state["best_step"], state["history"]
         elapsed_before = state.get("train_time_s", 0.0)
-        stopping_state = state.get("early_stopping") or {   # a checkpoint written before EarlyStopping
-            "best": state.get("best_metric"), "evals_without_improvement": state.get("patience", 0)}
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     unwrapped = accelerator.unwrap_model(model)
-    stopping = EarlyStopping.from_state(args.early_stopping_patience, args.early_stopping_window,
-                                        BEST_METRICS[args.metric_for_best_model], stopping_state)
+    stopping = EarlyStopping.from_checkpoint(args.early_stopping_patience, args.early_stopping_window,
+                                             BEST_METRICS[args.metric_for_best_model], state)
 
     def evaluate_and_checkpoint(train_parts: dict[str, float]) -> bool:
         nonlocal best_step

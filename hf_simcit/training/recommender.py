@@ -374,7 +374,7 @@ def train_recommender(
     trainable = _TrainableState(accelerator.unwrap_model(model))
 
     # ---- resume
-    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_metric": None, "best_step": None,
+    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_step": None,
              "best_metrics": None, "best_epoch": None, "early_stopping": None, "train_seconds": 0.0,
              "stopped_early": False, "log": []}
     # several processes: each its own dropout masks (one process: unchanged); a resumed process continues the
@@ -533,17 +533,16 @@ def _validate_and_select(step, state, run_validation, save_best, args, accelerat
         key = f"ndcg@{max(args.ks())}"
     if key not in metrics:
         raise SimCITInputError(f"metric_for_best_model {key!r} not among {sorted(metrics)}")
-    stopping = EarlyStopping.from_state(args.early_stopping_patience, args.early_stopping_window, state=state.get(
-        "early_stopping") or {"best": state["best_metric"],   # a checkpoint written before EarlyStopping
-                              "evals_without_improvement": state.get("evals_without_improvement", 0)})
+    stopping = EarlyStopping.from_checkpoint(args.early_stopping_patience, args.early_stopping_window,
+                                             checkpoint=state)
     if stopping.update(metrics[key]):
-        state.update(best_metric=metrics[key], best_step=step, best_epoch=state.get("epoch_progress"),
+        state.update(best_step=step, best_epoch=state.get("epoch_progress"),
                      best_metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         save_best(step, state["best_metrics"])
     state["early_stopping"] = stopping.state_dict()
     if stopping.should_stop:
         state["stopped_early"] = True
-        accelerator.print(f"early stopping at step {step}: {key} has not improved on {state['best_metric']:.4f} "
+        accelerator.print(f"early stopping at step {step}: {key} has not improved on {stopping.best:.4f} "
                           f"(step {state['best_step']}) for {args.early_stopping_patience} validations"
                           + (f" (nor its mean over {args.early_stopping_window})" if args.early_stopping_window > 1
                              else ""))
