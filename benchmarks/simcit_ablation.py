@@ -118,17 +118,24 @@ def lgmd_item_embeddings(dataset: str, rec, matrix: str, attractive: bool = Fals
     return x, present
 
 
-def make_lgmd_embeddings(dataset: str, rec, cache: Path) -> list[Path]:
-    """``<cache>/<dataset>-lgmd[-attractive|-sequential].npz``: the LGMD cf embeddings of the three LGMD rows
+# the cached LGMD cf of the rows that use one: source name -> (LGMD matrix, attractive graphs)
+LGMD_SOURCES = {"lgmd": ("interactions", False), "lgmd-attractive": ("interactions", True),
+                "lgmd-sequential": ("sequential", False)}
+
+
+def make_lgmd_embeddings(dataset: str, rec, cache: Path, sources: list[str]) -> list[Path]:
+    """``<cache>/<dataset>-<source>.npz`` for each of ``sources`` (:data:`LGMD_SOURCES`) not cached yet
     (:func:`lgmd_item_embeddings`): on the training user x item matrix the SVD cf comes from (``matrix:
     interactions``), plain and with attractive graphs, and on the SPPMI of the items that follow each other
-    (``matrix: sequential``, Beauty's recipe)."""
+    (``matrix: sequential``, Beauty's recipe). Each fit takes about 40-100 s; a cached one is kept."""
     written = []
-    for matrix, attractive, suffix in (("interactions", False, ""), ("interactions", True, "-attractive"),
-                                       ("sequential", False, "-sequential")):
+    for source in sources:
+        out = cache / f"{dataset}-{source}.npz"
+        if out.exists():
+            continue
+        matrix, attractive = LGMD_SOURCES[source]
         start = time.time()
         x, present = lgmd_item_embeddings(dataset, rec, matrix, attractive)
-        out = cache / f"{dataset}-lgmd{suffix}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out, x=x, p=present)
         print(f"LGMD cf (matrix {matrix}, {'attractive graphs' if attractive else 'plain graphs'}, "
@@ -179,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--no-results", action="store_true")
     p.add_argument("--make-lgmd", action="store_true",
-                   help="first fit the LGMD cf embeddings of the LGMD rows into --lgmd-cache (recipes/<data>/lgmd.yaml)")
+                   help="first fit the LGMD cf embeddings the chosen rows use into --lgmd-cache, where not cached "
+                        "(recipes/<data>/lgmd.yaml)")
     p.add_argument("--finalize", action="store_true",
                    help="write the JSON and RESULTS table from the rows a stopped run finished (no training)")
     args = p.parse_args(argv)
@@ -200,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rec = rb.load_data(args.dataset)
     feats = rb.load_features(args.dataset, rec)
-    if args.make_lgmd:
-        make_lgmd_embeddings(args.dataset, rec, Path(args.lgmd_cache))
+    if args.make_lgmd:   # only the LGMD cfs the chosen rows use, and only those not cached yet
+        make_lgmd_embeddings(args.dataset, rec, Path(args.lgmd_cache),
+                             sorted({cf for name, _, cf in rows_spec if name in wanted and cf in LGMD_SOURCES}))
     partial = workdir / "partial.json"
     done = {r["name"]: r for r in json.loads(partial.read_text())} if args.finalize and partial.exists() else {}
     results = []

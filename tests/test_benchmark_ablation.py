@@ -25,7 +25,7 @@ def test_lgmd_embeddings_follow_the_recipe_on_the_training_matrix(ablation, tmp_
     sequences[0] = [0, 1, 48, 49]                       # 48 and 49: this user's validation and test targets only
     sequences = [[i for i in s if i not in (48, 49)] if u else s for u, s in enumerate(sequences)]
     rec = SimpleNamespace(sequences={"user_id": list(range(80)), "items": sequences}, num_users=80, num_items=50)
-    plain, attractive, sequential = ablation.make_lgmd_embeddings("beauty", rec, tmp_path)
+    plain, attractive, sequential = ablation.make_lgmd_embeddings("beauty", rec, tmp_path, list(ablation.LGMD_SOURCES))
     assert [plain.name, attractive.name, sequential.name] == ["beauty-lgmd.npz", "beauty-lgmd-attractive.npz",
                                                               "beauty-lgmd-sequential.npz"]
     c = np.load(sequential)                              # items that follow each other: 48 and 49 never do
@@ -59,7 +59,7 @@ def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
     monkeypatch.setattr(LGMDArguments, "fit_transform", spy)
     rec = SimpleNamespace(sequences={"user_id": [0, 1], "items": [[0, 1, 2, 3], [1, 2, 3, 0]]}, num_users=2,
                           num_items=4)
-    ablation.make_lgmd_embeddings("beauty", rec, tmp_path)
+    ablation.make_lgmd_embeddings("beauty", rec, tmp_path, list(ablation.LGMD_SOURCES))
     assert [(m.rank, m.random_state, m.attractive, m.device) for m in fitted] == [(32, 0, False, "cpu"),
                                                                                    (32, 0, True, "cpu"),
                                                                                    (32, 0, False, "cpu")]
@@ -72,6 +72,12 @@ def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
     # the transform's rows in item order; item 3 is only a validation / test target: no cf, as with SVD
     np.testing.assert_array_equal(z["p"], [True, True, True, False])
     np.testing.assert_array_equal(z["x"], np.eye(4, 32) * z["p"][:, None])
+    # a second call fits only what is asked for and not cached yet
+    (tmp_path / "beauty-lgmd-attractive.npz").unlink()
+    fitted.clear()
+    assert ablation.make_lgmd_embeddings("beauty", rec, tmp_path, ["lgmd", "lgmd-attractive"]) == [
+        tmp_path / "beauty-lgmd-attractive.npz"]
+    assert [m.attractive for m in fitted] == [True]
 
 
 def test_rows_run_alone_replace_their_namesakes_and_keep_the_rest(ablation):
