@@ -163,7 +163,7 @@ def main() -> None:
         f"{len(picks)} different triples of picks (the Star Wars trilogy, then seeded random ones), each: clear, "
         f"search + pick three, press Recommend; timed from the click until the table shows the answer. "
         f"Screenshot: `benchmarks/results/{SCREEN}`; JSON: `benchmarks/results/app.json`.\n\n"
-        f"Command: `{command.strip()}`\n\n{table}\n\nCold start ({NEW_ITEM}): SID `{result_sid(sid_line)}`; "
+        f"Command: `{command}`\n\n{table}\n\nCold start ({NEW_ITEM}): SID `{result_sid(sid_line)}`; "
         f"{verdict}\n"
     )
     reporting.append_results(section)

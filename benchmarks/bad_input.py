@@ -406,7 +406,7 @@ def main() -> None:
         f"{time.perf_counter() - start:.0f} s in all. ok = exit 2, one stderr line naming the problem, "
         f"no traceback, nothing written or changed (dropped-and-counted / cut cases: exit 0 with "
         f"the count or note). FILES = the folder of small files. JSON: `benchmarks/results/bad-input.json`.\n\n"
-        f"Command: `{command.strip()}`\n\n{table}\n")
+        f"Command: `{command}`\n\n{table}\n")
 
 
 if __name__ == "__main__":

