@@ -27,6 +27,7 @@ and writes ``benchmarks/results/recommend-<data>[-gpu].json`` and ``training-pos
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -443,10 +444,11 @@ def merge_results(paths: list[str], name: str) -> int:
     """One results file (and one learning-curve plot) from runs that trained different rows on the same
     split with the same settings, e.g. two processes on two cores; every source is named in the command.
     ``FILE:method,method`` takes only those rows of a file. ``wall_s`` is the longest source's: a whole file's
-    wall time, or the training seconds of the rows taken from a file (its other rows' time is not theirs)."""
+    wall time, or the training seconds of the rows taken from a file (its other rows' time is not theirs).
+    Rows whose figures depend on an option (:func:`row_protocol`) must agree on it, or the merge is refused."""
     from hf_simcit.report import plot_learning_curves
 
-    sources, rows, walls = [], {}, []
+    sources, rows, walls, protocols = [], {}, [], {}
     for arg in paths:
         path, methods = _source_rows(arg)
         sources.append(json.loads(Path(path).read_text()))
@@ -457,6 +459,13 @@ def merge_results(paths: list[str], name: str) -> int:
         rows |= chosen
         walls.append(sources[-1]["wall_s"] if methods is None else sum(float(r.get("train_s") or 0.0)
                                                                         for r in chosen.values()))
+        option = vars(recorded_options(sources[-1]["command"]))
+        protocols |= {m: row_protocol(m, option, r) for m, r in chosen.items()}
+    for (a, pa), (b, pb) in itertools.combinations(protocols.items(), 2):
+        differ = _differing(pa, pb)
+        if differ:
+            raise SystemExit(f"rows {a} and {b} were run with different {', '.join(differ)} "
+                             f"({', '.join(f'{pa[k]} / {pb[k]}' for k in differ)}); a merge needs one protocol")
     out = {"date": max(s["date"] for s in sources),
            "command": " + ".join(s["command"] for s in sources) + f" (merged: --merge {' '.join(paths)})",
            "device": sources[0]["device"], "wall_s": round(max(walls), 1), "rows": rows}
@@ -470,6 +479,38 @@ def merge_results(paths: list[str], name: str) -> int:
 # options that decide where a run writes or how it is scheduled, not what it measures
 RUN_ONLY_OPTIONS = ("seed", "results_name", "methods", "jobs", "threads", "no_results", "merge", "seeds_summary")
 SEED_METRICS = ("recall@10", "ndcg@10")
+# every row's figures depend on the split: the data, the seed, the test users, the history exclusion
+SPLIT_OPTIONS = ("dataset", "seed", "test_examples", "exclude_history")
+
+
+def row_protocol(method: str, option: dict, row: dict) -> dict:
+    """The recorded options ``method``'s figures depend on: the split; for the tokenizer rows every other
+    option but SASRec's; for SASRec its effective epoch cap, patience, window, learning rate and validation
+    users (its own options, else the common ones); for the non-learned rows their validation sample, and the
+    kNN its features' cf. A learned row that trained to its cap counts for any window (:func:`_window_if_capped`).
+    """
+    protocol = {k: option[k] for k in SPLIT_OPTIONS}
+    if method in GENERATORS:
+        protocol |= {k: v for k, v in option.items() if k not in RUN_ONLY_OPTIONS and not k.startswith("sasrec")}
+    elif method in LEARNED:   # SASRec, over item ids or over SIDs
+        protocol |= {"epochs": option["sasrec_epochs"] or option["epochs"],
+                     "patience": option["sasrec_patience"] or option["patience"],
+                     "patience_window": option["patience_window"], "sasrec_lr": option["sasrec_lr"],
+                     "sasrec_validation_users": _sasrec_validation_users(argparse.Namespace(**option))}
+        if method in SID_SASREC:
+            protocol |= {k: option[k] for k in ("cf", "baseline_modalities", "levels", "codebook_size")}
+    else:
+        protocol["eval_examples"] = option["eval_examples"]
+        if method == "knn":
+            protocol |= {k: option[k] for k in ("cf", "baseline_modalities")}
+    if method in LEARNED:
+        protocol |= _window_if_capped(method, row, option)
+    return protocol
+
+
+def _differing(a: dict, b: dict) -> list[str]:
+    """The options two rows both depend on and disagree about (a run trained to its cap fits any window)."""
+    return sorted(k for k in set(a) & set(b) if a[k] != b[k] and ANY_WINDOW not in (a[k], b[k]))
 
 
 def recorded_options(command: str) -> argparse.Namespace:
@@ -620,19 +661,16 @@ def seeds_summary(paths: list[str], name: str) -> int:
             raise SystemExit(f"seed {option['seed']}: rows {clash} are in more than one of {paths}; "
                              "a summary needs one run per seed and row (take rows with FILE:method,...)")
         seed["rows"] |= rows
-        settings = {k: v for k, v in option.items() if k not in RUN_ONLY_OPTIONS}
-        seed["settings"] |= {m: settings | _window_if_capped(m, rows[m], option) for m in rows}
+        seed["settings"] |= {m: {k: v for k, v in row_protocol(m, option, rows[m]).items() if k != "seed"}
+                             for m in rows}
     seeds = list(by_seed)
     runs_by_seed = list(by_seed.values())
     methods = [m for m in runs_by_seed[0]["rows"] if all(m in s["rows"] for s in runs_by_seed)]   # every seed's
     if not methods:
         raise SystemExit(f"the runs {paths} have no learned row in common")
     for method in methods:
-        # SASRec's own options only matter for its row
-        settings = [{k: v for k, v in s["settings"][method].items() if method.startswith("sasrec") or not k.startswith("sasrec")}
-                    for s in runs_by_seed]
-        differ = sorted(k for k in settings[0] if any(st[k] != settings[0][k] and ANY_WINDOW not in (st[k], settings[0][k])
-                                                      for st in settings[1:]))
+        settings = [s["settings"][method] for s in runs_by_seed]
+        differ = sorted({k for st in settings[1:] for k in _differing(settings[0], st)})
         if differ:
             raise SystemExit(f"the runs {paths} differ in {differ} for row {method}, not only in the seed")
     rows = {}

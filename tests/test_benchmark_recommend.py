@@ -316,10 +316,10 @@ def test_merge_takes_whole_files_or_the_rows_named(bench, tmp_path, monkeypatch)
 
     monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path)
 
-    def source(name: str, rows: dict) -> str:
+    def source(name: str, rows: dict, flags: str = "") -> str:
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps({"date": "2026-12-05T00:00:00Z", "command": f"python benchmarks/recommend.py "
-                                    f"--results-name {name}", "device": "2 CPU cores", "wall_s": 10.0,
+                                    f"--results-name {name}{flags}", "device": "2 CPU cores", "wall_s": 10.0,
                                     "rows": {m: {"test": {"ndcg@10": v}} for m, v in rows.items()}}))
         return str(path)
 
@@ -333,3 +333,16 @@ def test_merge_takes_whole_files_or_the_rows_named(bench, tmp_path, monkeypatch)
     assert merged["wall_s"] == 10.0                 # the whole file's; the rows taken from "old" have no train_s
     with pytest.raises(SystemExit, match="rows \\['simcit'\\] appear in more than one"):
         bench.main(["--merge", generators, old, "--results-name", "clash"])
+    # rows are merged only where the options their figures depend on agree
+    other_lr = source("lr", {"rqvae": 0.02}, " --lr 0.01 --jobs 2")
+    with pytest.raises(SystemExit, match="rows simcit and rqvae were run with different lr \\(0.001 / 0.01\\)"):
+        bench.main(["--merge", generators, other_lr, "--results-name", "x"])
+    sasrec = source("sasrec", {"sasrec": 0.05}, " --dropout 0.5 --threads 1")   # a generator option: not SASRec's
+    assert bench.main(["--merge", generators, sasrec, "--results-name", "ok"]) == 0
+    other_seed = source("seed", {"sasrec": 0.05}, " --seed 1")
+    with pytest.raises(SystemExit, match="different seed"):
+        bench.main(["--merge", generators, other_seed, "--results-name", "x"])
+    knn = source("knn", {"knn": 0.04, "popularity": 0.005}, " --cf sequential")
+    with pytest.raises(SystemExit, match="rows simcit and knn were run with different cf"):
+        bench.main(["--merge", generators, knn, "--results-name", "x"])
+    assert bench.main(["--merge", generators, f"{knn}:popularity", "--results-name", "ok"]) == 0
