@@ -76,6 +76,10 @@ def ablation_rows(recipe) -> list[tuple[str, dict, str | None]]:
              # Beauty's recipe cf (LGMD of the sequential SPPMI) collides more than the SVD cf: what lowers it
              ("modalities text + cf (LGMD, sequential), contrastive temperature 0.2",
               {"contrastive_temperature": 0.2}, "lgmd-sequential"),
+             ("modalities text + cf (LGMD, sequential), contrastive temperature 0.3",
+              {"contrastive_temperature": 0.3}, "lgmd-sequential"),
+             ("modalities text + cf (LGMD, sequential), contrastive temperature 0.5",
+              {"contrastive_temperature": 0.5}, "lgmd-sequential"),
              ("modalities text + cf (LGMD, sequential), 800 steps",
               {"max_steps": 800, "gumbel_anneal_steps": 800}, "lgmd-sequential"),
              ("modalities text + cf (LGMD, sequential), diversity weight 2",
