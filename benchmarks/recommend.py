@@ -152,6 +152,9 @@ def quantizer_recipe(dataset: str, args, workdir: Path):
         overrides += ["--codebook_size", str(args.codebook_size)]
     if args.simcit_steps:
         overrides += ["--max_steps", str(args.simcit_steps)]
+    for setting in getattr(args, "simcit_set", None) or []:
+        key, _, value = setting.partition("=")
+        overrides += [f"--{key}", value]
     return parse_quantizer_recipe(str(ROOT / "recipes" / dataset / "quantizer.yaml"), overrides)
 
 
@@ -830,6 +833,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--levels", type=int, default=None, help="SID levels (default: the quantizer recipe's)")
     parser.add_argument("--codebook-size", type=int, default=None, help="codes per level (default: the recipe's)")
     parser.add_argument("--simcit-steps", type=int, default=None, help="SimCIT max_steps (default: the recipe's)")
+    parser.add_argument("--simcit-set", action="append", default=None, metavar="KEY=VALUE",
+                        help="override one QuantizerTrainingArguments field of the recipe, e.g. "
+                             "contrastive_temperature=0.3 (repeatable)")
     parser.add_argument("--rqvae-steps", type=int, default=1500, help="RQ-VAE AdamW steps (batch 1024)")
     parser.add_argument("--resolve", default="level", choices=["level", "sinkhorn"],
                         help="SID collision resolution for every tokenizer (assign_semantic_ids)")

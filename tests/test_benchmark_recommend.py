@@ -346,3 +346,16 @@ def test_merge_takes_whole_files_or_the_rows_named(bench, tmp_path, monkeypatch)
     with pytest.raises(SystemExit, match="rows simcit and knn were run with different cf"):
         bench.main(["--merge", generators, knn, "--results-name", "x"])
     assert bench.main(["--merge", generators, f"{knn}:popularity", "--results-name", "ok"]) == 0
+
+
+def test_simcit_set_overrides_one_recipe_field_and_names_an_unknown_one(bench, tmp_path):
+    from hf_simcit.errors import SimCITInputError
+
+    args = bench.build_parser().parse_args(["--dataset", "beauty", "--simcit-set", "contrastive_temperature=0.3",
+                                            "--simcit-set", "max_steps=7"])
+    recipe = bench.quantizer_recipe("beauty", args, tmp_path)
+    assert (recipe.contrastive_temperature, recipe.max_steps) == (0.3, 7)
+    assert bench.quantizer_recipe("beauty", bench.build_parser().parse_args(["--dataset", "beauty"]),
+                                  tmp_path).contrastive_temperature != 0.3
+    with pytest.raises(SimCITInputError, match="unknown key 'nope'"):
+        bench.quantizer_recipe("beauty", bench.build_parser().parse_args(["--simcit-set", "nope=1"]), tmp_path)
