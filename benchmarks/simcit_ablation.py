@@ -149,6 +149,12 @@ def make_lgmd_embeddings(dataset: str, rec, cache: Path, sources: list[str]) -> 
     return written
 
 
+def row_folder(name: str, seed: int) -> str:
+    """The folder of one row and seed: the whole name, so that rows sharing a long prefix (or one row's seeds)
+    never share a folder and resume each other's checkpoints (the recipe resumes the latest one it finds)."""
+    return f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-seed{seed}"
+
+
 def run_row(name: str, overrides: dict, feats, recipe, workdir: Path) -> tuple[dict, object, float]:
     """Train one quantizer; returns (SemanticIDAssignment statistics, assignment, seconds)."""
     from dataclasses import replace
@@ -156,7 +162,7 @@ def run_row(name: str, overrides: dict, feats, recipe, workdir: Path) -> tuple[d
     from hf_simcit.quantizers import ItemFeatures, assign_semantic_ids
     from hf_simcit.training.quantizer import train_quantizer
 
-    slug = "".join(c if c.isalnum() else "-" for c in name)[:60]
+    slug = row_folder(name, recipe.seed)
     args = replace(recipe, output_dir=str(workdir / slug), checkpoint_dir=str(workdir / f"{slug}_ck"), **overrides)
     modalities = list(args.modalities or feats.modalities)
     sub = ItemFeatures({m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities},
@@ -249,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_steps=-1, batch_size=args.batch_size, scheduler="constant_with_warmup", eval_steps=0,
                 eval_epochs=1, patience=args.patience, beams=20, eval_batch_size=args.eval_batch_size)
             # one folder per row and seed: rows sharing a first word must not overwrite each other's generator
-            slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-            run = rb.run_generator(f"ablation-{slug}-seed{args.seed}", assignment, rec, rec.splits["test"], run_args,
+            run = rb.run_generator(f"ablation-{row_folder(name, args.seed)}", assignment, rec, rec.splits["test"], run_args,
                                    workdir)
             row["test"] = {k: float(run["test"][k]) for k in ("ndcg@10", "recall@10")}
             row.pop("test_missing")

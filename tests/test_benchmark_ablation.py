@@ -120,3 +120,19 @@ def test_a_row_run_with_another_seed_joins_its_namesake_as_a_seed(ablation):
     # another temperature under the same name: a new configuration, the old seeds go
     other = ablation.merge_rows(third, {"command": "c", "date": "d4", "rows": [row(7, 0.01, 0.025, [1.0, 1.0], 0.1)]})
     assert other["rows"][0]["settings"]["seed"] == 7 and "per_seed" not in other["rows"][0]
+
+
+def test_every_row_and_seed_has_its_own_folder(ablation):
+    """Quantizer checkpoints resume from the latest one in their folder: two rows (or two seeds of one row)
+    sharing a folder would train one from the other's checkpoint."""
+    from types import SimpleNamespace
+
+    recipe = SimpleNamespace(**{k: None for k in ("codebook_learning_rate", "init_latent_rms")},
+                             **{"codebook_init": "kmeans", "symmetric_loss": True, "gumbel_temperature": 10.0,
+                                "gumbel_temperature_end": 0.5, "codebook_refit": "none", "commitment_weight": 0.0,
+                                "codebook_loss_weight": 1.0, "dead_code_restart_steps": 50})
+    names = [name for name, _, _ in ablation.ablation_rows(recipe)]
+    folders = {ablation.row_folder(name, seed) for name in names for seed in (42, 1)}
+    assert len(folders) == 2 * len(names)
+    assert ablation.row_folder("modalities text + cf (LGMD, sequential), contrastive temperature 0.5", 1) == \
+        "modalities-text-cf-lgmd-sequential-contrastive-temperature-0-5-seed1"
