@@ -393,7 +393,8 @@ def _sasrec_summary(row: dict | None) -> str:
     c = row.get("config", {})
     return (f"{c.get('num_layers')} x {c.get('hidden_size')}, objective {c.get('objective', '?')}, dropout "
             f"{c.get('dropout')}, lr {c.get('learning_rate')}, batch {c.get('batch_size')}, up to "
-            f"{c.get('num_epochs')} epochs, patience {c.get('patience')}, validation on "
+            f"{c.get('num_epochs')} epochs, patience {c.get('patience')}"
+            f"{f' (of the value or its mean over {w})' if (w := c.get('patience_window') or 1) > 1 else ''}, validation on "
             f"{c.get('eval_max_examples') or 'all'} validation users")
 
 
