@@ -151,7 +151,7 @@ def make_lgmd_embeddings(dataset: str, rec, cache: Path, sources: list[str]) -> 
 
 def row_folder(name: str, seed: int) -> str:
     """The folder of one row and seed: the whole name, so that rows sharing a long prefix (or one row's seeds)
-    never share a folder and resume each other's checkpoints (the recipe resumes the latest one it finds)."""
+    never share a folder, where a later row overwrites an earlier one's saved quantizer and checkpoints."""
     return f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-seed{seed}"
 
 

@@ -123,8 +123,7 @@ def test_a_row_run_with_another_seed_joins_its_namesake_as_a_seed(ablation):
 
 
 def test_every_row_and_seed_has_its_own_folder(ablation):
-    """Quantizer checkpoints resume from the latest one in their folder: two rows (or two seeds of one row)
-    sharing a folder would train one from the other's checkpoint."""
+    """Two rows (or two seeds of one row) sharing a folder would overwrite each other's saved quantizer."""
     from types import SimpleNamespace
 
     recipe = SimpleNamespace(**{k: None for k in ("codebook_learning_rate", "init_latent_rms")},
