@@ -489,13 +489,14 @@ SPLIT_OPTIONS = ("dataset", "seed", "test_examples", "exclude_history")
 
 def row_protocol(method: str, option: dict, row: dict) -> dict:
     """The recorded options ``method``'s figures depend on: the split; for the tokenizer rows every other
-    option but SASRec's; for SASRec its effective epoch cap, patience, window, learning rate and validation
+    option but SASRec's and the other tokenizers' own; for SASRec its effective epoch cap, patience, window, learning rate and validation
     users (its own options, else the common ones); for the non-learned rows their validation sample, and the
     kNN its features' cf. A learned row that trained to its cap counts for any window (:func:`_window_if_capped`).
     """
     protocol = {k: option[k] for k in SPLIT_OPTIONS}
-    if method in GENERATORS:
-        protocol |= {k: v for k, v in option.items() if k not in RUN_ONLY_OPTIONS and not k.startswith("sasrec")}
+    if method in GENERATORS:   # a tokenizer's own options (--simcit-*, --rqvae-*) only for its row
+        others = tuple(f"{m}_" for m in ("sasrec", "simcit", "rqvae") if m != method)
+        protocol |= {k: v for k, v in option.items() if k not in RUN_ONLY_OPTIONS and not k.startswith(others)}
     elif method in LEARNED:   # SASRec, over item ids or over SIDs
         protocol |= {"epochs": option["sasrec_epochs"] or option["epochs"],
                      "patience": option["sasrec_patience"] or option["patience"],

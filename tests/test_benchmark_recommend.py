@@ -346,6 +346,8 @@ def test_merge_takes_whole_files_or_the_rows_named(bench, tmp_path, monkeypatch)
     with pytest.raises(SystemExit, match="rows simcit and knn were run with different cf"):
         bench.main(["--merge", generators, knn, "--results-name", "x"])
     assert bench.main(["--merge", generators, f"{knn}:popularity", "--results-name", "ok"]) == 0
+    warmer = source("t03", {"rqvae": 0.02}, " --simcit-set contrastive_temperature=0.3")   # not rqvae's option
+    assert bench.main(["--merge", generators, warmer, "--results-name", "ok"]) == 0
 
 
 def test_simcit_set_overrides_one_recipe_field_and_names_an_unknown_one(bench, tmp_path):
