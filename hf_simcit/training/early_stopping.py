@@ -84,7 +84,7 @@ class EarlyStopping:
         checkpoint = checkpoint or {}
         state = checkpoint.get("early_stopping")
         if state is None and checkpoint.get("best_metric") is not None:
+            count = checkpoint.get("evals_without_improvement", checkpoint.get("patience", 0))
             state = {"best": checkpoint["best_metric"], "best_trend": checkpoint["best_metric"],
-                     "evals_without_improvement": checkpoint.get(
-                "evals_without_improvement", checkpoint.get("patience", 0))}
+                     "evals_without_improvement": count}
         return cls.from_state(patience, window, mode, state)
