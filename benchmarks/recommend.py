@@ -596,7 +596,8 @@ def refit_with_validation(path: str, args) -> int:
         old, new = before["test"], rows[method]["test"]
         old_x, new_x = before.get("test_history_excluded") or {}, rows[method]["test_history_excluded"]
         lines.append(f"| {NAMES[method]} | {epochs} | {old['recall@10']:.4f} / {old['ndcg@10']:.4f} | "
-                     f"{new['recall@10']:.4f} / {new['ndcg@10']:.4f} | {new['ndcg@10'] / old['ndcg@10']:.2f}x | "
+                     f"{new['recall@10']:.4f} / {new['ndcg@10']:.4f} | "
+                     + (f"{new['ndcg@10'] / old['ndcg@10']:.2f}x | " if old["ndcg@10"] else "- | ")   # 0 hits
                      + (f"{old_x['recall@10']:.4f} / {old_x['ndcg@10']:.4f} | " if old_x else "- | ")
                      + f"{new_x['recall@10']:.4f} / {new_x['ndcg@10']:.4f} | {rows[method]['train_s']:.0f} |")
     table = "\n".join(["| row | epochs (the run's best) | early-stopped test R@10 / N@10 | refit test R@10 / N@10 | "
