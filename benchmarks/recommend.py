@@ -444,6 +444,15 @@ def _source_rows(arg: str) -> tuple[str, list[str] | None]:
     return path, methods
 
 
+def _load_source(arg: str) -> tuple[dict, list[str] | None, dict]:
+    """``FILE[:method,...]`` -> ``(results file, the rows named or None, the options it was run with)``; a
+    refit's options are those of the run it refit."""
+    path, methods = _source_rows(arg)
+    source = json.loads(Path(path).read_text())
+    command = source.get("refit_of", {}).get("command") or source["command"]
+    return source, methods, vars(recorded_options(command))
+
+
 def merge_results(paths: list[str], name: str) -> int:
     """One results file (and one learning-curve plot) from runs that trained different rows on the same
     split with the same settings, e.g. two processes on two cores; every source is named in the command.
@@ -454,16 +463,15 @@ def merge_results(paths: list[str], name: str) -> int:
 
     sources, rows, walls, protocols = [], {}, [], {}
     for arg in paths:
-        path, methods = _source_rows(arg)
-        sources.append(json.loads(Path(path).read_text()))
-        chosen = {m: r for m, r in sources[-1]["rows"].items() if methods is None or m in methods}
+        source, methods, option = _load_source(arg)
+        sources.append(source)
+        chosen = {m: r for m, r in source["rows"].items() if methods is None or m in methods}
         clash = set(rows) & set(chosen)
         if clash:
             raise SystemExit(f"rows {sorted(clash)} appear in more than one of {paths}")
         rows |= chosen
         walls.append(sources[-1]["wall_s"] if methods is None else sum(float(r.get("train_s") or 0.0)
                                                                         for r in chosen.values()))
-        option = vars(recorded_options(sources[-1]["command"]))
         protocols |= {m: row_protocol(m, option, r) for m, r in chosen.items()}
     for (a, pa), (b, pb) in itertools.combinations(protocols.items(), 2):
         differ = _differing(pa, pb)
@@ -653,9 +661,9 @@ def seeds_summary(paths: list[str], name: str) -> int:
     refused. Each row's settings are compared across the seeds, from the file that holds it."""
     sources, options, chosen = [], [], []
     for arg in paths:
-        path, methods = _source_rows(arg)
-        sources.append(json.loads(Path(path).read_text()))
-        options.append(vars(recorded_options(sources[-1].get("refit_of", {}).get("command") or sources[-1]["command"])))
+        source, methods, option = _load_source(arg)
+        sources.append(source)
+        options.append(option)
         chosen.append(methods)
     by_seed: dict[int, dict] = {}
     for source, option, methods in zip(sources, options, chosen):
