@@ -155,6 +155,16 @@ def row_folder(name: str, seed: int) -> str:
     return f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-seed{seed}"
 
 
+def generator_options(args: argparse.Namespace) -> argparse.Namespace:
+    """A downstream row's generator options: ``recommend.py``'s own parser with this run's protocol, so the
+    ablation's generators train exactly as the tokenizer comparison's (and pick up its new options)."""
+    return rb.build_parser().parse_args([
+        "--dataset", args.dataset, "--seed", str(args.seed), "--epochs", str(args.epochs),
+        "--patience", str(args.patience), "--patience-window", str(args.patience_window),
+        "--eval-examples", str(args.eval_examples), "--batch-size", str(args.batch_size),
+        "--eval-batch-size", str(args.eval_batch_size), "--lr", str(args.lr), "--dropout", str(args.dropout)])
+
+
 def run_row(name: str, overrides: dict, feats, recipe, workdir: Path) -> tuple[dict, object, float]:
     """Train one quantizer; returns (SemanticIDAssignment statistics, assignment, seconds)."""
     from dataclasses import replace
@@ -187,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lgmd-cache", default=str(rb.CACHE), help="folder with beauty-lgmd[-attractive|-sequential].npz")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--epochs", type=float, default=30.0)
-    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--epochs", type=float, default=40.0, help="the generators' epoch cap (recommend.py's protocol)")
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--patience-window", type=int, default=3)
     p.add_argument("--eval-examples", type=int, default=5000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--eval-batch-size", type=int, default=128)
@@ -249,17 +260,15 @@ def main(argv: list[str] | None = None) -> int:
                "train_s": round(seconds, 1), "test": {"ndcg@10": None, "recall@10": None},
                "test_missing": "no generator trained for this row (30-50 min each on one shared core)"}
         if name in downstream:
-            run_args = argparse.Namespace(
-                model=None, hidden=128, layers=2, heads=4, ffn=None, dropout=args.dropout,
-                eval_examples=args.eval_examples, seed=args.seed, objective="full_sequence", lr=args.lr, weight_decay=0.01, epochs=args.epochs,
-                max_steps=-1, batch_size=args.batch_size, scheduler="constant_with_warmup", eval_steps=0,
-                eval_epochs=1, patience=args.patience, beams=20, eval_batch_size=args.eval_batch_size)
+            run_args = generator_options(args)
             # one folder per row and seed: rows sharing a first word must not overwrite each other's generator
             run = rb.run_generator(f"ablation-{row_folder(name, args.seed)}", assignment, rec, rec.splits["test"], run_args,
                                    workdir)
             row["test"] = {k: float(run["test"][k]) for k in ("ndcg@10", "recall@10")}
             row.pop("test_missing")
-            row["generator"] = {"epochs": run["epochs"], "best_epoch": run["best_epoch"], "train_s": run["train_s"]}
+            row["generator"] = {"epochs": run["epochs"], "best_epoch": run["best_epoch"], "train_s": run["train_s"],
+                                "protocol": {k: getattr(run_args, k) for k in ("epochs", "patience", "patience_window",
+                                                                               "eval_examples", "dropout", "lr")}}
         results.append(row)
         workdir.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps(results, indent=1))

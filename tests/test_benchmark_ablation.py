@@ -135,3 +135,19 @@ def test_every_row_and_seed_has_its_own_folder(ablation):
     assert len(folders) == 2 * len(names)
     assert ablation.row_folder("modalities text + cf (LGMD, sequential), contrastive temperature 0.5", 1) == \
         "modalities-text-cf-lgmd-sequential-contrastive-temperature-0-5-seed1"
+
+
+def test_downstream_generators_train_under_recommend_py_protocol(ablation):
+    """The downstream rows' generator options come from recommend.py's own parser: the ablation's protocol
+    (cap 40, patience 10, window 3 by default) and recommend.py's defaults for the rest, so a new generator
+    option reaches both."""
+    rb = benchmark_module("recommend")
+    args = ablation.argparse.Namespace(dataset="beauty", seed=1, epochs=40.0, patience=10, patience_window=3,
+                                       eval_examples=5000, batch_size=32, eval_batch_size=128, lr=1e-3, dropout=0.2)
+    options = ablation.generator_options(args)
+    defaults = vars(rb.build_parser().parse_args([]))
+    set_here = {"dataset", "seed", "epochs", "patience", "patience_window", "eval_examples", "batch_size",
+                "eval_batch_size", "lr", "dropout"}
+    assert {k: getattr(options, k) for k in set_here} == vars(args)
+    assert {k: v for k, v in vars(options).items() if k not in set_here} == {
+        k: v for k, v in defaults.items() if k not in set_here}
