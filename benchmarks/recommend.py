@@ -396,7 +396,8 @@ def _sasrec_summary(row: dict | None) -> str:
             f"{c.get('dropout')}, lr {c.get('learning_rate')}, batch {c.get('batch_size')}, up to "
             f"{c.get('num_epochs')} epochs, patience {c.get('patience')}"
             f"{f' (of the value or its mean over {w})' if (w := c.get('patience_window') or 1) > 1 else ''}, validation on "
-            f"{c.get('eval_max_examples') or 'all'} validation users")
+            f"{c.get('eval_max_examples') or 'all'} validation users"
+            f"{', trained and validated with the history items excluded' if c.get('exclude_history') else ''}")
 
 
 def write_results(folder: Path, name: str, rows: dict, command: str, device: str, wall: float) -> Path:
@@ -1064,7 +1065,7 @@ def run(argv: list[str] | None = None) -> int:
         f"FFN {args.ffn or 2 * args.hidden}, dropout {args.dropout}, attention dropout {args.attention_dropout}, "
         f"{'tied' if args.tie_embeddings else 'untied'} embeddings, weight decay {args.weight_decay}), "
         f"full fine-tune, plain prompt, objective {args.objective}, lr {args.lr} {args.scheduler}, batch "
-        f"{args.batch_size}; every learned row: up to {args.epochs:g} epochs"
+        f"{args.batch_size}; every generator: up to {args.epochs:g} epochs"
         f"{f' (max_steps {args.max_steps})' if args.max_steps > 0 else ''}, validation NDCG@10 every "
         f"{f'{args.eval_steps} steps' if args.eval_steps else f'{args.eval_epochs} epoch(s)'} on the same "
         f"{args.eval_examples or 'all'} validation users (seeded sample), early stopping after {args.patience} "
