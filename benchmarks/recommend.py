@@ -257,7 +257,6 @@ def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | N
                           patience_window=getattr(args, "patience_window", 1), seed=args.seed,
                           eval_max_examples=0 if fixed_epochs else _sasrec_validation_users(args),
                           sid_sizes=None if assignment is None else [int(k) for k in assignment.codebook_sizes],
-                          exclude_history=getattr(args, "sasrec_exclude_history_training", False),
                           **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}))
     codes = None if assignment is None else torch.as_tensor(np.asarray(assignment.codes), dtype=torch.long)
     # the whole split: the training windows are rebuilt from train + validation + test rows
@@ -396,8 +395,7 @@ def _sasrec_summary(row: dict | None) -> str:
             f"{c.get('dropout')}, lr {c.get('learning_rate')}, batch {c.get('batch_size')}, up to "
             f"{c.get('num_epochs')} epochs, patience {c.get('patience')}"
             f"{f' (of the value or its mean over {w})' if (w := c.get('patience_window') or 1) > 1 else ''}, validation on "
-            f"{c.get('eval_max_examples') or 'all'} validation users"
-            f"{', trained and validated with the history items excluded' if c.get('exclude_history') else ''}")
+            f"{c.get('eval_max_examples') or 'all'} validation users")
 
 
 def write_results(folder: Path, name: str, rows: dict, command: str, device: str, wall: float) -> Path:
@@ -511,8 +509,7 @@ def row_protocol(method: str, option: dict, row: dict) -> dict:
         protocol |= {"epochs": option["sasrec_epochs"] or option["epochs"],
                      "patience": option["sasrec_patience"] or option["patience"],
                      "patience_window": option["patience_window"], "sasrec_lr": option["sasrec_lr"],
-                     "sasrec_validation_users": _sasrec_validation_users(argparse.Namespace(**option)),
-                     "sasrec_exclude_history_training": option.get("sasrec_exclude_history_training", False)}
+                     "sasrec_validation_users": _sasrec_validation_users(argparse.Namespace(**option))}
         if method in SID_SASREC:
             protocol |= {k: option[k] for k in ("cf", "baseline_modalities", "levels", "codebook_size")}
     else:
@@ -903,9 +900,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sasrec-eval-examples", type=int, default=None,
                         help="SASRec's validation users (default: --eval-examples; 0: every validation user, "
                              "cheap for an item-id model)")
-    parser.add_argument("--sasrec-exclude-history-training", action="store_true",
-                        help="SASRecConfig.exclude_history: SASRec trains and validates with each user's history "
-                             "items excluded, as --exclude-history scores it (data without repeats only)")
     parser.add_argument("--results-name", default=None,
                         help="benchmarks/results/<name>.json (default recommend-<data>, -gpu on a GPU)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
@@ -983,9 +977,6 @@ def run(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in NAMES]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown} ({', '.join(NAMES)})")
-    if args.sasrec_exclude_history_training and not args.exclude_history:
-        raise SystemExit("--sasrec-exclude-history-training trains SASRec for the history-excluded ranking: "
-                         "add --exclude-history, which scores it that way")
     ctx = run_context(args)
     if args.reevaluate:
         return reevaluate(args, ctx.rec, ctx.workdir, command)

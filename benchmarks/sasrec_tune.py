@@ -45,9 +45,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--exclude-history", action="store_true",
                         help="also score validation/test with the users' history items excluded (RecBole's protocol)")
-    parser.add_argument("--history-excluded-training", action="store_true",
-                        help="SASRecConfig.exclude_history: history items are never candidates in training and "
-                             "validation")
     parser.add_argument("--show-test", action="store_true", help="print test metrics (only for the chosen run)")
     parser.add_argument("--log", default="/tmp/sasrec_work/runs.jsonl")
     args = parser.parse_args()
@@ -63,7 +60,7 @@ def main() -> None:
                           num_epochs=args.epochs, patience=args.patience,
                           patience_window=args.patience_window, eval_every=args.eval_every,
                           eval_max_examples=args.eval_examples, objective=args.objective, layer_norm=args.layer_norm,
-                          exclude_history=args.history_excluded_training, seed=args.seed)
+                          seed=args.seed)
     start = time.perf_counter()
     model, result = train_sasrec(rec.splits, config, device="cpu", ks=(5, 10), max_steps=args.max_steps, verbose=True)
     epochs = result["epochs"]

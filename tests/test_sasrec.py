@@ -213,39 +213,3 @@ def test_layer_norm_layouts():
     assert pre.encoder.layers[0].norm_first and not post.encoder.layers[0].norm_first
     assert "final_norm.weight" in pre.state_dict() and "embedding_norm.weight" not in pre.state_dict()
     assert "embedding_norm.weight" in post.state_dict() and "final_norm.weight" not in post.state_dict()
-
-
-def test_history_logit_mask_names_every_earlier_window_item_but_the_target():
-    from hf_simcit.baselines.sasrec import IGNORE_INDEX as NO
-    from hf_simcit.baselines.sasrec import history_logit_mask
-
-    inputs = torch.tensor([[0, 3, 5, 2], [4, 1, 4, 6]])       # items + 1, left-padded
-    labels = torch.tensor([[NO, 4, 1, NO], [0, 3, NO, 2]])     # 4 labelled positions -> logit rows 0..4
-    rows, items = history_logit_mask(inputs, labels)
-    pairs = sorted(zip(rows.tolist(), items.tolist()))
-    # row 0 (user 0, position 1) saw item 2; row 1 saw 2, 4; row 2 (user 1, position 0) saw 3; row 3 saw 3
-    # and 0 but 3 is its own target; row 4 saw 3, 0, 3, 5 (a repeat is masked twice, harmlessly)
-    assert pairs == [(0, 2), (1, 2), (1, 4), (2, 3), (3, 0), (4, 0), (4, 3), (4, 3), (4, 5)]
-
-
-def test_history_excluded_training_validates_on_the_excluded_ranking(monkeypatch):
-    """``exclude_history``: the loss's logits are ``-inf`` on earlier window items (which ones: the test
-    above) but never on the target, the validation sample is ranked without the history, and the model still
-    learns the walk."""
-    import hf_simcit.baselines.sasrec as sasrec
-
-    seen = []
-    real_rank = sasrec._rank_encoded
-    monkeypatch.setattr(sasrec, "_rank_encoded", lambda *a, **k: seen.append(a[-1]) or real_rank(*a, **k))
-    losses = []
-    real_ce = torch.nn.functional.cross_entropy
-    monkeypatch.setattr(torch.nn.functional, "cross_entropy",
-                        lambda logits, target: losses.append((logits.detach(), target)) or real_ce(logits, target))
-    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=32, num_layers=1, num_heads=2, dropout=0.0,
-                          learning_rate=1e-2, batch_size=32, num_epochs=30, patience=30, exclude_history=True)
-    _, result = train_sasrec(cyclic_splits(), config, device="cpu", ks=(1, 5), verbose=False)
-    assert seen and all(seen)                            # every validation ranking excluded the history
-    logits, target = losses[0]
-    masked = torch.isinf(logits)
-    assert masked.any() and not masked.gather(1, target[:, None]).any()   # the target is always a candidate
-    assert result["validation"]["recall@5"] == 1.0 and result["test"]["recall@1"] >= 0.9

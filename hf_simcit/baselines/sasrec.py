@@ -69,11 +69,6 @@ class SASRecConfig:
     (RecBole's SASRec), for a like-for-like comparison with RecBole.
     ``sid_sizes`` (codes per SID level, e.g. ``[256, 256, 256, 7]``): items are the sums of their SID codes'
     embeddings; the model then needs the ``(num_items, levels)`` code table (``SASRec(config, item_codes)``).
-    ``exclude_history``: a user's history items are never candidates, in training as in validation: each
-    position's softmax runs over the items not yet in its window (the target always stays one), and the
-    validation sample is ranked with the history excluded. Why: under RecBole's full ranking (history excluded,
-    right for data without repeat consumption such as Amazon 5-core) the plain objective spends capacity
-    pushing down items the evaluation never ranks. Wrong for data with repeats (Foursquare): leave it off.
     """
 
     num_items: int
@@ -95,7 +90,6 @@ class SASRecConfig:
     layer_norm: str = "pre"
     initializer_range: float = 0.02
     sid_sizes: list[int] | None = None
-    exclude_history: bool = False
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -379,31 +373,10 @@ def length_grouped_batches(lengths: torch.Tensor, batch_size: int, generator: to
 
 def _sample_metrics(model: SASRec, sequences: torch.Tensor, targets: torch.Tensor, ks: Sequence[int],
                     device: torch.device) -> dict[str, float]:
-    """Metrics of the fixed validation sample (pre-encoded once), ranked as the config says; a seam for tests."""
+    """Metrics of the fixed validation sample (pre-encoded once); a seam for tests."""
     from ..metrics.ranking import ranking_metrics
 
-    ranked = _rank_encoded(model, sequences, max(ks), 512, device, model.config.exclude_history)
-    return ranking_metrics(ranked, targets, ks)
-
-
-def history_logit_mask(inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the training logits of :attr:`SASRecConfig.exclude_history` are ``-inf``: ``(rows, items)`` index
-    pairs into the ``(targets, num_items)`` logits of the labelled positions (row-major order of
-    ``labels != IGNORE_INDEX``), one pair per item already in the window up to and including that position,
-    except the position's own target.
-
-    ``inputs``: ``(B, W)`` items + 1 (0 = padding); ``labels``: ``(B, W)`` next-item indices or ``IGNORE_INDEX``.
-    """
-    chosen = labels != IGNORE_INDEX
-    row_of = torch.full(labels.shape, -1, dtype=torch.long, device=labels.device)
-    row_of[chosen] = torch.arange(int(chosen.sum()), device=labels.device)
-    width = inputs.shape[1]
-    seen = torch.ones(width, width, dtype=torch.bool, device=inputs.device).tril()     # [position, earlier]
-    pairs = chosen[:, :, None] & seen[None] & (inputs > 0)[:, None, :]                  # (B, W, W)
-    batch, position, earlier = pairs.nonzero(as_tuple=True)
-    items = inputs[batch, earlier] - 1
-    keep = items != labels[batch, position]
-    return row_of[batch, position][keep], items[keep]
+    return ranking_metrics(_rank_encoded(model, sequences, max(ks), 512, device), targets, ks)
 
 
 def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.device | None = None,
@@ -458,10 +431,7 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
             chosen = y != IGNORE_INDEX
             table = model.item_table()                                   # composed once per step
             hidden = model.hidden_states(x, table)[chosen]                 # (targets, d): no wasted logits
-            logits = model.item_scores(hidden, table)
-            if config.exclude_history:
-                logits = logits.index_put(history_logit_mask(x, y), logits.new_tensor(float("-inf")))
-            loss = nn.functional.cross_entropy(logits, y[chosen])
+            loss = nn.functional.cross_entropy(model.item_scores(hidden, table), y[chosen])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -486,8 +456,7 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    result = {**{name: evaluate_sasrec(model, splits[name], ks, device=device, exclude_history=config.exclude_history)
-                 for name in evaluate_splits},
+    result = {**{name: evaluate_sasrec(model, splits[name], ks, device=device) for name in evaluate_splits},
               "epochs": epoch + 1, "steps": step, "best_epoch": best_epoch, "train_s": round(train_s, 2),
               "history": history}
     return model, result
