@@ -27,6 +27,7 @@ and writes ``benchmarks/results/recommend-<data>[-gpu].json`` and ``training-pos
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -257,7 +258,8 @@ def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | N
                           patience_window=getattr(args, "patience_window", 1), seed=args.seed,
                           eval_max_examples=0 if fixed_epochs else _sasrec_validation_users(args),
                           sid_sizes=None if assignment is None else [int(k) for k in assignment.codebook_sizes],
-                          **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}))
+                          **({"learning_rate": args.sasrec_lr} if args.sasrec_lr else {}),
+                          **sasrec_overrides(getattr(args, "sasrec_set", None)))
     codes = None if assignment is None else torch.as_tensor(np.asarray(assignment.codes), dtype=torch.long)
     # the whole split: the training windows are rebuilt from train + validation + test rows
     model, res = train_sasrec(rec.splits, config, device=device, verbose=False, item_codes=codes,
@@ -380,6 +382,28 @@ def format_table(rows: dict, sid_stats: dict) -> str:
     return "\n".join(lines)
 
 
+SASREC_SETTABLE = ("hidden_size", "num_layers", "num_heads", "inner_size", "dropout", "weight_decay", "batch_size",
+                   "negatives", "objective", "layer_norm", "initializer_range")
+
+
+def sasrec_overrides(settings: list[str] | None) -> dict:
+    """``--sasrec-set KEY=VALUE`` as ``SASRecConfig`` keyword arguments, each value of its field's type."""
+    from hf_simcit.baselines.sasrec import SASRecConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(SASRecConfig)}
+    out = {}
+    for setting in settings or []:
+        key, sep, value = setting.partition("=")
+        if not sep or key not in SASREC_SETTABLE:
+            raise SystemExit(f"--sasrec-set {setting!r}: expected KEY=VALUE with KEY one of {', '.join(SASREC_SETTABLE)}")
+        kind = type(defaults[key])
+        try:
+            out[key] = kind(value)
+        except ValueError:
+            raise SystemExit(f"--sasrec-set {setting!r}: {key} takes a {kind.__name__}") from None
+    return out
+
+
 def _sasrec_validation_users(args) -> int | None:
     """SASRec's validation sample size (None: every validation user). Ranking all users is one matrix product
     for an item-id model, so ``--sasrec-eval-examples 0`` buys a less noisy stopping point at no real cost."""
@@ -391,7 +415,9 @@ def _sasrec_summary(row: dict | None) -> str:
     if not row:
         return "not run"
     c = row.get("config", {})
-    return (f"{c.get('num_layers')} x {c.get('hidden_size')}, objective {c.get('objective', '?')}, dropout "
+    loss = f"sampled softmax over {n} negatives" if (n := c.get("negatives")) else "full softmax"
+    return (f"{c.get('num_layers')} x {c.get('hidden_size')} ({c.get('num_heads')} heads, FFN {c.get('inner_size')}), "
+            f"objective {c.get('objective', '?')}, {loss}, dropout "
             f"{c.get('dropout')}, lr {c.get('learning_rate')}, batch {c.get('batch_size')}, up to "
             f"{c.get('num_epochs')} epochs, patience {c.get('patience')}"
             f"{f' (of the value or its mean over {w})' if (w := c.get('patience_window') or 1) > 1 else ''}, validation on "
@@ -509,7 +535,8 @@ def row_protocol(method: str, option: dict, row: dict) -> dict:
         protocol |= {"epochs": option["sasrec_epochs"] or option["epochs"],
                      "patience": option["sasrec_patience"] or option["patience"],
                      "patience_window": option["patience_window"], "sasrec_lr": option["sasrec_lr"],
-                     "sasrec_validation_users": _sasrec_validation_users(argparse.Namespace(**option))}
+                     "sasrec_validation_users": _sasrec_validation_users(argparse.Namespace(**option)),
+                     "sasrec_set": sorted(option.get("sasrec_set") or [])}
         if method in SID_SASREC:
             protocol |= {k: option[k] for k in ("cf", "baseline_modalities", "levels", "codebook_size")}
     else:
@@ -900,6 +927,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sasrec-eval-examples", type=int, default=None,
                         help="SASRec's validation users (default: --eval-examples; 0: every validation user, "
                              "cheap for an item-id model)")
+    parser.add_argument("--sasrec-set", action="append", default=None, metavar="KEY=VALUE",
+                        help=f"override one SASRecConfig field, e.g. negatives=256 (repeatable; one of "
+                             f"{', '.join(SASREC_SETTABLE)})")
     parser.add_argument("--results-name", default=None,
                         help="benchmarks/results/<name>.json (default recommend-<data>, -gpu on a GPU)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
@@ -977,6 +1007,10 @@ def run(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in NAMES]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown} ({', '.join(NAMES)})")
+    if args.sasrec_set:   # a bad setting stops here, before hours of other rows
+        from hf_simcit.baselines.sasrec import SASRecConfig
+
+        SASRecConfig(num_items=1, **sasrec_overrides(args.sasrec_set))
     ctx = run_context(args)
     if args.reevaluate:
         return reevaluate(args, ctx.rec, ctx.workdir, command)

@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--negatives", type=int, default=0, help="sampled softmax negatives (0: full softmax)")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--patience-window", type=int, default=1,
@@ -57,6 +58,7 @@ def main() -> None:
     config = SASRecConfig(num_items=rec.num_items, max_len=20, hidden_size=args.hidden_size, num_layers=args.layers,
                           num_heads=args.heads, inner_size=args.inner_size, dropout=args.dropout,
                           learning_rate=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                          negatives=args.negatives,
                           num_epochs=args.epochs, patience=args.patience,
                           patience_window=args.patience_window, eval_every=args.eval_every,
                           eval_max_examples=args.eval_examples, objective=args.objective, layer_norm=args.layer_norm,

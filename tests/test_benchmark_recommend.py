@@ -348,6 +348,22 @@ def test_merge_takes_whole_files_or_the_rows_named(bench, tmp_path, monkeypatch)
     assert bench.main(["--merge", generators, f"{knn}:popularity", "--results-name", "ok"]) == 0
     warmer = source("t03", {"rqvae": 0.02}, " --simcit-set contrastive_temperature=0.3")   # not rqvae's option
     assert bench.main(["--merge", generators, warmer, "--results-name", "ok"]) == 0
+    sampled = source("ss", {"sasrec": 0.05}, " --sasrec-set negatives=256")     # SASRec's own: not the generators'
+    assert bench.main(["--merge", generators, sampled, "--results-name", "ok"]) == 0
+    plain, ss = (vars(bench.recorded_options(f"python benchmarks/recommend.py{flags}"))
+                 for flags in ("", " --sasrec-set negatives=256"))
+    assert bench._differing(bench.row_protocol("sasrec", plain, {}), bench.row_protocol("sasrec", ss, {})) == [
+        "sasrec_set"]                                  # two SASRec runs with different losses never merge
+
+
+def test_sasrec_set_overrides_config_fields_with_their_types(bench):
+    assert bench.sasrec_overrides(["negatives=256", "dropout=0.2", "objective=last_position"]) == {
+        "negatives": 256, "dropout": 0.2, "objective": "last_position"}
+    assert bench.sasrec_overrides(None) == {}
+    with pytest.raises(SystemExit, match="--sasrec-set 'seed=3': expected KEY=VALUE with KEY one of hidden_size"):
+        bench.sasrec_overrides(["seed=3"])         # the run's --seed, not a SASRec setting
+    with pytest.raises(SystemExit, match="--sasrec-set 'negatives=many': negatives takes a int"):
+        bench.sasrec_overrides(["negatives=many"])
 
 
 def test_simcit_set_overrides_one_recipe_field_and_names_an_unknown_one(bench, tmp_path):

@@ -213,3 +213,32 @@ def test_layer_norm_layouts():
     assert pre.encoder.layers[0].norm_first and not post.encoder.layers[0].norm_first
     assert "final_norm.weight" in pre.state_dict() and "embedding_norm.weight" not in pre.state_dict()
     assert "embedding_norm.weight" in post.state_dict() and "final_norm.weight" not in post.state_dict()
+
+
+def test_sampled_softmax_is_the_full_softmax_over_target_and_draws():
+    """``negatives``: the loss equals cross entropy over [target, drawn items] computed from the full score
+    matrix, and a draw that hits the target is masked out (never counted as its own negative)."""
+    from hf_simcit.baselines.sasrec import sampled_softmax_loss
+
+    torch.manual_seed(0)
+    table, hidden = torch.randn(NUM_ITEMS + 1, 8), torch.randn(5, 8)
+    targets = torch.tensor([0, 3, 3, 7, 14])
+    loss = sampled_softmax_loss(hidden, table, targets, 40, torch.Generator().manual_seed(1))
+    drawn = torch.randint(0, NUM_ITEMS, (5, 40), generator=torch.Generator().manual_seed(1))   # the same draws
+    full = hidden @ table[1:].T
+    expected = []
+    for row in range(5):
+        negatives = [int(i) for i in drawn[row] if int(i) != int(targets[row])]
+        assert len(negatives) < 40                        # 40 draws of 15 items: some hit the target
+        logits = torch.cat([full[row, targets[row]][None], full[row, negatives]])
+        expected.append(-torch.log_softmax(logits, 0)[0])
+    torch.testing.assert_close(loss, torch.stack(expected).mean())
+
+
+def test_sampled_softmax_training_learns_the_walk():
+    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=32, num_layers=1, num_heads=2, dropout=0.0,
+                          learning_rate=1e-2, batch_size=32, num_epochs=40, patience=40, negatives=5)
+    _, result = train_sasrec(cyclic_splits(), config, device="cpu", ks=(1, 5), verbose=False)
+    assert result["validation"]["recall@5"] == 1.0 and result["test"]["recall@1"] >= 0.9
+    with pytest.raises(SimCITInputError, match="negatives must be >= 0"):
+        SASRecConfig(num_items=3, negatives=-1)

@@ -69,6 +69,9 @@ class SASRecConfig:
     (RecBole's SASRec), for a like-for-like comparison with RecBole.
     ``sid_sizes`` (codes per SID level, e.g. ``[256, 256, 256, 7]``): items are the sums of their SID codes'
     embeddings; the model then needs the ``(num_items, levels)`` code table (``SASRec(config, item_codes)``).
+    ``negatives``: 0 = cross entropy over the whole catalogue; ``N`` = sampled softmax, the target against
+    ``N`` items drawn uniformly for each target (a draw equal to the target is masked), as eSASRec
+    (Klenitskiy et al. 2025, arXiv 2508.06450) trains SASRec; scoring always ranks the whole catalogue.
     """
 
     num_items: int
@@ -90,6 +93,7 @@ class SASRecConfig:
     layer_norm: str = "pre"
     initializer_range: float = 0.02
     sid_sizes: list[int] | None = None
+    negatives: int = 0
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -105,6 +109,8 @@ class SASRecConfig:
                 raise SimCITInputError(f"SASRecConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.sid_sizes is not None and (not self.sid_sizes or min(self.sid_sizes) < 1):
             raise SimCITInputError(f"SASRecConfig.sid_sizes must list >= 1 code per level, got {self.sid_sizes!r}")
+        if self.negatives < 0:
+            raise SimCITInputError(f"SASRecConfig.negatives must be >= 0 (0: the full softmax), got {self.negatives}")
         if self.eval_max_examples is not None and self.eval_max_examples < 0:
             raise SimCITInputError(f"SASRecConfig.eval_max_examples must be >= 0 or None, got {self.eval_max_examples}")
         EarlyStopping(self.patience, self.patience_window)      # a bad window stops here, with one line
@@ -379,6 +385,21 @@ def _sample_metrics(model: SASRec, sequences: torch.Tensor, targets: torch.Tenso
     return ranking_metrics(_rank_encoded(model, sequences, max(ks), 512, device), targets, ks)
 
 
+def sampled_softmax_loss(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, negatives: int,
+                         generator: torch.Generator) -> torch.Tensor:
+    """Cross entropy of each target against ``negatives`` uniformly drawn items (its own draw per target).
+
+    ``hidden``: ``(n, d)``; ``table``: ``(num_items + 1, d)`` (row 0 padding); ``targets``: ``(n,)`` item
+    indices. A draw that hits its row's target is masked, so the target is never its own negative.
+    """
+    num_items = table.shape[0] - 1
+    drawn = torch.randint(0, num_items, (len(targets), negatives), generator=generator).to(targets.device)
+    candidates = torch.cat([targets[:, None], drawn], dim=1)                        # (n, 1 + negatives)
+    hit = torch.cat([torch.zeros_like(targets[:, None], dtype=torch.bool), drawn == targets[:, None]], dim=1)
+    logits = torch.einsum("nd,nkd->nk", hidden, table[candidates + 1]).masked_fill(hit, float("-inf"))
+    return nn.functional.cross_entropy(logits, torch.zeros_like(targets))
+
+
 def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.device | None = None,
                  ks: Sequence[int] = (5, 10), max_steps: int | None = None, verbose: bool = True,
                  item_codes: torch.Tensor | None = None,
@@ -420,6 +441,7 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
     best_state, best_epoch, step, history = None, -1, 0, []
     train_s, epoch = 0.0, -1
     generator = torch.Generator().manual_seed(config.seed)
+    negative_generator = torch.Generator().manual_seed(config.seed + 1)     # batch order stays as without
     for epoch in range(config.num_epochs):
         start_time = time.perf_counter()
         model.train()
@@ -431,7 +453,10 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
             chosen = y != IGNORE_INDEX
             table = model.item_table()                                   # composed once per step
             hidden = model.hidden_states(x, table)[chosen]                 # (targets, d): no wasted logits
-            loss = nn.functional.cross_entropy(model.item_scores(hidden, table), y[chosen])
+            if config.negatives:
+                loss = sampled_softmax_loss(hidden, table, y[chosen], config.negatives, negative_generator)
+            else:
+                loss = nn.functional.cross_entropy(model.item_scores(hidden, table), y[chosen])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
