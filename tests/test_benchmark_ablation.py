@@ -124,17 +124,18 @@ def test_a_row_run_with_another_seed_joins_its_namesake_as_a_seed(ablation):
 
 def test_every_row_and_seed_has_its_own_folder(ablation):
     """Two rows (or two seeds of one row) sharing a folder would overwrite each other's saved quantizer."""
-    from types import SimpleNamespace
+    from hf_simcit.training.quantizer import parse_quantizer_recipe
 
-    recipe = SimpleNamespace(**{k: None for k in ("codebook_learning_rate", "init_latent_rms")},
-                             **{"codebook_init": "kmeans", "symmetric_loss": True, "gumbel_temperature": 10.0,
-                                "gumbel_temperature_end": 0.5, "codebook_refit": "none", "commitment_weight": 0.0,
-                                "codebook_loss_weight": 1.0, "dead_code_restart_steps": 50})
+    recipe = parse_quantizer_recipe(str(ROOT / "recipes" / "beauty" / "quantizer.yaml"), [])
     names = [name for name, _, _ in ablation.ablation_rows(recipe)]
     folders = {ablation.row_folder(name, seed) for name in names for seed in (42, 1)}
     assert len(folders) == 2 * len(names)
     assert ablation.row_folder("modalities text + cf (LGMD, sequential), contrastive temperature 0.5", 1) == \
         "modalities-text-cf-lgmd-sequential-contrastive-temperature-0-5-seed1"
+    rows = {name: overrides for name, overrides, _ in ablation.ablation_rows(recipe)}
+    # the recipe's contrastive temperature (0.3) is a departure like the others: off alone, on alone
+    assert rows["default without contrastive temperature 0.3"] == {"contrastive_temperature": 0.07}
+    assert rows["reference + contrastive temperature 0.3"]["contrastive_temperature"] == 0.3
 
 
 def test_downstream_generators_train_under_recommend_py_protocol(ablation):
