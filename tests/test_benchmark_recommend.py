@@ -369,11 +369,11 @@ def test_sasrec_set_overrides_config_fields_with_their_types(bench):
 def test_simcit_set_overrides_one_recipe_field_and_names_an_unknown_one(bench, tmp_path):
     from hf_simcit.errors import SimCITInputError
 
-    args = bench.build_parser().parse_args(["--dataset", "beauty", "--simcit-set", "contrastive_temperature=0.3",
+    args = bench.build_parser().parse_args(["--dataset", "beauty", "--simcit-set", "contrastive_temperature=0.5",
                                             "--simcit-set", "max_steps=7"])
     recipe = bench.quantizer_recipe("beauty", args, tmp_path)
-    assert (recipe.contrastive_temperature, recipe.max_steps) == (0.3, 7)
+    assert (recipe.contrastive_temperature, recipe.max_steps) == (0.5, 7)
     assert bench.quantizer_recipe("beauty", bench.build_parser().parse_args(["--dataset", "beauty"]),
-                                  tmp_path).contrastive_temperature != 0.3
+                                  tmp_path).contrastive_temperature == 0.3          # the recipe's own
     with pytest.raises(SimCITInputError, match="unknown key 'nope'"):
         bench.quantizer_recipe("beauty", bench.build_parser().parse_args(["--simcit-set", "nope=1"]), tmp_path)
