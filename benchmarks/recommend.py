@@ -496,7 +496,7 @@ def merge_results(paths: list[str], name: str) -> int:
         if clash:
             raise SystemExit(f"rows {sorted(clash)} appear in more than one of {paths}")
         rows |= chosen
-        walls.append(sources[-1]["wall_s"] if methods is None else sum(float(r.get("train_s") or 0.0)
+        walls.append(source["wall_s"] if methods is None else sum(float(r.get("train_s") or 0.0)
                                                                         for r in chosen.values()))
         protocols |= {m: row_protocol(m, option, r) for m, r in chosen.items()}
     for (a, pa), (b, pb) in itertools.combinations(protocols.items(), 2):
