@@ -25,6 +25,7 @@ from hf_simcit.generation import (
     prepare_prompts,
     recommend,
     sid_beam_search,
+    sid_log_probs,
 )
 
 VOCAB = 96
@@ -536,3 +537,29 @@ def test_recommend_k_equal_catalogue_and_more_beams_than_items(small_setup):
     for row in out.item_indices.tolist():
         assert sorted(row) == list(range(10))
     assert torch.isfinite(out.scores).all()
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "llama", "gpt2"])
+def test_sid_log_probs_equal_brute_force_per_level(kind):
+    """sid_log_probs: per-level teacher-forced log-probabilities of given SIDs after left-padded prompt batches
+    (one prefill per prompt, its cache shared by the SIDs) equal one full forward pass per (prompt, SID)."""
+    model = tiny_model(kind, seed=3)
+    sids = sid_table(12, [range(40, 44), range(44, 48), range(48, 50)], seed=3)
+    prompts = random_prompts(5, seed=2)
+    model.train()
+    scores = sid_log_probs(model, prompts, sids, batch_size=2)   # batches of 2 prompts of different lengths
+    assert scores.shape == (5, 12, 3) and model.training
+    with torch.no_grad():
+        model.eval()
+        for row, prompt in enumerate(prompts):
+            for item, sid in enumerate(sids.tolist()):
+                log_probs = model(torch.tensor([prompt + sid])).logits.float().log_softmax(-1)[0]
+                expected = torch.stack([log_probs[len(prompt) - 1 + j, t] for j, t in enumerate(sid)])
+                torch.testing.assert_close(scores[row, item], expected, atol=1e-4, rtol=0)
+    # the best SID under exhaustive beam search is the best under exact scoring
+    best = recommend(model, prompts, sids, k=1, num_beams=12).item_indices[:, 0]
+    assert torch.equal(best, scores.sum(-1).argmax(-1))
+    with pytest.raises(SimCITInputError, match="vocabulary"):
+        sid_log_probs(model, prompts, torch.tensor([[40, 44, VOCAB + 3]]))
+    with pytest.raises(SimCITInputError, match="non-empty"):
+        sid_log_probs(model, prompts, torch.empty(0, 3, dtype=torch.long))

@@ -3,12 +3,14 @@
 * :class:`SIDTrie` - the catalogue's SIDs as padded per-level tensors (``trie.py``);
 * :class:`SIDTrieLogitsProcessor` - the trie as a vectorised ``LogitsProcessor`` for ``model.generate``;
 * :func:`sid_beam_search` - fixed-depth beam search that prefills each history once and shares its KV cache;
-* :func:`recommend` - top-k distinct items with scores, the entry point for evaluation and inference.
+* :func:`recommend` - top-k distinct items with scores, the entry point for evaluation and inference;
+* :func:`sid_log_probs` - exact per-level log-probabilities of given SIDs (e.g. new items) after each prompt.
 """
 
 from .beam_search import SIDBeamSearchOutput, prepare_prompts, sid_beam_search
 from .logits_process import SIDTrieLogitsProcessor
 from .recommend import Recommendations, recommend
+from .scoring import sid_log_probs
 from .trie import PAD_TOKEN, SIDTrie
 
 __all__ = [
@@ -20,4 +22,5 @@ __all__ = [
     "prepare_prompts",
     "recommend",
     "sid_beam_search",
+    "sid_log_probs",
 ]

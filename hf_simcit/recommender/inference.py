@@ -146,17 +146,9 @@ def score_items(rec: Recommender, history: Sequence[str], item_token_ids: torch.
     over the whole vocabulary like ``recommend_items``' scores, on the same cut history), e.g. a cold-start
     item that is not in the catalogue, to compare it with the recommended items.
     """
+    from ..generation import sid_log_probs
+
     (history,), _ = cut_histories(rec, [history])
     formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids, template_of(rec))
     prompt = formatter.prompt_ids(item_indices(rec, [history])[0])
-    rows = torch.as_tensor(item_token_ids, dtype=torch.long)
-    device = next(rec.model.parameters()).device
-    input_ids = torch.cat([torch.tensor(prompt).expand(rows.shape[0], -1), rows], dim=1).to(device)
-    was_training = rec.model.training
-    rec.model.eval()
-    try:
-        logits = rec.model(input_ids=input_ids).logits[:, len(prompt) - 1:-1].float()
-    finally:
-        rec.model.train(was_training)
-    log_probs = torch.log_softmax(logits, dim=-1).gather(-1, rows.to(device).unsqueeze(-1)).squeeze(-1)
-    return log_probs.sum(dim=-1).cpu()
+    return sid_log_probs(rec.model, [prompt], item_token_ids, pad_token_id=rec.tokenizer.pad_token_id)[0].sum(-1)
