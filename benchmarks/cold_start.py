@@ -234,6 +234,46 @@ class SavedGenerator:
                                     new_item_slots=new_item_slots, exclude_history=exclude_history)
 
 
+    def cold_item_log_probs(self, split, cold_items: list[int]) -> torch.Tensor:
+        """``(users, cold items, levels)``: each level's exact log-probability of every cold item's SID after each
+        user's prompt (:func:`hf_simcit.generation.sid_log_probs`; no beam search, so nothing is missed)."""
+        from hf_simcit.generation import sid_log_probs
+        from hf_simcit.recommender.data import SIDPromptFormatter
+        from hf_simcit.recommender.inference import template_of
+
+        best = self.recommender
+        formatter = SIDPromptFormatter(best.tokenizer, self.item_token_ids, template_of(best))
+        prompts = [formatter.prompt_ids(history) for history in split["history"]]
+        return sid_log_probs(best.model, prompts, self.item_token_ids[cold_items],
+                             pad_token_id=best.tokenizer.pad_token_id)
+
+
+AMONG_COLD_KS = (1, 2, 10)
+
+
+def among_cold(scores: torch.Tensor, targets, cold_items: list[int]) -> dict:
+    """Hit@k of each cold target among the cold items alone, from ``(users, cold items)`` scores: how well a
+    method ranks the new items against each other, which is what places reserved for them reward. Ties are
+    broken at random, in expectation (a score shared by the ``e`` items of a prefix counts 1/e per place)."""
+    position = {item: j for j, item in enumerate(cold_items)}
+    column = torch.as_tensor([position[int(t)] for t in targets], dtype=torch.long)
+    target = scores.gather(1, column[:, None])
+    better, tied = (scores > target).sum(1).float(), (scores == target).sum(1).float()
+    return {f"hit@{k}": float(((k - better) / tied).clamp(0, 1).mean()) for k in AMONG_COLD_KS}
+
+
+def generator_among_cold(saved: SavedGenerator, split, cold_items: list[int]) -> dict:
+    """Among-cold hit rates of a generator's exact SID log-probability, and of its first level alone shared by
+    the items under it (log P(c1 | history) - log n(c1)): the generator's coarsest, best-trained guess, since
+    the deeper levels of a cold SID are paths it never saw as a target."""
+    log_probs = saved.cold_item_log_probs(split, cold_items)          # (users, cold, levels)
+    first = saved.item_token_ids[:, 0]
+    per_first_token = torch.bincount(first, minlength=int(first.max()) + 1).float()
+    first_level = log_probs[..., 0] - per_first_token[first[cold_items]].log()
+    return {"sid_log_prob": among_cold(log_probs.sum(-1), split["target"], cold_items),
+            "first_level": among_cold(first_level, split["target"], cold_items)}
+
+
 def scored_parts(score, parts: dict, cold_items: list[int], slots: list[int]) -> dict:
     """``{part: figures, "new_item_slots": {m: {part: figures}}}`` of one ranking: plainly, and with ``m`` of its
     top 10 places reserved for the cold items (:func:`hf_simcit.generation.recommend`'s ``new_item_slots``;
@@ -247,6 +287,7 @@ def generator_row(saved: SavedGenerator, parts: dict, cold_items: list[int], arg
     """A saved generator's figures per part (with and without reserved places); with ``--exclude-history``,
     the same again with each user's history items excluded, under ``history_excluded``."""
     row = scored_parts(partial(saved.evaluate, args=args), parts, cold_items, args.new_item_slots)
+    row["among_cold"] = generator_among_cold(saved, parts["cold"], cold_items)
     if args.exclude_history:
         row["history_excluded"] = scored_parts(partial(saved.evaluate, args=args, exclude_history=True), parts,
                                                cold_items, args.new_item_slots)
@@ -274,14 +315,19 @@ def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: lis
 
 def matrix_scorer(scores_of):
     """``score(split, new_items=None, new_item_slots=0)`` as :func:`scored_parts` calls it, from ``scores_of(split)
-    -> (users, items)`` scores: each split's matrix is computed once, not once per number of reserved places."""
+    -> (users, items)`` scores: each split's matrix is computed once, not once per number of reserved places
+    (``score.matrix(split)`` hands it out too)."""
     matrices: dict[int, torch.Tensor] = {}
 
-    def score(split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
+    def matrix(split) -> torch.Tensor:
         if id(split) not in matrices:           # the splits live in the caller's parts dict: stable ids
             matrices[id(split)] = scores_of(split)
-        return score_matrix_metrics(matrices[id(split)], split, new_items, new_item_slots, ks)
+        return matrices[id(split)]
 
+    def score(split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
+        return score_matrix_metrics(matrix(split), split, new_items, new_item_slots, ks)
+
+    score.matrix = matrix
     return score
 
 
@@ -328,8 +374,11 @@ def text_knn_row(feats, parts: dict, cold_items: list[int], args) -> dict:
     """The text kNN's figures per part, plainly and with ``--new-item-slots`` places kept for the cold items
     (the comparison the generators' reserved places need: the kNN, too, is told which items are new). It
     always excludes the history, so it has no separate ``history_excluded`` figures."""
-    return scored_parts(matrix_scorer(partial(text_knn_scores, feats.features["text"])), parts, cold_items,
-                        args.new_item_slots)
+    score = matrix_scorer(partial(text_knn_scores, feats.features["text"]))
+    row = scored_parts(score, parts, cold_items, args.new_item_slots)
+    cold = parts["cold"]
+    row["among_cold"] = {"similarity": among_cold(score.matrix(cold)[:, cold_items], cold["target"], cold_items)}
+    return row
 
 
 def figures(metrics: dict) -> dict:
@@ -679,7 +728,7 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
             for m, part in [("0", scored), *scored["new_item_slots"].items()] if scored else []:
                 lines.append(f"| {label} | {m} | {part['cold']['recall@10']:.4f} | {part['cold']['ndcg@10']:.4f} | "
                              f"{part['warm']['recall@10']:.4f} | {part['warm']['ndcg@10']:.4f} |")
-    table = "\n".join(lines)
+    table = "\n".join(lines) + "\n\n" + among_cold_table(found)
     print(table)
     if args.no_results or not found:
         return 0
@@ -690,6 +739,7 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
     for method, row in found.items():
         target = saved["rows"].setdefault(method, {k: row[k] for k in parts})
         target["new_item_slots"] = row["new_item_slots"]
+        target["among_cold"] = row["among_cold"]
         commands[method] = command
         if "history_excluded" in row:
             target["history_excluded"] = row["history_excluded"]
@@ -703,10 +753,23 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
         f"same model (`recommend(..., new_items=cold, new_item_slots=m)`); the text kNN likewise, its "
         f"last m places given to the cold items most similar to the history"
         f"{'; rows marked history excluded never rank an item of the user history (the text kNN always excludes it)' if args.exclude_history else ''}"
-        f". Command: `{command}`\n\n"
+        f". The second table ranks each cold target among the cold items alone (ties shared at random): a "
+        f"generator by its exact SID log-probability (`sid_log_probs`, no beam) and by its first level alone "
+        f"(log P(c1 | history) - log n(c1)), the text kNN by its similarity. Command: `{command}`\n\n"
         f"{table}\n")
     print(f"updated {path}")
     return 0
+
+
+def among_cold_table(rows: dict) -> str:
+    """The rows' :func:`among_cold` figures: each cold-target user's target ranked among the cold items alone."""
+    lines = ["| method | cold items ranked by | " + " | ".join(f"hit@{k} among the cold items" for k in AMONG_COLD_KS)
+             + " |", "|" + "---|" * (2 + len(AMONG_COLD_KS))]
+    for method, row in rows.items():
+        for score, hits in row.get("among_cold", {}).items():
+            lines.append(f"| {method} | {score.replace('_', ' ')} | "
+                         + " | ".join(f"{hits[f'hit@{k}']:.4f}" for k in AMONG_COLD_KS) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def format_table(rows: dict) -> str:
@@ -729,7 +792,8 @@ def format_table(rows: dict) -> str:
                 lines.append(f"| {label}, {m} of 10 places for cold items | {part['cold']['recall@10']:.4f} | "
                              f"{part['cold']['ndcg@10']:.4f} | {part['warm']['recall@10']:.4f} | "
                              f"{part['warm']['ndcg@10']:.4f} | - | {part['cold']['users']} | {part['warm']['users']} |")
-    return "\n".join(lines)
+    among = among_cold_table(rows)
+    return "\n".join(lines) + (f"\n\n{among}" if among else "")
 
 
 if __name__ == "__main__":

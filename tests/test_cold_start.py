@@ -167,6 +167,10 @@ def test_reserved_places_and_a_reevaluation_that_reproduces_the_run(tmp_path_fac
         assert again["history_excluded"][part]["users"] == trained[part]["users"]
     assert set(again["history_excluded"]["new_item_slots"]) == {"1", "2"} and "history_excluded" not in trained
     assert again["new_item_slots"] == trained["new_item_slots"] and set(trained["new_item_slots"]) == {"1", "2"}
+    assert again["among_cold"] == trained["among_cold"] and set(trained["among_cold"]) == {"sid_log_prob",
+                                                                                          "first_level"}
+    for hits in trained["among_cold"].values():
+        assert 0.0 <= hits["hit@1"] <= hits["hit@2"] <= hits["hit@10"] <= 1.0
     warm = [trained["warm"]["recall@10"]] + [trained["new_item_slots"][m]["warm"]["recall@10"] for m in ("1", "2")]
     assert warm[0] >= warm[1] >= warm[2]
     assert trained["new_item_slots"]["1"]["cold"]["users"] == trained["cold"]["users"] > 0
@@ -247,10 +251,12 @@ def test_score_matrix_rows_compute_each_parts_matrix_once(cold_start):
     assert row == cold_start.scored_parts(partial(cold_start.text_knn, text), parts, [11, 12], [1, 2])
 
 
-def test_generator_rows_score_with_and_without_the_history_only_when_asked(cold_start):
+def test_generator_rows_score_with_and_without_the_history_only_when_asked(cold_start, monkeypatch):
     """``--exclude-history`` adds a second set of figures, every one of them scored with the history excluded;
     the plain figures never are."""
     from types import SimpleNamespace
+
+    monkeypatch.setattr(cold_start, "generator_among_cold", lambda saved, split, cold_items: {})
 
     calls = []
 
@@ -288,3 +294,18 @@ def test_merging_partials_keeps_the_figures_a_reevaluation_added_to_the_same_row
     assert "history_excluded" not in rows["rqvae"] and "new_item_slots" not in rows["rqvae"]
     assert rows["sasrec+simcit"] == plain | {"epochs": 3}          # not in the file: nothing to keep
     assert cold_start.keep_rescored_figures({"simcit": dict(plain)}, tmp_path / "missing.json") == {}
+
+
+def test_among_cold_ranks_each_target_among_the_cold_items_with_ties_shared(cold_start):
+    """Hit@k among the cold items alone: items outside the cold list never count, and a score shared by e items
+    counts as the expected share of the places left (ties broken at random)."""
+    cold = [10, 11, 12, 13]
+    scores = torch.tensor([[3.0, 1.0, 1.0, 0.0],      # target 11: one better, tied with 12
+                           [0.0, 1.0, 2.0, 5.0],      # target 13: the best
+                           [1.0, 1.0, 1.0, 1.0]])     # target 12: all four tied
+    hits = cold_start.among_cold(scores, [11, 13, 12], cold)
+    assert hits["hit@1"] == pytest.approx((0 + 1 + 0.25) / 3)
+    assert hits["hit@2"] == pytest.approx((0.5 + 1 + 0.5) / 3)
+    assert hits["hit@10"] == pytest.approx(1.0)
+    with pytest.raises(KeyError):
+        cold_start.among_cold(scores, [5, 13, 12], cold)     # a target that is not a cold item
