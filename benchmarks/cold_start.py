@@ -20,7 +20,9 @@ Protocol (issue #13):
    SIDs with ``set_item_codes`` and ranking the whole catalogue exactly),
    popularity of the training targets and a text-similarity kNN (MiniLM cosine to the sum of the user's history
    embeddings, history items excluded, since Beauty has no repeat targets). For generators the warm figure is
-   given with the cold items in the trie (``warm``) and without them (``warm_without_cold``).
+   given with the cold items in the trie (``warm``) and without them (``warm_without_cold``). ``among_cold``:
+   each cold target ranked among the cold items alone (hit@1/2/10), by a generator's exact SID log-probability
+   and by its first level, and by the text kNN's similarity: how well each orders the new items.
 
     nice -n 10 .venv/bin/python benchmarks/cold_start.py --dataset beauty --threads 1 --epochs 8
     .venv/bin/python benchmarks/cold_start.py --dataset ml-100k --epochs 1 --no-results     # a smoke run
@@ -710,7 +712,7 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
             generator = SavedGenerator.load(folder / method, full_codes, assignment.codebook_sizes, feats.item_ids)
             if not generator.trained_on(data.num_warm):
                 print(f"error: {folder / method}: the rebuilt {method} SIDs are not the ones this generator was "
-                      "trained on (other settings or seed?)", file=sys.stderr)
+                      "trained on (other settings, seed or --threads?)", file=sys.stderr)
                 return 2
             found[method] = generator_row(generator, parts, cold_items, args)
             print(f"[{method}] {json.dumps(found[method])}", flush=True)
@@ -735,6 +737,7 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
     if saved is None:
         print(f"error: {path} does not exist: run the benchmark first", file=sys.stderr)
         return 2
+    saved = read_json(path)   # read again: a reevaluation of other methods may have written it meanwhile
     commands = saved.setdefault("new_item_slots_commands", {})   # per row: the command of its slot figures
     for method, row in found.items():
         target = saved["rows"].setdefault(method, {k: row[k] for k in parts})
