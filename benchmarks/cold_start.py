@@ -235,7 +235,6 @@ class SavedGenerator:
                                     desc=f"cold-start {self.folder.name}", new_items=new_items,
                                     new_item_slots=new_item_slots, exclude_history=exclude_history)
 
-
     def cold_item_log_probs(self, split, cold_items: list[int]) -> torch.Tensor:
         """``(users, cold items, levels)``: each level's exact log-probability of every cold item's SID after each
         user's prompt (:func:`hf_simcit.generation.sid_log_probs`; no beam search, so nothing is missed)."""

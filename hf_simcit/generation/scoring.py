@@ -30,7 +30,8 @@ def sid_log_probs(
         input_ids: the prompts, LongTensor ``(n, P)`` with ``attention_mask`` or a list of ``n`` token-id lists.
         item_token_ids: LongTensor ``(m, L)``, the SID token ids of the ``m`` items to score.
         pad_token_id: padding id for list input (default ``model.config.pad_token_id`` or 0).
-        batch_size: prompts per forward pass; the continuation batch is ``batch_size * m`` rows.
+        batch_size: prompts per forward pass. The continuation batch is ``batch_size * m`` rows of ``L - 1``
+            whole-vocabulary logits: lower it for a large vocabulary or many SIDs.
 
     Returns:
         FloatTensor ``(n, m, L)`` on the CPU: ``[i, j, l]`` = log P(level ``l`` token of SID ``j`` | prompt ``i``
@@ -48,6 +49,7 @@ def sid_log_probs(
     device = _model_device(model)
     items = items.to(device)
     m, levels = items.shape
+    # the search's model runner; the trie of the scored SIDs only checks them against the vocabulary
     logits_function = _LogitsFunction(model, SIDTrie(torch.unique(items, dim=0)), "full")
     input_ids, attention_mask = prepare_prompts(input_ids, attention_mask, pad_token_id=pad_token_id, device=device)
     was_training = model.training
