@@ -267,10 +267,11 @@ def generator_among_cold(saved: SavedGenerator, split, cold_items: list[int]) ->
     """Among-cold hit rates of a generator's exact SID log-probability, and of its first level alone shared by
     the items under it (log P(c1 | history) - log n(c1)): the generator's coarsest, best-trained guess, since
     the deeper levels of a cold SID are paths it never saw as a target."""
+    from hf_simcit.generation import SIDTrie
+
     log_probs = saved.cold_item_log_probs(split, cold_items)          # (users, cold, levels)
-    first = saved.item_token_ids[:, 0]
-    per_first_token = torch.bincount(first, minlength=int(first.max()) + 1).float()
-    first_level = log_probs[..., 0] - per_first_token[first[cold_items]].log()
+    first_prefix, items_under = SIDTrie(saved.item_token_ids).item_nodes(1)   # each item's level-1 node, its size
+    first_level = log_probs[..., 0] - items_under[first_prefix[cold_items]].float().log()
     return {"sid_log_prob": among_cold(log_probs.sum(-1), split["target"], cold_items),
             "first_level": among_cold(first_level, split["target"], cold_items)}
 
