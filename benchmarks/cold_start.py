@@ -296,17 +296,24 @@ def generator_row(saved: SavedGenerator, parts: dict, cold_items: list[int], arg
     return row
 
 
-def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: list[str], simcit_args, args):
-    """The warm items' SIDs (and the quantizer) of a generator saved in ``workdir`` by an earlier run: SimCIT's
-    trained quantizer is loaded from ``workdir/quantizer_simcit`` (no retraining); RQ-KMeans and RQ-VAE are
-    re-fitted with the run's seed. The caller checks them against the generator's own SID table."""
-    if method != "simcit":
-        return rb.build_sids(method, warm_feats, modalities, simcit_args.num_levels, simcit_args.codebook_size,
-                             args.seed, simcit_args, args.rqvae_steps)
-    from hf_simcit.modeling_simcit import SimCITQuantizer
-    from hf_simcit.quantizers import ItemFeatures, assign_semantic_ids
+def quantizer_folder(workdir: Path, tokenizer: str) -> Path:
+    """Where a run keeps a tokenizer's trained quantizer (SimCIT's ``train_quantizer`` writes its own there, the
+    recipe's ``output_dir``), so that ``--reevaluate`` rebuilds the SIDs from it instead of re-fitting."""
+    return workdir / f"quantizer_{tokenizer}"
 
-    quantizer = SimCITQuantizer.from_pretrained(workdir / "quantizer_simcit").eval()
+
+def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: list[str], args):
+    """The warm items' SIDs and the trained quantizer of a generator saved in ``workdir`` by an earlier run: the
+    quantizer is loaded from :func:`quantizer_folder` (no retraining, no re-fit), the SIDs assigned exactly as
+    ``rb.build_sids`` did. The caller checks them against the generator's own SID table."""
+    from hf_simcit.errors import SimCITInputError
+    from hf_simcit.quantizers import ItemFeatures, assign_semantic_ids, load_quantizer
+
+    folder = quantizer_folder(workdir, method)
+    if not folder.is_dir():
+        raise SimCITInputError(f"{folder}: no saved {method} quantizer (a run of an older cold_start.py?); "
+                               "train the method again")
+    quantizer = load_quantizer(folder)
     sub = ItemFeatures({m: warm_feats.features[m] for m in modalities}, {m: warm_feats.masks[m] for m in modalities},
                        warm_feats.item_ids)
     with torch.no_grad():
@@ -436,8 +443,8 @@ def parse_args(argv):
                         "history_excluded")
     p.add_argument("--reevaluate", nargs="+", default=None, metavar="WORKDIR",
                    help="train nothing: score the generators an earlier run saved in these --workdir folders "
-                        "(SIDs rebuilt and checked against each generator's own), with and without the "
-                        "--new-item-slots, and add the figures to the results JSON")
+                        "(SIDs rebuilt from the quantizer each run saved, checked against each generator's own), "
+                        "with and without the --new-item-slots, and add the figures to the results JSON")
     p.add_argument("--from-partial", nargs="+", default=None, metavar="WORKDIR",
                    help="train nothing: write the results from the rows that runs with these --workdir folders "
                         "finished (their partial.json; e.g. two processes, each with some --methods)")
@@ -564,7 +571,7 @@ def run(argv: list[str] | None = None) -> int:
     modalities = list(simcit_args.modalities or feats.modalities)
     cold_items = list(range(data.num_warm, data.num_items))     # the catalogue orders warm items first
     if args.reevaluate:
-        return reevaluate(args, command, data, feats, warm_feats, modalities, simcit_args, cold_items,
+        return reevaluate(args, command, data, feats, warm_feats, modalities, cold_items,
                           {"cold": cold_test, "warm": warm_test})
     rows: dict[str, dict] = {}
     sid_stats: dict[str, dict] = {}
@@ -594,6 +601,8 @@ def run(argv: list[str] | None = None) -> int:
         t0 = time.time()
         assignment, quantizer = rb.build_sids(tokenizer, warm_feats, modalities, simcit_args.num_levels,
                                               simcit_args.codebook_size, args.seed, simcit_args, args.rqvae_steps)
+        if tokenizer != "simcit":   # SimCIT's is saved by its training, in the same place
+            quantizer.save_pretrained(quantizer_folder(workdir, tokenizer))
         full_codes, _, stats = cold_sids(quantizer, assignment, ItemFeatures(
             {m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities}, feats.item_ids),
             data)
@@ -682,8 +691,7 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
-def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_args, cold_items: list[int],
-               parts: dict) -> int:
+def reevaluate(args, command: str, data, feats, warm_feats, modalities, cold_items: list[int], parts: dict) -> int:
     """``--reevaluate``: the saved generators, each scored plainly (which must reproduce the results JSON's row)
     and with ``--new-item-slots``; the slot figures go into that JSON's rows and a RESULTS.md table."""
     from hf_simcit.quantizers import ItemFeatures
@@ -707,12 +715,12 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, simcit_a
 
     for folder in map(Path, args.reevaluate):
         for method in [m for m in GENERATORS if m in methods and (folder / m / "train_log.json").exists()]:
-            assignment, quantizer = saved_generator_sids(method, folder, warm_feats, modalities, simcit_args, args)
+            assignment, quantizer = saved_generator_sids(method, folder, warm_feats, modalities, args)
             full_codes, _, _ = cold_sids(quantizer, assignment, full, data)
             generator = SavedGenerator.load(folder / method, full_codes, assignment.codebook_sizes, feats.item_ids)
             if not generator.trained_on(data.num_warm):
                 print(f"error: {folder / method}: the rebuilt {method} SIDs are not the ones this generator was "
-                      "trained on (other settings, seed or --threads?)", file=sys.stderr)
+                      "trained on (other settings or seed?)", file=sys.stderr)
                 return 2
             found[method] = generator_row(generator, parts, cold_items, args)
             print(f"[{method}] {json.dumps(found[method])}", flush=True)

@@ -141,33 +141,41 @@ def test_from_partial_refuses_rows_trained_with_other_settings(cold_start, tmp_p
 
 
 def test_reserved_places_and_a_reevaluation_that_reproduces_the_run(tmp_path_factory):
-    """A small ML-100K run with places reserved for cold items, then ``--reevaluate`` of the generator it saved:
-    the rebuilt SIDs are checked against the generator's own, the plain figures come back exactly, and the
+    """A small ML-100K run with places reserved for cold items, then ``--reevaluate`` of the generators it saved:
+    the SIDs are rebuilt from the quantizers the run saved (an RQ-VAE re-fit, here with another step count, would
+    give other codes), checked against each generator's own, the plain figures come back exactly, and the
     reserved places cost the warm users only the places they take (the ordinary list is the same search's)."""
     import json
     import os
+    import shutil
     import subprocess
 
     root = tmp_path_factory.mktemp("cold")
     env = {**os.environ, "HF_SIMCIT_REC_BENCH_CACHE": str(root / "cache"), "TQDM_DISABLE": "1"}
-    base = [sys.executable, str(ROOT / "benchmarks" / "cold_start.py"), "--dataset", "ml-100k", "--methods",
-            "simcit", "--simcit-steps", "30", "--epochs", "1", "--max-steps", "30", "--eval-examples", "20",
-            "--warm-test-examples", "60", "--threads", "1", "--workdir", str(root / "w"), "--no-results"]
+    base = [sys.executable, str(ROOT / "benchmarks" / "cold_start.py"), "--dataset", "ml-100k",
+            "--simcit-steps", "30", "--rqvae-steps", "30", "--epochs", "1", "--max-steps", "30", "--eval-examples",
+            "20", "--warm-test-examples", "60", "--threads", "1", "--workdir", str(root / "w"), "--no-results"]
 
-    def row(argv):
+    def rows(argv):
         done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-        line = next(x for x in done.stdout.splitlines() if x.startswith("[simcit] {"))
-        return json.loads(line[len("[simcit] "):])
+        return {method: json.loads(line[len(method) + 3:]) for line in done.stdout.splitlines()
+                for method in ("simcit", "rqvae") if line.startswith(f"[{method}] {{")}
 
-    trained = row(base)
-    again = row(base + ["--reevaluate", str(root / "w"), "--exclude-history"])
-    for part in ("cold", "warm"):
-        assert again[part] == trained[part]
-        assert again["history_excluded"][part]["users"] == trained[part]["users"]
+    trained = rows(base + ["--methods", "simcit,rqvae"])
+    assert {p.name for p in (root / "w").glob("quantizer_*") if p.is_dir()} >= {"quantizer_simcit", "quantizer_rqvae"}
+    again = rows(base + ["--methods", "simcit,rqvae", "--rqvae-steps", "1", "--reevaluate", str(root / "w"),
+                         "--exclude-history"])
+    assert set(again) == set(trained) == {"simcit", "rqvae"}
+    for method in trained:
+        for part in ("cold", "warm"):
+            assert again[method][part] == trained[method][part]
+            assert again[method]["history_excluded"][part]["users"] == trained[method][part]["users"]
+        assert again[method]["new_item_slots"] == trained[method]["new_item_slots"]
+        assert again[method]["among_cold"] == trained[method]["among_cold"]
+    trained, again = trained["simcit"], again["simcit"]
     assert set(again["history_excluded"]["new_item_slots"]) == {"1", "2"} and "history_excluded" not in trained
-    assert again["new_item_slots"] == trained["new_item_slots"] and set(trained["new_item_slots"]) == {"1", "2"}
-    assert again["among_cold"] == trained["among_cold"] and set(trained["among_cold"]) == {"sid_log_prob",
+    assert set(trained["new_item_slots"]) == {"1", "2"} and set(trained["among_cold"]) == {"sid_log_prob",
                                                                                           "first_level"}
     for hits in trained["among_cold"].values():
         assert 0.0 <= hits["hit@1"] <= hits["hit@2"] <= hits["hit@10"] <= 1.0
@@ -175,10 +183,16 @@ def test_reserved_places_and_a_reevaluation_that_reproduces_the_run(tmp_path_fac
     assert warm[0] >= warm[1] >= warm[2]
     assert trained["new_item_slots"]["1"]["cold"]["users"] == trained["cold"]["users"] > 0
     # the generator saved under another seed's split: its SIDs are not rebuilt, one line says so
-    other = subprocess.run(base + ["--reevaluate", str(root / "w"), "--seed", "7"], env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=900)
+    other = subprocess.run(base + ["--methods", "simcit", "--reevaluate", str(root / "w"), "--seed", "7"], env=env,
+                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert other.returncode == 2 and "not the ones this generator was trained on" in other.stderr
     assert len(other.stderr.strip().splitlines()) == 1
+    # a run folder without the quantizer (an older run's): one line that names the folder, no re-fit
+    shutil.rmtree(root / "w" / "quantizer_rqvae")
+    older = subprocess.run(base + ["--methods", "rqvae", "--reevaluate", str(root / "w")], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=900)
+    assert older.returncode == 2 and len(older.stderr.strip().splitlines()) == 1
+    assert "quantizer_rqvae: no saved rqvae quantizer" in older.stderr
 
 
 def test_sasrec_over_sids_ranks_the_cold_items_from_their_sids(tmp_path_factory):
