@@ -304,22 +304,17 @@ def quantizer_folder(workdir: Path, tokenizer: str) -> Path:
 
 def saved_generator_sids(method: str, workdir: Path, warm_feats, modalities: list[str], args):
     """The warm items' SIDs and the trained quantizer of a generator saved in ``workdir`` by an earlier run: the
-    quantizer is loaded from :func:`quantizer_folder` (no retraining, no re-fit), the SIDs assigned exactly as
-    ``rb.build_sids`` did. The caller checks them against the generator's own SID table."""
+    quantizer is loaded from :func:`quantizer_folder` (no retraining, no re-fit), the SIDs assigned as
+    ``rb.build_sids`` does. The caller checks them against the generator's own SID table."""
     from hf_simcit.errors import SimCITInputError
-    from hf_simcit.quantizers import ItemFeatures, assign_semantic_ids, load_quantizer
+    from hf_simcit.quantizers import load_quantizer
 
     folder = quantizer_folder(workdir, method)
     if not folder.is_dir():
         raise SimCITInputError(f"{folder}: no saved {method} quantizer (a run of an older cold_start.py?); "
                                "train the method again")
     quantizer = load_quantizer(folder)
-    sub = ItemFeatures({m: warm_feats.features[m] for m in modalities}, {m: warm_feats.masks[m] for m in modalities},
-                       warm_feats.item_ids)
-    with torch.no_grad():
-        assignment = assign_semantic_ids(quantizer, sub.features, sub.masks, resolve="level",
-                                         disambiguation_order="index", disambiguation_seed=args.seed)
-    return assignment, quantizer
+    return rb.assign_sids(quantizer, warm_feats.select(modalities), args.seed), quantizer
 
 
 def matrix_scorer(scores_of):
@@ -603,9 +598,7 @@ def run(argv: list[str] | None = None) -> int:
                                               simcit_args.codebook_size, args.seed, simcit_args, args.rqvae_steps)
         if tokenizer != "simcit":   # SimCIT's is saved by its training, in the same place
             quantizer.save_pretrained(quantizer_folder(workdir, tokenizer))
-        full_codes, _, stats = cold_sids(quantizer, assignment, ItemFeatures(
-            {m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities}, feats.item_ids),
-            data)
+        full_codes, _, stats = cold_sids(quantizer, assignment, feats.select(modalities), data)
         stats["warm_raw_collision_rate"] = float(assignment.raw_collision_rate)
         stats["warm_usage"] = [float(u) for u in assignment.raw_statistics["usage"]]
         sid_stats[tokenizer] = stats
@@ -694,13 +687,11 @@ def run(argv: list[str] | None = None) -> int:
 def reevaluate(args, command: str, data, feats, warm_feats, modalities, cold_items: list[int], parts: dict) -> int:
     """``--reevaluate``: the saved generators, each scored plainly (which must reproduce the results JSON's row)
     and with ``--new-item-slots``; the slot figures go into that JSON's rows and a RESULTS.md table."""
-    from hf_simcit.quantizers import ItemFeatures
     from hf_simcit.utils.serialization import read_json
 
     path = reporting.results_path(f"cold-start-{args.dataset}")
     saved = read_json(path)
-    full = ItemFeatures({m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities},
-                        feats.item_ids)
+    full = feats.select(modalities)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     found: dict[str, dict] = {}
 

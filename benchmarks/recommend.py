@@ -170,10 +170,9 @@ def build_sids(method: str, feats, modalities: list[str], levels: int, size: int
     moves colliding items to free last-level codes (no extra level).
     Returns ``(SemanticIDAssignment, quantizer)``.
     """
-    from hf_simcit.quantizers import BASELINES, ItemFeatures, assign_semantic_ids
+    from hf_simcit.quantizers import BASELINES
 
-    sub = ItemFeatures({m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities},
-                       feats.item_ids)
+    sub = feats.select(modalities)
     if method == "simcit":
         from hf_simcit.training.quantizer import train_quantizer
 
@@ -184,10 +183,17 @@ def build_sids(method: str, feats, modalities: list[str], levels: int, size: int
         quantizer.fit(sub.features, sub.masks)
     else:
         raise SystemExit(f"unknown method {method!r} (simcit, rqvae, rqkmeans, random, sasrec)")
+    return assign_sids(quantizer, sub, seed, resolve, disambiguation_order), quantizer
+
+
+def assign_sids(quantizer, feats, seed: int, resolve: str = "level", disambiguation_order: str = "index"):
+    """Every item's unique SID from a trained ``quantizer`` over ``feats`` (its modalities only), as
+    :func:`build_sids` gives them; a saved quantizer reloaded gives the same SIDs through here."""
+    from hf_simcit.quantizers import assign_semantic_ids
+
     with torch.no_grad():
-        assignment = assign_semantic_ids(quantizer, sub.features, sub.masks, resolve=resolve,
-                                         disambiguation_order=disambiguation_order, disambiguation_seed=seed)
-    return assignment, quantizer
+        return assign_semantic_ids(quantizer, feats.features, feats.masks, resolve=resolve,
+                                   disambiguation_order=disambiguation_order, disambiguation_seed=seed)
 
 
 # ------------------------------------------------------------------------------------------------ runs

@@ -170,19 +170,15 @@ def run_row(name: str, overrides: dict, feats, recipe, workdir: Path) -> tuple[d
     """Train one quantizer; returns (SemanticIDAssignment statistics, assignment, seconds)."""
     from dataclasses import replace
 
-    from hf_simcit.quantizers import ItemFeatures, assign_semantic_ids
     from hf_simcit.training.quantizer import train_quantizer
 
     slug = row_folder(name, recipe.seed)
     args = replace(recipe, output_dir=str(workdir / slug), checkpoint_dir=str(workdir / f"{slug}_ck"), **overrides)
-    modalities = list(args.modalities or feats.modalities)
-    sub = ItemFeatures({m: feats.features[m] for m in modalities}, {m: feats.masks[m] for m in modalities},
-                       feats.item_ids)
+    sub = feats.select(args.modalities or feats.modalities)
     start = time.time()
     model = train_quantizer(args, sub).model.eval()
     seconds = time.time() - start
-    with torch.no_grad():
-        assignment = assign_semantic_ids(model, sub.features, sub.masks, resolve="level")
+    assignment = rb.assign_sids(model, sub, args.seed)
     settings = {k: getattr(args, k) for k in (*REFERENCE, "modalities", "num_levels",
                                               "codebook_size", "max_steps", "seed")}
     settings["codes"] = "learned" if args.codebook_refit == "none" else f"k-means re-fit ({args.codebook_refit})"

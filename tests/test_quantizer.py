@@ -40,6 +40,17 @@ def tiny_features(n: int = 64, seed: int = 0) -> ItemFeatures:
                         {"text": torch.ones(n, dtype=torch.bool), "cf": cf_mask}, [f"item{i}" for i in range(n)])
 
 
+def test_item_features_select_keeps_the_asked_modalities_in_their_order_and_names_a_missing_one():
+    feats = tiny_features(10)
+    cf_only = feats.select(["cf"])
+    assert cf_only.modalities == ["cf"] and cf_only.item_ids == feats.item_ids
+    assert torch.equal(cf_only.features["cf"], feats.features["cf"]) and torch.equal(cf_only.masks["cf"],
+                                                                                     feats.masks["cf"])
+    assert feats.select(["cf", "text"]).modalities == ["cf", "text"]
+    with pytest.raises(SimCITInputError, match=r"features lack modality 'image' \(column image_embedding\)"):
+        feats.select(["text", "image"])
+
+
 def test_forward_returns_every_loss_part_and_gradients_reach_everything():
     torch.manual_seed(0)
     model = SimCITQuantizer(tiny_config()).train()

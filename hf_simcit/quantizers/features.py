@@ -31,6 +31,14 @@ class ItemFeatures:
     def __len__(self) -> int:
         return len(self.item_ids)
 
+    def select(self, modalities: Sequence[str]) -> ItemFeatures:
+        """The same items with only ``modalities``, in that order; a modality they lack is one clear error."""
+        missing = [m for m in modalities if m not in self.features]
+        if missing:
+            raise SimCITInputError(f"features lack modality {missing[0]!r} (column {missing[0]}{EMBEDDING_SUFFIX})")
+        return ItemFeatures({m: self.features[m] for m in modalities}, {m: self.masks[m] for m in modalities},
+                            self.item_ids)
+
     def subset(self, rows: torch.LongTensor) -> ItemFeatures:
         rows = torch.as_tensor(rows, dtype=torch.long)
         return ItemFeatures(

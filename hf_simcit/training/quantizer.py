@@ -261,11 +261,7 @@ def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | N
     if features is None:
         features = load_quantizer_features(args)
     elif args.modalities is not None:
-        missing = [m for m in args.modalities if m not in features.features]
-        if missing:
-            raise SimCITInputError(f"features lack modality {missing[0]!r} (column {missing[0]}_embedding)")
-        features = ItemFeatures({m: features.features[m] for m in args.modalities},
-                                {m: features.masks[m] for m in args.modalities}, features.item_ids)
+        features = features.select(args.modalities)
     output_dir = Path(args.output_dir)
     # checkpoint-<step> folders in checkpoint_dir, the best model in output_dir
     checkpoints = CheckpointManager(checkpoint_folder(output_dir, args.checkpoint_dir), output_dir,
