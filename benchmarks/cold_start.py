@@ -736,17 +736,20 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, cold_ite
     if saved is None:
         print(f"error: {path} does not exist: run the benchmark first", file=sys.stderr)
         return 2
-    saved = read_json(path)   # read again: a reevaluation of other methods may have written it meanwhile
-    commands = saved.setdefault("new_item_slots_commands", {})   # per row: the command of its slot figures
-    for method, row in found.items():
-        target = saved["rows"].setdefault(method, {k: row[k] for k in parts})
-        target["new_item_slots"] = row["new_item_slots"]
-        target["among_cold"] = row["among_cold"]
-        commands[method] = command
-        if "history_excluded" in row:
-            target["history_excluded"] = row["history_excluded"]
-            saved.setdefault("history_excluded_commands", {})[method] = command
-    reporting.write_json(path, saved)
+
+    def with_figures(saved: dict) -> dict:   # under the file's lock: reevaluations of other methods may join too
+        commands = saved.setdefault("new_item_slots_commands", {})   # per row: the command of its slot figures
+        for method, row in found.items():
+            target = saved["rows"].setdefault(method, {k: row[k] for k in parts})
+            target["new_item_slots"] = row["new_item_slots"]
+            target["among_cold"] = row["among_cold"]
+            commands[method] = command
+            if "history_excluded" in row:
+                target["history_excluded"] = row["history_excluded"]
+                saved.setdefault("history_excluded_commands", {})[method] = command
+        return saved
+
+    reporting.update_json(path, with_figures)
     reporting.append_results(
         f"\n## Cold-start items ({args.dataset}): places reserved for cold items in the top 10\n\n"
         f"Date: {reporting.utc_minute()}. The generators saved by the run of "

@@ -6,8 +6,11 @@ as ``python benchmarks/<name>.py``, and the tests' ``benchmark_module`` puts it 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,20 @@ def write_json(name_or_path: str | Path, payload: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def update_json(name_or_path: str | Path, update: Callable[[Any], Any]) -> Path:
+    """Read, change and write a results file that other runs may change at the same time (one benchmark's rows
+    split over processes, each joining the file when it ends): ``update(current or None) -> payload`` runs under
+    an exclusive lock, so that no run's rows are lost to another's write. A damaged file is one input error."""
+    from filelock import FileLock
+
+    from hf_simcit.utils.serialization import read_json
+
+    path = name_or_path if isinstance(name_or_path, Path) else results_path(name_or_path)
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]   # one lock per file, outside the tree
+    with FileLock(Path(tempfile.gettempdir()) / f"hf_simcit-results-{key}.lock"):
+        return write_json(path, update(read_json(path)))
 
 
 def append_results(text: str, path: str | Path | None = None) -> None:

@@ -285,14 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.finalize:
         out["machine"] = (f"{os.cpu_count()} CPU cores ({platform.machine()}), threads 1, shared with 5-6 other "
                           f"processes; load {load_end[0]:.1f} when the rows were written")
-    path = reporting.results_path(f"simcit-ablation-{args.dataset}")
     this_run = out   # the RESULTS section describes this run, also when its rows join an earlier file
-    earlier = json.loads(path.read_text()) if path.exists() else None
-    other_seeds = earlier and {run["seed"] for row in earlier["rows"] if row["raw_collision"] is not None
-                               for run in seed_runs(row)} - {args.seed}
-    if earlier and (args.rows or other_seeds):   # join the file: other rows and other seeds' runs stay
-        out = merge_rows(earlier, out)
-    reporting.write_json(path, out)
+
+    def joined(earlier: dict | None) -> dict:   # join the file: other rows and other seeds' runs stay
+        other_seeds = earlier and {run["seed"] for row in earlier["rows"] if row["raw_collision"] is not None
+                                   for run in seed_runs(row)} - {args.seed}
+        return merge_rows(earlier, out) if earlier and (args.rows or other_seeds) else out
+
+    path = reporting.update_json(f"simcit-ablation-{args.dataset}", joined)
     reporting.append_results(
         f"\n## SimCIT ablation ({args.dataset}): learned codes, each departure, re-fit, modalities\n\n"
         f"Date: {this_run['date']}. Machine: {this_run['machine']} (load average at start -> end; shared cores). "
