@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import recommend as rb  # noqa: E402  (the cached split and text features of the recommender benchmark)
 import reporting  # noqa: E402
-from simcit_ablation import lgmd_item_embeddings  # noqa: E402  (the ablation's LGMD rows fit it the same way)
 
 from hf_simcit.baselines.knn import content_knn_rankings  # noqa: E402
 from hf_simcit.data import training_cooccurrence, training_matrix  # noqa: E402
@@ -74,7 +73,7 @@ def main() -> int:
             start = time.perf_counter()
             name = f"cf lgmd ({'user x item' if matrix == 'interactions' else f'sequential, window {rb.CF_WINDOW}'})"
             # the pipeline's LGMD stage on that matrix; zero rows where an item has no training interaction
-            embeddings[name] = (lgmd_item_embeddings(args.dataset, rec, matrix)[0], time.perf_counter() - start)
+            embeddings[name] = (rb.lgmd_item_embeddings(args.dataset, rec, matrix)[0], time.perf_counter() - start)
             concatenated.append(name)
     for name in concatenated:
         embeddings[f"text + {name}"] = (np.concatenate([text, embeddings[name][0]], axis=1), float("nan"))

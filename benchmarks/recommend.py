@@ -79,14 +79,19 @@ def load_data(name: str):
 CF_WINDOW = 3  # --cf sequential: items up to 3 steps apart co-occur
 
 
-def load_features(name: str, rec, cf: str = "svd"):
+def load_features(name: str, rec, cf: str = "svd", lgmd_cache: Path = CACHE):
     """:class:`hf_simcit.quantizers.ItemFeatures`: MiniLM text, 32-d collaborative, geography for POIs.
 
-    ``cf``: ``"svd"`` of the training user x item matrix, or ``"sequential"`` (SPPMI-SVD of the training
-    co-occurrence within :data:`CF_WINDOW` steps; seconds, so computed each run over the cached text).
+    ``cf``: ``"svd"`` of the training user x item matrix, ``"sequential"`` (SPPMI-SVD of the training
+    co-occurrence within :data:`CF_WINDOW` steps; seconds, so computed each run over the cached text), or an
+    LGMD source of :data:`LGMD_SOURCES` (``"lgmd-sequential"``: the pipeline's lgmd stage on Beauty's recipe),
+    fitted once into ``lgmd_cache`` (:func:`make_lgmd_embeddings`, 40-100 s).
     Reuses ``benchmarks/quantizers.py``'s cache when its item order matches; else computes them with the
     package's feature functions and caches them under ``CACHE/features``.
     """
+    if cf in LGMD_SOURCES:
+        make_lgmd_embeddings(name, rec, lgmd_cache, [cf])
+        return with_cf(load_features(name, rec), name, cf, lgmd_cache)
     if cf != "svd":
         from hf_simcit.data import training_cooccurrence
         from hf_simcit.features.collaborative import collaborative_embeddings
@@ -129,6 +134,69 @@ def load_features(name: str, rec, cf: str = "svd"):
     np.savez(path, modalities=np.array(list(feats)), **{f"{m}_x": x for m, (x, _) in feats.items()},
              **{f"{m}_p": p for m, (_, p) in feats.items()})
     return wrap(feats)
+
+
+def with_cf(feats, dataset: str, source: str | None, cache: Path):
+    """``feats`` with ``cf`` replaced by a cached LGMD embedding (``<cache>/<dataset>-<source>.npz``), or None
+    when it is not cached (:func:`make_lgmd_embeddings` makes it)."""
+    from hf_simcit.quantizers import ItemFeatures
+
+    if source is None:
+        return feats
+    path = cache / f"{dataset}-{source}.npz"
+    if not path.exists():
+        return None
+    z = np.load(path)
+    return ItemFeatures(feats.features | {"cf": torch.as_tensor(z["x"], dtype=torch.float32)},
+                        feats.masks | {"cf": torch.as_tensor(z["p"], dtype=torch.bool)}, feats.item_ids)
+
+
+def lgmd_item_embeddings(dataset: str, rec, matrix: str, attractive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, present)``: the LGMD cf embeddings the pipeline's lgmd stage fits (the data set's ``lgmd.yaml``, its
+    ``matrix`` and ``attractive`` replaced), unit norm, with the mask of items that have a vector (zero rows
+    elsewhere: the features convention, as for the SVD cf)."""
+    from dataclasses import replace
+
+    from hf_simcit.lgmd.stage import LGMDArguments
+    from hf_simcit.utils.recipes import mapping_fields, read_recipe, recipe_dataclasses
+
+    path = ROOT / "recipes" / dataset / "lgmd.yaml"
+    (stage,) = recipe_dataclasses((LGMDArguments,), read_recipe(path, mappings=mapping_fields(LGMDArguments)),
+                                  str(path))
+    options = replace(stage, matrix=matrix, attractive=attractive, device="cpu",
+                      progress=False, normalize=True, null_if_empty=True)
+    transform = options.fit_transform(options.training_input(rec))
+    column = transform({"item_index": list(range(rec.num_items))})[options.embedding_column]
+    present = np.array([v is not None for v in column])
+    x = np.array([v if p else [0.0] * options.rank for v, p in zip(column, present)], dtype=np.float32)
+    return x, present
+
+
+# the LGMD cfs (--cf, the ablation's rows): source name -> (LGMD matrix, attractive graphs)
+LGMD_SOURCES = {"lgmd": ("interactions", False), "lgmd-attractive": ("interactions", True),
+                "lgmd-sequential": ("sequential", False)}
+
+
+def make_lgmd_embeddings(dataset: str, rec, cache: Path, sources: list[str]) -> list[Path]:
+    """``<cache>/<dataset>-<source>.npz`` for each of ``sources`` (:data:`LGMD_SOURCES`) not cached yet
+    (:func:`lgmd_item_embeddings`): on the training user x item matrix the SVD cf comes from (``matrix:
+    interactions``), plain and with attractive graphs, and on the SPPMI of the items that follow each other
+    (``matrix: sequential``, Beauty's recipe). Each fit takes about 40-100 s; a cached one is kept."""
+    written = []
+    for source in sources:
+        out = cache / f"{dataset}-{source}.npz"
+        if out.exists():
+            continue
+        matrix, attractive = LGMD_SOURCES[source]
+        start = time.time()
+        x, present = lgmd_item_embeddings(dataset, rec, matrix, attractive)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, x=x, p=present)
+        print(f"LGMD cf (matrix {matrix}, {'attractive graphs' if attractive else 'plain graphs'}, "
+              f"recipes/{dataset}/lgmd.yaml): {x.shape[0]} x {x.shape[1]}, {int(present.sum())} items with a vector, "
+              f"{time.time() - start:.0f} s -> {out}", flush=True)
+        written.append(out)
+    return written
 
 
 def test_subset(split, n: int | None, seed: int):
@@ -818,7 +886,7 @@ class RunContext(NamedTuple):
 
 def run_context(args) -> RunContext:
     rec = load_data(args.dataset)
-    feats = load_features(args.dataset, rec, args.cf)
+    feats = load_features(args.dataset, rec, args.cf, Path(args.lgmd_cache))
     workdir = CACHE / "runs" / args.dataset
     simcit_args = quantizer_recipe(args.dataset, args, workdir)
     modalities = list(simcit_args.modalities or feats.modalities)
@@ -885,9 +953,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="SID collision resolution for every tokenizer (assign_semantic_ids)")
     parser.add_argument("--disambiguation-order", default="index", choices=["index", "distance", "random"],
                         help="with --resolve level: how items sharing a SID are numbered (index = item order)")
-    parser.add_argument("--cf", default="svd", choices=["svd", "sequential"],
-                        help="the collaborative modality: svd of the training user x item matrix, or sequential "
-                             "(SPPMI-SVD of items that follow each other in training sequences)")
+    parser.add_argument("--cf", default="svd", choices=["svd", "sequential", *LGMD_SOURCES],
+                        help="the collaborative modality: svd of the training user x item matrix, sequential "
+                             "(SPPMI-SVD of items that follow each other in training sequences), or LGMD of the "
+                             "user x item matrix (lgmd, lgmd-attractive) or of the sequential SPPMI "
+                             "(lgmd-sequential, Beauty's recipe)")
+    parser.add_argument("--lgmd-cache", default=str(CACHE),
+                        help="where the LGMD cf is fitted once and kept (<dataset>-<cf>.npz)")
     parser.add_argument("--baseline-modalities", default="same",
                         help="features of the baseline tokenizers: 'same' as SimCIT's recipe, or e.g. 'text'")
     parser.add_argument("--model", default=None, help="LLM path/name (default: tiny Llama from a config)")

@@ -88,68 +88,6 @@ def ablation_rows(recipe) -> list[tuple[str, dict, str | None]]:
     return rows
 
 
-def with_cf(feats, source: str | None, cache: Path):
-    """``feats`` with ``cf`` replaced by a cached LGMD embedding (``<cache>/beauty-<source>.npz``), or None."""
-    from hf_simcit.quantizers import ItemFeatures
-
-    if source is None:
-        return feats
-    path = cache / f"beauty-{source}.npz"
-    if not path.exists():
-        return None
-    z = np.load(path)
-    return ItemFeatures(feats.features | {"cf": torch.as_tensor(z["x"], dtype=torch.float32)},
-                        feats.masks | {"cf": torch.as_tensor(z["p"], dtype=torch.bool)}, feats.item_ids)
-
-
-def lgmd_item_embeddings(dataset: str, rec, matrix: str, attractive: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, present)``: the LGMD cf embeddings the pipeline's lgmd stage fits (the data set's ``lgmd.yaml``, its
-    ``matrix`` and ``attractive`` replaced), unit norm, with the mask of items that have a vector (zero rows
-    elsewhere: the features convention, as for the SVD cf)."""
-    from dataclasses import replace
-
-    from hf_simcit.lgmd.stage import LGMDArguments
-    from hf_simcit.utils.recipes import mapping_fields, read_recipe, recipe_dataclasses
-
-    path = ROOT / "recipes" / dataset / "lgmd.yaml"
-    (stage,) = recipe_dataclasses((LGMDArguments,), read_recipe(path, mappings=mapping_fields(LGMDArguments)),
-                                  str(path))
-    options = replace(stage, matrix=matrix, attractive=attractive, device="cpu",
-                      progress=False, normalize=True, null_if_empty=True)
-    transform = options.fit_transform(options.training_input(rec))
-    column = transform({"item_index": list(range(rec.num_items))})[options.embedding_column]
-    present = np.array([v is not None for v in column])
-    x = np.array([v if p else [0.0] * options.rank for v, p in zip(column, present)], dtype=np.float32)
-    return x, present
-
-
-# the cached LGMD cf of the rows that use one: source name -> (LGMD matrix, attractive graphs)
-LGMD_SOURCES = {"lgmd": ("interactions", False), "lgmd-attractive": ("interactions", True),
-                "lgmd-sequential": ("sequential", False)}
-
-
-def make_lgmd_embeddings(dataset: str, rec, cache: Path, sources: list[str]) -> list[Path]:
-    """``<cache>/<dataset>-<source>.npz`` for each of ``sources`` (:data:`LGMD_SOURCES`) not cached yet
-    (:func:`lgmd_item_embeddings`): on the training user x item matrix the SVD cf comes from (``matrix:
-    interactions``), plain and with attractive graphs, and on the SPPMI of the items that follow each other
-    (``matrix: sequential``, Beauty's recipe). Each fit takes about 40-100 s; a cached one is kept."""
-    written = []
-    for source in sources:
-        out = cache / f"{dataset}-{source}.npz"
-        if out.exists():
-            continue
-        matrix, attractive = LGMD_SOURCES[source]
-        start = time.time()
-        x, present = lgmd_item_embeddings(dataset, rec, matrix, attractive)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, x=x, p=present)
-        print(f"LGMD cf (matrix {matrix}, {'attractive graphs' if attractive else 'plain graphs'}, "
-              f"recipes/{dataset}/lgmd.yaml): {x.shape[0]} x {x.shape[1]}, {int(present.sum())} items with a vector, "
-              f"{time.time() - start:.0f} s -> {out}", flush=True)
-        written.append(out)
-    return written
-
-
 def row_folder(name: str, seed: int) -> str:
     """The folder of one row and seed: the whole name, so that rows sharing a long prefix (or one row's seeds)
     never share a folder, where a later row overwrites an earlier one's saved quantizer and checkpoints."""
@@ -227,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     rec = rb.load_data(args.dataset)
     feats = rb.load_features(args.dataset, rec)
     if args.make_lgmd:   # only the LGMD cfs the chosen rows use, and only those not cached yet
-        make_lgmd_embeddings(args.dataset, rec, Path(args.lgmd_cache),
-                             sorted({cf for name, _, cf in rows_spec if name in wanted and cf in LGMD_SOURCES}))
+        rb.make_lgmd_embeddings(args.dataset, rec, Path(args.lgmd_cache),
+                             sorted({cf for name, _, cf in rows_spec if name in wanted and cf in rb.LGMD_SOURCES}))
     partial = workdir / "partial.json"
     done = {r["name"]: r for r in json.loads(partial.read_text())} if args.finalize and partial.exists() else {}
     results = []
@@ -242,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 "missing": "not run: the session's time ran out before this row"})
             continue
         row_feats = (rb.load_features(args.dataset, rec, cf) if cf == "sequential" else
-                     with_cf(feats, cf, Path(args.lgmd_cache)))
+                     rb.with_cf(feats, args.dataset, cf, Path(args.lgmd_cache)))
         if row_feats is None:
             results.append({"name": name, "settings": {"cf": cf}, "raw_collision": None, "usage": None,
                             "test": {"ndcg@10": None, "recall@10": None},

@@ -17,7 +17,13 @@ def ablation():
     return benchmark_module("simcit_ablation")
 
 
-def test_lgmd_embeddings_follow_the_recipe_on_the_training_matrix(ablation, tmp_path):
+@pytest.fixture(scope="module")
+def rb(ablation):
+    """``benchmarks/recommend.py`` as the ablation imports it: the LGMD cf lives with the other features there."""
+    return ablation.rb
+
+
+def test_lgmd_embeddings_follow_the_recipe_on_the_training_matrix(rb, tmp_path):
     """LGMD cf for the three LGMD rows (user x item plain and attractive, sequential): the recipe's rank, unit norm
     where an item has training interactions (validation and test targets never count), zero and masked elsewhere."""
     rng = np.random.default_rng(0)
@@ -25,7 +31,7 @@ def test_lgmd_embeddings_follow_the_recipe_on_the_training_matrix(ablation, tmp_
     sequences[0] = [0, 1, 48, 49]                       # 48 and 49: this user's validation and test targets only
     sequences = [[i for i in s if i not in (48, 49)] if u else s for u, s in enumerate(sequences)]
     rec = SimpleNamespace(sequences={"user_id": list(range(80)), "items": sequences}, num_users=80, num_items=50)
-    plain, attractive, sequential = ablation.make_lgmd_embeddings("beauty", rec, tmp_path, list(ablation.LGMD_SOURCES))
+    plain, attractive, sequential = rb.make_lgmd_embeddings("beauty", rec, tmp_path, list(rb.LGMD_SOURCES))
     assert [plain.name, attractive.name, sequential.name] == ["beauty-lgmd.npz", "beauty-lgmd-attractive.npz",
                                                               "beauty-lgmd-sequential.npz"]
     c = np.load(sequential)                              # items that follow each other: 48 and 49 never do
@@ -39,7 +45,25 @@ def test_lgmd_embeddings_follow_the_recipe_on_the_training_matrix(ablation, tmp_
     np.testing.assert_array_equal(a["p"], b["p"])
 
 
-def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
+def test_with_cf_swaps_in_the_cached_lgmd_cf_or_says_it_is_not_there(rb, tmp_path):
+    """``--cf lgmd*`` and the ablation's LGMD rows: the cached ``<dataset>-<source>.npz`` replaces the cf (its mask
+    too), the other modalities stay; nothing cached gives None (the ablation reports the row as missing)."""
+    import torch
+
+    from hf_simcit.quantizers import ItemFeatures
+
+    feats = ItemFeatures({"text": torch.ones(3, 4), "cf": torch.zeros(3, 2)},
+                         {"text": torch.ones(3, dtype=torch.bool), "cf": torch.ones(3, dtype=torch.bool)}, ["a", "b", "c"])
+    assert rb.with_cf(feats, "toy", None, tmp_path) is feats
+    assert rb.with_cf(feats, "toy", "lgmd-sequential", tmp_path) is None
+    np.savez(tmp_path / "toy-lgmd-sequential.npz", x=np.eye(3, 5, dtype=np.float32), p=np.array([True, False, True]))
+    out = rb.with_cf(feats, "toy", "lgmd-sequential", tmp_path)
+    assert out.modalities == ["text", "cf"] and out.item_ids == feats.item_ids and out.features["text"] is feats.features["text"]
+    assert torch.equal(out.features["cf"], torch.eye(3, 5)) and out.masks["cf"].tolist() == [True, False, True]
+    assert rb.build_parser().parse_args(["--cf", "lgmd-sequential"]).cf == "lgmd-sequential"   # recommend.py --cf
+
+
+def test_lgmd_rows_use_the_lgmd_stage_recipe(rb, tmp_path, monkeypatch):
     """The three LGMD rows fit the estimator the pipeline's lgmd stage builds from ``recipes/beauty/lgmd.yaml``
     (``LGMDArguments.estimator``): on the user x item matrix, plain and with attractive graphs, and on the
     sequential SPPMI (the recipe's own matrix)."""
@@ -59,7 +83,7 @@ def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
     monkeypatch.setattr(LGMDArguments, "fit_transform", spy)
     rec = SimpleNamespace(sequences={"user_id": [0, 1], "items": [[0, 1, 2, 3], [1, 2, 3, 0]]}, num_users=2,
                           num_items=4)
-    ablation.make_lgmd_embeddings("beauty", rec, tmp_path, list(ablation.LGMD_SOURCES))
+    rb.make_lgmd_embeddings("beauty", rec, tmp_path, list(rb.LGMD_SOURCES))
     assert [(m.rank, m.random_state, m.attractive, m.device) for m in fitted] == [(32, 0, False, "cpu"),
                                                                                    (32, 0, True, "cpu"),
                                                                                    (32, 0, False, "cpu")]
@@ -75,7 +99,7 @@ def test_lgmd_rows_use_the_lgmd_stage_recipe(ablation, tmp_path, monkeypatch):
     # a second call fits only what is asked for and not cached yet
     (tmp_path / "beauty-lgmd-attractive.npz").unlink()
     fitted.clear()
-    assert ablation.make_lgmd_embeddings("beauty", rec, tmp_path, ["lgmd", "lgmd-attractive"]) == [
+    assert rb.make_lgmd_embeddings("beauty", rec, tmp_path, ["lgmd", "lgmd-attractive"]) == [
         tmp_path / "beauty-lgmd-attractive.npz"]
     assert [m.attractive for m in fitted] == [True]
 
