@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     feats = rb.load_features(args.dataset, rec)
     if args.make_lgmd:   # only the LGMD cfs the chosen rows use, and only those not cached yet
         rb.make_lgmd_embeddings(args.dataset, rec, Path(args.lgmd_cache),
-                             sorted({cf for name, _, cf in rows_spec if name in wanted and cf in rb.LGMD_SOURCES}))
+                                sorted({cf for name, _, cf in rows_spec if name in wanted and cf in rb.LGMD_SOURCES}))
     partial = workdir / "partial.json"
     done = {r["name"]: r for r in json.loads(partial.read_text())} if args.finalize and partial.exists() else {}
     results = []
