@@ -170,20 +170,18 @@ def cold_sids(quantizer, warm_assignment, feats, data: ColdStartSplit):
     from hf_simcit.quantizers.assignment import cold_start_assignment
     from hf_simcit.tokenization_simcit import SimCITTokenizer
 
-    warm_ids, cold_ids = feats.item_ids[:data.num_warm], feats.item_ids[data.num_warm:]
-    tokenizer = SimCITTokenizer.from_codes(warm_assignment.codes, warm_ids, warm_assignment.codebook_sizes)
-    rows = torch.arange(data.num_warm, data.num_items)
-    masks = {m: x[rows] for m, x in feats.masks.items()}
+    tokenizer = SimCITTokenizer.from_codes(warm_assignment.codes, feats.item_ids[:data.num_warm],
+                                           warm_assignment.codebook_sizes)
+    cold = feats.subset(range(data.num_warm, data.num_items))
     if getattr(quantizer, "config", None) is None:
         # the concatenation baselines (RQ-KMeans, RQ-VAE) read an absent modality as zeros, which is what a cold
         # item's cf row holds; they refuse a modality absent from every item, so it is passed as present zeros
-        masks = {m: torch.ones_like(x) for m, x in masks.items()}
-        if any(bool(feats.features[m][rows][~feats.masks[m][rows]].any()) for m in masks):
+        if any(bool(x[~cold.masks[m]].any()) for m, x in cold.features.items()):
             raise AssertionError("an absent modality row is not zeros")
-    cold = ItemFeatures({m: x[rows] for m, x in feats.features.items()}, masks, cold_ids)
+        cold = ItemFeatures(cold.features, {m: torch.ones_like(x) for m, x in cold.masks.items()}, cold.item_ids)
     assignment = cold_start_assignment(quantizer, tokenizer, cold.features, cold.masks,
                                        {"resolve": warm_assignment.resolve})
-    tokenizer.add_items(assignment.codes, cold_ids)   # raises if a cold SID equals a warm one
+    tokenizer.add_items(assignment.codes, cold.item_ids)   # raises if a cold SID equals a warm one
     raw_warm, raw_cold = warm_assignment.raw_codes, assignment.raw_codes
     levels = raw_warm.shape[1]
     prefix_share = {}
@@ -550,16 +548,11 @@ def run(argv: list[str] | None = None) -> int:
           flush=True)
 
     # the training view: only warm items exist (test rows keep their targets, used only to mask them)
-    warm_ids = feats.item_ids[:data.num_warm]
     from datasets import Dataset
 
-    from hf_simcit.quantizers import ItemFeatures
-
-    warm_rec = SimpleNamespace(items=Dataset.from_dict({"item_id": warm_ids}), splits=data.splits)
+    warm_feats = feats.subset(range(data.num_warm))
+    warm_rec = SimpleNamespace(items=Dataset.from_dict({"item_id": warm_feats.item_ids}), splits=data.splits)
     full_rec = SimpleNamespace(items=Dataset.from_dict({"item_id": feats.item_ids}), splits=data.splits)
-
-    warm_feats = ItemFeatures({m: x[: data.num_warm] for m, x in feats.features.items()},
-                              {m: x[: data.num_warm] for m, x in feats.masks.items()}, warm_ids)
     simcit_args = rb.quantizer_recipe(args.dataset, SimpleNamespace(
         seed=args.seed, levels=args.levels, codebook_size=args.codebook_size, simcit_steps=args.simcit_steps),
         workdir)
