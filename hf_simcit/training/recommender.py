@@ -146,6 +146,9 @@ class RecommenderTrainingArguments:
         "help": "Output layer only at labelled positions (LabelledTokenLoss); false: the model's own loss."})
     softmax_over: str = field(default="auto", metadata={
         "help": "labelled_loss: 'sid' rows only, whole 'vocab', or 'auto' (sid for a large base vocabulary)."})
+    dense_loss_weight: float = field(default=1.0, metadata={
+        "help": "Weight of the dense item head's in-batch InfoNCE (model dense_head_dim > 0) beside the SID loss."})
+    dense_temperature: float = field(default=0.07, metadata={"help": "Temperature of that InfoNCE."})
     save_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: never)."})
     save_total_limit: int = 2
     metric_for_best_model: str = field(default="auto", metadata={
@@ -254,6 +257,7 @@ def train_recommender(
     sid_source: Any = None,
     step_callback: Callable[[int, dict[str, Any]], None] | None = None,
     item_texts: list[str] | None = None,
+    item_embeddings: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the recommender; returns ``{"best_metrics", "best_step", "final_step", "output_dir", "log"}``.
 
@@ -262,6 +266,8 @@ def train_recommender(
     ``data_args.data_dir`` and ``data_args.sid_dir``. ``step_callback(step, logs)`` runs after every
     optimizer step (and its checkpoint), e.g. to stop a run early. ``item_texts`` (one per item, in the SID
     table's order) feed ``data_args.item_text``; by default they are the prepared data's ``item_text_column``.
+    ``item_embeddings`` ``(num_items, model_args.dense_head_dim)``, in the SID table's order: the content
+    embeddings the dense item head learns to predict (needed exactly when ``dense_head_dim > 0``).
     """
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -276,6 +282,7 @@ def train_recommender(
         build_full_sequence_dataset,
         build_training_dataset,
     )
+    from ..recommender.dense import DenseItemLoss
     from ..recommender.evaluation import evaluate_recommender
     from ..recommender.modeling import build_recommender, save_recommender
     from ..recommender.objective import LabelledTokenLoss
@@ -293,6 +300,12 @@ def train_recommender(
     if data_args.item_text and not model_args.model_name_or_path:
         raise SimCITInputError("item_text needs a pretrained model (model_name_or_path, e.g. smollm2-135m): the "
                                "config-built Llama's tokenizer has no words")
+    if bool(model_args.dense_head_dim) != (item_embeddings is not None):
+        raise SimCITInputError("the dense item head needs item_embeddings, and item_embeddings need a dense head: "
+                               f"dense_head_dim is {model_args.dense_head_dim}, item_embeddings "
+                               f"{'given' if item_embeddings is not None else 'not given'}")
+    if model_args.dense_head_dim and not args.labelled_loss:
+        raise SimCITInputError("the dense item head trains through the labelled-token loss (labelled_loss: true)")
     set_seed(args.seed)
     if splits is None or sid_source is None or (data_args.item_text and item_texts is None):
         if not data_args.data_dir or (sid_source is None and not data_args.sid_dir):
@@ -363,8 +376,13 @@ def train_recommender(
                                   lr=args.learning_rate, betas=(0.9, args.adam_beta2))
     # the labelled-token loss reads hidden states through a hook, outside FSDP/DeepSpeed's parameter gathering
     sharded_engine = any(str(accelerator.distributed_type).endswith(t) for t in ("FSDP", "DEEPSPEED"))
+    dense = DenseItemLoss(model, rec.item_token_ids, item_embeddings, args.dense_temperature) \
+        if model_args.dense_head_dim else None
+    if dense is not None and sharded_engine:
+        raise SimCITInputError("the dense item head is not supported under FSDP or DeepSpeed")
     loss_fn = LabelledTokenLoss(model, rec.sid_token_ids, args.softmax_over,
-                                text_labels=data_args.item_text and "sid_to_title" in data_args.text_tasks()) \
+                                text_labels=data_args.item_text and "sid_to_title" in data_args.text_tasks(),
+                                dense=dense, dense_weight=args.dense_loss_weight) \
         if args.labelled_loss and not sharded_engine else None
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = max(1, math.ceil(len(loader) / args.gradient_accumulation_steps))

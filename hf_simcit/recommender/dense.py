@@ -1,0 +1,135 @@
+"""The dense item head (LIGER): the generator also predicts the next item's content embedding.
+
+Why: a generator trained on the warm items gives a SID path it never saw as a target almost no probability, so
+items that join the catalogue after training (cold-start items, ``add_cold_start_items``) rank poorly by their
+SIDs. With this head, the hidden state that predicts an item's first SID token is also projected onto the
+item's content embedding (e.g. its MiniLM text vector) and trained contrastively against the other target items
+of the batch. Any item with a content embedding, trained on or not, is then scored by cosine similarity:
+Yang et al. (2024), "Unifying Generative and Dense Retrieval for Sequential Recommendation".
+
+The head is a bias-free ``nn.Linear(hidden_size, embedding_dim)`` held by the causal LM as ``dense_item_head``,
+so the optimizer, checkpoints and DDP see it like any other weight; the recommender folder stores it in its own
+file (:data:`DENSE_HEAD_NAME`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SimCITInputError
+from .data import IGNORE_INDEX
+
+DENSE_HEAD_ATTR = "dense_item_head"
+DENSE_HEAD_NAME = "dense_item_head.safetensors"
+
+
+def _base(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def attach_dense_head(model: Any, embedding_dim: int) -> torch.nn.Linear:
+    """Give ``model`` (a causal LM) a fresh head ``hidden_size -> embedding_dim``; returns it."""
+    head = torch.nn.Linear(model.config.hidden_size, int(embedding_dim), bias=False)
+    head.to(device=model.device, dtype=model.dtype)
+    setattr(_base(model), DENSE_HEAD_ATTR, head)
+    return head
+
+
+def dense_head_of(model: Any) -> torch.nn.Linear | None:
+    """The model's dense item head, or ``None``."""
+    return getattr(_base(model), DENSE_HEAD_ATTR, None)
+
+
+def check_item_embeddings(item_embeddings: Any, num_items: int, embedding_dim: int) -> torch.Tensor:
+    """``(num_items, embedding_dim)`` float tensor, or one clear error naming what does not fit."""
+    embeddings = torch.as_tensor(item_embeddings, dtype=torch.float32)
+    if embeddings.ndim != 2 or embeddings.shape != (num_items, embedding_dim):
+        raise SimCITInputError(f"item embeddings for the dense head must be ({num_items}, {embedding_dim}) "
+                               f"(items x dense_head_dim), got {tuple(embeddings.shape)}")
+    if not bool(torch.isfinite(embeddings).all()):
+        row = int((~torch.isfinite(embeddings)).any(1).nonzero()[0])
+        raise SimCITInputError(f"item embedding of item {row} is not finite (NaN or inf)")
+    return embeddings
+
+
+class DenseItemLoss:
+    """In-batch InfoNCE of the head's prediction at each target item's first SID position against that item's
+    content embedding, the batch's other target items being the negatives.
+
+    Args:
+        model: the unwrapped model holding the head.
+        item_token_ids: ``(num_items, num_levels)``, each item's SID token ids; they identify the target item of
+            a labelled run of SID tokens (a run cut by ``-100``, such as a dropped validation target, is skipped).
+        item_embeddings: ``(num_items, D)`` content embeddings (cosine-normalised here).
+        temperature: softmax temperature of the cosine similarities.
+    """
+
+    def __init__(self, model: Any, item_token_ids: torch.Tensor, item_embeddings: torch.Tensor,
+                 temperature: float = 0.07):
+        if temperature <= 0:
+            raise SimCITInputError(f"dense_temperature must be positive, got {temperature}")
+        self.head = dense_head_of(model)
+        if self.head is None:
+            raise SimCITInputError("the model has no dense item head (dense_head_dim is 0)")
+        self.embeddings = F.normalize(check_item_embeddings(item_embeddings, item_token_ids.shape[0],
+                                                            self.head.out_features), dim=-1)
+        self.levels = item_token_ids.shape[1]
+        self.first_tokens = torch.unique(item_token_ids[:, 0])
+        self.item_of = {tuple(row): i for i, row in enumerate(item_token_ids.tolist())}
+        self.temperature = float(temperature)
+
+    def target_items(self, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions ``(N, 2)`` of ``targets`` ``(B, T)`` whose label starts an item's SID, and the items ``(N,)``."""
+        padded = F.pad(targets, (0, self.levels - 1), value=IGNORE_INDEX)
+        starts = torch.isin(targets, self.first_tokens.to(targets.device)).nonzero()
+        found, items = [], []
+        for b, t in starts.tolist():
+            item = self.item_of.get(tuple(padded[b, t:t + self.levels].tolist()))
+            if item is not None:
+                found.append((b, t))
+                items.append(item)
+        return (torch.as_tensor(found, dtype=torch.long).view(-1, 2),
+                torch.as_tensor(items, dtype=torch.long))
+
+    def __call__(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean InfoNCE over the batch's target items; ``hidden`` ``(B, T, d)`` predicts ``targets`` ``(B, T)``."""
+        where, items = self.target_items(targets)
+        if items.numel() == 0:
+            return hidden.sum() * 0.0   # keeps the graph (and DDP's bookkeeping) for a batch without targets
+        query = F.normalize(self.head(hidden[where[:, 0], where[:, 1]]).float(), dim=-1)      # (N, D)
+        candidates, label = torch.unique(items, return_inverse=True)
+        keys = self.embeddings[candidates].to(query.device)                                    # (C, D)
+        return F.cross_entropy(query @ keys.T / self.temperature, label.to(query.device))
+
+
+@torch.no_grad()
+def dense_item_scores(model: Any, prompts: Sequence[Sequence[int]], item_embeddings: torch.Tensor,
+                      pad_token_id: int, batch_size: int = 128) -> torch.Tensor:
+    """``(len(prompts), num_items)`` cosine similarity of the head's prediction after each prompt (the state that
+    predicts the next item's first SID token) to every item's content embedding ``(num_items, D)``."""
+    head = dense_head_of(model)
+    if head is None:
+        raise SimCITInputError("the recommender has no dense item head (trained with dense_head_dim 0)")
+    device = next(model.parameters()).device
+    keys = F.normalize(torch.as_tensor(item_embeddings, dtype=torch.float32), dim=-1).to(device)
+    decoder = _base(model).get_decoder()
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = [list(p) for p in prompts[start:start + batch_size]]
+        lengths = torch.as_tensor([len(p) for p in chunk], device=device)
+        ids = torch.full((len(chunk), int(lengths.max())), pad_token_id, dtype=torch.long, device=device)
+        for r, p in enumerate(chunk):      # right padding: every real token keeps the position it had in training
+            ids[r, :len(p)] = torch.as_tensor(p, dtype=torch.long)
+        mask = (torch.arange(ids.shape[1], device=device)[None] < lengths[:, None]).long()
+        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        last = hidden[torch.arange(len(chunk), device=device), lengths - 1]
+        out.append((F.normalize(head(last).float(), dim=-1) @ keys.T).cpu())
+    if was_training:
+        model.train()
+    return torch.cat(out) if out else torch.empty(0, keys.shape[0])
