@@ -17,12 +17,15 @@ Protocol (issue #13):
 4. Scored: test users whose target is cold ("cold") and a seeded sample of the others ("warm"), R@10 / N@10,
    for the generators, SASRec (cannot rank a cold item: 0 by construction; warm on its own catalogue), SASRec
    over each tokenizer's SIDs (``sasrec+simcit``, ...: trained on the warm items, then given the cold items'
-   SIDs with ``set_item_codes`` and ranking the whole catalogue exactly),
-   popularity of the training targets and a text-similarity kNN (MiniLM cosine to the sum of the user's history
+   SIDs with ``set_item_codes`` and ranking the whole catalogue exactly), ``simcit+dense`` (likewise
+   ``rqkmeans+dense``, ``rqvae+dense``: the generator trained with a dense item head on the warm items' text
+   embeddings, :mod:`hf_simcit.recommender.dense`, LIGER; its reserved places go to the cold items the head
+   scores best by the cosine of its prediction to their text embeddings), popularity of the training targets and a text-similarity kNN (MiniLM cosine to the sum of the user's history
    embeddings, history items excluded, since Beauty has no repeat targets). For generators the warm figure is
    given with the cold items in the trie (``warm``) and without them (``warm_without_cold``). ``among_cold``:
    each cold target ranked among the cold items alone (hit@1/2/10), by a generator's exact SID log-probability
-   and by its first level, and by the text kNN's similarity: how well each orders the new items.
+   and by its first level (and by a dense head's cosine), and by the text kNN's similarity: how well each orders
+   the new items.
 
     nice -n 10 .venv/bin/python benchmarks/cold_start.py --dataset beauty --threads 1 --epochs 8
     .venv/bin/python benchmarks/cold_start.py --dataset ml-100k --epochs 1 --no-results     # a smoke run
@@ -50,9 +53,17 @@ import reporting  # noqa: E402
 
 ROOT = reporting.ROOT
 GENERATORS = ("simcit", "rqkmeans", "rqvae")
+# a generator that also learns the next item's text embedding (the dense item head, LIGER): the head, not the
+# SIDs, picks the cold items for the reserved places
+DENSE = {f"{tokenizer}+dense": tokenizer for tokenizer in GENERATORS}
 # SASRec over each tokenizer's SIDs: trained on the warm items, then ranks the cold ones from their SIDs
 SID_SASREC = {method: tokenizer for method, tokenizer in rb.SID_SASREC.items() if tokenizer in GENERATORS}
-METHODS = (*GENERATORS, "sasrec", *SID_SASREC, "popularity", "text_knn")
+METHODS = (*GENERATORS, *DENSE, "sasrec", *SID_SASREC, "popularity", "text_knn")
+
+
+def generator_folder(workdir: Path, method: str) -> Path:
+    """Where a run keeps a generator (``simcit+dense`` in ``simcit_dense``)."""
+    return workdir / method.replace("+", "_")
 
 
 # ------------------------------------------------------------------------------------------------ protocol
@@ -217,34 +228,53 @@ class SavedGenerator:
         table = SimCITTokenizer.from_codes(full_codes, item_ids, codebook_sizes)
         return cls(folder, best, table.item_token_ids(best.tokenizer))
 
+    @property
+    def dense_head(self) -> bool:
+        """Whether the generator has a dense item head (trained with ``--methods <tokenizer>+dense``)."""
+        from hf_simcit.recommender.dense import dense_head_of
+
+        return dense_head_of(self.recommender.model) is not None
+
     def trained_on(self, num_warm: int) -> bool:
         """Whether the rebuilt warm SIDs are the ones this generator was trained on."""
         return torch.equal(self.item_token_ids[:num_warm].cpu(), self.recommender.item_token_ids.cpu())
 
-    def evaluate(self, split, args, new_items=None, new_item_slots: int = 0, exclude_history: bool = False) -> dict:
+    def evaluate(self, split, args, new_items=None, new_item_slots: int = 0, exclude_history: bool = False,
+                 return_rankings: bool = False) -> dict:
         """Rank the whole catalogue (cold items in the trie) on ``split``; with ``new_item_slots``, that many of
-        the top 10 places go to the best of ``new_items`` (the cold items); ``exclude_history``: never an item
-        of the user's own history."""
+        the top 10 places go to the best of ``new_items`` (the cold items) under the SID trie of those alone;
+        ``exclude_history``: never an item of the user's own history."""
         from hf_simcit.recommender.evaluation import evaluate_recommender
 
         best = self.recommender
         return evaluate_recommender(best.model, best.tokenizer, self.item_token_ids, split, num_beams=args.beams,
                                     ks=(5, 10), batch_size=args.eval_batch_size,
                                     desc=f"cold-start {self.folder.name}", new_items=new_items,
-                                    new_item_slots=new_item_slots, exclude_history=exclude_history)
+                                    new_item_slots=new_item_slots, exclude_history=exclude_history,
+                                    return_rankings=return_rankings)
 
-    def cold_item_log_probs(self, split, cold_items: list[int]) -> torch.Tensor:
-        """``(users, cold items, levels)``: each level's exact log-probability of every cold item's SID after each
-        user's prompt (:func:`hf_simcit.generation.sid_log_probs`; no beam search, so nothing is missed)."""
-        from hf_simcit.generation import sid_log_probs
+    def prompts(self, split) -> list[list[int]]:
         from hf_simcit.recommender.data import SIDPromptFormatter
         from hf_simcit.recommender.inference import template_of
 
         best = self.recommender
         formatter = SIDPromptFormatter(best.tokenizer, self.item_token_ids, template_of(best))
-        prompts = [formatter.prompt_ids(history) for history in split["history"]]
-        return sid_log_probs(best.model, prompts, self.item_token_ids[cold_items],
-                             pad_token_id=best.tokenizer.pad_token_id)
+        return [formatter.prompt_ids(history) for history in split["history"]]
+
+    def cold_item_log_probs(self, split, cold_items: list[int]) -> torch.Tensor:
+        """``(users, cold items, levels)``: each level's exact log-probability of every cold item's SID after each
+        user's prompt (:func:`hf_simcit.generation.sid_log_probs`; no beam search, so nothing is missed)."""
+        from hf_simcit.generation import sid_log_probs
+
+        return sid_log_probs(self.recommender.model, self.prompts(split), self.item_token_ids[cold_items],
+                             pad_token_id=self.recommender.tokenizer.pad_token_id)
+
+    def dense_scores(self, split, item_embeddings: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        """``(users, items)``: the dense item head's cosine to every item's embedding after each user's prompt."""
+        from hf_simcit.recommender.dense import dense_item_scores
+
+        return dense_item_scores(self.recommender.model, self.prompts(split), item_embeddings,
+                                 self.recommender.tokenizer.pad_token_id, batch_size=batch_size)
 
 
 AMONG_COLD_KS = (1, 2, 10)
@@ -283,14 +313,54 @@ def scored_parts(score, parts: dict, cold_items: list[int], slots: list[int]) ->
                                         for part, split in parts.items()} for m in slots}}
 
 
-def generator_row(saved: SavedGenerator, parts: dict, cold_items: list[int], args) -> dict:
+def dense_reserved_scorer(saved: SavedGenerator, item_embeddings: torch.Tensor, args, exclude_history: bool = False):
+    """``score(split, new_items=None, new_item_slots=0)`` as :func:`scored_parts` calls it: the generator's own
+    ranking, its reserved places given to the new items its dense item head scores best (LIGER's route for
+    items without a trained SID path); ``score.matrix(split)``: the head's ``(users, items)`` scores. Each
+    split's ranking and scores are computed once."""
+    searched, dense = {}, {}
+
+    def matrix(split) -> torch.Tensor:
+        if id(split) not in dense:              # the splits live in the caller's parts dict: stable ids
+            dense[id(split)] = saved.dense_scores(split, item_embeddings, args.eval_batch_size)
+        return dense[id(split)]
+
+    def score(split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
+        from hf_simcit.generation.recommend import Recommendations
+        from hf_simcit.metrics.ranking import ranking_metrics
+
+        if id(split) not in searched:
+            searched[id(split)] = saved.evaluate(split, args, exclude_history=exclude_history, return_rankings=True)
+        metrics = dict(searched[id(split)])
+        top = metrics.pop("rankings")[:, :max(ks)]
+        if not new_item_slots:
+            return metrics
+        ranked = with_best_new_items(Recommendations(top, torch.zeros(top.shape), top[..., None]), matrix(split),
+                                     new_items, max(ks), new_item_slots)
+        return metrics | ranking_metrics(ranked.item_indices, split["target"], ks)
+
+    score.matrix = matrix
+    return score
+
+
+def generator_row(saved: SavedGenerator, parts: dict, cold_items: list[int], args,
+                  item_embeddings: torch.Tensor | None = None) -> dict:
     """A saved generator's figures per part (with and without reserved places); with ``--exclude-history``,
-    the same again with each user's history items excluded, under ``history_excluded``."""
-    row = scored_parts(partial(saved.evaluate, args=args), parts, cold_items, args.new_item_slots)
+    the same again with each user's history items excluded, under ``history_excluded``. A generator with a
+    dense item head fills the reserved places from that head over ``item_embeddings`` (the whole catalogue's)."""
+    def scorer(exclude_history: bool = False):
+        if saved.dense_head:
+            return dense_reserved_scorer(saved, item_embeddings, args, exclude_history)
+        return partial(saved.evaluate, args=args, exclude_history=exclude_history)
+
+    plain = scorer()
+    row = scored_parts(plain, parts, cold_items, args.new_item_slots)
     row["among_cold"] = generator_among_cold(saved, parts["cold"], cold_items)
+    if saved.dense_head:
+        row["among_cold"]["dense"] = among_cold(plain.matrix(parts["cold"])[:, cold_items], parts["cold"]["target"],
+                                                cold_items)
     if args.exclude_history:
-        row["history_excluded"] = scored_parts(partial(saved.evaluate, args=args, exclude_history=True), parts,
-                                               cold_items, args.new_item_slots)
+        row["history_excluded"] = scored_parts(scorer(exclude_history=True), parts, cold_items, args.new_item_slots)
     return row
 
 
@@ -358,18 +428,27 @@ def sid_sasrec_scores(model, split, exclude_history: bool = False) -> torch.Tens
 def score_matrix_metrics(scores: torch.Tensor, split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
     """Ranking metrics of a ``(users, items)`` score matrix; with ``new_item_slots``, the last places of the top
     ``max(ks)`` go to the best of ``new_items``, assembled as the generators' reserved places are."""
-    from hf_simcit.generation.recommend import Recommendations, with_reserved_places
+    from hf_simcit.generation.recommend import Recommendations
     from hf_simcit.metrics.ranking import ranking_metrics
 
     k = max(ks)
     top = scores.topk(k)
     ranked = Recommendations(top.indices, top.values, top.indices[..., None])
     if new_item_slots:
-        new = torch.as_tensor(new_items, dtype=torch.long)
-        best_new = scores[:, new].topk(min(k, len(new)))
-        ranked = with_reserved_places(ranked, Recommendations(new[best_new.indices], best_new.values,
-                                                              new[best_new.indices][..., None]), k, new_item_slots)
+        ranked = with_best_new_items(ranked, scores, new_items, k, new_item_slots)
     return ranking_metrics(ranked.item_indices, split["target"], ks) | {"num_examples": len(split)}
+
+
+def with_best_new_items(ranked, scores: torch.Tensor, new_items, k: int, slots: int):
+    """``ranked`` (:class:`~hf_simcit.generation.recommend.Recommendations`) with its last ``slots`` of ``k``
+    places given to the ``new_items`` that ``scores`` ``(users, items)`` rank best, as the generators'
+    reserved places are assembled (:func:`~hf_simcit.generation.recommend.with_reserved_places`)."""
+    from hf_simcit.generation.recommend import Recommendations, with_reserved_places
+
+    new = torch.as_tensor(new_items, dtype=torch.long)
+    best = scores[:, new].topk(min(k, len(new)))
+    chosen = new[best.indices]
+    return with_reserved_places(ranked, Recommendations(chosen, best.values, chosen[..., None]), k, slots)
 
 
 def text_knn_row(feats, parts: dict, cold_items: list[int], args) -> dict:
@@ -599,11 +678,14 @@ def run(argv: list[str] | None = None) -> int:
         return assignment, full_codes
 
     parts = {"cold": cold_test, "warm": warm_test}
-    for method in [m for m in methods if m in GENERATORS]:
-        assignment, full_codes = warm_and_cold_sids(method)
-        run = rb.run_generator(method, assignment, warm_rec, warm_test, args, workdir)
-        saved = SavedGenerator.load(workdir / method, full_codes, assignment.codebook_sizes, feats.item_ids)
-        scored = generator_row(saved, parts, cold_items, args)
+    text = feats.features["text"]
+    for method in [m for m in methods if m in GENERATORS or m in DENSE]:
+        assignment, full_codes = warm_and_cold_sids(DENSE.get(method, method))
+        folder = generator_folder(workdir, method)
+        run = rb.run_generator(folder.name, assignment, warm_rec, warm_test, args, workdir,
+                               item_embeddings=text[:data.num_warm] if method in DENSE else None)
+        saved = SavedGenerator.load(folder, full_codes, assignment.codebook_sizes, feats.item_ids)
+        scored = generator_row(saved, parts, cold_items, args, text)
         rows[method] = {**scored, "warm_without_cold": figures(run["test"]), "epochs": run["epochs"],
                         "best_epoch": run["best_epoch"], "train_s": round(float(run["train_s"]), 1),
                         "invalid_items": scored["cold"]["invalid_items"] + scored["warm"]["invalid_items"]}
@@ -697,18 +779,21 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, cold_ite
             return False
         return True
 
-    for folder in map(Path, args.reevaluate):
-        for method in [m for m in GENERATORS if m in methods and (folder / m / "train_log.json").exists()]:
-            assignment, quantizer = saved_generator_sids(method, folder, warm_feats, modalities, args)
+    for workdir in map(Path, args.reevaluate):
+        for method in [m for m in (*GENERATORS, *DENSE)
+                       if m in methods and (generator_folder(workdir, m) / "train_log.json").exists()]:
+            folder = generator_folder(workdir, method)
+            assignment, quantizer = saved_generator_sids(DENSE.get(method, method), workdir, warm_feats, modalities,
+                                                         args)
             full_codes, _, _ = cold_sids(quantizer, assignment, full, data)
-            generator = SavedGenerator.load(folder / method, full_codes, assignment.codebook_sizes, feats.item_ids)
+            generator = SavedGenerator.load(folder, full_codes, assignment.codebook_sizes, feats.item_ids)
             if not generator.trained_on(data.num_warm):
-                print(f"error: {folder / method}: the rebuilt {method} SIDs are not the ones this generator was "
+                print(f"error: {folder}: the rebuilt {method} SIDs are not the ones this generator was "
                       "trained on (other settings or seed?)", file=sys.stderr)
                 return 2
-            found[method] = generator_row(generator, parts, cold_items, args)
+            found[method] = generator_row(generator, parts, cold_items, args, feats.features["text"])
             print(f"[{method}] {json.dumps(found[method])}", flush=True)
-            if not reproduced(method, folder / method):
+            if not reproduced(method, folder):
                 return 2
     if "text_knn" in methods:
         found["text_knn"] = text_knn_row(feats, parts, cold_items, args)

@@ -265,9 +265,11 @@ def assign_sids(quantizer, feats, seed: int, resolve: str = "level", disambiguat
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, fixed_epochs: int | None = None) -> dict:
+def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, fixed_epochs: int | None = None,
+                  item_embeddings: torch.Tensor | None = None) -> dict:
     """Train one SID generator to its early-stopping point (best validation checkpoint) and test it; with
-    ``fixed_epochs``, train exactly that many epochs without validation and test the last model."""
+    ``fixed_epochs``, train exactly that many epochs without validation and test the last model. With
+    ``item_embeddings`` ``(items, D)``, the generator also trains a dense item head on them (LIGER)."""
     from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import RecommenderModelArguments, load_recommender
     from hf_simcit.tokenization_simcit import SimCITTokenizer
@@ -282,7 +284,8 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
         model_name_or_path=args.model, tiny_hidden_size=args.hidden, tiny_num_layers=args.layers,
         tiny_num_heads=args.heads, tiny_intermediate_size=args.ffn or 2 * args.hidden, tiny_dropout=args.dropout,
         tiny_attention_dropout=getattr(args, "attention_dropout", 0.0),
-        tiny_tie_word_embeddings=getattr(args, "tie_embeddings", False))
+        tiny_tie_word_embeddings=getattr(args, "tie_embeddings", False),
+        dense_head_dim=0 if item_embeddings is None else int(item_embeddings.shape[1]))
     data_args = RecommenderDataArguments(eval_max_examples=0 if fixed_epochs else (args.eval_examples or None),
                                          eval_sample_seed=args.seed, objective=args.objective)
     train_args = RecommenderTrainingArguments(
@@ -296,7 +299,8 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
         early_stopping_window=getattr(args, "patience_window", 1),
         save_steps=0, logging_steps=100, eval_num_beams=args.beams, eval_batch_size=args.eval_batch_size,
         resume_from_checkpoint="no")
-    result = train_recommender(model_args, data_args, train_args, splits=rec.splits, sid_source=table)
+    result = train_recommender(model_args, data_args, train_args, splits=rec.splits, sid_source=table,
+                               item_embeddings=item_embeddings)
     best = load_recommender(train_args.output_dir, device=result["recommender"].model.device)
     start = time.time()
     test = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, test_split,

@@ -160,13 +160,19 @@ def test_reserved_places_and_a_reevaluation_that_reproduces_the_run(tmp_path_fac
         done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         return {method: json.loads(line[len(method) + 3:]) for line in done.stdout.splitlines()
-                for method in ("simcit", "rqvae") if line.startswith(f"[{method}] {{")}
+                for method in ("simcit", "rqvae", "simcit+dense") if line.startswith(f"[{method}] {{")}
 
-    trained = rows(base + ["--methods", "simcit,rqvae"])
+    trained = rows(base + ["--methods", "simcit,rqvae,simcit+dense"])
     assert {p.name for p in (root / "w").glob("quantizer_*") if p.is_dir()} >= {"quantizer_simcit", "quantizer_rqvae"}
-    again = rows(base + ["--methods", "simcit,rqvae", "--rqvae-steps", "1", "--reevaluate", str(root / "w"),
-                         "--exclude-history"])
-    assert set(again) == set(trained) == {"simcit", "rqvae"}
+    assert (root / "w" / "simcit_dense" / "dense_item_head.safetensors").exists()
+    again = rows(base + ["--methods", "simcit,rqvae,simcit+dense", "--rqvae-steps", "1", "--reevaluate",
+                         str(root / "w"), "--exclude-history"])
+    assert set(again) == set(trained) == {"simcit", "rqvae", "simcit+dense"}
+    # the dense item head ranks the cold items for the reserved places, and among the cold items
+    dense = trained["simcit+dense"]
+    assert set(dense["among_cold"]) == {"sid_log_prob", "first_level", "dense"}
+    assert set(dense["new_item_slots"]) == {"1", "2"} and dense["new_item_slots"]["2"]["cold"]["users"] > 0
+    assert "among_cold" in trained["simcit"] and "dense" not in trained["simcit"]["among_cold"]
     for method in trained:
         for part in ("cold", "warm"):
             assert again[method][part] == trained[method][part]
@@ -265,6 +271,42 @@ def test_score_matrix_rows_compute_each_parts_matrix_once(cold_start):
     assert row == cold_start.scored_parts(partial(cold_start.text_knn, text), parts, [11, 12], [1, 2])
 
 
+def test_a_dense_head_fills_the_reserved_places_with_the_cold_items_it_scores_best(cold_start, monkeypatch):
+    """``simcit+dense``: the generator's own first 10 - m items, then the m cold items its dense item head scores
+    best (not the SID trie's best); the plain figures are the generator's own, and among the cold items the
+    head's scores are ranked too."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    monkeypatch.setattr(cold_start, "generator_among_cold", lambda saved, split, cold_items: {})
+    cold_items = [10, 11, 12]
+    split = Dataset.from_dict({"history": [[0], [1]], "target": [12, 10]})
+    searched = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] for _ in range(2)])   # 12 beams, best first
+    head = torch.zeros(2, 13)
+    head[:, 12], head[:, 11], head[:, 10] = 0.9, 0.5, 0.1       # the head prefers item 12, then 11
+
+    class Saved:
+        dense_head = True
+        item_token_ids = torch.zeros(13, 2)
+
+        def evaluate(self, split, args, exclude_history=False, return_rankings=False):
+            return {"recall@10": 0.5, "ndcg@10": 0.2, "num_examples": 2, "invalid_items": 0, "rankings": searched}
+
+        def dense_scores(self, split, item_embeddings, batch_size):
+            return head
+
+    args = SimpleNamespace(new_item_slots=[1, 2], exclude_history=False, eval_batch_size=8)
+    row = cold_start.generator_row(Saved(), {"cold": split, "warm": split}, cold_items, args, torch.zeros(13, 4))
+    assert row["cold"]["recall@10"] == 0.5                  # no reserved place: the generator's own figures
+    # one place: items 0-8, then 12 (user 0's target, at rank 10); user 1's target 10, the head's last, is missed
+    assert row["new_item_slots"]["1"]["cold"]["recall@10"] == 0.5
+    assert row["new_item_slots"]["1"]["cold"]["ndcg@10"] == pytest.approx(1 / np.log2(11) / 2)
+    # two places: items 0-7, then 12 and 11
+    assert row["new_item_slots"]["2"]["cold"]["ndcg@10"] == pytest.approx(1 / np.log2(10) / 2)
+    assert row["among_cold"]["dense"] == {"hit@1": 0.5, "hit@2": 0.5, "hit@10": 1.0}
+
+
 def test_generator_rows_score_with_and_without_the_history_only_when_asked(cold_start, monkeypatch):
     """``--exclude-history`` adds a second set of figures, every one of them scored with the history excluded;
     the plain figures never are."""
@@ -275,6 +317,8 @@ def test_generator_rows_score_with_and_without_the_history_only_when_asked(cold_
     calls = []
 
     class Saved:
+        dense_head = False
+
         def evaluate(self, split, args, new_items=None, new_item_slots=0, exclude_history=False):
             calls.append((split, new_item_slots, exclude_history))
             return {"recall@10": 0.5 if exclude_history else 0.25, "ndcg@10": 0.1, "num_examples": 3,
