@@ -202,6 +202,8 @@ def plan_stages(args: PipelineArguments) -> StagePlan:
     values = _recipe(args, args.recommender_recipe, recommender_types) | over.get("recommender", {})
     values |= {"data_dir": str(run / "data"), "sid_dir": str(run / "quantizer"),
                "output_dir": str(run / "recommender"), "checkpoint_dir": str(run / "recommender_checkpoints")}
+    if values.get("dense_head_dim"):   # the dense item head learns the run's own item embeddings
+        values.setdefault("dense_item_features", str(plan.quantizer_items))
     plan.recommender = recipe_dataclasses(recommender_types, values, "recommender recipe")
     return plan
 

@@ -3,6 +3,8 @@ items it never saw as targets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from test_recommender import NUM_ITEMS, tiny_model_args, tiny_sids, tiny_splits, train_args
@@ -73,10 +75,10 @@ def test_dense_head_learns_the_next_items_embedding_and_ranks_items_it_never_saw
 def test_dense_head_options_are_checked(tmp_path):
     splits, sids = tiny_splits(), tiny_sids()
     data = RecommenderDataArguments(eval_max_examples=None)
-    with pytest.raises(SimCITInputError, match="needs item_embeddings"):
+    with pytest.raises(SimCITInputError, match="needs item embeddings"):
         train_recommender(tiny_model_args(dense_head_dim=DIM), data, train_args(tmp_path), splits=splits,
                           sid_source=sids)
-    with pytest.raises(SimCITInputError, match="needs item_embeddings"):
+    with pytest.raises(SimCITInputError, match="needs item embeddings"):
         train_recommender(tiny_model_args(), data, train_args(tmp_path), splits=splits, sid_source=sids,
                           item_embeddings=_embeddings())
     with pytest.raises(SimCITInputError, match=r"must be \(12, 8\).*got \(12, 5\)"):
@@ -94,3 +96,51 @@ def test_dense_head_options_are_checked(tmp_path):
     with pytest.raises(SimCITInputError, match="no dense item head"):
         plain = build_recommender(tiny_model_args(), sids)
         dense_item_scores(plain.model, [[1, 2]], _embeddings(), 0)
+
+
+def _item_table(tmp_path, embeddings: torch.Tensor, drop: int | None = None):
+    from datasets import Dataset
+
+    rows = [i for i in reversed(range(NUM_ITEMS)) if i != drop]     # not the SID table's order
+    path = tmp_path / "items"
+    Dataset.from_dict({"item_id": [f"item{i}" for i in rows],
+                       "text_embedding": [embeddings[i].tolist() for i in rows]}).save_to_disk(str(path))
+    return str(path)
+
+
+def test_a_recipe_names_the_item_table_whose_embeddings_the_head_learns(tmp_path):
+    """``dense_item_features`` (``hf-simcit features``' table, set by the pipeline): its text embeddings, aligned
+    to the SID table's items by id, are what the head learns: a table in reverse order trains exactly as the
+    embeddings handed over in the SID table's order."""
+    embeddings = _embeddings()
+    path = _item_table(tmp_path, embeddings)
+    splits, sids = tiny_splits(), tiny_sids()
+    data = RecommenderDataArguments(eval_max_examples=None, dense_item_features=path)
+    args = train_args(tmp_path, max_steps=10)
+    from_table = train_recommender(tiny_model_args(dense_head_dim=DIM), data, args, splits=splits, sid_source=sids)
+    head = dense_head_of(from_table["recommender"].model).weight.detach().clone()
+    given = train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(eval_max_examples=None),
+                              train_args(tmp_path, max_steps=10, output_dir=str(tmp_path / "given")),
+                              splits=splits, sid_source=sids, item_embeddings=embeddings)
+    torch.testing.assert_close(dense_head_of(given["recommender"].model).weight.detach(), head)
+    with pytest.raises(SimCITInputError, match="item 'item5' of the SID table is not in it"):
+        train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(
+            eval_max_examples=None, dense_item_features=_item_table(tmp_path / "gap", embeddings, drop=5)),
+            args, splits=splits, sid_source=sids)
+    with pytest.raises(SimCITInputError, match="dense_item_features '.*nowhere' does not exist"):
+        train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(
+            eval_max_examples=None, dense_item_features=str(tmp_path / "nowhere")), args, splits=splits,
+            sid_source=sids)
+
+
+def test_the_pipeline_gives_the_head_its_own_item_table(tmp_path):
+    from hf_simcit.pipeline import load_pipeline, plan_stages
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "ml-100k"
+    args = load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run"),
+                                                     "recommender.dense_head_dim": 384})
+    plan = plan_stages(args)
+    assert plan.recommender[0].dense_head_dim == 384
+    assert plan.recommender[1].dense_item_features == str(plan.quantizer_items)
+    plain = plan_stages(load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run")}))
+    assert plain.recommender[1].dense_item_features is None

@@ -63,6 +63,20 @@ def check_item_ids(item_ids: Sequence) -> list[str]:
     return out
 
 
+def read_item_table(path: str, field_name: str = "features_path"):
+    """The item table saved at ``path`` (``hf-simcit features`` output); one clear line if it is not there."""
+    from pathlib import Path
+
+    from datasets import load_from_disk
+
+    if not Path(path).exists():
+        raise SimCITInputError(f"{field_name} {str(path)!r} does not exist; run `hf-simcit features` first")
+    items = load_from_disk(str(path))
+    if hasattr(items, "keys"):  # a DatasetDict saved by mistake: take its only split
+        items = items[next(iter(items.keys()))]
+    return items
+
+
 def load_item_features(items, modalities: Sequence[str] | None = None) -> ItemFeatures:
     """Read an item table (``datasets.Dataset``, row ``i`` = item index ``i``) into :class:`ItemFeatures`.
 
@@ -140,4 +154,4 @@ def check_features(
     return out_features, out_masks
 
 
-__all__ = ["ItemFeatures", "load_item_features", "check_features", "check_item_ids"]
+__all__ = ["ItemFeatures", "load_item_features", "read_item_table", "check_features", "check_item_ids"]

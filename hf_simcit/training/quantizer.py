@@ -172,19 +172,11 @@ class QuantizerTrainingResult:
 
 
 def load_quantizer_features(args: QuantizerTrainingArguments) -> ItemFeatures:
-    from datasets import load_from_disk
-
-    from ..quantizers.features import load_item_features
+    from ..quantizers.features import load_item_features, read_item_table
 
     if args.features_path is None:
         raise SimCITInputError("the quantizer recipe needs features_path (an item table with embedding columns)")
-    path = Path(args.features_path)
-    if not path.exists():
-        raise SimCITInputError(f"features_path {str(path)!r} does not exist; run `hf-simcit features` first")
-    items = load_from_disk(str(path))
-    if hasattr(items, "keys"):  # a DatasetDict saved by mistake: take its only split
-        items = items[next(iter(items.keys()))]
-    return load_item_features(items, args.modalities)
+    return load_item_features(read_item_table(args.features_path), args.modalities)
 
 
 def split_items(num_items: int, share: float, seed: int) -> tuple[torch.LongTensor, torch.LongTensor]:

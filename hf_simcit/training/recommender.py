@@ -79,6 +79,11 @@ class RecommenderDataArguments:
     item_text_alignment: str = field(default="title_to_sid,sid_to_title", metadata={
         "help": "Comma-separated alignment tasks: title_to_sid, sid_to_title."})
     item_text_max_tokens: int = field(default=32, metadata={"help": "Item text cut to this many tokens."})
+    dense_item_features: str | None = field(default=None, metadata={
+        "help": "Item table with <modality>_embedding columns (hf-simcit features' output; the pipeline sets it) "
+                "whose dense_item_modality the dense item head learns to predict (model dense_head_dim > 0)."})
+    dense_item_modality: str = field(default="text", metadata={
+        "help": "The modality of dense_item_features the dense item head predicts."})
 
     def __post_init__(self):
         self.resolved_objective()   # a bad objective stops the pipeline before its first stage, not at training
@@ -245,6 +250,30 @@ class _TrainableState:
                 params[name].copy_(value.to(params[name].device, params[name].dtype))
 
 
+def dense_item_embeddings(data_args: RecommenderDataArguments, sid_source: Any) -> torch.Tensor:
+    """``(num_items, D)``: ``data_args.dense_item_modality`` of the item table ``dense_item_features``, in the SID
+    table's item order (an item the table lacks, or lacks the modality of, is one clear error)."""
+    from ..quantizers.features import load_item_features, read_item_table
+
+    table = load_item_features(read_item_table(data_args.dense_item_features, "dense_item_features"),
+                               [data_args.dense_item_modality])
+    if getattr(sid_source, "item_ids", None) is None:
+        raise SimCITInputError("dense_item_features needs a SID table with item ids to align the embeddings to")
+    row_of = {item: row for row, item in enumerate(table.item_ids)}
+    item_ids = [str(i) for i in sid_source.item_ids]
+    missing = [item for item in item_ids if item not in row_of]
+    if missing:
+        raise SimCITInputError(f"dense_item_features {data_args.dense_item_features}: item {missing[0]!r} of the SID "
+                               f"table is not in it ({len(missing)} missing)")
+    rows = torch.as_tensor([row_of[item] for item in item_ids], dtype=torch.long)
+    absent = ~table.masks[data_args.dense_item_modality][rows]
+    if bool(absent.any()):
+        raise SimCITInputError(f"dense_item_features {data_args.dense_item_features}: item "
+                               f"{item_ids[int(absent.nonzero()[0])]!r} has no {data_args.dense_item_modality} "
+                               "embedding")
+    return table.features[data_args.dense_item_modality][rows]
+
+
 # --------------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------------
@@ -300,12 +329,6 @@ def train_recommender(
     if data_args.item_text and not model_args.model_name_or_path:
         raise SimCITInputError("item_text needs a pretrained model (model_name_or_path, e.g. smollm2-135m): the "
                                "config-built Llama's tokenizer has no words")
-    if bool(model_args.dense_head_dim) != (item_embeddings is not None):
-        raise SimCITInputError("the dense item head needs item_embeddings, and item_embeddings need a dense head: "
-                               f"dense_head_dim is {model_args.dense_head_dim}, item_embeddings "
-                               f"{'given' if item_embeddings is not None else 'not given'}")
-    if model_args.dense_head_dim and not args.labelled_loss:
-        raise SimCITInputError("the dense item head trains through the labelled-token loss (labelled_loss: true)")
     set_seed(args.seed)
     if splits is None or sid_source is None or (data_args.item_text and item_texts is None):
         if not data_args.data_dir or (sid_source is None and not data_args.sid_dir):
@@ -321,6 +344,14 @@ def train_recommender(
                 raise SimCITInputError(f"item_text_column {data_args.item_text_column!r} is not a column of the item "
                                        f"table ({prepared.items.column_names})")
             item_texts = list(prepared.items[data_args.item_text_column])
+    if model_args.dense_head_dim and item_embeddings is None and data_args.dense_item_features:
+        item_embeddings = dense_item_embeddings(data_args, sid_source)
+    if bool(model_args.dense_head_dim) != (item_embeddings is not None):
+        raise SimCITInputError("the dense item head needs item embeddings (dense_item_features in a recipe), and "
+                               f"item embeddings need a dense head: dense_head_dim is {model_args.dense_head_dim}, "
+                               f"item embeddings {'given' if item_embeddings is not None else 'not given'}")
+    if model_args.dense_head_dim and not args.labelled_loss:
+        raise SimCITInputError("the dense item head trains through the labelled-token loss (labelled_loss: true)")
     rec = build_recommender(model_args, sid_source, seed=args.seed)
     template = data_args.template()
     rec.template = asdict(template)
