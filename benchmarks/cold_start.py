@@ -326,7 +326,7 @@ def dense_reserved_scorer(saved: SavedGenerator, item_embeddings: torch.Tensor, 
         return dense[id(split)]
 
     def score(split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
-        from hf_simcit.generation.recommend import Recommendations
+        from hf_simcit.generation.recommend import Recommendations, with_best_new_items
         from hf_simcit.metrics.ranking import ranking_metrics
 
         if id(split) not in searched:
@@ -428,7 +428,7 @@ def sid_sasrec_scores(model, split, exclude_history: bool = False) -> torch.Tens
 def score_matrix_metrics(scores: torch.Tensor, split, new_items=None, new_item_slots: int = 0, ks=(5, 10)) -> dict:
     """Ranking metrics of a ``(users, items)`` score matrix; with ``new_item_slots``, the last places of the top
     ``max(ks)`` go to the best of ``new_items``, assembled as the generators' reserved places are."""
-    from hf_simcit.generation.recommend import Recommendations
+    from hf_simcit.generation.recommend import Recommendations, with_best_new_items
     from hf_simcit.metrics.ranking import ranking_metrics
 
     k = max(ks)
@@ -437,18 +437,6 @@ def score_matrix_metrics(scores: torch.Tensor, split, new_items=None, new_item_s
     if new_item_slots:
         ranked = with_best_new_items(ranked, scores, new_items, k, new_item_slots)
     return ranking_metrics(ranked.item_indices, split["target"], ks) | {"num_examples": len(split)}
-
-
-def with_best_new_items(ranked, scores: torch.Tensor, new_items, k: int, slots: int):
-    """``ranked`` (:class:`~hf_simcit.generation.recommend.Recommendations`) with its last ``slots`` of ``k``
-    places given to the ``new_items`` that ``scores`` ``(users, items)`` rank best, as the generators'
-    reserved places are assembled (:func:`~hf_simcit.generation.recommend.with_reserved_places`)."""
-    from hf_simcit.generation.recommend import Recommendations, with_reserved_places
-
-    new = torch.as_tensor(new_items, dtype=torch.long)
-    best = scores[:, new].topk(min(k, len(new)))
-    chosen = new[best.indices]
-    return with_reserved_places(ranked, Recommendations(chosen, best.values, chosen[..., None]), k, slots)
 
 
 def text_knn_row(feats, parts: dict, cold_items: list[int], args) -> dict:

@@ -180,3 +180,13 @@ def with_reserved_places(ordinary: Recommendations, reserved: Recommendations, k
                            scores=assemble(ordinary.scores, reserved.scores, float("-inf")),
                            sequences=assemble(ordinary.sequences, reserved.sequences, -1))
 
+
+def with_best_new_items(ranked: Recommendations, scores: torch.Tensor, new_items: Sequence[int] | torch.Tensor,
+                        k: int, slots: int) -> Recommendations:
+    """``ranked`` with its last ``slots`` of ``k`` places given to the ``new_items`` that ``scores``
+    ``(n, num_items)`` rank best (e.g. :func:`hf_simcit.recommender.dense.dense_item_scores` of a generator with a
+    dense item head), assembled as :func:`with_reserved_places` does."""
+    new = torch.as_tensor(new_items, dtype=torch.long)
+    best = scores[:, new].topk(min(k, len(new)))
+    chosen = new[best.indices]
+    return with_reserved_places(ranked, Recommendations(chosen, best.values, chosen[..., None]), k, slots)
