@@ -26,13 +26,8 @@ from hf_simcit.recommender.modeling import add_residual_dropout, build_recommend
 from hf_simcit.recommender.objective import LabelledTokenLoss
 from hf_simcit.training.recommender import RecommenderDataArguments, train_recommender
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # users with repeats (held-out items inside the training part: those targets are dropped), a long user

@@ -6,20 +6,14 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from datasets import Dataset
 from test_recommender import NUM_ITEMS, tiny_splits
 
 from hf_simcit.cli import main
 from hf_simcit.data import RecDataset
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()

@@ -12,13 +12,8 @@ from hf_simcit.errors import SimCITInputError
 NUM_ITEMS = 15
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two fighting
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cyclic_splits(num_users: int = 15) -> DatasetDict:
