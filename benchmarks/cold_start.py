@@ -20,8 +20,9 @@ Protocol (issue #13):
    SIDs with ``set_item_codes`` and ranking the whole catalogue exactly), ``simcit+dense`` (likewise
    ``rqkmeans+dense``, ``rqvae+dense``: the generator trained with a dense item head on the warm items' text
    embeddings, :mod:`hf_simcit.recommender.dense`, LIGER; its reserved places go to the cold items the head
-   scores best by the cosine of its prediction to their text embeddings), popularity of the training targets and a text-similarity kNN (MiniLM cosine to the sum of the user's history
-   embeddings, history items excluded, since Beauty has no repeat targets). For generators the warm figure is
+   scores best by the cosine of its prediction to their text embeddings), popularity of the training targets
+   and a text-similarity kNN (MiniLM cosine to the sum of the user's history embeddings, history items
+   excluded, since Beauty has no repeat targets). For generators the warm figure is
    given with the cold items in the trie (``warm``) and without them (``warm_without_cold``). ``among_cold``:
    each cold target ranked among the cold items alone (hit@1/2/10), by a generator's exact SID log-probability
    and by its first level (and by a dense head's cosine), and by the text kNN's similarity: how well each orders

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _embeddings() -> torch.Tensor:
-    return torch.nn.functional.normalize(torch.randn(NUM_ITEMS, DIM, generator=torch.Generator().manual_seed(0)), dim=-1)
+    vectors = torch.randn(NUM_ITEMS, DIM, generator=torch.Generator().manual_seed(0))
+    return torch.nn.functional.normalize(vectors, dim=-1)
 
 
 def test_dense_loss_finds_each_labelled_item_and_skips_runs_cut_by_masking():
