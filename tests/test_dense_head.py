@@ -59,6 +59,9 @@ def test_dense_head_learns_the_next_items_embedding_and_ranks_items_it_never_saw
         embeddings + 0.2 * torch.randn(NUM_ITEMS, DIM, generator=torch.Generator().manual_seed(1)), dim=-1)
     scores = dense_item_scores(rec.model, prompts, new, rec.tokenizer.pad_token_id, batch_size=5)
     assert scores.shape == (len(prompts), NUM_ITEMS)
+    # padding changes nothing: prompts of 1-3 items scored together or one by one
+    torch.testing.assert_close(dense_item_scores(rec.model, prompts, new, rec.tokenizer.pad_token_id, batch_size=1),
+                               scores)
     hit = (scores.argmax(1) == targets).float().mean().item()
     assert hit >= 0.9          # an untrained head: about 1 / 12
     untrained = build_recommender(tiny_model_args(dense_head_dim=DIM), tiny_sids(), seed=0)

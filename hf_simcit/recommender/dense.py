@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SimCITInputError
+from ..generation.beam_search import prepare_prompts
 from .data import IGNORE_INDEX
 
 DENSE_HEAD_ATTR = "dense_item_head"
@@ -121,15 +122,11 @@ def dense_item_scores(model: Any, prompts: Sequence[Sequence[int]], item_embeddi
     model.eval()
     out = []
     for start in range(0, len(prompts), batch_size):
-        chunk = [list(p) for p in prompts[start:start + batch_size]]
-        lengths = torch.as_tensor([len(p) for p in chunk], device=device)
-        ids = torch.full((len(chunk), int(lengths.max())), pad_token_id, dtype=torch.long, device=device)
-        for r, p in enumerate(chunk):      # right padding: every real token keeps the position it had in training
-            ids[r, :len(p)] = torch.as_tensor(p, dtype=torch.long)
-        mask = (torch.arange(ids.shape[1], device=device)[None] < lengths[:, None]).long()
-        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        last = hidden[torch.arange(len(chunk), device=device), lengths - 1]
-        out.append((F.normalize(head(last).float(), dim=-1) @ keys.T).cpu())
+        # left-padded, positions from the mask (as the beam search): the last column is every prompt's last token
+        ids, mask = prepare_prompts(list(prompts[start:start + batch_size]), pad_token_id=pad_token_id, device=device)
+        hidden = decoder(input_ids=ids, attention_mask=mask,
+                         position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).last_hidden_state
+        out.append((F.normalize(head(hidden[:, -1]).float(), dim=-1) @ keys.T).cpu())
     if was_training:
         model.train()
     return torch.cat(out) if out else torch.empty(0, keys.shape[0])
