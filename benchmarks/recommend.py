@@ -314,10 +314,39 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
                                     exclude_history=True) if getattr(args, "exclude_history", False) else None
     curve = [{"epoch": e["epoch"], "seconds": e["train_seconds"], "ndcg@10": e["ndcg@10"]}
              for e in result["log"] if "ndcg@10" in e]
-    return {"test": test, "rankings": rankings, "validation": result["best_metrics"],
+    hybrid = None if item_embeddings is None else hybrid_row(best, rec.splits["validation"], test_split,
+                                                            item_embeddings, train_args.dense_temperature, args)
+    return {"test": test, "rankings": rankings, "validation": result["best_metrics"], "hybrid": hybrid,
             "train_s": result["train_seconds"], "eval_s": time.time() - start, "steps": result["final_step"],
             "best_step": result["best_step"], "epochs": result["epochs"], "best_epoch": result["best_epoch"],
             "curve": curve, "positions": result["token_positions_per_epoch"], "test_history_excluded": excluded}
+
+
+HYBRID_WEIGHTS = (0.0, 0.5, 1.0, 2.0)   # the dense head's share in the hybrid ranking, chosen on validation
+
+
+def hybrid_row(best, validation, test_split, item_embeddings: torch.Tensor, temperature: float, args) -> dict:
+    """A generator with a dense item head, ranked by LIGER's hybrid (:class:`HybridRanking`): the head's weight
+    with the best NDCG@10 on the run's validation sample (the early stopping's), then the test split with it."""
+    from hf_simcit.data.splits import sample_rows
+    from hf_simcit.recommender.dense import HybridRanking
+    from hf_simcit.recommender.evaluation import evaluate_recommender
+
+    sample = validation.select(sample_rows(len(validation), args.eval_examples or None, args.seed))
+
+    def evaluate(split, weight: float, desc: str, exclude_history: bool = False) -> dict:
+        return evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, split, num_beams=args.beams,
+                                    ks=(5, 10), batch_size=args.eval_batch_size, desc=desc,
+                                    exclude_history=exclude_history,
+                                    hybrid=HybridRanking(item_embeddings, weight, temperature))
+
+    chosen = {w: evaluate(sample, w, f"hybrid weight {w:g}, validation")["ndcg@10"] for w in HYBRID_WEIGHTS}
+    weight = max(chosen, key=chosen.get)
+    print(f"hybrid ranking, validation N@10 per weight {chosen}: weight {weight:g}", flush=True)
+    return {"weight": weight, "validation_ndcg@10": {f"{w:g}": v for w, v in chosen.items()},
+            "test": evaluate(test_split, weight, "test, hybrid"),
+            "test_history_excluded": evaluate(test_split, weight, "test, hybrid, history excluded", True)
+            if getattr(args, "exclude_history", False) else None}
 
 
 def run_sasrec(rec, test_split, n: int, args, device: str, fixed_epochs: int | None = None,
@@ -521,7 +550,35 @@ def write_results(folder: Path, name: str, rows: dict, command: str, device: str
         if row.get("test_history_excluded"):   # RecBole's protocol: the user's own items never ranked
             out["rows"][method]["test_history_excluded"] = {
                 k: row["test_history_excluded"][k] for k in ("recall@5", "recall@10", "ndcg@5", "ndcg@10")}
+        if row.get("hybrid"):   # the dense head's hybrid ranking (--dense-head), its weight chosen on validation
+            hybrid = row["hybrid"]
+            out["rows"][method]["hybrid"] = {"weight": hybrid["weight"],
+                                             "validation_ndcg@10": hybrid["validation_ndcg@10"], **{
+                part: {k: hybrid[part][k] for k in ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "invalid_items")}
+                for part in ("test", "test_history_excluded") if hybrid.get(part)}}
     return reporting.write_json(folder / f"{name}.json", out)
+
+
+def hybrid_table(rows: dict) -> str:
+    """The generators' hybrid rankings (``--dense-head``) beside their beam's own, as markdown ('' without)."""
+    hybrids = {m: r["hybrid"] for m, r in rows.items() if r.get("hybrid")}
+    if not hybrids:
+        return ""
+    lines = ["", "", "Hybrid ranking (dense item head, its weight w chosen on the validation sample):", "",
+             "| method | validation N@10 per w | w | test R@10 / N@10, beam | test R@10 / N@10, hybrid | "
+             "history excluded: beam | history excluded: hybrid |", "|" + "---|" * 7]
+    for method, hybrid in hybrids.items():
+        row, excluded = rows[method], rows[method].get("test_history_excluded") or {}
+        lines.append(f"| {NAMES.get(method, method)} | "
+                     f"{', '.join(f'{w}: {v:.4f}' for w, v in hybrid['validation_ndcg@10'].items())} | "
+                     f"{hybrid['weight']:g} | {pair(row['test'])} | {pair(hybrid['test'])} | {pair(excluded)} | "
+                     f"{pair(hybrid.get('test_history_excluded'))} |")
+    return "\n".join(lines)
+
+
+def pair(metrics: dict | None) -> str:
+    """``R@10 / N@10`` of a test result, ``-`` without one."""
+    return f"{metrics['recall@10']:.4f} / {metrics['ndcg@10']:.4f}" if metrics else "-"
 
 
 def assignment_levels(sid_stats: dict) -> int:
@@ -927,7 +984,8 @@ def learned_row(method: str, args, ctx: RunContext) -> tuple[dict, dict | None]:
               flush=True)
         return row, stats
     assignment, stats = row_sids(method, args, ctx)
-    row = run_generator(method, assignment, ctx.rec, ctx.test_split, args, ctx.workdir)
+    row = run_generator(method, assignment, ctx.rec, ctx.test_split, args, ctx.workdir,
+                        item_embeddings=ctx.feats.features["text"] if args.dense_head else None)
     print(f"[{method}] test {json.dumps({k: round(v, 4) for k, v in row['test'].items() if isinstance(v, float)})}"
           f" invalid={row['test']['invalid_items']} users={row['test']['num_examples']} "
           f"train {row['train_s']:.0f}s eval {row['eval_s']:.0f}s, best step {row['best_step']}", flush=True)
@@ -977,6 +1035,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generator input embeddings and output layer share one matrix (as in T5 / TIGER)")
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--objective", default="full_sequence", choices=["full_sequence", "prefix"])
+    parser.add_argument("--dense-head", action="store_true",
+                        help="the SID generators also train a dense item head on the items' text embeddings "
+                             "(LIGER, hf_simcit.recommender.dense)")
     parser.add_argument("--epochs", type=float, default=30.0,
                         help="the common epoch cap of every learned row (each stops early on its own)")
     parser.add_argument("--patience", type=int, default=5, help="validations without improvement before stopping")
@@ -1140,7 +1201,7 @@ def run(argv: list[str] | None = None) -> int:
     for row in rows.values():
         row["split"] = history_split(row.pop("rankings"), test_split, row["test"]["recall@10"])
 
-    table = format_table(rows, sid_stats)
+    table = format_table(rows, sid_stats) + hybrid_table(rows)
     wall = time.time() - started
     print(table)
     simcit_keys = ("max_steps", "learning_rate", "per_device_batch_size", "contrastive_temperature",
@@ -1180,7 +1241,11 @@ def run(argv: list[str] | None = None) -> int:
         f"{f' of the value or of its mean over the last {args.patience_window}' if args.patience_window > 1 else ''}"
         f", best checkpoint tested"
         f"{' (also with each user history items excluded from the ranking, RecBole protocol)' if args.exclude_history else ''}"
-        f"; beam {args.beams}") if any(m in rows for m in GENERATORS) else ""
+        f"; beam {args.beams}"
+        + ("; with a dense item head on the items' text embeddings (--dense-head, LIGER; in-batch InfoNCE, "
+           "weight 1, temperature 0.07), also ranked by the hybrid: the beam's candidates re-ordered by "
+           "log P(SID) + w x the head's logit, w of " + "/".join(f"{w:g}" for w in HYBRID_WEIGHTS)
+           + " chosen on the validation sample" if args.dense_head else "")) if any(m in rows for m in GENERATORS) else ""
     if any(m in rows for m in ("sasrec", *SID_SASREC)):
         settings += (
             f"; SASRec: {_sasrec_summary(rows.get('sasrec') or next((rows[m] for m in SID_SASREC if m in rows), None))}"

@@ -161,7 +161,7 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
         done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--smoke", "--threads", "1",
                                "--methods", "random,sasrec,sasrec+random,popularity,knn", "--jobs", jobs,
                                "--results-name", f"jobs{jobs}", "--cf", "sequential",
-                               "--exclude-history"],
+                               "--exclude-history", "--dense-head"],
                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         out[jobs] = json.loads((results / f"jobs{jobs}.json").read_text())["rows"]
@@ -190,6 +190,14 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
         assert out["2"][method]["validation"] == out["1"][method]["validation"], method
     for method in ("random", "sasrec"):
         assert 0 <= out["1"][method]["validation"]["ndcg@10"] <= 1, method
+    # --dense-head: the generator also ranks by the hybrid, its head's weight chosen on the validation sample,
+    # where weight 0 is the beam's own order (the early stopping's validation figure)
+    hybrid = out["1"]["random"]["hybrid"]
+    assert out["2"]["random"]["hybrid"] == hybrid
+    assert hybrid["validation_ndcg@10"]["0"] == out["1"]["random"]["validation"]["ndcg@10"]
+    assert hybrid["validation_ndcg@10"][f"{hybrid['weight']:g}"] == max(hybrid["validation_ndcg@10"].values())
+    assert hybrid["test"]["invalid_items"] == 0 and 0 <= hybrid["test"]["ndcg@10"] <= hybrid["test"]["recall@10"]
+    assert "hybrid" not in out["1"]["sasrec"]
     # --refit-with-validation: each learned row again, on training + validation interactions, for its best epochs
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--refit-with-validation",
                            str(results / "jobs1.json"), "--methods", "random,sasrec", "--threads", "1", "--no-results"],

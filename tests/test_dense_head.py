@@ -10,8 +10,16 @@ import torch
 from test_recommender import NUM_ITEMS, tiny_model_args, tiny_sids, tiny_splits, train_args
 
 from hf_simcit.errors import SimCITInputError
+from hf_simcit.generation import Recommendations, recommend, rerank_with_item_scores
 from hf_simcit.recommender.data import IGNORE_INDEX, SIDPromptFormatter
-from hf_simcit.recommender.dense import DENSE_HEAD_NAME, DenseItemLoss, dense_head_of, dense_item_scores
+from hf_simcit.recommender.dense import (
+    DENSE_HEAD_NAME,
+    DenseItemLoss,
+    HybridRanking,
+    dense_head_of,
+    dense_item_scores,
+)
+from hf_simcit.recommender.evaluation import evaluate_recommender
 from hf_simcit.recommender.modeling import build_recommender, load_recommender
 from hf_simcit.training.recommender import RecommenderDataArguments, train_recommender
 
@@ -144,3 +152,54 @@ def test_the_pipeline_gives_the_head_its_own_item_table(tmp_path):
     assert plan.recommender[1].dense_item_features == str(plan.quantizer_items)
     plain = plan_stages(load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run")}))
     assert plain.recommender[1].dense_item_features is None
+
+
+def test_rerank_with_item_scores_orders_the_candidates_by_the_sum_and_keeps_empty_places_last():
+    ranked = Recommendations(item_indices=torch.tensor([[4, 2, 7, -1], [1, 0, 3, 5]]),
+                             scores=torch.tensor([[-1.0, -2.0, -3.0, float("-inf")], [-0.5, -0.6, -3.0, -4.0]]),
+                             sequences=torch.arange(16).view(2, 4, 2))
+    extra = torch.zeros(2, 8)
+    extra[0, 7], extra[1, 5] = 2.5, 1.0        # item 7: -3 + 2.5 = -0.5 leads; item 5: -4 + 1 = -3 stays last
+    out = rerank_with_item_scores(ranked, extra, weight=1.0, k=3)
+    assert out.item_indices.tolist() == [[7, 4, 2], [1, 0, 3]]
+    assert out.scores[0].tolist() == [-0.5, -1.0, -2.0]
+    assert out.sequences[0].tolist() == [[4, 5], [0, 1], [2, 3]]   # each item keeps its SID
+    # weight 0 is the beam's own order; an empty place stays last whatever the weight
+    assert rerank_with_item_scores(ranked, extra, 0.0).item_indices.tolist() == ranked.item_indices.tolist()
+    assert rerank_with_item_scores(ranked, extra * 100, 1.0).item_indices[0, -1] == -1
+    with pytest.raises(SimCITInputError, match="item_scores must be"):
+        rerank_with_item_scores(ranked, torch.zeros(3, 8))
+
+
+def test_hybrid_ranking_reorders_the_beams_candidates_by_the_heads_logit():
+    rec = build_recommender(tiny_model_args(dense_head_dim=DIM), tiny_sids(), seed=0)
+    split, embeddings = tiny_splits()["validation"], _embeddings()
+    pad = rec.tokenizer.pad_token_id
+    prompts = [SIDPromptFormatter(rec.tokenizer, rec.item_token_ids).prompt_ids(h) for h in split["history"]]
+
+    def rankings(hybrid=None, beams=6):
+        return evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, num_beams=beams, ks=(1, 5),
+                                    return_rankings=True, hybrid=hybrid)["rankings"]
+
+    assert torch.equal(rankings(HybridRanking(embeddings, weight=0.0)), rankings())
+    # by hand: the beam's 6 candidates, re-ordered by log P(SID) + cos / 0.07
+    beam = recommend(rec.model, prompts, rec.item_token_ids, k=6, num_beams=6, pad_token_id=pad)
+    cosine = dense_item_scores(rec.model, prompts, embeddings, pad)
+    fused = beam.scores + cosine.gather(1, beam.item_indices) / 0.07
+    expected = beam.item_indices.gather(1, fused.argsort(1, descending=True))
+    hybrid = rankings(HybridRanking(embeddings, weight=1.0))
+    assert torch.equal(hybrid, expected) and not torch.equal(hybrid, rankings())
+    # every item a candidate and a dominant head: the head's own order
+    everything = rankings(HybridRanking(embeddings, weight=1e4), beams=NUM_ITEMS)
+    assert torch.equal(everything, cosine.argsort(1, descending=True))
+    with pytest.raises(SimCITInputError, match="do not combine"):
+        evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, num_beams=6, ks=(5,),
+                             hybrid=HybridRanking(embeddings), new_items=[0, 1], new_item_slots=1)
+    plain = build_recommender(tiny_model_args(), tiny_sids(), seed=0)
+    with pytest.raises(SimCITInputError, match="needs a recommender with a dense item head"):
+        evaluate_recommender(plain.model, plain.tokenizer, plain.item_token_ids, split, num_beams=6, ks=(5,),
+                             hybrid=HybridRanking(embeddings))
+    with pytest.raises(SimCITInputError, match="must be \\(12, 8\\)"):
+        rankings(HybridRanking(embeddings[:5]))
+    with pytest.raises(SimCITInputError, match="weight must be finite"):
+        HybridRanking(embeddings, weight=-1.0)

@@ -190,3 +190,26 @@ def with_best_new_items(ranked: Recommendations, scores: torch.Tensor, new_items
     best = scores[:, new].topk(min(k, len(new)))
     chosen = new[best.indices]
     return with_reserved_places(ranked, Recommendations(chosen, best.values, chosen[..., None]), k, slots)
+
+
+def rerank_with_item_scores(ranked: Recommendations, item_scores: torch.Tensor, weight: float = 1.0,
+                            k: int | None = None) -> Recommendations:
+    """The candidates of ``ranked`` re-ordered by their log-probability plus ``weight`` x ``item_scores``
+    ``(n, num_items)`` (a second model's log-scores, e.g. the dense item head's logits), the best ``k`` kept.
+
+    Why: a product of two experts over the beam's candidates. The SID beam proposes the items its trie search
+    finds likely; a model that scores every item directly (LIGER's dense head) re-orders them. Items outside the
+    beam cannot enter, so the list stays one of real, distinct catalogue items. Empty places (``-1``) stay last;
+    ``scores`` of the result are the fused ones.
+    """
+    if item_scores.ndim != 2 or item_scores.shape[0] != ranked.item_indices.shape[0]:
+        raise SimCITInputError(f"item_scores must be (histories, items) = ({ranked.item_indices.shape[0]}, ...), "
+                               f"got {tuple(item_scores.shape)}")
+    items = ranked.item_indices
+    valid = items >= 0
+    extra = item_scores.to(ranked.scores.device, ranked.scores.dtype).gather(1, items.clamp(min=0))
+    fused = torch.where(valid, ranked.scores + weight * extra, torch.full_like(ranked.scores, float("-inf")))
+    order = fused.argsort(dim=1, descending=True, stable=True)[:, :k or items.shape[1]]
+    return Recommendations(item_indices=items.gather(1, order), scores=fused.gather(1, order),
+                           sequences=ranked.sequences.gather(1, order[..., None].expand(-1, -1,
+                                                                                         ranked.sequences.shape[2])))

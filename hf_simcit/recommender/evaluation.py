@@ -49,6 +49,7 @@ def evaluate_recommender(
     exclude_history: bool = False,
     new_items: Sequence[int] | torch.Tensor | None = None,
     new_item_slots: int = 0,
+    hybrid: Any = None,
 ) -> dict[str, Any]:
     """Recall/NDCG@K and MRR of ``model`` on ``split`` (``history``, ``target`` columns), full ranking.
 
@@ -62,6 +63,8 @@ def evaluate_recommender(
     ``new_items``, ``new_item_slots``: the last ``new_item_slots`` places of the top ``max(ks)`` go to the best
     of ``new_items`` (e.g. cold-start items), as :func:`hf_simcit.generation.recommend` does; the rankings are
     then ``max(ks)`` long.
+    ``hybrid``: a :class:`hf_simcit.recommender.dense.HybridRanking`; the beam's ``num_beams`` candidates are
+    re-ordered by it (a model with a dense item head).
     """
     from tqdm.auto import tqdm
 
@@ -80,8 +83,12 @@ def evaluate_recommender(
     was_training = model.training
     model.eval()
     width = min(num_beams, num_items)
+    if hybrid is not None:
+        if new_item_slots:
+            raise SimCITInputError("hybrid ranking and new_item_slots do not combine; use one of them")
+        hybrid.check(model, num_items)
     search = _Search(width, k=max(ks) if new_item_slots else width, new_items=new_items,
-                     new_item_slots=new_item_slots)
+                     new_item_slots=new_item_slots, hybrid=hybrid)
     rankings = []
     show = accelerator is None or accelerator.is_local_main_process
     for start in tqdm(range(0, len(rows_to_decode), batch_size), desc=desc, disable=not show, leave=False):
@@ -143,11 +150,12 @@ class _Search:
     """``search(model, prompts, item_token_ids, pad_id, device, exclude) -> (B, width)`` item indices, best
     first, by :func:`hf_simcit.generation.recommend`; ``exclude``: None or one list of item indices per prompt
     that may not be recommended. One trie per catalogue and device (building it for 12k items takes ~1 s;
-    a batch ~30 ms)."""
+    a batch ~30 ms). ``hybrid``: re-orders each batch's candidates (:class:`~.dense.HybridRanking`)."""
 
-    def __init__(self, width: int, k: int | None = None, new_items: Any = None, new_item_slots: int = 0):
+    def __init__(self, width: int, k: int | None = None, new_items: Any = None, new_item_slots: int = 0,
+                 hybrid: Any = None):
         self.width, self.k = width, k or width
-        self.new_items, self.new_item_slots = new_items, new_item_slots
+        self.new_items, self.new_item_slots, self.hybrid = new_items, new_item_slots, hybrid
         self.tries: dict[tuple[int, str], Any] = {}
 
     def __call__(self, model, prompts: list[list[int]], item_token_ids: torch.Tensor, pad_id: int, device,
@@ -158,9 +166,12 @@ class _Search:
         if key not in self.tries:
             self.tries.clear()
             self.tries[key] = SIDTrie(item_token_ids.to(device))
-        return recommend(model, prompts, self.tries[key], k=self.k, num_beams=self.width,
-                         pad_token_id=pad_id, batch_size=len(prompts), exclude_items=exclude,
-                         new_items=self.new_items, new_item_slots=self.new_item_slots).item_indices
+        ranked = recommend(model, prompts, self.tries[key], k=self.k, num_beams=self.width,
+                           pad_token_id=pad_id, batch_size=len(prompts), exclude_items=exclude,
+                           new_items=self.new_items, new_item_slots=self.new_item_slots)
+        if self.hybrid is not None:
+            ranked = self.hybrid(model, prompts, ranked, pad_id)
+        return ranked.item_indices
 
 
 def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "test", ks: Sequence[int] = (5, 10),
