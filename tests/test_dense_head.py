@@ -59,6 +59,8 @@ def test_dense_head_learns_the_next_items_embedding_and_ranks_items_it_never_saw
     assert (tmp_path / "rec" / DENSE_HEAD_NAME).exists()
     rec = load_recommender(args.output_dir)
     assert dense_head_of(rec.model) is not None
+    # the folder keeps what the hybrid ranking needs: the items' embeddings and the head's temperature
+    assert torch.equal(rec.item_embeddings, embeddings) and rec.dense_temperature == args.dense_temperature
     formatter = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids)
     prompts = [formatter.prompt_ids(h) for h in splits["train"]["history"]]
     targets = torch.tensor(splits["train"]["target"])
@@ -203,3 +205,40 @@ def test_hybrid_ranking_reorders_the_beams_candidates_by_the_heads_logit():
         rankings(HybridRanking(embeddings[:5]))
     with pytest.raises(SimCITInputError, match="weight must be finite"):
         HybridRanking(embeddings, weight=-1.0)
+
+
+def test_a_saved_folder_ranks_by_the_hybrid_from_the_command_line(tmp_path, capsys):
+    """The folder keeps the head's item embeddings and temperature: ``hf-simcit recommend --hybrid-weight W``
+    lists the items with the best log P(SID) + W x cos / temperature (every item a candidate here: 12 items,
+    20 beams), scored by that sum; a model without a head, a negative weight or new-item places are one line."""
+    import json
+
+    from hf_simcit.cli import main
+    from hf_simcit.generation import sid_log_probs
+    from hf_simcit.recommender.modeling import save_recommender
+
+    rec = build_recommender(tiny_model_args(dense_head_dim=DIM), tiny_sids(), seed=0)
+    rec.item_embeddings, rec.dense_temperature = _embeddings(), 0.1
+    save_recommender(rec, tmp_path / "dense")
+    loaded = load_recommender(tmp_path / "dense")
+    assert torch.equal(loaded.item_embeddings, rec.item_embeddings) and loaded.dense_temperature == 0.1
+    prompt = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids).prompt_ids([1, 2])
+    log_p = sid_log_probs(rec.model, [prompt], rec.item_token_ids, pad_token_id=rec.tokenizer.pad_token_id).sum(-1)
+    cosine = dense_item_scores(rec.model, [prompt], rec.item_embeddings, rec.tokenizer.pad_token_id)
+    fused = (log_p + 2.0 * cosine / 0.1)[0]
+    best = fused.topk(5)
+    model = str(tmp_path / "dense")
+    assert main(["recommend", "--model", model, "--history", "item1", "item2", "-k", "5", "--hybrid-weight", "2"]) == 0
+    listed = json.loads(capsys.readouterr().out)["recommendations"]
+    assert [r["item_id"] for r in listed] == [f"item{i}" for i in best.indices.tolist()]
+    assert [r["score"] for r in listed] == pytest.approx(best.values.tolist(), abs=1e-4)
+    plain = tmp_path / "plain"
+    save_recommender(build_recommender(tiny_model_args(), tiny_sids(), seed=0), plain)
+    capsys.readouterr()
+    for argv, message in (([str(plain), "--hybrid-weight", "1"], "needs a recommender trained with a dense item head"),
+                          ([model, "--hybrid-weight", "-1"], "weight must be finite and >= 0"),
+                          ([model, "--hybrid-weight", "1", "--new-items", "item3", "--new-item-slots", "1"],
+                           "do not combine")):
+        assert main(["recommend", "--history", "item1", "-k", "4", "--model", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

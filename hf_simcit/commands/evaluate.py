@@ -23,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="never rank a user's own history items (RecBole's protocol; only for data where users "
                              "do not come back to items)")
     parser.add_argument("--output", default=None, help="write the metrics as JSON here (e.g. RUN/eval/metrics.json)")
+    parser.add_argument("--hybrid-weight", type=float, default=0.0,
+                        help="a model trained with a dense item head (model.dense_head_dim): re-order the beam's "
+                             "candidates by log P(SID) + W x the head's logit (LIGER's hybrid; 0: the beam's order). "
+                             "Choose W on the validation split")
     parser.set_defaults(func=run_evaluate)
 
 
@@ -35,6 +39,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ks = parse_positive_ints(args.ks, "--ks")
     metrics = evaluate_saved_recommender(args.model, args.data, split=args.split, ks=ks, num_beams=args.num_beams,
                                          batch_size=args.batch_size, max_examples=args.max_examples,
-                                         output=args.output, exclude_history=args.exclude_history)
+                                         output=args.output, exclude_history=args.exclude_history,
+                                         hybrid_weight=args.hybrid_weight)
     print(json.dumps(metrics, indent=2))
     return 0

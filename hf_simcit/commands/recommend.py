@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--new-item-slots", type=int, default=0,
                         help="how many of the k places go to the best --new-items (a model rarely generates a SID "
                         "it never saw as a target; TIGER reserves places the same way)")
+    parser.add_argument("--hybrid-weight", type=float, default=0.0,
+                        help="a model trained with a dense item head (model.dense_head_dim): re-order the beam's "
+                             "candidates by log P(SID) + W x the head's logit (LIGER's hybrid; 0: the beam's order). "
+                             "Choose W on the validation split")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.set_defaults(func=run_recommend)
 
@@ -58,7 +62,7 @@ def run_recommend(args: argparse.Namespace) -> int:
               f"model was trained on (first: history {cut[0]}) cut to their most recent {rec.max_history}",
               file=sys.stderr)
     results = recommend_items(rec, histories, k=args.top_k, num_beams=args.num_beams, new_items=args.new_items,
-                              new_item_slots=args.new_item_slots)
+                              new_item_slots=args.new_item_slots, hybrid_weight=args.hybrid_weight)
     for history, items in zip(histories, results):
         print(json.dumps({"history": history, "recommendations": [
             {"item_id": item, "score": round(score, 6)} for item, score in items]}))

@@ -28,6 +28,7 @@ from .data import IGNORE_INDEX
 
 DENSE_HEAD_ATTR = "dense_item_head"
 DENSE_HEAD_NAME = "dense_item_head.safetensors"
+DENSE_EMBEDDINGS_NAME = "dense_item_embeddings.safetensors"   # the items' content vectors the head ranks
 
 
 def _base(model: Any) -> Any:
@@ -173,3 +174,17 @@ class HybridRanking:
         scores = dense_item_scores(model, prompts, self.item_embeddings, pad_token_id, batch_size=len(prompts)) \
             if self.weight else torch.zeros(len(prompts), len(self.item_embeddings))   # weight 0: the beam's order
         return rerank_with_item_scores(ranked, scores / self.temperature, self.weight, k)
+
+
+def hybrid_ranking_of(rec: Any, weight: float) -> HybridRanking | None:
+    """The hybrid ranking of a loaded :class:`~.modeling.Recommender` at ``weight`` (``None`` for 0: the beam's
+    own order), with the item embeddings and temperature its folder saved; one clear error where it has none."""
+    if weight == 0:
+        return None
+    if dense_head_of(rec.model) is None:
+        raise SimCITInputError("a hybrid weight needs a recommender trained with a dense item head "
+                               "(model.dense_head_dim > 0); this one has none")
+    if rec.item_embeddings is None:
+        raise SimCITInputError(f"the recommender has a dense item head but no saved item embeddings "
+                               f"({DENSE_EMBEDDINGS_NAME}); save it again with this version")
+    return HybridRanking(rec.item_embeddings, weight, rec.dense_temperature or 0.07)

@@ -177,13 +177,15 @@ class _Search:
 def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "test", ks: Sequence[int] = (5, 10),
                                num_beams: int = 20, batch_size: int = 32, max_examples: int | None = None,
                                output: str | None = None, device: str | None = None,
-                               exclude_history: bool = False) -> dict[str, Any]:
+                               exclude_history: bool = False, hybrid_weight: float = 0.0) -> dict[str, Any]:
     """Load a recommender folder and a prepared data folder, evaluate one split, optionally write JSON
-    (``exclude_history``: see :func:`evaluate_recommender`; recorded in the metrics)."""
+    (``exclude_history``: see :func:`evaluate_recommender`; ``hybrid_weight``: rank by the hybrid of a folder
+    with a dense item head, :class:`~.dense.HybridRanking`; both recorded in the metrics)."""
     import json
     from pathlib import Path
 
     from ..data import load_prepared
+    from .dense import hybrid_ranking_of
     from .inference import template_of
     from .modeling import load_recommender
 
@@ -197,6 +199,7 @@ def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "t
         raise SimCITInputError(f"--output {output} is a folder; name the metrics JSON file to write")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     rec = load_recommender(model_dir, device=device)
+    hybrid = hybrid_ranking_of(rec, hybrid_weight)
     prepared = load_prepared(data_dir)
     if rec.item_ids is not None and list(prepared.items["item_id"]) != rec.item_ids:
         raise SimCITInputError(f"{data_dir} and {model_dir} have different item catalogues; evaluate with the "
@@ -206,9 +209,10 @@ def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "t
     metrics = evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, prepared.splits[split],
                                    template=template_of(rec), ks=ks, num_beams=num_beams, batch_size=batch_size,
                                    max_examples=max_examples, desc=f"evaluate {split}",
-                                   exclude_history=exclude_history)
+                                   exclude_history=exclude_history, hybrid=hybrid)
     metrics["split"] = split
     metrics["exclude_history"] = exclude_history
+    metrics["hybrid_weight"] = hybrid_weight
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(metrics, indent=2))

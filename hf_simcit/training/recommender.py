@@ -311,7 +311,7 @@ def train_recommender(
         build_full_sequence_dataset,
         build_training_dataset,
     )
-    from ..recommender.dense import DenseItemLoss
+    from ..recommender.dense import DenseItemLoss, check_item_embeddings
     from ..recommender.evaluation import evaluate_recommender
     from ..recommender.modeling import build_recommender, save_recommender
     from ..recommender.objective import LabelledTokenLoss
@@ -353,6 +353,10 @@ def train_recommender(
     if model_args.dense_head_dim and not args.labelled_loss:
         raise SimCITInputError("the dense item head trains through the labelled-token loss (labelled_loss: true)")
     rec = build_recommender(model_args, sid_source, seed=args.seed)
+    if model_args.dense_head_dim:   # saved with the model: a loaded folder ranks by the hybrid on its own
+        rec.item_embeddings = check_item_embeddings(item_embeddings, rec.item_token_ids.shape[0],
+                                                    model_args.dense_head_dim)
+        rec.dense_temperature = args.dense_temperature
     template = data_args.template()
     rec.template = asdict(template)
     # recorded with the model: recommend() cuts longer histories to what training showed the model
