@@ -71,6 +71,9 @@ class PipelineArguments:
     eval_num_beams: int = 20
     eval_ks: list[int] = field(default_factory=lambda: [5, 10])
     eval_max_examples: int | None = field(default=None, metadata={"help": "null: every user of the split"})
+    eval_hybrid_weight: float = field(default=0.0, metadata={
+        "help": "a recommender with a dense item head (model dense_head_dim) ranks by the hybrid of its beam and "
+                "the head with this weight (HybridRanking; 0: the beam's order); choose it on the validation split"})
     baselines: list[str] = field(default_factory=lambda: ["sasrec", "history", "popularity"], metadata={
         "help": "baselines on the same split: sasrec (trained to its own early-stopping point), history (the user's "
                 "most frequent history items) and popularity (most frequent training targets)"})
@@ -205,6 +208,11 @@ def plan_stages(args: PipelineArguments) -> StagePlan:
     if values.get("dense_head_dim"):   # the dense item head learns the run's own item embeddings
         values.setdefault("dense_item_features", str(plan.quantizer_items))
     plan.recommender = recipe_dataclasses(recommender_types, values, "recommender recipe")
+    if args.eval_hybrid_weight and not plan.recommender[0].dense_head_dim:   # now, not after training
+        raise SimCITInputError(f"eval_hybrid_weight {args.eval_hybrid_weight} needs a dense item head: set the "
+                               "recommender recipe's dense_head_dim (e.g. 384 for MiniLM text)")
+    if not args.eval_hybrid_weight >= 0:
+        raise SimCITInputError(f"eval_hybrid_weight must be >= 0, got {args.eval_hybrid_weight}")
     return plan
 
 
@@ -340,7 +348,7 @@ def _evaluate(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict
     metrics = evaluate_saved_recommender(
         str(plan.run / "recommender"), str(plan.run / "data"), split=args.eval_split, ks=tuple(args.eval_ks),
         num_beams=args.eval_num_beams, max_examples=args.eval_max_examples,
-        output=str(plan.run / "eval" / "metrics.json"))
+        output=str(plan.run / "eval" / "metrics.json"), hybrid_weight=args.eval_hybrid_weight)
     print(f"  {args.eval_split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
                                                  if "@" in k or k == "mrr") + f", invalid items {metrics['invalid_items']}")
     return {}
@@ -442,7 +450,8 @@ REGISTRY: tuple[Stage, ...] = (
     Stage("recommender", _recommender, lambda a, p: [asdict(part) for part in p.recommender],
           outputs=("recommender", "recommender_checkpoints"), resumable=True),
     Stage("evaluate", _evaluate, lambda a, p: {"split": a.eval_split, "beams": a.eval_num_beams, "ks": a.eval_ks,
-                                               "max_examples": a.eval_max_examples}, outputs=("eval",)),
+                                               "max_examples": a.eval_max_examples} | (
+        {"hybrid_weight": a.eval_hybrid_weight} if a.eval_hybrid_weight else {}), outputs=("eval",)),
     Stage("baselines", _baselines, lambda a, p: {"baselines": a.baselines, "sasrec": p.sasrec, "split": a.eval_split,
                                                  "max_examples": a.eval_max_examples},
           outputs=("baselines",), skip=lambda a, p: not a.baselines),

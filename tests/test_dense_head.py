@@ -242,3 +242,22 @@ def test_a_saved_folder_ranks_by_the_hybrid_from_the_command_line(tmp_path, caps
         assert main(["recommend", "--history", "item1", "-k", "4", "--model", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_the_pipelines_evaluate_stage_takes_the_hybrid_weight(tmp_path):
+    """``eval_hybrid_weight`` reaches the evaluate stage and its fingerprint (a changed weight re-evaluates);
+    left at 0 the fingerprint is the one of runs made before the option, so they still resume."""
+    from hf_simcit.pipeline import REGISTRY, load_pipeline, plan_stages
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "ml-100k"
+    stage = next(s for s in REGISTRY if s.name == "evaluate")
+    plain = load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run")})
+    hybrid = load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run"), "eval_hybrid_weight": 1.0,
+                                                       "recommender.dense_head_dim": 384})
+    assert "hybrid_weight" not in stage.settings(plain, plan_stages(plain))
+    assert stage.settings(hybrid, plan_stages(hybrid))["hybrid_weight"] == 1.0
+    # refused before anything trains: a weight without a head, a negative weight
+    for overrides, message in (({"eval_hybrid_weight": 1.0}, "needs a dense item head"),
+                               ({"eval_hybrid_weight": -1.0, "recommender.dense_head_dim": 384}, "must be >= 0")):
+        with pytest.raises(SimCITInputError, match=message):
+            plan_stages(load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run"), **overrides}))
