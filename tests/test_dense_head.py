@@ -235,7 +235,7 @@ def test_a_saved_folder_ranks_by_the_hybrid_from_the_command_line(tmp_path, caps
     plain = tmp_path / "plain"
     save_recommender(build_recommender(tiny_model_args(), tiny_sids(), seed=0), plain)
     capsys.readouterr()
-    for argv, message in (([str(plain), "--hybrid-weight", "1"], "needs a recommender trained with a dense item head"),
+    for argv, message in (([str(plain), "--hybrid-weight", "1"], "needs a recommender with a dense item head"),
                           ([model, "--hybrid-weight", "-1"], "weight must be finite and >= 0"),
                           ([model, "--hybrid-weight", "1", "--new-items", "item3", "--new-item-slots", "1"],
                            "do not combine")):

@@ -178,13 +178,13 @@ class HybridRanking:
 
 def hybrid_ranking_of(rec: Any, weight: float) -> HybridRanking | None:
     """The hybrid ranking of a loaded :class:`~.modeling.Recommender` at ``weight`` (``None`` for 0: the beam's
-    own order), with the item embeddings and temperature its folder saved; one clear error where it has none."""
+    own order), with the item embeddings and temperature its folder saved, checked against its head."""
     if weight == 0:
         return None
-    if dense_head_of(rec.model) is None:
-        raise SimCITInputError("a hybrid weight needs a recommender trained with a dense item head "
-                               "(model.dense_head_dim > 0); this one has none")
-    if rec.item_embeddings is None:
+    if dense_head_of(rec.model) is not None and rec.item_embeddings is None:
         raise SimCITInputError(f"the recommender has a dense item head but no saved item embeddings "
                                f"({DENSE_EMBEDDINGS_NAME}); save it again with this version")
-    return HybridRanking(rec.item_embeddings, weight, rec.dense_temperature or 0.07)
+    embeddings = rec.item_embeddings if rec.item_embeddings is not None else torch.empty(0, 0)
+    ranking = HybridRanking(embeddings, weight, rec.dense_temperature or 0.07)
+    ranking.check(rec.model, rec.item_token_ids.shape[0])
+    return ranking
