@@ -531,6 +531,40 @@ def test_full_model_recommender_round_trip(pushed, hub, tmp_path):
     assert f'AutoModelForCausalLM.from_pretrained("{result.repo_id}")' in card.text
 
 
+def test_a_recommender_with_a_dense_head_round_trips_with_its_item_embeddings(pushed, hub, tmp_path):
+    """The dense item head and the embeddings it ranks travel with the model: loaded by repo id, the hybrid
+    ranking gives the local folder's recommendations; the card says how to use it."""
+    from huggingface_hub import ModelCard
+
+    from hf_simcit.hub import load_recommender_from_hub, push_run
+    from hf_simcit.recommender.inference import recommend_items
+    from hf_simcit.recommender.modeling import (
+        RecommenderModelArguments,
+        build_recommender,
+        load_recommender,
+        save_recommender,
+    )
+    from hf_simcit.tokenization_simcit import SimCITTokenizer
+
+    run, _, _ = pushed
+    args = RecommenderModelArguments(use_lora=False, tiny_hidden_size=16, tiny_num_layers=1, tiny_num_heads=2,
+                                     tiny_intermediate_size=32, tiny_max_position_embeddings=64, dense_head_dim=4)
+    rec = build_recommender(args, SimCITTokenizer.from_pretrained(run / "quantizer"), seed=0)
+    rec.item_embeddings = torch.randn(rec.item_token_ids.shape[0], 4, generator=torch.Generator().manual_seed(0))
+    rec.dense_temperature = 0.1
+    save_recommender(rec, tmp_path / "run" / "recommender")
+    result = push_run(tmp_path / "run", "hf-simcit/dense", what=["adapter"])["adapter"]
+    assert {"dense_item_head.safetensors", "dense_item_embeddings.safetensors"} <= set(hub.files(result.repo_id))
+    remote, local = load_recommender_from_hub(result.repo_id), load_recommender(tmp_path / "run" / "recommender")
+    assert torch.equal(remote.item_embeddings, rec.item_embeddings) and remote.dense_temperature == 0.1
+    histories = [local.item_ids[:3], local.item_ids[4:6]]
+    hybrid = recommend_items(remote, histories, k=5, hybrid_weight=1.0)
+    assert hybrid == recommend_items(local, histories, k=5, hybrid_weight=1.0)
+    beam = recommend_items(remote, histories, k=5)
+    assert [[i for i, _ in row] for row in hybrid] != [[i for i, _ in row] for row in beam]   # re-ordered
+    assert "--hybrid-weight W" in ModelCard.load(result.repo_id).text
+
+
 def test_only_the_main_process_pushes(pushed, hub, monkeypatch):
     from hf_simcit.hub import push_run
 
