@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds (lgmd, quantizer, recommender and SASRec); default: the recipes'")
     parser.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--results-name", default=None,
+                        help="JSON file name in benchmarks/results (default pipeline-<dataset>, the checked demo "
+                             "figures; name a variant's own)")
     args = parser.parse_args(argv)
 
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = os.environ.get("OMP_NUM_THREADS")
     command = ((f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/pipeline.py"
                + (f" --recipe {recipe}" if "ml-100k" not in recipe else "")
-               + (f" --seeds {args.seeds}" if args.seeds else "") + "".join(f" --set {s}" for s in args.settings))
+               + (f" --seeds {args.seeds}" if args.seeds else "") + "".join(f" --set {s}" for s in args.settings)
+               + (f" --results-name {args.results_name}" if args.results_name else ""))
     stats, sids, metrics = first["stats"], first["sids"], first["rows"]["generator"]
     wall = sum(r["total_s"] for r in runs)
     load_end = os.getloadavg()
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     print(section)
     if not args.no_results:
         reporting.append_results("\n" + section)
-        name = f"pipeline-{stats.get('dataset')}"
+        name = args.results_name or f"pipeline-{stats.get('dataset')}"
         out = {"date": reporting.utc_iso(), "command": command,
                "wall_s": round(wall, 1), "seeds": seeds, "rows": summary,
                "generator_over_popularity_recall@10": list(ratio.values()),
