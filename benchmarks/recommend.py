@@ -177,6 +177,16 @@ LGMD_SOURCES = {"lgmd": ("interactions", False), "lgmd-attractive": ("interactio
                 "lgmd-sequential": ("sequential", False)}
 
 
+def cf_description(cf: str) -> str:
+    """What ``--cf`` ``cf`` is, for a run's settings line."""
+    if cf in LGMD_SOURCES:
+        matrix, attractive = LGMD_SOURCES[cf]
+        return (f"LGMD item factors of the training {'user x item matrix' if matrix == 'interactions' else f'SPPMI of the items within {CF_WINDOW} steps'}"
+                f"{' (attractive graphs)' if attractive else ''} (--cf {cf})")
+    return ("32-d SVD of the training user x item matrix" if cf == "svd" else
+            f"32-d SPPMI-SVD of the training co-occurrence within {CF_WINDOW} steps (--cf sequential)")
+
+
 def make_lgmd_embeddings(dataset: str, rec, cache: Path, sources: list[str]) -> list[Path]:
     """``<cache>/<dataset>-<source>.npz`` for each of ``sources`` (:data:`LGMD_SOURCES`) not cached yet
     (:func:`lgmd_item_embeddings`): on the training user x item matrix the SVD cf comes from (``matrix:
@@ -1225,8 +1235,7 @@ def run(argv: list[str] | None = None) -> int:
         f"quantizer.yaml ({', '.join(f'{k} {getattr(simcit_args, k)}' for k in simcit_keys)}) on {modalities}; "
         f"RQ-VAE ({args.rqvae_steps} steps), RQ-KMeans, random IDs = `hf_simcit.quantizers` baselines on "
         f"{base_modalities}") if uses_sids else ""
-    settings += "; cf = 32-d " + ("SVD of the training user x item matrix" if args.cf == "svd" else
-                                  f"SPPMI-SVD of the training co-occurrence within {CF_WINDOW} steps (--cf sequential)")
+    settings += "; cf = " + cf_description(args.cf)
     settings += (
         "; generator: "
         f"{args.model or f'Llama from config (hidden {args.hidden}, {args.layers} layers, {args.heads} heads)'}, "

@@ -61,6 +61,9 @@ def test_with_cf_swaps_in_the_cached_lgmd_cf_or_says_it_is_not_there(rb, tmp_pat
     assert out.modalities == ["text", "cf"] and out.item_ids == feats.item_ids and out.features["text"] is feats.features["text"]
     assert torch.equal(out.features["cf"], torch.eye(3, 5)) and out.masks["cf"].tolist() == [True, False, True]
     assert rb.build_parser().parse_args(["--cf", "lgmd-sequential"]).cf == "lgmd-sequential"   # recommend.py --cf
+    # and a run's settings line names it (it once called every cf but the SVD "SPPMI-SVD")
+    assert rb.cf_description("lgmd-sequential").startswith("LGMD item factors of the training SPPMI")
+    assert "attractive graphs" in rb.cf_description("lgmd-attractive")
 
 
 def test_lgmd_rows_use_the_lgmd_stage_recipe(rb, tmp_path, monkeypatch):
