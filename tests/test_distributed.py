@@ -119,7 +119,7 @@ def one_process_validation(run_dir: Path, model_dir: Path) -> dict:
 
 def metrics_only(metrics: dict) -> dict:
     """The metrics of a saved evaluation, without what it records about the protocol."""
-    return {k: v for k, v in metrics.items() if k not in ("split", "exclude_history")}
+    return {k: v for k, v in metrics.items() if k not in ("split", "exclude_history", "hybrid_weight")}
 
 
 def test_two_processes_train_resume_and_evaluate_like_one(run_dir, capsys):
