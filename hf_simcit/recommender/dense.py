@@ -110,16 +110,26 @@ class DenseItemLoss:
         return F.cross_entropy(query @ keys.T / self.temperature, label.to(query.device))
 
 
-@torch.no_grad()
 def dense_item_scores(model: Any, prompts: Sequence[Sequence[int]], item_embeddings: torch.Tensor,
                       pad_token_id: int, batch_size: int = 128) -> torch.Tensor:
     """``(len(prompts), num_items)`` cosine similarity of the head's prediction after each prompt (the state that
     predicts the next item's first SID token) to every item's content embedding ``(num_items, D)``."""
+    return dense_queries(model, prompts, pad_token_id, batch_size) @ unit_keys(item_embeddings).T
+
+
+def unit_keys(item_embeddings: Any) -> torch.Tensor:
+    """``(num_items, D)`` float32 item embeddings scaled to unit length (the cosine's keys), on the CPU."""
+    return F.normalize(torch.as_tensor(item_embeddings, dtype=torch.float32).cpu(), dim=-1)
+
+
+@torch.no_grad()
+def dense_queries(model: Any, prompts: Sequence[Sequence[int]], pad_token_id: int,
+                  batch_size: int = 128) -> torch.Tensor:
+    """``(len(prompts), D)``: the head's prediction after each prompt, unit length, on the CPU."""
     head = dense_head_of(model)
     if head is None:
         raise SimCITInputError("the recommender has no dense item head (trained with dense_head_dim 0)")
     device = next(model.parameters()).device
-    keys = F.normalize(torch.as_tensor(item_embeddings, dtype=torch.float32), dim=-1).to(device)
     decoder = _base(model).get_decoder()
     was_training = model.training
     model.eval()
@@ -129,10 +139,10 @@ def dense_item_scores(model: Any, prompts: Sequence[Sequence[int]], item_embeddi
         ids, mask = prepare_prompts(list(prompts[start:start + batch_size]), pad_token_id=pad_token_id, device=device)
         hidden = decoder(input_ids=ids, attention_mask=mask,
                          position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).last_hidden_state
-        out.append((F.normalize(head(hidden[:, -1]).float(), dim=-1) @ keys.T).cpu())
+        out.append(F.normalize(head(hidden[:, -1]).float(), dim=-1).cpu())
     if was_training:
         model.train()
-    return torch.cat(out) if out else torch.empty(0, keys.shape[0])
+    return torch.cat(out) if out else torch.empty(0, head.out_features)
 
 
 @dataclass
@@ -161,6 +171,7 @@ class HybridRanking:
             raise SimCITInputError(f"hybrid ranking weight must be finite and >= 0, got {self.weight}")
         if not self.temperature > 0:
             raise SimCITInputError(f"hybrid ranking temperature must be positive, got {self.temperature}")
+        self._keys = unit_keys(self.item_embeddings)   # once, not for every batch
 
     def check(self, model: Any, num_items: int) -> None:
         """One clear error if ``model`` has no head or the embeddings do not fit it and the catalogue."""
@@ -172,7 +183,7 @@ class HybridRanking:
     def __call__(self, model: Any, prompts: Sequence[Sequence[int]], ranked: Recommendations, pad_token_id: int,
                  k: int | None = None) -> Recommendations:
         """``ranked`` (the beam's candidates for ``prompts``) re-ordered, the best ``k`` kept."""
-        scores = dense_item_scores(model, prompts, self.item_embeddings, pad_token_id, batch_size=len(prompts)) \
+        scores = dense_queries(model, prompts, pad_token_id, batch_size=len(prompts)) @ self._keys.T \
             if self.weight else torch.zeros(len(prompts), len(self.item_embeddings))   # weight 0: the beam's order
         return rerank_with_item_scores(ranked, scores / self.temperature, self.weight, k)
 
