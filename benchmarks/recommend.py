@@ -624,6 +624,17 @@ def _load_source(arg: str) -> tuple[dict, list[str] | None, dict]:
     return source, methods, vars(recorded_options(command))
 
 
+def _seed_sources(arg: str) -> list[tuple[dict, list[str] | None, dict]]:
+    """:func:`_load_source` of ``FILE[:method,...]``; ``ABLATION_FILE#ROW`` gives that SimCIT ablation row's
+    runs, one per seed (``benchmarks/simcit_ablation.py --downstream ROW --seed S``), as ``simcit`` rows."""
+    if "#" in arg:
+        import simcit_ablation  # imports this module: only when an ablation row is asked for
+
+        path, _, name = arg.partition("#")
+        return simcit_ablation.seed_sources(path, name)
+    return [_load_source(arg)]
+
+
 def merge_results(paths: list[str], name: str) -> int:
     """One results file (and one learning-curve plot) from runs that trained different rows on the same
     split with the same settings, e.g. two processes on two cores; every source is named in the command.
@@ -830,13 +841,14 @@ def seeds_summary(paths: list[str], name: str) -> int:
 
     A seed's rows may come from several files (rows trained in separate processes, or one row trained again):
     ``FILE:method,method`` takes only those rows of a file, and a row that two files of one seed hold is
-    refused. Each row's settings are compared across the seeds, from the file that holds it."""
+    refused. ``ABLATION_FILE#ROW`` adds the SimCIT row of every seed that ablation row trained a generator
+    for. Each row's settings are compared across the seeds, from the file that holds it."""
     sources, options, chosen = [], [], []
     for arg in paths:
-        source, methods, option = _load_source(arg)
-        sources.append(source)
-        options.append(option)
-        chosen.append(methods)
+        for source, methods, option in _seed_sources(arg):
+            sources.append(source)
+            options.append(option)
+            chosen.append(methods)
     by_seed: dict[int, dict] = {}
     for source, option, methods in zip(sources, options, chosen):
         seed = by_seed.setdefault(option["seed"], {"rows": {}, "settings": {}})
@@ -1102,7 +1114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds-summary", nargs="+", default=None, metavar="JSON[:methods]",
                         help="no training: mean +- sd over results files of runs that differ only in --seed; "
                              "FILE:rqkmeans,rqvae takes only those rows of a file (a seed's rows may come from "
-                             "several files)")
+                             "several files); simcit-ablation-beauty.json#ROW adds that ablation row's "
+                             "generators as the simcit row of their seeds")
     return parser
 
 

@@ -123,7 +123,7 @@ def run_row(name: str, overrides: dict, feats, recipe, workdir: Path) -> tuple[d
     return settings, assignment, seconds
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="beauty", choices=["beauty"])
     p.add_argument("--rows", nargs="+", default=None, metavar="ROW", help="row names (default: all; names hold "
@@ -146,7 +146,36 @@ def main(argv: list[str] | None = None) -> int:
                         "(recipes/<data>/lgmd.yaml)")
     p.add_argument("--finalize", action="store_true",
                    help="write the JSON and RESULTS table from the rows a stopped run finished (no training)")
-    args = p.parse_args(argv)
+    return p
+
+
+def seed_sources(path: str, name: str) -> list[tuple[dict, None, dict]]:
+    """Row ``name``'s generator runs in the ablation file ``path`` as ``recommend.py --seeds-summary``
+    sources, one per seed: ``(results file with its "simcit" row, None, the recommend.py options that
+    generator trained with)``. The ablation trains its generators with those options
+    (:func:`generator_options`) on the row's cf, so a row's seeds summarise beside ``recommend.py``'s runs."""
+    rows = [r for r in json.loads(Path(path).read_text())["rows"] if r["name"] == name]
+    if not rows:
+        raise SystemExit(f"{path}: no ablation row named {name!r}")
+    sources = []
+    for run in seed_runs(rows[0]):
+        if not run.get("generator"):   # a seed whose quantizer was measured without a generator
+            continue
+        generator = run["generator"]
+        argv = shlex.split(run["command"])
+        script = next(i for i, a in enumerate(argv) if a.endswith("simcit_ablation.py"))
+        ablation = build_parser().parse_args(argv[script + 1:])
+        option = vars(generator_options(ablation)) | {"cf": rows[0]["settings"]["cf"]}
+        source = {"command": run["command"], "rows": {"simcit": {
+            "test": run["test"], **{k: generator[k] for k in ("epochs", "best_epoch", "train_s")}}}}
+        sources.append((source, None, option))
+    if not sources:
+        raise SystemExit(f"{path}: ablation row {name!r} trained no generator (--downstream)")
+    return sources
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python benchmarks/simcit_ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -310,6 +310,61 @@ def test_seeds_summary_is_mean_and_sd_over_runs_that_differ_only_in_the_seed(ben
         == pytest.approx(0.03)
 
 
+def test_seeds_summary_takes_the_simcit_row_of_an_ablation_rows_seeds(bench, tmp_path, monkeypatch):
+    """``ABLATION_FILE#ROW``: the generators a SimCIT ablation row trained, one per seed, summarised as the
+    simcit row beside recommend.py's own rows of the same seeds, with their settings compared across seeds."""
+    import json
+
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(bench.reporting, "RESULTS_MD", tmp_path / "benchmarks" / "RESULTS.md")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "results").mkdir()
+    paths = []
+    for seed, value in (("42", 0.03), ("1", 0.02), ("2", 0.025)):
+        paths.append(str(tmp_path / f"rqkmeans{seed}.json"))
+        Path(paths[-1]).write_text(json.dumps({
+            "command": f"python benchmarks/recommend.py --dataset beauty --methods rqkmeans --seed {seed} "
+                       "--cf lgmd-sequential --epochs 40 --patience 10",
+            "rows": {"rqkmeans": {"test": {"recall@10": 2 * value, "ndcg@10": value}, "epochs": 30.0,
+                                  "best_epoch": 20.0, "train_s": 5.0}}}))
+
+    def seed_run(seed: int, ndcg: float | None, extra: str = "") -> dict:
+        run = {"seed": seed, "raw_collision": 0.03, "test": {"ndcg@10": ndcg, "recall@10": ndcg and 2 * ndcg},
+               "command": f"python benchmarks/simcit_ablation.py --dataset beauty --seed {seed} --rows R "
+                          f"--downstream R{extra}"}
+        if ndcg is not None:
+            run["generator"] = {"epochs": 40.0, "best_epoch": 30.0 + seed % 10, "train_s": 9.0}
+        return run
+
+    def ablation(runs: list[dict]) -> str:
+        path = tmp_path / "ablation.json"
+        path.write_text(json.dumps({"rows": [
+            {"name": "other", "settings": {"cf": "svd-32"}, "per_seed": [seed_run(42, 0.5)]},
+            {"name": "R", "settings": {"cf": "lgmd-sequential", "seeds": [r["seed"] for r in runs]},
+             "per_seed": runs}]}))
+        return str(path)
+
+    # seed 7 measured the quantizer only: no generator, so it is not one of the summary's seeds
+    abl = ablation([seed_run(1, 0.04), seed_run(2, 0.02), seed_run(7, None), seed_run(42, 0.03)])
+    assert bench.main(["--seeds-summary", *paths, f"{abl}#R", "--results-name", "mixed"]) == 0
+    out = json.loads((tmp_path / "results" / "mixed.json").read_text())
+    assert out["seeds"] == [42, 1, 2] and set(out["rows"]) == {"rqkmeans", "simcit"}
+    simcit = out["rows"]["simcit"]
+    assert simcit["ndcg@10"]["values"] == pytest.approx([0.03, 0.04, 0.02])
+    assert simcit["recall@10"]["mean"] == pytest.approx(0.06) and simcit["best_epoch"] == [32.0, 31.0, 32.0]
+    assert out["rows"]["rqkmeans"]["ndcg@10"]["mean"] == pytest.approx(0.025)
+    assert any(run.startswith("python benchmarks/simcit_ablation.py") and "--seed 2 " in run for run in out["runs"])
+    assert "SimCIT / RQ-KMeans SIDs N@10 1.20x" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
+    # a seed whose generator trained under another protocol is no seed of the same row
+    abl = ablation([seed_run(1, 0.04), seed_run(2, 0.02, " --dropout 0.1"), seed_run(42, 0.03)])
+    with pytest.raises(SystemExit, match="differ in \\['dropout'\\] for row simcit"):
+        bench.main(["--seeds-summary", *paths, f"{abl}#R"])
+    with pytest.raises(SystemExit, match="no ablation row named 'nope'"):
+        bench.main(["--seeds-summary", *paths, f"{abl}#nope"])
+    with pytest.raises(SystemExit, match="trained no generator"):
+        bench.main(["--seeds-summary", *paths, f"{ablation([seed_run(7, None)])}#R"])
+
+
 def test_missing_data_is_one_line_and_exit_status_2(bench, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "CACHE", tmp_path / "cache")
     monkeypatch.setitem(bench.DATA_DIRS, "foursquare-nyc", tmp_path / "nowhere")
