@@ -488,6 +488,7 @@ def parse_args(argv):
     p.add_argument("--eval-batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--beams", type=int, default=20)
+    rb.add_dense_head_options(p)   # the +dense rows' head
     p.add_argument("--sasrec-epochs", type=float, default=None)
     p.add_argument("--sasrec-patience", type=int, default=None)
     p.add_argument("--sasrec-lr", type=float, default=None)

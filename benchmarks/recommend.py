@@ -304,6 +304,8 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
         num_train_epochs=fixed_epochs or args.epochs,
         max_steps=args.max_steps, per_device_train_batch_size=args.batch_size, warmup_ratio=0.02,
         lr_scheduler_type=args.scheduler, eval_steps=args.eval_steps,
+        dense_negatives=getattr(args, "dense_negatives", "batch"),
+        dense_loss_weight=getattr(args, "dense_loss_weight", 1.0),
         eval_epochs=0 if args.eval_steps or fixed_epochs else args.eval_epochs,
         early_stopping_patience=0 if fixed_epochs else args.patience,
         early_stopping_window=getattr(args, "patience_window", 1),
@@ -325,7 +327,8 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
     curve = [{"epoch": e["epoch"], "seconds": e["train_seconds"], "ndcg@10": e["ndcg@10"]}
              for e in result["log"] if "ndcg@10" in e]
     hybrid = None if item_embeddings is None else hybrid_row(best, rec.splits["validation"], test_split,
-                                                            item_embeddings, train_args.dense_temperature, args)
+                                                            item_embeddings, train_args.dense_temperature, args) | {
+        "head": {"negatives": train_args.dense_negatives, "loss_weight": train_args.dense_loss_weight}}
     return {"test": test, "rankings": rankings, "validation": result["best_metrics"], "hybrid": hybrid,
             "train_s": result["train_seconds"], "eval_s": time.time() - start, "steps": result["final_step"],
             "best_step": result["best_step"], "epochs": result["epochs"], "best_epoch": result["best_epoch"],
@@ -562,7 +565,7 @@ def write_results(folder: Path, name: str, rows: dict, command: str, device: str
                 k: row["test_history_excluded"][k] for k in ("recall@5", "recall@10", "ndcg@5", "ndcg@10")}
         if row.get("hybrid"):   # the dense head's hybrid ranking (--dense-head), its weight chosen on validation
             hybrid = row["hybrid"]
-            out["rows"][method]["hybrid"] = {"weight": hybrid["weight"],
+            out["rows"][method]["hybrid"] = {"weight": hybrid["weight"], "head": hybrid["head"],
                                              "validation_ndcg@10": hybrid["validation_ndcg@10"], **{
                 part: {k: hybrid[part][k] for k in ("recall@5", "recall@10", "ndcg@5", "ndcg@10", "invalid_items")}
                 for part in ("test", "test_history_excluded") if hybrid.get(part)}}
@@ -1022,6 +1025,16 @@ def learned_row_in_worker(method: str, args) -> tuple[str, dict, dict | None]:
     return method, row, stats
 
 
+def add_dense_head_options(parser: argparse.ArgumentParser) -> None:
+    """The dense item head's training options (``RecommenderTrainingArguments.dense_*``), for every benchmark
+    that trains generators with a head."""
+    from hf_simcit.recommender.dense import DENSE_NEGATIVES
+
+    parser.add_argument("--dense-negatives", default="batch", choices=DENSE_NEGATIVES,
+                        help="the head's InfoNCE negatives: the batch's other targets, or every item (a full softmax)")
+    parser.add_argument("--dense-loss-weight", type=float, default=1.0, help="the head's loss beside the SID loss")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", choices=sorted(DATA_DIRS))
@@ -1060,6 +1073,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dense-head", action="store_true",
                         help="the SID generators also train a dense item head on the items' text embeddings "
                              "(LIGER, hf_simcit.recommender.dense)")
+    add_dense_head_options(parser)
     parser.add_argument("--epochs", type=float, default=30.0,
                         help="the common epoch cap of every learned row (each stops early on its own)")
     parser.add_argument("--patience", type=int, default=5, help="validations without improvement before stopping")
@@ -1264,8 +1278,10 @@ def run(argv: list[str] | None = None) -> int:
         f", best checkpoint tested"
         f"{' (also with each user history items excluded from the ranking, RecBole protocol)' if args.exclude_history else ''}"
         f"; beam {args.beams}"
-        + ("; with a dense item head on the items' text embeddings (--dense-head, LIGER; in-batch InfoNCE, "
-           "weight 1, temperature 0.07), also ranked by the hybrid: the beam's candidates re-ordered by "
+        + ("; with a dense item head on the items' text embeddings (--dense-head, LIGER; InfoNCE against "
+           + ("the batch's other targets" if args.dense_negatives == "batch" else "every item")
+           + f", weight {args.dense_loss_weight:g}, temperature 0.07), also ranked by the hybrid: the beam's "
+           "candidates re-ordered by "
            "log P(SID) + w x the head's logit, w of " + "/".join(f"{w:g}" for w in HYBRID_WEIGHTS)
            + " chosen on the validation sample" if args.dense_head else "")) if any(m in rows for m in GENERATORS) else ""
     if any(m in rows for m in ("sasrec", *SID_SASREC)):

@@ -161,7 +161,8 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
         done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--smoke", "--threads", "1",
                                "--methods", "random,sasrec,sasrec+random,popularity,knn", "--jobs", jobs,
                                "--results-name", f"jobs{jobs}", "--cf", "sequential",
-                               "--exclude-history", "--dense-head"],
+                               "--exclude-history", "--dense-head", "--dense-negatives", "catalogue",
+                               "--dense-loss-weight", "0.5"],
                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         out[jobs] = json.loads((results / f"jobs{jobs}.json").read_text())["rows"]
@@ -198,6 +199,7 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
     assert hybrid["validation_ndcg@10"][f"{hybrid['weight']:g}"] == max(hybrid["validation_ndcg@10"].values())
     assert hybrid["test"]["invalid_items"] == 0 and 0 <= hybrid["test"]["ndcg@10"] <= hybrid["test"]["recall@10"]
     assert "hybrid" not in out["1"]["sasrec"]
+    assert hybrid["head"] == {"negatives": "catalogue", "loss_weight": 0.5}   # the head as asked, in both processes
     # --refit-with-validation: each learned row again, on training + validation interactions, for its best epochs
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--refit-with-validation",
                            str(results / "jobs1.json"), "--methods", "random,sasrec", "--threads", "1", "--no-results"],

@@ -50,10 +50,33 @@ def test_dense_loss_finds_each_labelled_item_and_skips_runs_cut_by_masking():
     assert value.item() > 0 and hidden.grad[1].abs().sum() == 0     # the cut run gives no gradient
 
 
-def test_dense_head_learns_the_next_items_embedding_and_ranks_items_it_never_saw(tmp_path):
+def test_catalogue_negatives_are_a_softmax_over_every_item_of_the_table():
+    rec = build_recommender(tiny_model_args(dense_head_dim=DIM), tiny_sids())
+    table, embeddings = rec.item_token_ids, _embeddings()
+    targets = torch.tensor([[IGNORE_INDEX, *table[3].tolist(), *table[7].tolist(), *table[3].tolist()]])
+    hidden = torch.randn(1, targets.shape[1], rec.model.config.hidden_size)
+    head = dense_head_of(rec.model)
+    with torch.no_grad():
+        levels = table.shape[1]
+        query = torch.nn.functional.normalize(head(hidden[0, [1, 1 + levels, 1 + 2 * levels]]), dim=-1)
+        logits = query @ embeddings.T / 0.1                         # the embeddings are unit vectors already
+        expected_catalogue = torch.nn.functional.cross_entropy(logits, torch.tensor([3, 7, 3]))
+        expected_batch = torch.nn.functional.cross_entropy(logits[:, [3, 7]], torch.tensor([0, 1, 0]))
+        catalogue = DenseItemLoss(rec.model, table, embeddings, 0.1, negatives="catalogue")(hidden, targets)
+        batch = DenseItemLoss(rec.model, table, embeddings, 0.1)(hidden, targets)
+    torch.testing.assert_close(catalogue, expected_catalogue)
+    torch.testing.assert_close(batch, expected_batch)
+    assert catalogue > batch          # 12 candidates instead of the batch's 2
+    with pytest.raises(SimCITInputError, match="dense_negatives must be one of batch, catalogue, got 'all'"):
+        DenseItemLoss(rec.model, table, embeddings, negatives="all")
+
+
+@pytest.mark.parametrize("negatives", ["batch", "catalogue"])
+def test_dense_head_learns_the_next_items_embedding_and_ranks_items_it_never_saw(tmp_path, negatives):
     embeddings = _embeddings()
     splits = tiny_splits()
-    args = train_args(tmp_path, max_steps=-1, num_train_epochs=60, eval_epochs=60, learning_rate=1e-2)
+    args = train_args(tmp_path, max_steps=-1, num_train_epochs=60, eval_epochs=60, learning_rate=1e-2,
+                      dense_negatives=negatives)
     train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(eval_max_examples=None), args,
                       splits=splits, sid_source=tiny_sids(), item_embeddings=embeddings)
     assert (tmp_path / "rec" / DENSE_HEAD_NAME).exists()
@@ -103,6 +126,8 @@ def test_dense_head_options_are_checked(tmp_path):
         build_recommender(tiny_model_args(dense_head_dim=DIM, use_lora=True), sids)
     with pytest.raises(SimCITInputError, match="dense_head_dim must be >= 0"):
         tiny_model_args(dense_head_dim=-1)
+    with pytest.raises(SimCITInputError, match="dense_negatives must be one of batch, catalogue, got 'every'"):
+        train_args(tmp_path, dense_negatives="every")
     with pytest.raises(SimCITInputError, match="no dense item head"):
         plain = build_recommender(tiny_model_args(), sids)
         dense_item_scores(plain.model, [[1, 2]], _embeddings(), 0)

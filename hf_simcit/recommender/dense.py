@@ -29,6 +29,7 @@ from .data import IGNORE_INDEX
 DENSE_HEAD_ATTR = "dense_item_head"
 DENSE_HEAD_NAME = "dense_item_head.safetensors"
 DENSE_EMBEDDINGS_NAME = "dense_item_embeddings.safetensors"   # the items' content vectors the head ranks
+DENSE_NEGATIVES = ("batch", "catalogue")   # the InfoNCE's negatives: the batch's other targets, or every item
 
 
 def _base(model: Any) -> Any:
@@ -61,8 +62,10 @@ def check_item_embeddings(item_embeddings: Any, num_items: int, embedding_dim: i
 
 
 class DenseItemLoss:
-    """In-batch InfoNCE of the head's prediction at each target item's first SID position against that item's
-    content embedding, the batch's other target items being the negatives.
+    """InfoNCE of the head's prediction at each target item's first SID position against that item's content
+    embedding, with the batch's other target items (``negatives="batch"``, LIGER's) or every item of the SID
+    table (``"catalogue"``: a full softmax like SASRec's, free of the batch's bias towards popular items, at
+    ``num_items x D`` more multiply-adds per target) as the negatives.
 
     Args:
         model: the unwrapped model holding the head.
@@ -70,12 +73,16 @@ class DenseItemLoss:
             a labelled run of SID tokens (a run cut by ``-100``, such as a dropped validation target, is skipped).
         item_embeddings: ``(num_items, D)`` content embeddings (cosine-normalised here).
         temperature: softmax temperature of the cosine similarities.
+        negatives: ``"batch"`` or ``"catalogue"``.
     """
 
     def __init__(self, model: Any, item_token_ids: torch.Tensor, item_embeddings: torch.Tensor,
-                 temperature: float = 0.07):
+                 temperature: float = 0.07, negatives: str = "batch"):
         if temperature <= 0:
             raise SimCITInputError(f"dense_temperature must be positive, got {temperature}")
+        if negatives not in DENSE_NEGATIVES:
+            raise SimCITInputError(f"dense_negatives must be one of {', '.join(DENSE_NEGATIVES)}, got {negatives!r}")
+        self.negatives = negatives
         self.head = dense_head_of(model)
         if self.head is None:
             raise SimCITInputError("the model has no dense item head (dense_head_dim is 0)")
@@ -105,9 +112,12 @@ class DenseItemLoss:
         if items.numel() == 0:
             return hidden.sum() * 0.0   # keeps the graph (and DDP's bookkeeping) for a batch without targets
         query = F.normalize(self.head(hidden[where[:, 0], where[:, 1]]).float(), dim=-1)      # (N, D)
-        candidates, label = torch.unique(items, return_inverse=True)
-        keys = self.embeddings[candidates].to(query.device)                                    # (C, D)
-        return F.cross_entropy(query @ keys.T / self.temperature, label.to(query.device))
+        if self.negatives == "catalogue":
+            keys, label = self.embeddings, items                                               # (num_items, D)
+        else:
+            candidates, label = torch.unique(items, return_inverse=True)
+            keys = self.embeddings[candidates]                                                 # (C, D)
+        return F.cross_entropy(query @ keys.to(query.device).T / self.temperature, label.to(query.device))
 
 
 def dense_item_scores(model: Any, prompts: Sequence[Sequence[int]], item_embeddings: torch.Tensor,

@@ -35,6 +35,7 @@ import torch
 
 from ..errors import SimCITInputError
 from ..recommender.data import DEFAULT_INSTRUCTION, PromptTemplate
+from ..recommender.dense import DENSE_NEGATIVES
 from ..recommender.modeling import RecommenderModelArguments
 from .checkpointing import RESUME_HELP, checkpoint_folder, resume_choice
 from .early_stopping import EarlyStopping
@@ -152,8 +153,11 @@ class RecommenderTrainingArguments:
     softmax_over: str = field(default="auto", metadata={
         "help": "labelled_loss: 'sid' rows only, whole 'vocab', or 'auto' (sid for a large base vocabulary)."})
     dense_loss_weight: float = field(default=1.0, metadata={
-        "help": "Weight of the dense item head's in-batch InfoNCE (model dense_head_dim > 0) beside the SID loss."})
+        "help": "Weight of the dense item head's InfoNCE (model dense_head_dim > 0) beside the SID loss."})
     dense_temperature: float = field(default=0.07, metadata={"help": "Temperature of that InfoNCE."})
+    dense_negatives: str = field(default="batch", metadata={
+        "help": "The dense head's negatives: the batch's other target items ('batch'), or every item of the SID "
+                "table ('catalogue': a full softmax, as SASRec's, and no bias towards the batch's popular items)."})
     save_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps (0: never)."})
     save_total_limit: int = 2
     metric_for_best_model: str = field(default="auto", metadata={
@@ -172,6 +176,9 @@ class RecommenderTrainingArguments:
                                    f"num_train_epochs={self.num_train_epochs} and max_steps={self.max_steps}")
         resume_choice(self.resume_from_checkpoint)
         EarlyStopping(self.early_stopping_patience, self.early_stopping_window)   # one line now, not at epoch 1
+        if self.dense_negatives not in DENSE_NEGATIVES:
+            raise SimCITInputError(f"dense_negatives must be one of {', '.join(DENSE_NEGATIVES)}, "
+                                   f"got {self.dense_negatives!r}")
 
     def ks(self) -> tuple[int, ...]:
         from ..utils.recipes import parse_positive_ints
@@ -411,8 +418,8 @@ def train_recommender(
                                   lr=args.learning_rate, betas=(0.9, args.adam_beta2))
     # the labelled-token loss reads hidden states through a hook, outside FSDP/DeepSpeed's parameter gathering
     sharded_engine = any(str(accelerator.distributed_type).endswith(t) for t in ("FSDP", "DEEPSPEED"))
-    dense = DenseItemLoss(model, rec.item_token_ids, item_embeddings, args.dense_temperature) \
-        if model_args.dense_head_dim else None
+    dense = DenseItemLoss(model, rec.item_token_ids, item_embeddings, args.dense_temperature,
+                          args.dense_negatives) if model_args.dense_head_dim else None
     if dense is not None and sharded_engine:
         raise SimCITInputError("the dense item head is not supported under FSDP or DeepSpeed")
     loss_fn = LabelledTokenLoss(model, rec.sid_token_ids, args.softmax_over,
