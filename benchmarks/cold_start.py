@@ -496,6 +496,8 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workdir", default=None, help="where models go (default: $HF_SIMCIT_REC_BENCH_CACHE/cold-start)")
     p.add_argument("--no-results", action="store_true", help="write nothing under benchmarks/")
+    p.add_argument("--results-name", default=None,
+                   help="results/<name>.json (default cold-start-<dataset>), e.g. for a variant kept beside it")
     p.add_argument("--new-item-slots", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=[1, 2],
                    help="also score each generator with this many of its top 10 places reserved for cold items "
                         "(comma list; TIGER's share of new items)")
@@ -515,7 +517,11 @@ def parse_args(argv):
 
 # what may differ between the runs whose rows --from-partial merges: everything else decides the rows' figures
 RUN_ONLY_OPTIONS = frozenset({"methods", "threads", "workdir", "no_results", "from_partial", "reevaluate",
-                              "new_item_slots", "exclude_history"})
+                              "new_item_slots", "exclude_history", "results_name"})
+
+
+def results_name(args) -> str:
+    return args.results_name or f"cold-start-{args.dataset}"
 
 
 def row_settings(args) -> dict:
@@ -529,7 +535,9 @@ def settings_mismatch(sources: dict[str, dict], expected: dict) -> str | None:
         theirs = source.get("settings")
         if theirs is None:
             return f"{where}: partial.json has no settings (written before they were recorded); re-run it"
-        differ = {k: (theirs.get(k), v) for k, v in expected.items() if theirs.get(k) != v}
+        defaults = row_settings(parse_args([]))   # an option added after that run: it ran with the default
+        differ = {k: (theirs.get(k, defaults.get(k)), v) for k, v in expected.items()
+                  if theirs.get(k, defaults.get(k)) != v}
         if differ:
             key, (was, now) = next(iter(differ.items()))
             return (f"{where}: its rows were trained with --{key.replace('_', '-')} {was}, this command has {now} "
@@ -651,7 +659,7 @@ def run(argv: list[str] | None = None) -> int:
             rows |= {m: r for m, r in source["rows"].items() if m not in ("popularity", "text_knn")}
             sid_stats |= source["sids"]
         command = " + ".join(dict.fromkeys(src["command"] for src in sources)) + f" (merged by: {command})"
-        rescored = keep_rescored_figures(rows, reporting.results_path(f"cold-start-{args.dataset}"))
+        rescored = keep_rescored_figures(rows, reporting.results_path(results_name(args)))
 
     def warm_and_cold_sids(tokenizer: str):
         """The tokenizer trained on the warm items, and the whole catalogue's SIDs (cold items' from it)."""
@@ -735,9 +743,9 @@ def run(argv: list[str] | None = None) -> int:
            **({"new_item_slots_commands": rescored} if args.from_partial and rescored else {}),
            "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), load {load_start[0]:.1f} -> "
                       f"{load_end[0]:.1f}"}
-    path = reporting.write_json(f"cold-start-{args.dataset}", out)
+    path = reporting.write_json(results_name(args), out)
     reporting.append_results(
-        f"\n## Cold-start items ({args.dataset})\n\nDate: {out['date']}. Machine: {out['machine']} "
+        f"\n## Cold-start items ({args.dataset}{f', {args.results_name}' if args.results_name else ''})\n\nDate: {out['date']}. Machine: {out['machine']} "
         f"(load average at start / end; shared cores); wall time {wall / 60:.1f} min.\n"
         f"Command: `{command}`\n\nSettings: {settings}.\n\n{table}\n\nSIDs of the cold items: "
         + "; ".join(f"{m}: {s['new_sid']} of {s['cold_items']} on a raw code no warm item holds, "
@@ -754,7 +762,7 @@ def reevaluate(args, command: str, data, feats, warm_feats, modalities, cold_ite
     and with ``--new-item-slots``; the slot figures go into that JSON's rows and a RESULTS.md table."""
     from hf_simcit.utils.serialization import read_json
 
-    path = reporting.results_path(f"cold-start-{args.dataset}")
+    path = reporting.results_path(results_name(args))
     saved = read_json(path)
     full = feats.select(modalities)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

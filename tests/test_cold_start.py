@@ -127,6 +127,13 @@ def test_from_partial_refuses_rows_trained_with_other_settings(cold_start, tmp_p
     line = cold_start.settings_mismatch({"a": {"settings": same}, "b/partial.json": {"settings": other}}, same)
     assert line.startswith("b/partial.json: its rows were trained with --epochs 2.0, this command has 8.0")
     assert "no settings" in cold_start.settings_mismatch({"old": {"rows": {}}}, same)
+    # a partial written before an option existed ran with that option's default
+    older = {k: v for k, v in same.items() if k != "dense_negatives"}
+    assert cold_start.settings_mismatch({"a": {"settings": older}}, same) is None
+    catalogue = cold_start.row_settings(cold_start.parse_args(["--dataset", "ml-100k", "--epochs", "8",
+                                                               "--dense-negatives", "catalogue"]))
+    assert cold_start.settings_mismatch({"a": {"settings": older}}, catalogue).startswith(
+        "a: its rows were trained with --dense-negatives batch, this command has catalogue")
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "partial.json").write_text(json.dumps({"command": "x", "settings": other, "rows": {},
