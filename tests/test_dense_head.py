@@ -269,6 +269,46 @@ def test_a_saved_folder_ranks_by_the_hybrid_from_the_command_line(tmp_path, caps
         assert len(err) == 1 and message in err[0], err
 
 
+def test_a_folder_with_a_head_gives_the_new_items_places_by_the_heads_cosine(tmp_path, capsys):
+    """``--new-items`` with a dense head: the reserved place goes to the new item the head scores best (its
+    cosine is the score), not the one whose SID the model finds likelier; the other places stay the beam's."""
+    import json
+
+    from hf_simcit.cli import main
+    from hf_simcit.recommender.dense import dense_queries
+    from hf_simcit.recommender.modeling import save_recommender
+
+    rec = build_recommender(tiny_model_args(dense_head_dim=DIM), tiny_sids(), seed=0)
+    rec.item_embeddings, rec.dense_temperature = _embeddings(), 0.1
+    model = str(tmp_path / "dense")
+    save_recommender(rec, model)
+    history = ["--history", "item1", "item2"]
+    assert main(["recommend", "--model", model, *history, "-k", "12"]) == 0
+    ordinary = [r["item_id"] for r in json.loads(capsys.readouterr().out)["recommendations"]]
+    by_sid, by_head = ordinary[-2], ordinary[-1]            # the SIDs prefer by_sid of the two
+    prompt = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids).prompt_ids([1, 2])
+    query = dense_queries(rec.model, [prompt], rec.tokenizer.pad_token_id)[0]
+    rec.item_embeddings[int(by_head[4:])], rec.item_embeddings[int(by_sid[4:])] = query, -query   # the head: by_head
+    save_recommender(rec, model)
+    assert main(["recommend", "--model", model, *history, "-k", "4", "--new-items", by_sid, by_head,
+                 "--new-item-slots", "1"]) == 0
+    listed = json.loads(capsys.readouterr().out)["recommendations"]
+    assert [r["item_id"] for r in listed] == ordinary[:3] + [by_head]
+    assert listed[-1]["score"] == pytest.approx(1.0, abs=1e-5)          # the head's cosine to its own query
+    # without the head's embeddings the SIDs decide, as for any recommender
+    plain = tmp_path / "plain"
+    save_recommender(build_recommender(tiny_model_args(), tiny_sids(), seed=0), plain)
+    assert main(["recommend", "--model", str(plain), *history, "-k", "12"]) == 0
+    plain_order = [r["item_id"] for r in json.loads(capsys.readouterr().out)["recommendations"]]
+    assert main(["recommend", "--model", str(plain), *history, "-k", "4", "--new-items", *plain_order[-2:],
+                 "--new-item-slots", "1"]) == 0
+    assert [r["item_id"] for r in json.loads(capsys.readouterr().out)["recommendations"]] == \
+        plain_order[:3] + [plain_order[-2]]
+    assert main(["recommend", "--model", model, *history, "-k", "4", "--new-items", by_head,
+                 "--new-item-slots", "2"]) == 2                           # checked as the SID path checks
+    assert "only 1 new item" in capsys.readouterr().err
+
+
 def test_the_pipelines_evaluate_stage_takes_the_hybrid_weight(tmp_path):
     """``eval_hybrid_weight`` reaches the evaluate stage and its fingerprint (a changed weight re-evaluates);
     left at 0 the fingerprint is the one of runs made before the option, so they still resume."""

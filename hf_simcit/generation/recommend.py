@@ -182,14 +182,17 @@ def with_reserved_places(ordinary: Recommendations, reserved: Recommendations, k
 
 
 def with_best_new_items(ranked: Recommendations, scores: torch.Tensor, new_items: Sequence[int] | torch.Tensor,
-                        k: int, slots: int) -> Recommendations:
+                        k: int, slots: int, item_token_ids: torch.Tensor | None = None) -> Recommendations:
     """``ranked`` with its last ``slots`` of ``k`` places given to the ``new_items`` that ``scores``
     ``(n, num_items)`` rank best (e.g. :func:`hf_simcit.recommender.dense.dense_item_scores` of a generator with a
-    dense item head), assembled as :func:`with_reserved_places` does."""
-    new = torch.as_tensor(new_items, dtype=torch.long)
+    dense item head), assembled as :func:`with_reserved_places` does; ``new_items`` and ``slots`` are checked
+    as :func:`recommend` checks them. Those places carry their ``scores`` and, given the ``(num_items, levels)``
+    ``item_token_ids``, their SIDs as ``sequences`` (else the item index, for rankings without SIDs)."""
+    new = _new_item_index(new_items, slots, k, scores.shape[1])
     best = scores[:, new].topk(min(k, len(new)))
     chosen = new[best.indices]
-    return with_reserved_places(ranked, Recommendations(chosen, best.values, chosen[..., None]), k, slots)
+    sequences = chosen[..., None] if item_token_ids is None else item_token_ids.cpu()[chosen]
+    return with_reserved_places(ranked, Recommendations(chosen, best.values, sequences), k, slots)
 
 
 def rerank_with_item_scores(ranked: Recommendations, item_scores: torch.Tensor, weight: float = 1.0,

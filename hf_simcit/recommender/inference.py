@@ -72,12 +72,16 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
     history are cut to their most recent items (:func:`cut_histories`); a prompt that still exceeds the model's
     context, empty histories and unknown item ids raise :class:`SimCITInputError`. ``new_items`` (raw ids, e.g.
     items given SIDs after training with ``add_cold_start_items``) and ``new_item_slots``: the last
-    ``new_item_slots`` of the ``k`` places go to the best new items (:func:`hf_simcit.generation.recommend`).
+    ``new_item_slots`` of the ``k`` places go to the best new items: by their SID's log-probability
+    (:func:`hf_simcit.generation.recommend`), or, for a recommender with a dense item head and its saved item
+    embeddings, by the head's cosine (:func:`~hf_simcit.generation.with_best_new_items`, the score those places
+    carry): a generator gives a SID path it never saw as a target almost no probability, while the head scores
+    any item by its content (on Beauty's cold items 0.046 R@10 with 2 of 10 places, against 0.029 by the SIDs).
     ``hybrid_weight``: a recommender with a dense item head re-orders the beam's ``num_beams`` candidates by
     ``log P(SID) + hybrid_weight x`` the head's logit (:class:`~.dense.HybridRanking`; the scores are the sums).
     """
-    from ..generation import SIDTrie, recommend
-    from .dense import hybrid_ranking_of
+    from ..generation import SIDTrie, recommend, with_best_new_items
+    from .dense import dense_head_of, dense_queries, hybrid_ranking_of, unit_keys
 
     num_items = rec.item_token_ids.shape[0]
     if k < 1:
@@ -106,15 +110,22 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
     if hybrid is not None and new_item_slots:
         raise SimCITInputError("a hybrid weight and new-item places do not combine; use one of them")
     new = item_indices(rec, [list(new_items)])[0] if new_items else None
+    # new items' places by the dense head where there is one (and the embeddings it ranks), else by their SIDs
+    by_head = new is not None and dense_head_of(rec.model) is not None and rec.item_embeddings is not None
+    keys = unit_keys(rec.item_embeddings) if by_head else None
     device = next(rec.model.parameters()).device
     trie = SIDTrie(rec.item_token_ids.to(device))  # built once, shared by every batch
     out: list[list[tuple[str, float]]] = []
     for start in range(0, len(prompts), batch_size):   # recommend() left-pads each batch of token lists
         batch = prompts[start:start + batch_size]
         result = recommend(rec.model, batch, trie, k=num_beams if hybrid else k, num_beams=num_beams,
-                           pad_token_id=rec.tokenizer.pad_token_id, new_items=new, new_item_slots=new_item_slots)
+                           pad_token_id=rec.tokenizer.pad_token_id, new_items=None if by_head else new,
+                           new_item_slots=0 if by_head else new_item_slots)
         if hybrid is not None:   # the beam's candidates re-ordered, the best k kept
             result = hybrid(rec.model, batch, result, rec.tokenizer.pad_token_id, k)
+        if by_head:
+            scores = dense_queries(rec.model, batch, rec.tokenizer.pad_token_id, len(batch)) @ keys.T
+            result = with_best_new_items(result, scores, new, k, new_item_slots, rec.item_token_ids)
         for items, scores in zip(result.item_indices.tolist(), result.scores.tolist()):
             out.append([(rec.item_ids[i], float(s)) for i, s in zip(items, scores)])
     return out
