@@ -279,7 +279,8 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
                   item_embeddings: torch.Tensor | None = None) -> dict:
     """Train one SID generator to its early-stopping point (best validation checkpoint) and test it; with
     ``fixed_epochs``, train exactly that many epochs without validation and test the last model. With
-    ``item_embeddings`` ``(items, D)``, the generator also trains a dense item head on them (LIGER)."""
+    ``item_embeddings`` ``(items, D)``, the generator also trains a dense item head on them (LIGER), and with
+    ``--dense-head`` is also tested by the hybrid ranking its training chose (:func:`hybrid_row`)."""
     from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import RecommenderModelArguments, load_recommender
     from hf_simcit.tokenization_simcit import SimCITTokenizer
@@ -290,6 +291,9 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
     )
 
     table = SimCITTokenizer.from_codes(assignment.codes, rec.items["item_id"], assignment.codebook_sizes)
+    # --dense-head: the hybrid ranking too, its weight chosen on validation (none in a refit: fixed_epochs);
+    # cold_start.py's +dense rows use the head for new items only
+    hybrid = item_embeddings is not None and getattr(args, "dense_head", False) and not fixed_epochs
     model_args = RecommenderModelArguments(
         model_name_or_path=args.model, tiny_hidden_size=args.hidden, tiny_num_layers=args.layers,
         tiny_num_heads=args.heads, tiny_intermediate_size=args.ffn or 2 * args.hidden, tiny_dropout=args.dropout,
@@ -305,6 +309,7 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
         max_steps=args.max_steps, per_device_train_batch_size=args.batch_size, warmup_ratio=0.02,
         lr_scheduler_type=args.scheduler, eval_steps=args.eval_steps,
         dense_negatives=getattr(args, "dense_negatives", "batch"),
+        hybrid_weights=",".join(f"{w:g}" for w in HYBRID_WEIGHTS) if hybrid else "",
         dense_loss_weight=getattr(args, "dense_loss_weight", 1.0),
         eval_epochs=0 if args.eval_steps or fixed_epochs else args.eval_epochs,
         early_stopping_patience=0 if fixed_epochs else args.patience,
@@ -326,9 +331,9 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
                                     exclude_history=True) if getattr(args, "exclude_history", False) else None
     curve = [{"epoch": e["epoch"], "seconds": e["train_seconds"], "ndcg@10": e["ndcg@10"]}
              for e in result["log"] if "ndcg@10" in e]
-    hybrid = None if item_embeddings is None else hybrid_row(best, rec.splits["validation"], test_split,
-                                                            item_embeddings, train_args.dense_temperature, args) | {
-        "head": {"negatives": train_args.dense_negatives, "loss_weight": train_args.dense_loss_weight}}
+    hybrid = hybrid_row(best, result["hybrid"], test_split, args) | {
+        "head": {"negatives": train_args.dense_negatives, "loss_weight": train_args.dense_loss_weight}} \
+        if hybrid else None
     return {"test": test, "rankings": rankings, "validation": result["best_metrics"], "hybrid": hybrid,
             "train_s": result["train_seconds"], "eval_s": time.time() - start, "steps": result["final_step"],
             "best_step": result["best_step"], "epochs": result["epochs"], "best_epoch": result["best_epoch"],
@@ -338,27 +343,21 @@ def run_generator(name: str, assignment, rec, test_split, args, workdir: Path, f
 HYBRID_WEIGHTS = (0.0, 0.5, 1.0, 2.0)   # the dense head's share in the hybrid ranking, chosen on validation
 
 
-def hybrid_row(best, validation, test_split, item_embeddings: torch.Tensor, temperature: float, args) -> dict:
-    """A generator with a dense item head, ranked by LIGER's hybrid (:class:`HybridRanking`): the head's weight
-    with the best NDCG@10 on the run's validation sample (the early stopping's), then the test split with it."""
-    from hf_simcit.data.splits import sample_rows
-    from hf_simcit.recommender.dense import HybridRanking
+def hybrid_row(best, chosen: dict, test_split, args) -> dict:
+    """A generator with a dense item head, tested by LIGER's hybrid (:class:`HybridRanking`) at the weight its
+    training chose among :data:`HYBRID_WEIGHTS` on the run's validation sample (the early stopping's;
+    ``training.hybrid_weights``, ``chosen`` = the training result's ``hybrid``), i.e. the folder's own ranking."""
+    from hf_simcit.recommender.dense import hybrid_ranking_of
     from hf_simcit.recommender.evaluation import evaluate_recommender
 
-    sample = validation.select(sample_rows(len(validation), args.eval_examples or None, args.seed))
-
-    def evaluate(split, weight: float, desc: str, exclude_history: bool = False) -> dict:
-        return evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, split, num_beams=args.beams,
+    def evaluate(desc: str, exclude_history: bool = False) -> dict:
+        return evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, test_split, num_beams=args.beams,
                                     ks=(5, 10), batch_size=args.eval_batch_size, desc=desc,
-                                    exclude_history=exclude_history,
-                                    hybrid=HybridRanking(item_embeddings, weight, temperature))
+                                    exclude_history=exclude_history, hybrid=hybrid_ranking_of(best))
 
-    chosen = {w: evaluate(sample, w, f"hybrid weight {w:g}, validation")["ndcg@10"] for w in HYBRID_WEIGHTS}
-    weight = max(chosen, key=chosen.get)
-    print(f"hybrid ranking, validation N@10 per weight {chosen}: weight {weight:g}", flush=True)
-    return {"weight": weight, "validation_ndcg@10": {f"{w:g}": v for w, v in chosen.items()},
-            "test": evaluate(test_split, weight, "test, hybrid"),
-            "test_history_excluded": evaluate(test_split, weight, "test, hybrid, history excluded", True)
+    return {"weight": best.hybrid_weight, "validation_ndcg@10": chosen["validation_ndcg@10"],
+            "test": evaluate("test, hybrid"),
+            "test_history_excluded": evaluate("test, hybrid, history excluded", True)
             if getattr(args, "exclude_history", False) else None}
 
 

@@ -71,9 +71,10 @@ class PipelineArguments:
     eval_num_beams: int = 20
     eval_ks: list[int] = field(default_factory=lambda: [5, 10])
     eval_max_examples: int | None = field(default=None, metadata={"help": "null: every user of the split"})
-    eval_hybrid_weight: float = field(default=0.0, metadata={
+    eval_hybrid_weight: float | None = field(default=None, metadata={
         "help": "a recommender with a dense item head (model dense_head_dim) ranks by the hybrid of its beam and "
-                "the head with this weight (HybridRanking; 0: the beam's order); choose it on the validation split"})
+                "the head with this weight (HybridRanking; 0: the beam's order); null: the weight its training "
+                "chose on validation (recommender recipe's hybrid_weights), 0 when none was"})
     baselines: list[str] = field(default_factory=lambda: ["sasrec", "history", "popularity"], metadata={
         "help": "baselines on the same split: sasrec (trained to its own early-stopping point), history (the user's "
                 "most frequent history items) and popularity (most frequent training targets)"})
@@ -205,13 +206,16 @@ def plan_stages(args: PipelineArguments) -> StagePlan:
     values = _recipe(args, args.recommender_recipe, recommender_types) | over.get("recommender", {})
     values |= {"data_dir": str(run / "data"), "sid_dir": str(run / "quantizer"),
                "output_dir": str(run / "recommender"), "checkpoint_dir": str(run / "recommender_checkpoints")}
-    if values.get("dense_head_dim"):   # the dense item head learns the run's own item embeddings
-        values.setdefault("dense_item_features", str(plan.quantizer_items))
+    if values.get("dense_head_dim"):   # the dense item head learns the run's own item embeddings, as the quantizer
+        values["dense_item_features"] = str(plan.quantizer_items)
     plan.recommender = recipe_dataclasses(recommender_types, values, "recommender recipe")
+    if plan.recommender[2].hybrid_weight_choices() and not plan.recommender[0].dense_head_dim:   # before training
+        raise SimCITInputError(f"hybrid_weights {plan.recommender[2].hybrid_weights!r} need a dense item head "
+                               "(the recommender recipe's dense_head_dim > 0)")
     if args.eval_hybrid_weight and not plan.recommender[0].dense_head_dim:   # now, not after training
         raise SimCITInputError(f"eval_hybrid_weight {args.eval_hybrid_weight} needs a dense item head: set the "
                                "recommender recipe's dense_head_dim (e.g. 384 for MiniLM text)")
-    if not args.eval_hybrid_weight >= 0:
+    if args.eval_hybrid_weight is not None and not args.eval_hybrid_weight >= 0:
         raise SimCITInputError(f"eval_hybrid_weight must be >= 0, got {args.eval_hybrid_weight}")
     return plan
 
@@ -451,7 +455,7 @@ REGISTRY: tuple[Stage, ...] = (
           outputs=("recommender", "recommender_checkpoints"), resumable=True),
     Stage("evaluate", _evaluate, lambda a, p: {"split": a.eval_split, "beams": a.eval_num_beams, "ks": a.eval_ks,
                                                "max_examples": a.eval_max_examples} | (
-        {"hybrid_weight": a.eval_hybrid_weight} if a.eval_hybrid_weight else {}), outputs=("eval",)),
+        {"hybrid_weight": a.eval_hybrid_weight} if a.eval_hybrid_weight is not None else {}), outputs=("eval",)),
     Stage("baselines", _baselines, lambda a, p: {"baselines": a.baselines, "sasrec": p.sasrec, "split": a.eval_split,
                                                  "max_examples": a.eval_max_examples},
           outputs=("baselines",), skip=lambda a, p: not a.baselines),

@@ -131,6 +131,33 @@ def test_new_item_verdict_for_the_picks(engine):
     assert sum(r.score > everything.score + 1e-4 for r in everything.recommendations) == everything.position - 1
 
 
+def test_a_recommender_that_serves_the_hybrid_ranks_a_new_item_by_it_too(app_run):
+    """A folder whose training chose a hybrid weight ranks by it, new items included: the new item's text
+    vector joins the head's item embeddings, so its listed score is log P(SID) + W x cos / T."""
+    from datasets import load_from_disk
+
+    from hf_simcit.app import DemoEngine
+    from hf_simcit.recommender.data import SIDPromptFormatter
+    from hf_simcit.recommender.dense import attach_dense_head, dense_item_scores
+
+    engine = DemoEngine.load(app_run)
+    rec = engine.rec
+    table = load_from_disk(str(app_run / "features"))
+    text = torch.tensor(table["text_embedding"])[[table["item_id"].index(i) for i in rec.item_ids]]
+    torch.manual_seed(0)
+    attach_dense_head(rec.model, text.shape[1])
+    rec.item_embeddings, rec.dense_temperature, rec.hybrid_weight = text, 0.07, 1.0
+    picks = ["m0", "m1"]
+    result = engine.add_item(NEW_FILM, picks=picks, k=len(ITEM_IDS) + 1)
+    assert result.position is not None
+    listed = result.recommendations[result.position - 1]
+    new_text = engine.new_item_features(NEW_FILM)[0]["text"]
+    prompt_ids = [rec.item_ids.index(p) for p in picks]
+    prompt = SIDPromptFormatter(rec.tokenizer, rec.item_token_ids).prompt_ids(prompt_ids)
+    cosine = dense_item_scores(rec.model, [prompt], new_text, rec.tokenizer.pad_token_id)[0, 0]
+    assert listed.score == pytest.approx(result.score + float(cosine) / 0.07, abs=1e-3)
+
+
 def test_new_item_with_coordinates_where_the_quantizer_has_geo(tmp_path):
     from hf_simcit.app import DemoEngine
     from hf_simcit.features.geo import geo_features

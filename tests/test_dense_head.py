@@ -105,6 +105,43 @@ def test_dense_head_learns_the_next_items_embedding_and_ranks_items_it_never_saw
     torch.testing.assert_close(again, scores)
 
 
+def test_training_chooses_the_hybrid_weight_on_validation_and_the_folder_serves_it(tmp_path):
+    """``hybrid_weights``: the best checkpoint ranks the validation sample at each weight; the best NDCG (first
+    listed on a tie) is saved as the folder's ``hybrid_weight``, which ``recommend_items`` and
+    ``evaluate_saved_recommender`` use unless given another."""
+    import json
+
+    from hf_simcit.recommender.inference import recommend_items
+
+    splits, embeddings = tiny_splits(), _embeddings()
+    args = train_args(tmp_path, max_steps=12, eval_steps=6, hybrid_weights="0, 1, 1000")
+    result = train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(eval_max_examples=None),
+                               args, splits=splits, sid_source=tiny_sids(), item_embeddings=embeddings)
+    rec = load_recommender(args.output_dir)
+    found = {w: evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, splits["validation"], ks=(1, 5),
+                                     num_beams=5, hybrid=HybridRanking(embeddings, w, 0.07) if w else None)["ndcg@5"]
+             for w in (0.0, 1.0, 1000.0)}
+    chosen = max(found, key=found.get)
+    assert rec.hybrid_weight == chosen == result["hybrid"]["weight"]
+    assert result["hybrid"]["validation_ndcg@5"] == pytest.approx({f"{w:g}": v for w, v in found.items()})
+    assert json.loads((Path(args.output_dir) / "train_log.json").read_text())["hybrid"]["weight"] == chosen
+    histories = [[f"item{i}" for i in h] for h in splits["test"]["history"]]
+    assert recommend_items(rec, histories, k=3) == recommend_items(rec, histories, k=3, hybrid_weight=chosen)
+    other = 1000.0 if chosen != 1000.0 else 0.0
+    rec.hybrid_weight = other        # the default follows the folder's weight, whatever it is
+    assert recommend_items(rec, histories, k=3) == recommend_items(rec, histories, k=3, hybrid_weight=other)
+    with pytest.raises(SimCITInputError, match="need a dense item head"):
+        train_recommender(tiny_model_args(), RecommenderDataArguments(), train_args(tmp_path, hybrid_weights="0,1"),
+                          splits=splits, sid_source=tiny_sids())
+    with pytest.raises(SimCITInputError, match="chosen on the validation sample"):
+        train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(eval_max_examples=0),
+                          train_args(tmp_path, hybrid_weights="0,1"), splits=splits, sid_source=tiny_sids(),
+                          item_embeddings=embeddings)
+    for bad in ("0,-1", "0,x", "1,1"):
+        with pytest.raises(SimCITInputError, match="hybrid_weights must be distinct comma-separated weights >= 0"):
+            train_args(tmp_path, hybrid_weights=bad)
+
+
 def test_dense_head_options_are_checked(tmp_path):
     splits, sids = tiny_splits(), tiny_sids()
     data = RecommenderDataArguments(eval_max_examples=None)
@@ -172,13 +209,17 @@ def test_the_pipeline_gives_the_head_its_own_item_table(tmp_path):
     from hf_simcit.pipeline import load_pipeline, plan_stages
 
     recipes = Path(__file__).resolve().parents[1] / "recipes" / "ml-100k"
-    args = load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run"),
-                                                     "recommender.dense_head_dim": 384})
-    plan = plan_stages(args)
-    assert plan.recommender[0].dense_head_dim == 384
-    assert plan.recommender[1].dense_item_features == str(plan.quantizer_items)
-    plain = plan_stages(load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run")}))
-    assert plain.recommender[1].dense_item_features is None
+    args = load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run")})
+    plan = plan_stages(args)       # the demo's recipe has a head, and serves the hybrid its training chooses
+    assert plan.recommender[0].dense_head_dim == 384 and plan.recommender[2].hybrid_weight_choices() == (0, 0.5, 1, 2)
+    assert plan.recommender[1].dense_item_features == str(plan.quantizer_items)   # the run's own, not the recipe's
+    plain = plan_stages(load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run"),
+                                                                  "recommender.dense_head_dim": 0,
+                                                                  "recommender.hybrid_weights": ""}))
+    assert not plain.recommender[0].dense_head_dim
+    with pytest.raises(SimCITInputError, match="hybrid_weights '0,0.5,1,2' need a dense item head"):
+        plan_stages(load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run"),
+                                                              "recommender.dense_head_dim": 0}))
 
 
 def test_rerank_with_item_scores_orders_the_candidates_by_the_sum_and_keeps_empty_places_last():
@@ -257,13 +298,18 @@ def test_a_saved_folder_ranks_by_the_hybrid_from_the_command_line(tmp_path, caps
     listed = json.loads(capsys.readouterr().out)["recommendations"]
     assert [r["item_id"] for r in listed] == [f"item{i}" for i in best.indices.tolist()]
     assert [r["score"] for r in listed] == pytest.approx(best.values.tolist(), abs=1e-4)
+    # with new items too: the hybrid's best 4, then the new item the head scores best of those not listed
+    new = [i for i in fused.argsort().tolist() if i not in best.indices.tolist()[:4]][:3]
+    assert main(["recommend", "--model", model, "--history", "item1", "item2", "-k", "5", "--hybrid-weight", "2",
+                 "--new-items", *(f"item{i}" for i in new), "--new-item-slots", "1"]) == 0
+    listed = json.loads(capsys.readouterr().out)["recommendations"]
+    head_pick = max(new, key=lambda i: float(cosine[0, i]))
+    assert [r["item_id"] for r in listed] == [f"item{i}" for i in best.indices.tolist()[:4]] + [f"item{head_pick}"]
     plain = tmp_path / "plain"
     save_recommender(build_recommender(tiny_model_args(), tiny_sids(), seed=0), plain)
     capsys.readouterr()
     for argv, message in (([str(plain), "--hybrid-weight", "1"], "needs a recommender with a dense item head"),
-                          ([model, "--hybrid-weight", "-1"], "weight must be finite and >= 0"),
-                          ([model, "--hybrid-weight", "1", "--new-items", "item3", "--new-item-slots", "1"],
-                           "do not combine")):
+                          ([model, "--hybrid-weight", "-1"], "weight must be finite and >= 0")):
         assert main(["recommend", "--history", "item1", "-k", "4", "--model", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
@@ -311,7 +357,7 @@ def test_a_folder_with_a_head_gives_the_new_items_places_by_the_heads_cosine(tmp
 
 def test_the_pipelines_evaluate_stage_takes_the_hybrid_weight(tmp_path):
     """``eval_hybrid_weight`` reaches the evaluate stage and its fingerprint (a changed weight re-evaluates);
-    left at 0 the fingerprint is the one of runs made before the option, so they still resume."""
+    left unset (the folder's own weight) the fingerprint is the one of runs made before the option."""
     from hf_simcit.pipeline import REGISTRY, load_pipeline, plan_stages
 
     recipes = Path(__file__).resolve().parents[1] / "recipes" / "ml-100k"
@@ -322,7 +368,8 @@ def test_the_pipelines_evaluate_stage_takes_the_hybrid_weight(tmp_path):
     assert "hybrid_weight" not in stage.settings(plain, plan_stages(plain))
     assert stage.settings(hybrid, plan_stages(hybrid))["hybrid_weight"] == 1.0
     # refused before anything trains: a weight without a head, a negative weight
-    for overrides, message in (({"eval_hybrid_weight": 1.0}, "needs a dense item head"),
+    for overrides, message in (({"eval_hybrid_weight": 1.0, "recommender.dense_head_dim": 0,
+                                 "recommender.hybrid_weights": ""}, "needs a dense item head"),
                                ({"eval_hybrid_weight": -1.0, "recommender.dense_head_dim": 384}, "must be >= 0")):
         with pytest.raises(SimCITInputError, match=message):
             plan_stages(load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run"), **overrides}))

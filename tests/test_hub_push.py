@@ -551,18 +551,21 @@ def test_a_recommender_with_a_dense_head_round_trips_with_its_item_embeddings(pu
                                      tiny_intermediate_size=32, tiny_max_position_embeddings=64, dense_head_dim=4)
     rec = build_recommender(args, SimCITTokenizer.from_pretrained(run / "quantizer"), seed=0)
     rec.item_embeddings = torch.randn(rec.item_token_ids.shape[0], 4, generator=torch.Generator().manual_seed(0))
-    rec.dense_temperature = 0.1
+    rec.dense_temperature, rec.hybrid_weight = 0.1, 1.0     # as if training had chosen W = 1 on validation
     save_recommender(rec, tmp_path / "run" / "recommender")
     result = push_run(tmp_path / "run", "hf-simcit/dense", what=["adapter"])["adapter"]
     assert {"dense_item_head.safetensors", "dense_item_embeddings.safetensors"} <= set(hub.files(result.repo_id))
     remote, local = load_recommender_from_hub(result.repo_id), load_recommender(tmp_path / "run" / "recommender")
     assert torch.equal(remote.item_embeddings, rec.item_embeddings) and remote.dense_temperature == 0.1
+    assert remote.hybrid_weight == 1.0
     histories = [local.item_ids[:3], local.item_ids[4:6]]
     hybrid = recommend_items(remote, histories, k=5, hybrid_weight=1.0)
     assert hybrid == recommend_items(local, histories, k=5, hybrid_weight=1.0)
-    beam = recommend_items(remote, histories, k=5)
+    assert recommend_items(remote, histories, k=5) == hybrid          # the folder serves its own weight
+    beam = recommend_items(remote, histories, k=5, hybrid_weight=0.0)
     assert [[i for i, _ in row] for row in hybrid] != [[i for i, _ in row] for row in beam]   # re-ordered
-    assert "--hybrid-weight W" in ModelCard.load(result.repo_id).text
+    card = ModelCard.load(result.repo_id).text
+    assert "--hybrid-weight W" in card and "Training chose W = 1.0 on the validation users" in card
 
 
 def test_only_the_main_process_pushes(pushed, hub, monkeypatch):

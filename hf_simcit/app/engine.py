@@ -321,6 +321,18 @@ class DemoEngine:
                                      tokenizer_and_model=self._text_encoder, progress=False)
         return torch.from_numpy(embeddings)
 
+    def _with_new_embedding(self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict:
+        """The recommender's dense item embeddings with the new item's text vector appended (the head's
+        modality here), so a hybrid ranking (``rec.hybrid_weight``) covers it; without one it ranks by the
+        beam alone. Nothing to change for a recommender without a head."""
+        embeddings = self.rec.item_embeddings
+        if embeddings is None:
+            return {}
+        text = features.get("text")
+        if text is None or not bool(masks["text"][0]) or text.shape[1] != embeddings.shape[1]:
+            return {"hybrid_weight": 0.0}
+        return {"item_embeddings": torch.cat([embeddings, text.to(embeddings.dtype)])}
+
     def add_item(self, text: str | None = None, *, latitude: float | None = None, longitude: float | None = None,
                  picks: Sequence[str] = (), k: int = 10, neighbours: int = 5,
                  hide_picks: bool = True) -> ColdStartResult:
@@ -349,7 +361,7 @@ class DemoEngine:
             new_id += "+"
         token_row = torch.tensor([self.rec.tokenizer.convert_tokens_to_ids(self._tokens(codes))])
         extended = dataclasses.replace(self.rec, item_token_ids=torch.cat([self.rec.item_token_ids, token_row]),
-                                       item_ids=[*self.item_ids, new_id])
+                                       item_ids=[*self.item_ids, new_id], **self._with_new_embedding(features, masks))
         ranked = self._ranked(extended, picks, k, hide_picks)
         label = _label(text, new_id) if text else new_id
         result.recommendations = [self._recommendation(i, s, picks, codes, label) if i == new_id

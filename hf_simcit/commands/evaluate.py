@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .recommend import add_hybrid_weight_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,10 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="never rank a user's own history items (RecBole's protocol; only for data where users "
                              "do not come back to items)")
     parser.add_argument("--output", default=None, help="write the metrics as JSON here (e.g. RUN/eval/metrics.json)")
-    parser.add_argument("--hybrid-weight", type=float, default=0.0,
-                        help="a model trained with a dense item head (model.dense_head_dim): re-order the beam's "
-                             "candidates by log P(SID) + W x the head's logit (LIGER's hybrid; 0: the beam's order). "
-                             "Choose W on the validation split")
+    add_hybrid_weight_option(parser)
     parser.set_defaults(func=run_evaluate)
 
 

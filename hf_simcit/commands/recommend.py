@@ -6,6 +6,15 @@ import argparse
 import sys
 
 
+def add_hybrid_weight_option(parser: argparse.ArgumentParser) -> None:
+    """``--hybrid-weight W`` of ``recommend`` and ``evaluate``."""
+    parser.add_argument("--hybrid-weight", type=float, default=None,
+                        help="a model trained with a dense item head (model.dense_head_dim): re-order the beam's "
+                             "candidates by log P(SID) + W x the head's logit (LIGER's hybrid; 0: the beam's order). "
+                             "Default: the folder's own W, chosen on validation at training (training.hybrid_weights; "
+                             "0 when none was)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "recommend",
@@ -28,10 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--new-item-slots", type=int, default=0,
                         help="how many of the k places go to the best --new-items (a model rarely generates a SID "
                         "it never saw as a target; TIGER reserves places the same way)")
-    parser.add_argument("--hybrid-weight", type=float, default=0.0,
-                        help="a model trained with a dense item head (model.dense_head_dim): re-order the beam's "
-                             "candidates by log P(SID) + W x the head's logit (LIGER's hybrid; 0: the beam's order). "
-                             "Choose W on the validation split")
+    add_hybrid_weight_option(parser)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.set_defaults(func=run_recommend)
 

@@ -168,7 +168,7 @@ def plan_adapter(run_dir: Path, repo_id: str, *, facts: Mapping[str, Any], quant
     card = render("adapter", card_data, templates_dir, repo_id=repo_id, facts=facts, is_adapter=is_adapter,
                   base_model=base, quantizer_repo=quantizer_repo, dataset_repo=dataset_repo,
                   num_sid_tokens=len(config.get("sid_token_ids") or []) or None,
-                  dense_head="dense_item_head.safetensors" in files,
+                  dense_head="dense_item_head.safetensors" in files, hybrid_weight=config.get("hybrid_weight") or 0,
                   metrics_table=metrics_table(facts["metrics"]))
     message = "Upload SimCIT recommender " + ("LoRA adapter" if is_adapter else "model")
     return Plan("adapter", repo_id, "model", files, card, message)

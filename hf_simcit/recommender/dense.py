@@ -198,9 +198,12 @@ class HybridRanking:
         return rerank_with_item_scores(ranked, scores / self.temperature, self.weight, k)
 
 
-def hybrid_ranking_of(rec: Any, weight: float) -> HybridRanking | None:
-    """The hybrid ranking of a loaded :class:`~.modeling.Recommender` at ``weight`` (``None`` for 0: the beam's
-    own order), with the item embeddings and temperature its folder saved, checked against its head."""
+def hybrid_ranking_of(rec: Any, weight: float | None = None) -> HybridRanking | None:
+    """The hybrid ranking of a loaded :class:`~.modeling.Recommender` at ``weight`` (``None``: the folder's own
+    ``hybrid_weight``, chosen on validation at training), with the item embeddings and temperature its folder
+    saved, checked against its head; ``None`` for weight 0 (the beam's own order)."""
+    if weight is None:
+        weight = rec.hybrid_weight
     if weight == 0:
         return None
     if dense_head_of(rec.model) is not None and rec.item_embeddings is None:

@@ -177,10 +177,11 @@ class _Search:
 def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "test", ks: Sequence[int] = (5, 10),
                                num_beams: int = 20, batch_size: int = 32, max_examples: int | None = None,
                                output: str | None = None, device: str | None = None,
-                               exclude_history: bool = False, hybrid_weight: float = 0.0) -> dict[str, Any]:
+                               exclude_history: bool = False, hybrid_weight: float | None = None) -> dict[str, Any]:
     """Load a recommender folder and a prepared data folder, evaluate one split, optionally write JSON
     (``exclude_history``: see :func:`evaluate_recommender`; ``hybrid_weight``: rank by the hybrid of a folder
-    with a dense item head, :class:`~.dense.HybridRanking`; both recorded in the metrics)."""
+    with a dense item head, :class:`~.dense.HybridRanking`, ``None``: the folder's own weight; both recorded
+    in the metrics)."""
     import json
     from pathlib import Path
 
@@ -212,7 +213,7 @@ def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "t
                                    exclude_history=exclude_history, hybrid=hybrid)
     metrics["split"] = split
     metrics["exclude_history"] = exclude_history
-    metrics["hybrid_weight"] = hybrid_weight
+    metrics["hybrid_weight"] = rec.hybrid_weight if hybrid_weight is None else hybrid_weight
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(json.dumps(metrics, indent=2))

@@ -64,7 +64,7 @@ def check_new_items_request(new_items: Sequence[str] | None, new_item_slots: int
 @torch.no_grad()
 def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int = 10,
                     num_beams: int | None = None, batch_size: int = 32, new_items: Sequence[str] | None = None,
-                    new_item_slots: int = 0, hybrid_weight: float = 0.0) -> list[list[tuple[str, float]]]:
+                    new_item_slots: int = 0, hybrid_weight: float | None = None) -> list[list[tuple[str, float]]]:
     """Top-``k`` ``(item_id, log-probability)`` per history of raw item ids (oldest first), best first.
 
     ``k`` larger than the catalogue returns the whole catalogue; ``num_beams`` defaults to
@@ -78,7 +78,9 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
     carry): a generator gives a SID path it never saw as a target almost no probability, while the head scores
     any item by its content (on Beauty's cold items 0.046 R@10 with 2 of 10 places, against 0.029 by the SIDs).
     ``hybrid_weight``: a recommender with a dense item head re-orders the beam's ``num_beams`` candidates by
-    ``log P(SID) + hybrid_weight x`` the head's logit (:class:`~.dense.HybridRanking`; the scores are the sums).
+    ``log P(SID) + hybrid_weight x`` the head's logit (:class:`~.dense.HybridRanking`; the scores are the sums);
+    ``None``: the folder's own ``rec.hybrid_weight`` (0 unless training chose one, ``training.hybrid_weights``).
+    With new items as well, the hybrid orders the ordinary places and the head fills the reserved ones.
     """
     from ..generation import SIDTrie, recommend, with_best_new_items
     from .dense import dense_head_of, dense_queries, hybrid_ranking_of, unit_keys
@@ -106,9 +108,7 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
                                f"with the {levels} generated ones that exceeds the model's context of {limit} "
                                f"positions (pass fewer items)")
     check_new_items_request(new_items, new_item_slots)
-    hybrid = hybrid_ranking_of(rec, hybrid_weight)
-    if hybrid is not None and new_item_slots:
-        raise SimCITInputError("a hybrid weight and new-item places do not combine; use one of them")
+    hybrid = hybrid_ranking_of(rec, hybrid_weight)   # a hybrid needs the head and its embeddings: by_head below
     new = item_indices(rec, [list(new_items)])[0] if new_items else None
     # new items' places by the dense head where there is one (and the embeddings it ranks), else by their SIDs
     by_head = new is not None and dense_head_of(rec.model) is not None and rec.item_embeddings is not None

@@ -228,6 +228,9 @@ class Recommender:
     # so a loaded folder ranks by the hybrid (hf_simcit.recommender.dense.HybridRanking) on its own
     item_embeddings: torch.Tensor | None = None
     dense_temperature: float | None = None
+    # the head's share in the ranking it serves (0: the beam's order), chosen on validation at training
+    # (training.hybrid_weights); recommend_items and evaluate_saved_recommender use it unless told otherwise
+    hybrid_weight: float = 0.0
 
     @property
     def is_peft(self) -> bool:
@@ -331,7 +334,7 @@ def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str,
         save_file({"item_token_ids": rec.item_token_ids.contiguous()}, str(tmp / ITEM_TOKENS_NAME))
         config = {"base_model": rec.base_model, "is_peft": rec.is_peft, "sid_token_ids": rec.sid_token_ids,
                   "model_args": asdict(rec.args), "template": rec.template, "max_history": rec.max_history,
-                  "dense_temperature": rec.dense_temperature, **(extra or {})}
+                  "dense_temperature": rec.dense_temperature, "hybrid_weight": rec.hybrid_weight, **(extra or {})}
         if rec.item_ids is not None:
             (tmp / ITEM_IDS_NAME).write_text(json.dumps(rec.item_ids))
         (tmp / RECOMMENDER_CONFIG_NAME).write_text(json.dumps(config, indent=2))
@@ -382,4 +385,4 @@ def load_recommender(path: str | os.PathLike, *, device: str | torch.device | No
                        config.get("base_model"), item_ids, config.get("template"), config.get("max_history"),
                        (config.get("training_args") or {}).get("eval_num_beams"),
                        item_embeddings,
-                       config.get("dense_temperature"))
+                       config.get("dense_temperature"), float(config.get("hybrid_weight") or 0.0))

@@ -155,6 +155,10 @@ class RecommenderTrainingArguments:
     dense_loss_weight: float = field(default=1.0, metadata={
         "help": "Weight of the dense item head's InfoNCE (model dense_head_dim > 0) beside the SID loss."})
     dense_temperature: float = field(default=0.07, metadata={"help": "Temperature of that InfoNCE."})
+    hybrid_weights: str = field(default="", metadata={
+        "help": "With a dense item head: after training, the best checkpoint ranks the validation sample by "
+                "the hybrid (HybridRanking) at each of these comma-separated weights (e.g. 0,0.5,1,2; 0 is the "
+                "beam's own order) and keeps the best as its folder's hybrid_weight, the ranking it then serves."})
     dense_negatives: str = field(default="batch", metadata={
         "help": "The dense head's negatives: the batch's other target items ('batch'), or every item of the SID "
                 "table ('catalogue': a full softmax, as SASRec's, and no bias towards the batch's popular items)."})
@@ -179,6 +183,19 @@ class RecommenderTrainingArguments:
         if self.dense_negatives not in DENSE_NEGATIVES:
             raise SimCITInputError(f"dense_negatives must be one of {', '.join(DENSE_NEGATIVES)}, "
                                    f"got {self.dense_negatives!r}")
+        self.hybrid_weight_choices()
+
+    def hybrid_weight_choices(self) -> tuple[float, ...]:
+        """``hybrid_weights`` as floats (empty: no choice to make); one error names a bad list."""
+        parts = [p.strip() for p in str(self.hybrid_weights or "").split(",") if p.strip()]
+        try:
+            weights = tuple(float(p) for p in parts)
+        except ValueError:
+            weights = (-1.0,)
+        if any(not (0 <= w < float("inf")) for w in weights) or len(set(weights)) != len(weights):
+            raise SimCITInputError(f"hybrid_weights must be distinct comma-separated weights >= 0 (e.g. 0,0.5,1,2), "
+                                   f"got {self.hybrid_weights!r}")
+        return weights
 
     def ks(self) -> tuple[int, ...]:
         from ..utils.recipes import parse_positive_ints
@@ -359,6 +376,10 @@ def train_recommender(
                                f"item embeddings {'given' if item_embeddings is not None else 'not given'}")
     if model_args.dense_head_dim and not args.labelled_loss:
         raise SimCITInputError("the dense item head trains through the labelled-token loss (labelled_loss: true)")
+    if args.hybrid_weight_choices() and not model_args.dense_head_dim:
+        raise SimCITInputError(f"hybrid_weights {args.hybrid_weights!r} need a dense item head (dense_head_dim > 0)")
+    if args.hybrid_weight_choices() and data_args.eval_max_examples == 0:
+        raise SimCITInputError("hybrid_weights are chosen on the validation sample; eval_max_examples is 0 (none)")
     rec = build_recommender(model_args, sid_source, seed=args.seed)
     if model_args.dense_head_dim:   # saved with the model: a loaded folder ranks by the hybrid on its own
         rec.item_embeddings = check_item_embeddings(item_embeddings, rec.item_token_ids.shape[0],
@@ -561,6 +582,8 @@ def train_recommender(
         validate(step)
     if args.save_steps:
         save_checkpoint(step)
+    hybrid = _choose_hybrid_weight(args, validation, template, ks, accelerator) \
+        if args.hybrid_weight_choices() and validation is not None and len(validation) else None
     if accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "train_log.json").write_text(json.dumps(
@@ -568,13 +591,44 @@ def train_recommender(
              "best_step": state["best_step"], "best_epoch": state["best_epoch"],
              "best_metrics": state["best_metrics"], "final_step": step, "epochs": state["epoch_progress"],
              "train_seconds": state["train_seconds"], "stopped_early": state["stopped_early"],
-             "item_text_examples": text_examples, "log": state["log"]}, indent=2))
+             "item_text_examples": text_examples, "hybrid": hybrid, "log": state["log"]}, indent=2))
     accelerator.wait_for_everyone()
     return {"best_metrics": state["best_metrics"], "best_step": state["best_step"], "final_step": step,
             "best_epoch": state["best_epoch"], "epochs": state["epoch_progress"],
             "train_seconds": state["train_seconds"], "stopped_early": state["stopped_early"],
-            "token_positions_per_epoch": positions, "objective": objective,
+            "token_positions_per_epoch": positions, "objective": objective, "hybrid": hybrid,
             "output_dir": args.output_dir, "log": state["log"], "recommender": rec}
+
+
+def _choose_hybrid_weight(args: RecommenderTrainingArguments, validation: Any, template: Any, ks: tuple[int, ...],
+                          accelerator: Any) -> dict[str, Any]:
+    """The best checkpoint (``output_dir``) ranks the validation sample at each of ``args.hybrid_weights``; the
+    weight with the best NDCG@max(ks) (the first listed on a tie) becomes the folder's ``hybrid_weight``.
+    Returns ``{"weight", "validation_ndcg@K": {weight: value}}``."""
+    from ..recommender.dense import HybridRanking
+    from ..recommender.evaluation import evaluate_recommender
+    from ..recommender.modeling import RECOMMENDER_CONFIG_NAME, load_recommender
+    from ..utils.serialization import atomic_write_text
+
+    accelerator.wait_for_everyone()
+    best = load_recommender(args.output_dir, device=accelerator.device)
+    metric = f"ndcg@{max(ks)}"
+    found = {}
+    for weight in args.hybrid_weight_choices():
+        found[weight] = evaluate_recommender(
+            best.model, best.tokenizer, best.item_token_ids, validation, template=template, ks=ks,
+            num_beams=args.eval_num_beams, batch_size=args.eval_batch_size, accelerator=accelerator,
+            desc=f"hybrid weight {weight:g}",
+            hybrid=HybridRanking(best.item_embeddings, weight, best.dense_temperature) if weight else None)[metric]
+    chosen = max(found, key=found.get)
+    accelerator.print(f"hybrid ranking, validation {metric} per weight "
+                      f"{ {f'{w:g}': round(v, 4) for w, v in found.items()} }: weight {chosen:g}")
+    if accelerator.is_main_process:
+        config_path = Path(args.output_dir) / RECOMMENDER_CONFIG_NAME
+        config = json.loads(config_path.read_text()) | {"hybrid_weight": chosen}
+        atomic_write_text(config_path, json.dumps(config, indent=2))
+    accelerator.wait_for_everyone()
+    return {"weight": chosen, f"validation_{metric}": {f"{w:g}": v for w, v in found.items()}}
 
 
 def _validate_and_select(step, state, run_validation, save_best, args, accelerator) -> None:

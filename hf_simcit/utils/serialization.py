@@ -35,6 +35,19 @@ def read_json(path: str | os.PathLike) -> Any:
         raise SimCITInputError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """``path`` replaced by ``text`` in one rename: a reader sees the old file or the new one, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it replaces ``path`` in one rename.
