@@ -350,10 +350,12 @@ def hybrid_row(best, chosen: dict, test_split, args) -> dict:
     from hf_simcit.recommender.dense import hybrid_ranking_of
     from hf_simcit.recommender.evaluation import evaluate_recommender
 
+    hybrid = hybrid_ranking_of(best)
+
     def evaluate(desc: str, exclude_history: bool = False) -> dict:
         return evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, test_split, num_beams=args.beams,
                                     ks=(5, 10), batch_size=args.eval_batch_size, desc=desc,
-                                    exclude_history=exclude_history, hybrid=hybrid_ranking_of(best))
+                                    exclude_history=exclude_history, hybrid=hybrid)
 
     return {"weight": best.hybrid_weight, "validation_ndcg@10": chosen["validation_ndcg@10"],
             "test": evaluate("test, hybrid"),

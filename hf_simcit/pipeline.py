@@ -376,7 +376,9 @@ def _report(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[s
     from . import report
 
     run = plan.run
-    generator = report.generator_row(plan.recommender[0].model_name_or_path)
+    model_name = plan.recommender[0].model_name_or_path
+    hybrid_weight = (read_json(run / "eval" / "metrics.json") or {}).get("hybrid_weight") or 0.0
+    generator = report.generator_row(model_name, hybrid_weight)
     rows = report.metrics_rows(run, generator, args.baselines)
     has_history = "history" in args.baselines and (run / "baselines" / "history.json").is_file()
     notes = [report.history_note(run, args.dataset, args.eval_split, args.eval_max_examples, max(args.eval_ks))
@@ -389,7 +391,8 @@ def _report(args: PipelineArguments, plan: StagePlan, state: RunState) -> dict[s
     path = report.write_report(run, metrics=rows, data_stats=read_json(run / "data" / "stats.json"),
                                sid_stats=report.sid_rows(run, rows[generator].get("invalid_items")),
                                training_logs=report.training_logs(run),
-                               learning_curves=report.learning_curves(run, generator),
+                               learning_curves=report.learning_curves(
+                                   run, report.generator_row(model_name, hybrid_weight, curve=True)),
                                settings=settings, timings=timings, notes=notes)
     print(report.format_metrics_table(rows))
     print(f"  report: {path}")

@@ -206,9 +206,14 @@ BASELINE_ROWS = {
 }
 
 
-def generator_row(model_name_or_path: str | None) -> str:
-    """The generator's row name in the metrics table (and its learning curve)."""
-    return f"SimCIT SIDs + {model_name_or_path or 'Llama from config'}"
+def generator_row(model_name_or_path: str | None, hybrid_weight: float = 0.0, curve: bool = False) -> str:
+    """The generator's row name in the metrics table, or (``curve``) its learning curve's. With a hybrid weight
+    the test figures rank the beam's candidates by the hybrid with the dense head, while the validation curve
+    that chose the checkpoint is the beam's own order: the names say which is which."""
+    name = f"SimCIT SIDs + {model_name_or_path or 'Llama from config'}"
+    if not hybrid_weight:
+        return name
+    return f"{name} (beam order)" if curve else f"{name}, hybrid with its dense head (W {hybrid_weight:g})"
 
 
 def metrics_rows(run_dir: Path, generator: str, baselines: Sequence[str]) -> dict[str, Mapping[str, Any]]:

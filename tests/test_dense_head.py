@@ -273,6 +273,38 @@ def test_hybrid_ranking_reorders_the_beams_candidates_by_the_heads_logit():
         HybridRanking(embeddings, weight=-1.0)
 
 
+def test_one_beam_search_and_one_head_pass_rank_every_hybrid_weight():
+    """``hybrid_weights``: each weight's metrics equal its own evaluation, from one beam search and one forward
+    pass of the head per batch; ``recommend_items`` with a hybrid and new-item places runs the head once too."""
+    from hf_simcit.recommender.inference import recommend_items
+
+    rec = build_recommender(tiny_model_args(dense_head_dim=DIM), tiny_sids(), seed=0)
+    rec.item_embeddings = embeddings = _embeddings()
+    split = tiny_splits()["validation"]
+    head_passes = []
+    dense_head_of(rec.model).register_forward_hook(lambda *_: head_passes.append(1))
+
+    def evaluate(**kw):
+        head_passes.clear()
+        return evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, split, num_beams=6, ks=(1, 5),
+                                    batch_size=len(split), **kw)
+
+    weights = (0.0, 0.5, 1.0, 1000.0)
+    each = {w: evaluate(hybrid=HybridRanking(embeddings, w) if w else None) for w in weights}
+    shared = evaluate(hybrid=HybridRanking(embeddings, 0.0), hybrid_weights=weights)
+    assert len(head_passes) == 1                               # one batch: one pass for all four weights
+    assert {w: m["ndcg@5"] for w, m in shared["by_hybrid_weight"].items()} == pytest.approx(
+        {w: m["ndcg@5"] for w, m in each.items()})
+    assert len({round(m["ndcg@5"], 6) for m in each.values()}) > 1   # the weights do rank differently here
+    with pytest.raises(SimCITInputError, match="hybrid_weights need a hybrid ranking"):
+        evaluate(hybrid_weights=weights)
+    histories = [[f"item{i}" for i in h] for h in split["history"]]
+    head_passes.clear()
+    recommend_items(rec, histories, k=4, hybrid_weight=1.0, new_items=["item0", "item1"], new_item_slots=1,
+                    batch_size=len(histories))
+    assert len(head_passes) == 1
+
+
 def test_a_saved_folder_ranks_by_the_hybrid_from_the_command_line(tmp_path, capsys):
     """The folder keeps the head's item embeddings and temperature: ``hf-simcit recommend --hybrid-weight W``
     lists the items with the best log P(SID) + W x cos / temperature (every item a candidate here: 12 items,

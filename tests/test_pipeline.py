@@ -84,7 +84,10 @@ def test_every_stage_writes_its_artifact_and_the_report(finished):
     assert metrics["num_examples"] == NUM_USERS  # every test user, full ranking
     assert 0.0 <= metrics["ndcg@10"] <= metrics["recall@10"] <= 1.0
     report = (run / "report.md").read_text()
-    assert "| SimCIT SIDs + Llama from config |" in report and "| SASRec (same split, own early stopping) |" in report
+    # the recipe's head serves the hybrid its training chose: the row says so and names the weight
+    weight = metrics["hybrid_weight"]
+    label = "SimCIT SIDs + Llama from config" + (f", hybrid with its dense head (W {weight:g})" if weight else "")
+    assert f"| {label} |" in report and "| SASRec (same split, own early stopping) |" in report
     assert f"{metrics['recall@10']:.4f}" in report
     state = json.loads((run / "pipeline.json").read_text())["stages"]
     assert [s for s in STAGES if state.get(s, {}).get("status") == "done"] == [

@@ -113,3 +113,13 @@ def test_a_damaged_run_file_is_one_line_naming_it(tmp_path):
         metrics_rows(tmp_path, "generator", ["sasrec"])
     with pytest.raises(SimCITInputError, match=r"baselines/sasrec.json:1: not valid JSON"):
         learning_curves(tmp_path, "generator")
+
+
+def test_the_generator_row_says_when_its_test_figures_are_the_hybrid_ranking():
+    """A folder serving the hybrid (W > 0): the metrics row names the hybrid and its weight, the learning curve
+    (validation of the beam's own order, which chose the checkpoint) says it is the beam's."""
+    from hf_simcit.report import generator_row
+
+    assert generator_row(None) == generator_row(None, 0.0, curve=True) == "SimCIT SIDs + Llama from config"
+    assert generator_row("m", 2.0) == "SimCIT SIDs + m, hybrid with its dense head (W 2)"
+    assert generator_row("m", 0.5, curve=True) == "SimCIT SIDs + m (beam order)"

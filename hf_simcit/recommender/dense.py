@@ -190,12 +190,26 @@ class HybridRanking:
             raise SimCITInputError("hybrid ranking needs a recommender with a dense item head (dense_head_dim > 0)")
         self.item_embeddings = check_item_embeddings(self.item_embeddings, num_items, head.out_features)
 
+    @property
+    def keys(self) -> torch.Tensor:
+        """``(num_items, D)`` the item embeddings at unit length, on the CPU: the cosine's keys."""
+        return self._keys
+
+    def cosines(self, model: Any, prompts: Sequence[Sequence[int]], pad_token_id: int) -> torch.Tensor:
+        """``(len(prompts), num_items)`` the head's cosine to every item after each prompt: one forward pass
+        that any number of weights (and the new items' places) can share."""
+        return dense_queries(model, prompts, pad_token_id, batch_size=len(prompts)) @ self._keys.T
+
+    def rerank(self, ranked: Recommendations, cosines: torch.Tensor, k: int | None = None) -> Recommendations:
+        """``ranked`` re-ordered by ``log P(SID) + weight * cosines / temperature``, the best ``k`` kept."""
+        return rerank_with_item_scores(ranked, cosines / self.temperature, self.weight, k)
+
     def __call__(self, model: Any, prompts: Sequence[Sequence[int]], ranked: Recommendations, pad_token_id: int,
                  k: int | None = None) -> Recommendations:
         """``ranked`` (the beam's candidates for ``prompts``) re-ordered, the best ``k`` kept."""
-        scores = dense_queries(model, prompts, pad_token_id, batch_size=len(prompts)) @ self._keys.T \
-            if self.weight else torch.zeros(len(prompts), len(self.item_embeddings))   # weight 0: the beam's order
-        return rerank_with_item_scores(ranked, scores / self.temperature, self.weight, k)
+        cosines = self.cosines(model, prompts, pad_token_id) if self.weight else \
+            torch.zeros(len(prompts), len(self._keys))   # weight 0: the beam's order, no forward pass
+        return self.rerank(ranked, cosines, k)
 
 
 def hybrid_ranking_of(rec: Any, weight: float | None = None) -> HybridRanking | None:

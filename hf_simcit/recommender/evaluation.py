@@ -10,6 +10,7 @@ counts returned ids that are not real items (or are duplicates) and must be 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -50,6 +51,7 @@ def evaluate_recommender(
     new_items: Sequence[int] | torch.Tensor | None = None,
     new_item_slots: int = 0,
     hybrid: Any = None,
+    hybrid_weights: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Recall/NDCG@K and MRR of ``model`` on ``split`` (``history``, ``target`` columns), full ranking.
 
@@ -64,7 +66,9 @@ def evaluate_recommender(
     of ``new_items`` (e.g. cold-start items), as :func:`hf_simcit.generation.recommend` does; the rankings are
     then ``max(ks)`` long.
     ``hybrid``: a :class:`hf_simcit.recommender.dense.HybridRanking`; the beam's ``num_beams`` candidates are
-    re-ordered by it (a model with a dense item head).
+    re-ordered by it (a model with a dense item head). ``hybrid_weights``: the same beams and head scores also
+    ranked at each of these weights (0: the beam's own order), their metrics under ``"by_hybrid_weight"``
+    (``{weight: metrics}``), so that choosing the weight costs one beam search, not one per weight.
     """
     from tqdm.auto import tqdm
 
@@ -83,12 +87,15 @@ def evaluate_recommender(
     was_training = model.training
     model.eval()
     width = min(num_beams, num_items)
+    if hybrid_weights and hybrid is None:
+        raise SimCITInputError("hybrid_weights need a hybrid ranking (a recommender with a dense item head)")
     if hybrid is not None:
         if new_item_slots:
             raise SimCITInputError("hybrid ranking and new_item_slots do not combine; use one of them")
         hybrid.check(model, num_items)
+    rankers = [hybrid] + [replace(hybrid, weight=float(w)) for w in hybrid_weights]
     search = _Search(width, k=max(ks) if new_item_slots else width, new_items=new_items,
-                     new_item_slots=new_item_slots, hybrid=hybrid)
+                     new_item_slots=new_item_slots, rankers=rankers)
     rankings = []
     show = accelerator is None or accelerator.is_local_main_process
     for start in tqdm(range(0, len(rows_to_decode), batch_size), desc=desc, disable=not show, leave=False):
@@ -97,20 +104,26 @@ def evaluate_recommender(
         exclude = [histories[i] for i in rows] if exclude_history else None
         items = search(model, prompts, item_token_ids, tokenizer.pad_token_id, device, exclude)
         tag = torch.as_tensor(tags[start:start + batch_size], dtype=torch.long).view(-1, 1)
-        rankings.append(torch.cat([tag, items.cpu().long()], dim=1))
+        rankings.append(torch.cat([tag, *(ranked.cpu().long() for ranked in items)], dim=1))   # one gather for all
     if was_training:
         model.train()
-    ranked = torch.cat(rankings) if rankings else torch.empty(0, search.k + 1, dtype=torch.long)
+    ranked = torch.cat(rankings) if rankings else torch.empty(0, search.k * len(rankers) + 1, dtype=torch.long)
     if accelerator is not None and accelerator.num_processes > 1 and n > 0:
         ranked = _gather_rankings(ranked, n, accelerator, device)
-    order, ranked = ranked[:, 0], ranked[:, 1:]
-    invalid = count_invalid(ranked, num_items)
-    metrics: dict[str, Any] = ranking_metrics(ranked, targets[order], ks)
-    metrics["invalid_items"] = invalid
-    metrics["num_examples"] = int(ranked.shape[0])
-    metrics["num_beams"] = int(width)
+    order, *each = ranked[:, 0], *ranked[:, 1:].split(search.k, dim=1)
+
+    def measured(ranked: torch.Tensor) -> dict[str, Any]:
+        metrics: dict[str, Any] = ranking_metrics(ranked, targets[order], ks)
+        metrics["invalid_items"] = count_invalid(ranked, num_items)
+        metrics["num_examples"] = int(ranked.shape[0])
+        metrics["num_beams"] = int(width)
+        return metrics
+
+    metrics = measured(each[0])
+    if hybrid_weights:
+        metrics["by_hybrid_weight"] = {float(w): measured(r) for w, r in zip(hybrid_weights, each[1:])}
     if return_rankings:
-        metrics["rankings"] = ranked
+        metrics["rankings"] = each[0]
     return metrics
 
 
@@ -150,16 +163,18 @@ class _Search:
     """``search(model, prompts, item_token_ids, pad_id, device, exclude) -> (B, width)`` item indices, best
     first, by :func:`hf_simcit.generation.recommend`; ``exclude``: None or one list of item indices per prompt
     that may not be recommended. One trie per catalogue and device (building it for 12k items takes ~1 s;
-    a batch ~30 ms). ``hybrid``: re-orders each batch's candidates (:class:`~.dense.HybridRanking`)."""
+    a batch ~30 ms). ``rankers``: one ranking per entry, each the beam's order (``None``) or its candidates
+    re-ordered by a :class:`~.dense.HybridRanking`; the hybrids share one head forward pass (their item
+    embeddings must be the same)."""
 
     def __init__(self, width: int, k: int | None = None, new_items: Any = None, new_item_slots: int = 0,
-                 hybrid: Any = None):
+                 rankers: Sequence[Any] = (None,)):
         self.width, self.k = width, k or width
-        self.new_items, self.new_item_slots, self.hybrid = new_items, new_item_slots, hybrid
+        self.new_items, self.new_item_slots, self.rankers = new_items, new_item_slots, list(rankers)
         self.tries: dict[tuple[int, str], Any] = {}
 
     def __call__(self, model, prompts: list[list[int]], item_token_ids: torch.Tensor, pad_id: int, device,
-                 exclude: list[list[int]] | None = None) -> torch.Tensor:
+                 exclude: list[list[int]] | None = None) -> list[torch.Tensor]:
         from ..generation import SIDTrie, recommend
 
         key = (id(item_token_ids), str(device))
@@ -169,9 +184,10 @@ class _Search:
         ranked = recommend(model, prompts, self.tries[key], k=self.k, num_beams=self.width,
                            pad_token_id=pad_id, batch_size=len(prompts), exclude_items=exclude,
                            new_items=self.new_items, new_item_slots=self.new_item_slots)
-        if self.hybrid is not None:
-            ranked = self.hybrid(model, prompts, ranked, pad_id)
-        return ranked.item_indices
+        hybrids = [r for r in self.rankers if r is not None]
+        cosines = hybrids[0].cosines(model, prompts, pad_id) if any(r.weight for r in hybrids) else \
+            torch.zeros(len(prompts), item_token_ids.shape[0])
+        return [ranked.item_indices if r is None else r.rerank(ranked, cosines).item_indices for r in self.rankers]
 
 
 def evaluate_saved_recommender(model_dir: str, data_dir: str, *, split: str = "test", ks: Sequence[int] = (5, 10),

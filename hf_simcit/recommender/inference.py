@@ -83,7 +83,7 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
     With new items as well, the hybrid orders the ordinary places and the head fills the reserved ones.
     """
     from ..generation import SIDTrie, recommend, with_best_new_items
-    from .dense import dense_head_of, dense_queries, hybrid_ranking_of, unit_keys
+    from .dense import HybridRanking, dense_head_of, hybrid_ranking_of
 
     num_items = rec.item_token_ids.shape[0]
     if k < 1:
@@ -112,7 +112,7 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
     new = item_indices(rec, [list(new_items)])[0] if new_items else None
     # new items' places by the dense head where there is one (and the embeddings it ranks), else by their SIDs
     by_head = new is not None and dense_head_of(rec.model) is not None and rec.item_embeddings is not None
-    keys = unit_keys(rec.item_embeddings) if by_head else None
+    head = hybrid or (HybridRanking(rec.item_embeddings, 0.0) if by_head else None)   # the cosines, once a batch
     device = next(rec.model.parameters()).device
     trie = SIDTrie(rec.item_token_ids.to(device))  # built once, shared by every batch
     out: list[list[tuple[str, float]]] = []
@@ -121,11 +121,11 @@ def recommend_items(rec: Recommender, histories: Sequence[Sequence[str]], k: int
         result = recommend(rec.model, batch, trie, k=num_beams if hybrid else k, num_beams=num_beams,
                            pad_token_id=rec.tokenizer.pad_token_id, new_items=None if by_head else new,
                            new_item_slots=0 if by_head else new_item_slots)
+        cosines = head.cosines(rec.model, batch, rec.tokenizer.pad_token_id) if head is not None else None
         if hybrid is not None:   # the beam's candidates re-ordered, the best k kept
-            result = hybrid(rec.model, batch, result, rec.tokenizer.pad_token_id, k)
+            result = hybrid.rerank(result, cosines, k)
         if by_head:
-            scores = dense_queries(rec.model, batch, rec.tokenizer.pad_token_id, len(batch)) @ keys.T
-            result = with_best_new_items(result, scores, new, k, new_item_slots, rec.item_token_ids)
+            result = with_best_new_items(result, cosines, new, k, new_item_slots, rec.item_token_ids)
         for items, scores in zip(result.item_indices.tolist(), result.scores.tolist()):
             out.append([(rec.item_ids[i], float(s)) for i, s in zip(items, scores)])
     return out

@@ -613,13 +613,13 @@ def _choose_hybrid_weight(args: RecommenderTrainingArguments, validation: Any, t
     accelerator.wait_for_everyone()
     best = load_recommender(args.output_dir, device=accelerator.device)
     metric = f"ndcg@{max(ks)}"
-    found = {}
-    for weight in args.hybrid_weight_choices():
-        found[weight] = evaluate_recommender(
-            best.model, best.tokenizer, best.item_token_ids, validation, template=template, ks=ks,
-            num_beams=args.eval_num_beams, batch_size=args.eval_batch_size, accelerator=accelerator,
-            desc=f"hybrid weight {weight:g}",
-            hybrid=HybridRanking(best.item_embeddings, weight, best.dense_temperature) if weight else None)[metric]
+    weights = args.hybrid_weight_choices()   # one beam search serves every weight
+    by_weight = evaluate_recommender(
+        best.model, best.tokenizer, best.item_token_ids, validation, template=template, ks=ks,
+        num_beams=args.eval_num_beams, batch_size=args.eval_batch_size, accelerator=accelerator,
+        desc="hybrid weights", hybrid=HybridRanking(best.item_embeddings, 0.0, best.dense_temperature),
+        hybrid_weights=weights)["by_hybrid_weight"]
+    found = {weight: by_weight[weight][metric] for weight in weights}
     chosen = max(found, key=found.get)
     accelerator.print(f"hybrid ranking, validation {metric} per weight "
                       f"{ {f'{w:g}': round(v, 4) for w, v in found.items()} }: weight {chosen:g}")
