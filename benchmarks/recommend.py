@@ -504,7 +504,7 @@ def format_table(rows: dict, sid_stats: dict) -> str:
 
 
 SASREC_SETTABLE = ("hidden_size", "num_layers", "num_heads", "inner_size", "dropout", "weight_decay", "batch_size",
-                   "negatives", "objective", "layer_norm", "initializer_range")
+                   "negatives", "objective", "layer_norm", "initializer_range", "eval_exclude_history")
 
 
 def sasrec_overrides(settings: list[str] | None) -> dict:
@@ -519,8 +519,8 @@ def sasrec_overrides(settings: list[str] | None) -> dict:
             raise SystemExit(f"--sasrec-set {setting!r}: expected KEY=VALUE with KEY one of {', '.join(SASREC_SETTABLE)}")
         kind = type(defaults[key])
         try:
-            out[key] = kind(value)
-        except ValueError:
+            out[key] = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
+        except (KeyError, ValueError):
             raise SystemExit(f"--sasrec-set {setting!r}: {key} takes a {kind.__name__}") from None
     return out
 
@@ -542,7 +542,9 @@ def _sasrec_summary(row: dict | None) -> str:
             f"{c.get('dropout')}, lr {c.get('learning_rate')}, batch {c.get('batch_size')}, up to "
             f"{c.get('num_epochs')} epochs, patience {c.get('patience')}"
             f"{f' (of the value or its mean over {w})' if (w := c.get('patience_window') or 1) > 1 else ''}, validation on "
-            f"{c.get('eval_max_examples') or 'all'} validation users")
+            f"{c.get('eval_max_examples') or 'all'} validation users"
+            f"{' ranked without their history items' if c.get('eval_exclude_history') else ''}"
+            f"{f', weight decay {wd:g}' if (wd := c.get('weight_decay')) else ''}")
 
 
 def write_results(folder: Path, name: str, rows: dict, command: str, device: str, wall: float) -> Path:

@@ -429,6 +429,10 @@ def test_sasrec_set_overrides_config_fields_with_their_types(bench):
         bench.sasrec_overrides(["seed=3"])         # the run's --seed, not a SASRec setting
     with pytest.raises(SystemExit, match="--sasrec-set 'negatives=many': negatives takes a int"):
         bench.sasrec_overrides(["negatives=many"])
+    assert bench.sasrec_overrides(["eval_exclude_history=True"]) == {"eval_exclude_history": True}
+    assert bench.sasrec_overrides(["eval_exclude_history=false"]) == {"eval_exclude_history": False}
+    with pytest.raises(SystemExit, match="eval_exclude_history takes a bool"):   # bool("no") would be True
+        bench.sasrec_overrides(["eval_exclude_history=no"])
 
 
 def test_simcit_set_overrides_one_recipe_field_and_names_an_unknown_one(bench, tmp_path):

@@ -179,6 +179,24 @@ def test_early_stopping_stops_at_patience_and_restores_the_best(monkeypatch):
     assert not torch.equal(snapshots[1], snapshots[-1])
 
 
+@pytest.mark.parametrize("exclude", [False, True])
+def test_the_early_stopping_validation_can_rank_without_the_history(exclude):
+    """``eval_exclude_history``: the validation that chooses the checkpoint is RecBole's (history items never
+    ranked), the protocol whose figures are reported; off, it ranks every item."""
+    from hf_simcit.baselines.sasrec import evaluate_sasrec
+
+    splits = cyclic_splits()
+    config = SASRecConfig(num_items=NUM_ITEMS, max_len=8, hidden_size=16, num_layers=1, num_heads=1, num_epochs=1,
+                          learning_rate=1e-2, eval_exclude_history=exclude)
+    model, result = train_sasrec(splits, config, device="cpu", ks=(1, 5), verbose=False)
+    logged = {k: result["history"][0][k] for k in ("ndcg@5", "recall@5")}
+    plain, without = (evaluate_sasrec(model, splits["validation"], (1, 5), exclude_history=flag)
+                      for flag in (False, True))
+    assert plain["ndcg@5"] != pytest.approx(without["ndcg@5"])      # the two protocols differ on this data
+    expected = without if exclude else plain
+    assert logged == pytest.approx({k: expected[k] for k in logged})
+
+
 def test_no_validation_trains_every_epoch_and_keeps_the_last_state(monkeypatch):
     """``eval_max_examples=0`` (a final fit): all ``num_epochs`` run, patience never stops them, nothing is
     restored, and a negative sample size is one clear line."""

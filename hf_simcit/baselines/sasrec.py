@@ -72,6 +72,8 @@ class SASRecConfig:
     ``negatives``: 0 = cross entropy over the whole catalogue; ``N`` = sampled softmax, the target against
     ``N`` items drawn uniformly for each target (a draw equal to the target is masked), as eSASRec
     (arXiv 2508.06450) trains SASRec (measured on Beauty: below the full softmax, RESULTS.md); scoring always ranks the whole catalogue.
+    ``eval_exclude_history``: the early stopping's validation ranks without each user's history items (RecBole's
+    protocol, for data without repeat consumption), so the checkpoint is chosen by the metric that protocol reports.
     """
 
     num_items: int
@@ -94,6 +96,7 @@ class SASRecConfig:
     initializer_range: float = 0.02
     sid_sizes: list[int] | None = None
     negatives: int = 0
+    eval_exclude_history: bool = False
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -378,11 +381,11 @@ def length_grouped_batches(lengths: torch.Tensor, batch_size: int, generator: to
 
 
 def _sample_metrics(model: SASRec, sequences: torch.Tensor, targets: torch.Tensor, ks: Sequence[int],
-                    device: torch.device) -> dict[str, float]:
+                    device: torch.device, exclude_history: bool = False) -> dict[str, float]:
     """Metrics of the fixed validation sample (pre-encoded once); a seam for tests."""
     from ..metrics.ranking import ranking_metrics
 
-    return ranking_metrics(_rank_encoded(model, sequences, max(ks), 512, device), targets, ks)
+    return ranking_metrics(_rank_encoded(model, sequences, max(ks), 512, device, exclude_history), targets, ks)
 
 
 def sampled_softmax_loss(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, negatives: int,
@@ -469,7 +472,7 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
         last = capped or epoch == config.num_epochs - 1
         if ((epoch + 1) % config.eval_every and not last) or not rows:
             continue
-        metrics = _sample_metrics(model, sample_inputs, sample_targets, ks, device)
+        metrics = _sample_metrics(model, sample_inputs, sample_targets, ks, device, config.eval_exclude_history)
         history.append({"epoch": epoch, "step": step, "seconds": round(train_s, 4),
                         "loss": total / max(count, 1), **metrics})
         if verbose:
