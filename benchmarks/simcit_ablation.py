@@ -8,18 +8,17 @@ Downstream test NDCG@10 / Recall@10 need a Beauty generator per row (``--downstr
 ``recommend.py``'s ``run_generator``, 30-50 min each on one shared CPU core); rows without one carry
 ``null`` test values and ``test_missing`` saying why.
 
-Rows: ``default`` (the recipe: learned codes) and the reference settings; each departure alone on top of the
+Every row sees Beauty's recipe cf (:data:`RECIPE_CF`, the LGMD of the sequential SPPMI that
+``recipes/beauty/lgmd.yaml`` fits) unless it is a modality row, so ``default`` is the recipe itself. Rows:
+``default`` and the reference settings; each departure alone, removed from the default and added to the
 reference; the default with a k-means re-fit (``codebook_refit`` periodic / final); modalities (text, text + cf
-SVD, text + cf LGMD of the user x item matrix, with attractive graphs, and of the sequential SPPMI (Beauty's
-recipe) when ``--lgmd-cache`` holds them, text + cf sequential as ``recommend.py --cf sequential``); three
-settings on the recipe's cf that could lower its collisions (temperature 0.2, diversity weight 2; the recipe's 800
-steps against 400);
-contrastive temperature;
-3 x 256 vs 4 x 64 codes.
+from the user x item SVD, its LGMD, with attractive graphs, and the SPPMI-SVD of ``recommend.py --cf sequential``);
+contrastive temperature; the recipe's 800 quantizer steps against 400; diversity weight 2; 3 x 256 vs 4 x 64 codes.
+A missing LGMD cf is fitted into ``--lgmd-cache`` first (40-100 s, once).
 
     nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --dataset beauty --threads 1
     nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --rows default "refit final (k-means once after training)" --downstream default
-    nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --make-lgmd --rows "modalities text + cf (LGMD)" "modalities text + cf (LGMD, attractive graphs)"
+    nice -n 10 .venv/bin/python benchmarks/simcit_ablation.py --rows "modalities text + cf (LGMD)" "modalities text + cf (LGMD, attractive graphs)"
 """
 
 from __future__ import annotations
@@ -57,36 +56,33 @@ DEPARTURES = {"k-means init (RMS 1)": ("codebook_init", "init_latent_rms"), "sym
               "contrastive temperature 0.3": ("contrastive_temperature",)}
 
 
+# Beauty's recipe cf (``recommend.py --cf lgmd-sequential``): the cf of every row that does not vary the modalities
+RECIPE_CF = "lgmd-sequential"
+
+
 def ablation_rows(recipe) -> list[tuple[str, dict, str | None]]:
-    """``(name, overrides of the recipe, cf source)`` for every row, most telling first."""
-    rows = [("default", {}, None),
-            ("refit final (k-means once after training)", {"codebook_refit": "final"}, None),
-            ("refit periodic (k-means every 50 steps and last)", {"codebook_refit": "periodic"}, None),
-            ("reference", dict(REFERENCE), None)]
+    """``(name, overrides of the recipe, cf source)`` for every row, most telling first; the cf source is a
+    ``recommend.py --cf`` value (None: no cf modality)."""
+    rows = [("default", {}, RECIPE_CF),
+            ("refit final (k-means once after training)", {"codebook_refit": "final"}, RECIPE_CF),
+            ("refit periodic (k-means every 50 steps and last)", {"codebook_refit": "periodic"}, RECIPE_CF),
+            ("reference", dict(REFERENCE), RECIPE_CF)]
     for name, keys in DEPARTURES.items():
-        rows.append((f"default without {name}", {k: REFERENCE[k] for k in keys}, None))
+        rows.append((f"default without {name}", {k: REFERENCE[k] for k in keys}, RECIPE_CF))
     for name, keys in DEPARTURES.items():
-        rows.append((f"reference + {name}", REFERENCE | {k: getattr(recipe, k) for k in keys}, None))
+        rows.append((f"reference + {name}", REFERENCE | {k: getattr(recipe, k) for k in keys}, RECIPE_CF))
     rows += [("modalities text", {"modalities": ["text"]}, None),
-             ("contrastive temperature 0.03", {"contrastive_temperature": 0.03}, None),
-             ("contrastive temperature 0.2", {"contrastive_temperature": 0.2}, None),
-             ("4 x 64 codes", {"num_levels": 4, "codebook_size": 64}, None),
+             ("modalities text + cf (SVD)", {}, "svd"),
              ("modalities text + cf (LGMD)", {}, "lgmd"),
              ("modalities text + cf (LGMD, attractive graphs)", {}, "lgmd-attractive"),
-             ("modalities text + cf (LGMD, sequential)", {}, "lgmd-sequential"),
              ("modalities text + cf (sequential)", {}, "sequential"),
-             # Beauty's recipe cf (LGMD of the sequential SPPMI) collides more than the SVD cf: what lowers it
-             ("modalities text + cf (LGMD, sequential), contrastive temperature 0.07",
-              {"contrastive_temperature": 0.07}, "lgmd-sequential"),
-             ("modalities text + cf (LGMD, sequential), contrastive temperature 0.2",
-              {"contrastive_temperature": 0.2}, "lgmd-sequential"),
-             ("modalities text + cf (LGMD, sequential), contrastive temperature 0.5",
-              {"contrastive_temperature": 0.5}, "lgmd-sequential"),
-             # the recipe trains 800 steps (400 until 2026-12-06): the former length, on the recipe's cf
-             ("modalities text + cf (LGMD, sequential), 400 steps",
-              {"max_steps": 400, "gumbel_anneal_steps": 400}, "lgmd-sequential"),
-             ("modalities text + cf (LGMD, sequential), diversity weight 2",
-              {"codeword_diversity_weight": 2.0}, "lgmd-sequential")]
+             ("contrastive temperature 0.03", {"contrastive_temperature": 0.03}, RECIPE_CF),
+             ("contrastive temperature 0.2", {"contrastive_temperature": 0.2}, RECIPE_CF),
+             ("contrastive temperature 0.5", {"contrastive_temperature": 0.5}, RECIPE_CF),
+             # the recipe trains 800 steps (400 until 2026-12-06)
+             ("400 quantizer steps", {"max_steps": 400, "gumbel_anneal_steps": 400}, RECIPE_CF),
+             ("diversity weight 2", {"codeword_diversity_weight": 2.0}, RECIPE_CF),
+             ("4 x 64 codes", {"num_levels": 4, "codebook_size": 64}, RECIPE_CF)]
     return rows
 
 
@@ -143,9 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--no-results", action="store_true")
-    p.add_argument("--make-lgmd", action="store_true",
-                   help="first fit the LGMD cf embeddings the chosen rows use into --lgmd-cache, where not cached "
-                        "(recipes/<data>/lgmd.yaml)")
     p.add_argument("--finalize", action="store_true",
                    help="write the JSON and RESULTS table from the rows a stopped run finished (no training)")
     return p
@@ -194,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown row {unknown[0]!r}; rows: {names}", file=sys.stderr)
         return 2
     rec = rb.load_data(args.dataset)
-    feats = rb.load_features(args.dataset, rec)
-    if args.make_lgmd:   # only the LGMD cfs the chosen rows use, and only those not cached yet
-        rb.make_lgmd_embeddings(args.dataset, rec, Path(args.lgmd_cache),
-                                sorted({cf for name, _, cf in rows_spec if name in wanted and cf in rb.LGMD_SOURCES}))
+    row_features = {}   # one feature table per cf source (an LGMD cf is fitted into --lgmd-cache when missing)
+
+    def features_with(cf: str | None):
+        if cf not in row_features:
+            row_features[cf] = rb.load_features(args.dataset, rec, cf or "svd", Path(args.lgmd_cache))
+        return row_features[cf]
+
     partial = workdir / "partial.json"
     done = {r["name"]: r for r in json.loads(partial.read_text())} if args.finalize and partial.exists() else {}
     results = []
@@ -210,16 +206,10 @@ def main(argv: list[str] | None = None) -> int:
                 "usage": None, "test": {"ndcg@10": None, "recall@10": None},
                 "missing": "not run: the session's time ran out before this row"})
             continue
-        row_feats = (rb.load_features(args.dataset, rec, cf) if cf == "sequential" else
-                     rb.with_cf(feats, args.dataset, cf, Path(args.lgmd_cache)))
-        if row_feats is None:
-            results.append({"name": name, "settings": {"cf": cf}, "raw_collision": None, "usage": None,
-                            "test": {"ndcg@10": None, "recall@10": None},
-                            "missing": f"no {cf} embedding cached under {args.lgmd_cache}"})
-            print(f"[{name}] skipped: {results[-1]['missing']}", flush=True)
-            continue
+        row_feats = features_with(cf)
         settings, assignment, seconds = run_row(name, overrides, row_feats, recipe, workdir)
-        settings["cf"] = cf or ("svd-32" if "cf" in (settings["modalities"] or feats.modalities) else None)
+        settings["cf"] = None if "cf" not in (settings["modalities"] or row_feats.modalities) else (
+            "svd-32" if cf == "svd" else cf)
         raw = assignment.raw_statistics
         row = {"name": name, "settings": settings, "raw_collision": float(raw["collision_rate"]),
                "usage": [float(u) for u in raw["usage"]], "perplexity": [float(x) for x in raw["perplexity"]],
@@ -259,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     def joined(earlier: dict | None) -> dict:   # join the file: other rows and other seeds' runs stay
         other_seeds = earlier and {run["seed"] for row in earlier["rows"] if row["raw_collision"] is not None
                                    for run in seed_runs(row)} - {args.seed}
-        return merge_rows(earlier, out) if earlier and (args.rows or other_seeds) else out
+        joined = merge_rows(earlier, out) if earlier and (args.rows or other_seeds) else out
+        order = {name: i for i, name in enumerate(names)}   # the rows in the table's order, retired names last
+        return joined | {"rows": sorted(joined["rows"], key=lambda r: order.get(r["name"], len(order)))}
 
     path = reporting.update_json(f"simcit-ablation-{args.dataset}", joined)
     reporting.append_results(
@@ -267,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Date: {this_run['date']}. Machine: {this_run['machine']} (load average at start -> end; shared cores). "
         f"Command: `{command}`\n\nEvery row: `train_quantizer` with recipes/{args.dataset}/quantizer.yaml "
         f"plus the row's overrides, seed {args.seed}; raw collision and usage of the quantizer's own codes "
-        f"over all {len(feats.item_ids)} items. Test N@10 / R@10: `-` where no generator was trained for "
+        f"over all {rec.num_items} items. Test N@10 / R@10: `-` where no generator was trained for "
         f"the row (null in the JSON).\n\n{table}\n\nJSON: `{path.relative_to(ROOT)}`.\n")
     print(f"wrote {path}")
     return 0
