@@ -179,3 +179,20 @@ def test_downstream_generators_train_under_recommend_py_protocol(ablation):
     assert {k: getattr(options, k) for k in set_here} == vars(args)
     assert {k: v for k, v in vars(options).items() if k not in set_here} == {
         k: v for k, v in defaults.items() if k not in set_here}
+
+
+def test_every_row_starts_from_the_recipe_and_default_is_the_recipe_itself(ablation, rb, tmp_path):
+    """Rows that do not vary the modalities see Beauty's recipe cf, so ``default`` (no overrides) is the recipe
+    the tokenizer comparison and the pipeline train, and its generators are the recipe's three seeds."""
+    from types import SimpleNamespace
+
+    recipe = rb.quantizer_recipe("beauty", SimpleNamespace(seed=42, levels=None, codebook_size=None,
+                                                           simcit_steps=None), tmp_path)
+    rows = {name: (overrides, cf) for name, overrides, cf in ablation.ablation_rows(recipe)}
+    assert rows["default"] == ({}, ablation.RECIPE_CF) == ({}, "lgmd-sequential")
+    modality = {name: cf for name, (_, cf) in rows.items() if name.startswith("modalities")}
+    assert modality == {"modalities text": None, "modalities text + cf (SVD)": "svd",
+                        "modalities text + cf (LGMD)": "lgmd", "modalities text + cf (LGMD, attractive graphs)":
+                        "lgmd-attractive", "modalities text + cf (sequential)": "sequential"}
+    assert {cf for name, (_, cf) in rows.items() if name not in modality} == {ablation.RECIPE_CF}
+    assert rows["reference"][0]["contrastive_temperature"] == 0.07 and recipe.contrastive_temperature == 0.3
