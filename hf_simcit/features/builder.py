@@ -7,7 +7,6 @@ call :func:`build_features` on a :class:`~hf_simcit.data.RecDataset`. Every moda
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SimCITInputError
+from ..utils.threads import cpu_threads
 from .cache import FeatureCache, fingerprint, hash_model_source, hash_values
 from .collaborative import CF_METHODS
 from .columns import add_embedding_column, embedding_column
@@ -178,31 +178,10 @@ def build_features(rec, args: FeaturesArguments | None = None, interactions=None
     cache = FeatureCache(args.cache_dir, enabled=args.use_cache)
     report: dict[str, dict] = {}
 
-    with _cpu_threads(args.num_threads):
+    with cpu_threads(args.num_threads):
         for modality in args.modalities:
             items = _add_modality(modality, items, rec, args, item_ids, interactions, cache, report)
     return items, report
-
-
-@contextlib.contextmanager
-def _cpu_threads(num_threads: int | None):
-    """Cap torch's intra-op threads and the BLAS/OpenMP pools (numpy, scipy, scikit-learn) while inside."""
-    import torch
-
-    if num_threads is None:
-        yield
-        return
-    if num_threads < 1:
-        raise SimCITInputError(f"num_threads must be positive, got {num_threads}")
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        with threadpool_limits(limits=num_threads):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _add_modality(modality, items, rec, args, item_ids, interactions, cache, report):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -674,9 +673,3 @@ def _unwrapped(rec, accelerator, model):
     from dataclasses import replace
 
     return replace(rec, model=accelerator.unwrap_model(model))
-
-
-def default_num_threads() -> None:
-    """Keep CPU runs polite on shared machines (2 cores): respect OMP_NUM_THREADS when it is set."""
-    if "OMP_NUM_THREADS" in os.environ:
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
