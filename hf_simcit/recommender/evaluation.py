@@ -160,8 +160,8 @@ def _gather_rankings(ranked: torch.Tensor, n: int, accelerator: Any, device: Any
 
 
 class _Search:
-    """``search(model, prompts, item_token_ids, pad_id, device, exclude) -> (B, width)`` item indices, best
-    first, by :func:`hf_simcit.generation.recommend`; ``exclude``: None or one list of item indices per prompt
+    """``search(model, prompts, item_token_ids, pad_id, device, exclude) -> [(B, k)]`` item indices, best
+    first, one tensor per ranker, by :func:`hf_simcit.generation.recommend`; ``exclude``: None or one list of item indices per prompt
     that may not be recommended. One trie per catalogue and device (building it for 12k items takes ~1 s;
     a batch ~30 ms). ``rankers``: one ranking per entry, each the beam's order (``None``) or its candidates
     re-ordered by a :class:`~.dense.HybridRanking`; the hybrids share one head forward pass (their item
