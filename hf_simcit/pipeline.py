@@ -40,7 +40,6 @@ from .baselines.suite import BASELINES, check_sasrec_options
 from .errors import SimCITInputError
 from .utils.progress import progress_bars_off
 from .utils.serialization import read_json
-from .utils.threads import cpu_threads
 
 STATE_FILE = "pipeline.json"
 
@@ -79,10 +78,6 @@ class PipelineArguments:
     baselines: list[str] = field(default_factory=lambda: ["sasrec", "history", "popularity"], metadata={
         "help": "baselines on the same split: sasrec (trained to its own early-stopping point), history (the user's "
                 "most frequent history items) and popularity (most frequent training targets)"})
-    num_threads: int | None = field(default=None, metadata={
-        "help": "CPU threads (torch + BLAS) for every stage (null: the libraries' own). 1 gives the same SIDs and "
-                "models from run to run on CPU (with 2 the quantizer's training was not reproducible) and is "
-                "the faster choice on 2 shared cores; a stage's own num_threads (features) still applies inside it"})
     stages: list[str] | None = field(default=None, metadata={"help": "run only these stages (default: all)"})
     force: bool = field(default=False, metadata={"help": "re-run stages even if they finished"})
     push_to_hub: str | None = field(default=None, metadata={"help": "ORG/NAME prefix to push the artifacts to"})
@@ -99,8 +94,6 @@ class PipelineArguments:
         if bad:
             raise SimCITInputError(f"overrides: unknown stage {bad[0]!r}; use {', '.join(sorted(known))} "
                                    "(prepare settings: the recipe's prepare: mapping, or --set prepare.KEY=VALUE)")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise SimCITInputError(f"num_threads must be positive (or null: the libraries' own), got {self.num_threads}")
         if self.resolve not in ("level", "sinkhorn"):
             raise SimCITInputError(f"resolve must be level or sinkhorn, got {self.resolve!r}")
         if self.disambiguation_order not in ("index", "random", "distance"):
@@ -490,7 +483,7 @@ def run_pipeline(args: PipelineArguments, *, on_stage: Callable[[str], None] | N
     selected = [stage for stage in REGISTRY if stage.name in wanted and not stage.skip(args, plan)]
 
     # transformers' "Loading weights"/"Writing shards" bars would drown the stage bars: off while stages run
-    with progress_bars_off("transformers"), cpu_threads(args.num_threads):
+    with progress_bars_off("transformers"):
         for position, stage in enumerate(selected, 1):
             _run_stage(stage, args, plan, state, fingerprints[stage.name], f"[{position}/{len(selected)}]",
                        on_stage)

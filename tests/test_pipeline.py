@@ -243,27 +243,6 @@ def test_run_pipeline_restores_transformers_progress_bars(finished, tmp_path):
     assert transformers_logging.is_progress_bar_enabled() == before
 
 
-def test_num_threads_holds_for_every_stage_and_is_restored_after(finished, tmp_path):
-    """``num_threads``: torch's intra-op pool while the stages run (one thread makes a CPU run reproducible), the
-    previous setting after, also after a failure; 0 is refused before anything runs."""
-    import torch
-
-    path, _ = finished
-    before = torch.get_num_threads()
-    during = []
-    wanted = 2 if before == 1 else 1
-    run_pipeline(load_pipeline(path, {"stages": ["report"], "num_threads": wanted}),
-                 on_stage=lambda stage: during.append(torch.get_num_threads()))
-    assert during == [wanted] and torch.get_num_threads() == before
-    with pytest.raises(SimCITInputError, match="metrics.json is missing"):
-        run_pipeline(load_pipeline(path, {"stages": ["report"], "num_threads": wanted,
-                                          "run_dir": str(tmp_path / "empty")}))
-    assert torch.get_num_threads() == before
-    with pytest.raises(SimCITInputError, match="num_threads must be positive"):
-        load_pipeline(path, {"num_threads": 0})
-    assert load_pipeline(RECIPES / "ml-100k" / "pipeline.yaml").num_threads == 1   # the demo's recipe
-
-
 def test_cli_bad_set_is_one_line(tmp_path, capsys):
     code = main(["run", str(RECIPES / "ml-100k" / "pipeline.yaml"), "--set", "no-equals-sign"])
     assert code == 2

@@ -491,3 +491,28 @@ print(model.encode(load_file({str(tmp_path / "inputs.safetensors")!r})).tolist()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == f"{expected} <a_1><b_0>"
+
+
+def test_num_threads_holds_while_the_quantizer_trains_and_is_restored(tmp_path, monkeypatch):
+    """``num_threads``: torch's pool for the whole training (one thread makes a CPU run reproducible), the
+    previous setting after it, also after an error; 0 is one clear line."""
+    import hf_simcit.training.quantizer as quantizer
+
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    seen = []
+
+    def spy(args, features):
+        seen.append(torch.get_num_threads())
+        raise SimCITInputError("stop here")
+
+    monkeypatch.setattr(quantizer, "_train_quantizer", spy)
+    with pytest.raises(SimCITInputError, match="stop here"):
+        train_quantizer(tiny_args(tmp_path, num_threads=wanted), tiny_features())
+    assert seen == [wanted] and torch.get_num_threads() == before
+    with pytest.raises(SimCITInputError, match="num_threads must be positive"):
+        tiny_args(tmp_path, num_threads=0)
+    from hf_simcit.pipeline import load_pipeline, plan_stages
+
+    demo = plan_stages(load_pipeline(Path(__file__).resolve().parents[1] / "recipes" / "ml-100k" / "pipeline.yaml"))
+    assert demo.quantizer.num_threads == 1     # the demo's SIDs are the same every run

@@ -28,6 +28,7 @@ import torch
 from ..errors import SimCITInputError
 from ..quantizers.features import ItemFeatures
 from ..utils.serialization import atomic_directory
+from ..utils.threads import cpu_threads
 from .checkpointing import (
     RESUME_HELP,
     CheckpointManager,
@@ -119,6 +120,10 @@ class QuantizerTrainingArguments:
     resume_from_checkpoint: str | None = field(default="auto", metadata={"help": RESUME_HELP})
     max_train_time_s: float | None = field(default=None, metadata={"help": "Stop after this much training time."})
     seed: int = 42
+    num_threads: int | None = field(default=None, metadata={
+        "help": "CPU threads (torch + BLAS) while training (None: the libraries' own). 1 trains the same codebooks "
+                "from run to run on CPU (with 2, two ML-100K runs of one seed diverged after ~200 steps; "
+                "benchmarks/RESULTS.md) and is the faster choice on shared cores for this small model"})
     show_progress: bool = True
 
     def __post_init__(self):
@@ -128,6 +133,8 @@ class QuantizerTrainingArguments:
             )
         if not 0.0 <= self.validation_share < 1.0:
             raise SimCITInputError(f"validation_share must be in [0, 1), got {self.validation_share}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise SimCITInputError(f"num_threads must be positive (or null: the libraries' own), got {self.num_threads}")
         if self.max_steps < 1 or self.per_device_batch_size < 2 or self.eval_steps < 1:
             raise SimCITInputError("max_steps and eval_steps must be >= 1 and per_device_batch_size >= 2")
         if self.codebook_refit == "periodic" and self.codebook_refresh_steps < 1:
@@ -233,8 +240,14 @@ def _format(metrics: dict[str, Any]) -> str:
 def train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | None = None) -> QuantizerTrainingResult:
     """Train a :class:`~hf_simcit.modeling_simcit.SimCITQuantizer`; the best model is saved in ``output_dir``.
 
-    ``features`` (in-memory :class:`ItemFeatures`) overrides ``args.features_path``.
+    ``features`` (in-memory :class:`ItemFeatures`) overrides ``args.features_path``; ``args.num_threads`` holds
+    for the whole training.
     """
+    with cpu_threads(args.num_threads):
+        return _train_quantizer(args, features)
+
+
+def _train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | None) -> QuantizerTrainingResult:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
