@@ -190,11 +190,6 @@ class HybridRanking:
             raise SimCITInputError("hybrid ranking needs a recommender with a dense item head (dense_head_dim > 0)")
         self.item_embeddings = check_item_embeddings(self.item_embeddings, num_items, head.out_features)
 
-    @property
-    def keys(self) -> torch.Tensor:
-        """``(num_items, D)`` the item embeddings at unit length, on the CPU: the cosine's keys."""
-        return self._keys
-
     def cosines(self, model: Any, prompts: Sequence[Sequence[int]], pad_token_id: int) -> torch.Tensor:
         """``(len(prompts), num_items)`` the head's cosine to every item after each prompt: one forward pass
         that any number of weights (and the new items' places) can share."""
