@@ -189,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     rec = rb.load_data(args.dataset)
     row_features = {}   # one feature table per cf source (an LGMD cf is fitted into --lgmd-cache when missing)
 
-    def features_with(cf: str | None):
-        if cf not in row_features:
-            row_features[cf] = rb.load_features(args.dataset, rec, cf or "svd", Path(args.lgmd_cache))
-        return row_features[cf]
+    def features_with(cf: str | None):   # the text-only row selects from the SVD table: no second load
+        source = cf or "svd"
+        if source not in row_features:
+            row_features[source] = rb.load_features(args.dataset, rec, source, Path(args.lgmd_cache))
+        return row_features[source]
 
     partial = workdir / "partial.json"
     done = {r["name"]: r for r in json.loads(partial.read_text())} if args.finalize and partial.exists() else {}
