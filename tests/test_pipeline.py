@@ -262,6 +262,18 @@ def test_shipped_pipeline_recipes_plan(name, tmp_path):
     assert plan.features.output == str(tmp_path / name / "features")
 
 
+@pytest.mark.parametrize(("name", "hidden_size"), [("ml-100k", 64), ("beauty", 128)])
+def test_shipped_recipes_train_the_sasrec_their_validation_chose(name, hidden_size, tmp_path):
+    """SASRec's size is chosen per data set on validation: the package default 2 x 128 (Beauty's choice), and 2 x 64
+    where ML-100K's validation prefers it (benchmarks/results/recommend-*-sasrec-h*-seeds.json)."""
+    from hf_simcit.baselines.sasrec import SASRecConfig
+    from hf_simcit.baselines.suite import check_sasrec_options
+
+    args = load_pipeline(RECIPES / name / "pipeline.yaml", {"run_dir": str(tmp_path / name)})
+    options, _ = check_sasrec_options(args.overrides.get("sasrec") or {})
+    assert SASRecConfig(num_items=10, **options).hidden_size == hidden_size
+
+
 def test_push_stage_sends_the_run_to_the_hub_and_it_loads_by_repo_id(finished, local_hub, hub_repo_id, capsys):
     """The pipeline's push stage: the LGMD-processed item table, the quantizer + tokenizer, the recommender."""
     from datasets import load_dataset, load_from_disk
