@@ -44,6 +44,7 @@ from torch import nn
 
 from ..errors import SimCITInputError
 from ..training.early_stopping import EarlyStopping
+from ..utils.dropout import Dropout
 
 IGNORE_INDEX = -100
 OBJECTIVES = ("all_positions", "last_position")
@@ -144,10 +145,12 @@ class SASRec(nn.Module):
             self.code_embedding = nn.Embedding(sum(config.sid_sizes), d)
             self.register_buffer("item_codes", _offset_codes(item_codes, config), persistent=True)
         self.position_embedding = nn.Embedding(config.max_len, d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         layer = nn.TransformerEncoderLayer(d, config.num_heads, dim_feedforward=config.inner_size,
                                            dropout=config.dropout, activation="gelu", batch_first=True,
                                            norm_first=config.layer_norm == "pre")
+        # the blocks' residual and FFN dropouts drawn as the embeddings' (attention dropout stays torch's)
+        layer.dropout, layer.dropout1, layer.dropout2 = (Dropout(config.dropout) for _ in range(3))
         self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
         # pre-LN normalises the encoder's output, post-LN its input (the blocks end in a LayerNorm)
         self.final_norm = nn.LayerNorm(d) if config.layer_norm == "pre" else nn.Identity()

@@ -124,8 +124,10 @@ def add_residual_dropout(model: Any, p: float) -> Any:
     if p == 0.0:
         return model
 
+    from ..utils.dropout import dropout  # torch's on GPUs; on CPU a mask from 4x fewer random draws
+
     def drop(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.dropout(output, p, module.training)
+        return dropout(output, p, module.training)
 
     base = model.get_decoder()
     base.embed_tokens.register_forward_hook(drop)
