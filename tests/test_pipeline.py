@@ -308,6 +308,7 @@ def test_push_stage_sends_the_run_to_the_hub_and_it_loads_by_repo_id(finished, l
     ({"dropout": "lots"}, "overrides.sasrec: dropout must be a float"),
     ({"objective": "pairwise"}, "SASRecConfig.objective must be one of"),
     ({"hidden_size": 30, "num_heads": 4}, "hidden_size (30) must be divisible by num_heads (4)"),
+    ({"dropout": 1.0}, "SASRecConfig.dropout must be in [0, 1), got 1.0"),
     ({"max_steps": "many"}, "overrides.sasrec: max_steps must be int or null, got 'many'"),
     ({"num_items": 10}, "overrides.sasrec: num_items is the data set's"),
 ])

@@ -1,8 +1,8 @@
 """Dropout that draws a quarter of the random numbers on CPU.
 
 Why: torch's CPU dropout draws one random number per element from a serial generator (``bernoulli_``). On this
-project's small models that is 19% of a generator training step and 37% of a SASRec step (2 CPU cores, profiled:
-``benchmarks/dropout_speed.py``). Here one 64-bit draw gives the keep decisions of four elements (16 random bits
+project's small models that was 19% of a generator training step and 37% of a SASRec step (``torch.profiler``
+on 2 CPU cores; the steps' times with each dropout: ``benchmarks/dropout_speed.py``). Here one 64-bit draw gives the keep decisions of four elements (16 random bits
 each), so the mask costs ~4x fewer generator calls. The drop probability is ``p`` rounded to a multiple of
 1 / 65,536 (0.1 -> 0.100006; 0.5 and every multiple of 1 / 65,536 exactly), the kept values are scaled by
 ``1 / (1 - p)`` as in :func:`torch.nn.functional.dropout`, and the masks come from torch's default generator,
