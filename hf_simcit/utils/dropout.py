@@ -33,7 +33,7 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(_INT64_MIN, None)
     lanes = words.view(torch.int16)[:n].view(x.shape)          # uniform over [-32768, 32767]
     keep = lanes >= round(p * _LANES) - _LANES // 2             # P(drop) = round(p * 65536) / 65536
-    return x * (keep.to(x.dtype) * (1.0 / (1.0 - p)))
+    return x * keep * (1.0 / (1.0 - p))     # autograd keeps the bool mask (1 byte per element), as torch's
 
 
 class Dropout(nn.Module):
