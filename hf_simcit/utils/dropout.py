@@ -2,8 +2,8 @@
 
 Why: torch's CPU dropout draws one random number per element from a serial generator (``bernoulli_``). On this
 project's small models that was 19% of a generator training step and 37% of a SASRec step (``torch.profiler``
-on 2 CPU cores; the steps' times with each dropout: ``benchmarks/dropout_speed.py``). Here one 64-bit draw gives the keep decisions of four elements (16 random bits
-each), so the mask costs ~4x fewer generator calls. The drop probability is ``p`` rounded to a multiple of
+on 2 CPU cores; the steps' times with each dropout: ``benchmarks/dropout_speed.py``). Here one 64-bit draw gives
+the keep decisions of four elements (16 random bits each), so the mask costs ~4x fewer generator calls. The drop probability is ``p`` rounded to a multiple of
 1 / 65,536 (0.1 -> 0.100006; 0.5 and every multiple of 1 / 65,536 exactly), the kept values are scaled by
 ``1 / (1 - p)`` as in :func:`torch.nn.functional.dropout`, and the masks come from torch's default generator,
 so a seeded run repeats. Other devices use torch's own dropout (fused and fast on GPUs).
@@ -20,11 +20,17 @@ _INT64_MIN = -(2**63)   # random_(from=INT64_MIN, to=None): every 64-bit pattern
 _LANES = 65536          # 16 random bits per element
 
 
+def check_probability(p: float) -> float:
+    """``p`` if it is a dropout probability in [0, 1); otherwise one error that names it."""
+    if not 0.0 <= p < 1.0:
+        raise SimCITInputError(f"dropout probability must be in [0, 1), got {p}")
+    return p
+
+
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``x`` with each element zeroed with probability ``p`` (to 1 / 65,536) and the rest scaled by ``1 / (1 - p)``;
     ``x`` itself when not ``training`` or ``p`` is 0. Same shape and dtype as ``x``."""
-    if not 0.0 <= p < 1.0:
-        raise SimCITInputError(f"dropout probability must be in [0, 1), got {p}")
+    check_probability(p)
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
@@ -41,9 +47,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise SimCITInputError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = p
+        self.p = check_probability(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout(x, self.p, self.training)
