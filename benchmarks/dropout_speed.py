@@ -2,7 +2,8 @@
 
 Why: profiled on 2 cores, torch's ``bernoulli_`` was 19% of a generator step and 37% of a SASRec step. Each row
 builds the model twice from one seed, once with ``torch.nn.functional.dropout`` / ``torch.nn.Dropout`` and once
-with the package's dropout, and times AdamW training steps on the same random batch of the data set's shapes,
+with the package's dropout, and times the trainers' own AdamW steps (SASRec's ``training_step``; the generator's
+``LabelledTokenLoss`` on ``tiny_llama``) on the same random batch of the data set's shapes,
 alternating the two variants round by round (the machine is shared: the ratio is the figure, the median of the
 rounds). Shapes: SASRec batches of 128 user windows of 20 items; the generator (a config-built Llama 2 x 128, FFN
 256, the recipes' model; vocabularies of 140 / 780 tokens) batches of 64 (ML-100K) / 32 (Beauty) windows of 21
@@ -29,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hf_simcit.recommender.data import IGNORE_INDEX
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reporting  # noqa: E402
 
@@ -50,41 +53,40 @@ def torch_dropout(active: bool) -> Iterator[None]:
 
 
 def sasrec_step(num_items: int, hidden: int, batch: int, length: int, p: float, seed: int) -> Callable[[], None]:
-    from hf_simcit.baselines.sasrec import SASRec, SASRecConfig
+    """``train_sasrec``'s own step (``training_step``: all-position CE) on one random batch."""
+    from hf_simcit.baselines.sasrec import SASRec, SASRecConfig, training_step
 
     torch.manual_seed(seed)
     model = SASRec(SASRecConfig(num_items=num_items, hidden_size=hidden, dropout=p)).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randint(1, num_items + 1, (batch, length))
     y = torch.randint(0, num_items, (batch, length))
-
-    def step() -> None:
-        table = model.item_table()
-        hidden_states = model.hidden_states(x, table).reshape(-1, hidden)
-        loss = nn.functional.cross_entropy(model.item_scores(hidden_states, table), y.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    return lambda: training_step(model, optimizer, x, y)
 
 
 def generator_step(vocab: int, batch: int, tokens: int, p: float, seed: int) -> Callable[[], None]:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from hf_simcit.recommender.modeling import add_residual_dropout
+    """The recipes' config-built generator (``tiny_llama``) and the trainer's loss (``LabelledTokenLoss``) on
+    a full-sequence batch: BOS + items of 4 SID tokens, every item's tokens labelled but the first's."""
+    from hf_simcit.recommender.modeling import RecommenderModelArguments, minimal_tokenizer, tiny_llama
+    from hf_simcit.recommender.objective import LabelledTokenLoss
 
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=128, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=4, intermediate_size=256))
-    add_residual_dropout(model, p).train()
+    tokenizer = minimal_tokenizer()
+    model = tiny_llama(RecommenderModelArguments(tiny_dropout=p), vocab, tokenizer).train()
+    first_sid = len(tokenizer)
+    loss_fn = LabelledTokenLoss(model, list(range(first_sid, vocab)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randint(4, vocab, (batch, tokens))
+    input_ids = torch.randint(first_sid, vocab, (batch, tokens))
+    input_ids[:, 0] = tokenizer.bos_token_id
+    labels = input_ids.clone()
+    labels[:, :5] = IGNORE_INDEX                     # BOS and the first item's 4 tokens: no target
+    data = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
 
     def step() -> None:
-        loss = model(input_ids=x, labels=x).loss
-        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, data)
         loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
     return step
 
 

@@ -255,3 +255,26 @@ def test_sampled_softmax_training_learns_the_walk():
     assert result["validation"]["recall@5"] == 1.0 and result["test"]["recall@1"] >= 0.9
     with pytest.raises(SimCITInputError, match="negatives must be >= 0"):
         SASRecConfig(num_items=3, negatives=-1)
+
+
+def test_training_step_is_the_cross_entropy_at_the_labelled_positions_and_one_adamw_step():
+    """``training_step`` (the step ``train_sasrec`` runs and the dropout benchmark times): the loss is the full
+    softmax CE over the labelled positions only, the count is theirs, and the optimizer moved the weights."""
+    from hf_simcit.baselines.sasrec import IGNORE_INDEX, training_step
+
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=9, hidden_size=16, inner_size=32, num_layers=1, dropout=0.0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    inputs = torch.tensor([[0, 0, 1, 2], [3, 4, 5, 6]])
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 1, 2], [3, IGNORE_INDEX, 5, 8]])
+    chosen = labels != IGNORE_INDEX
+    with torch.no_grad():
+        scores = model.item_scores(model.hidden_states(inputs))                  # (2, 4, 9)
+        expected = torch.nn.functional.cross_entropy(scores[chosen], labels[chosen]).item()
+    before = model.item_table().detach().clone()
+    loss, count = training_step(model, optimizer, inputs, labels)
+    assert count == 5
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert not torch.equal(before, model.item_table().detach())
+    losses = [training_step(model, optimizer, inputs, labels)[0] for _ in range(30)]
+    assert losses[-1] < 0.5 * loss

@@ -397,7 +397,7 @@ def _sample_metrics(model: SASRec, sequences: torch.Tensor, targets: torch.Tenso
 
 
 def sampled_softmax_loss(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, negatives: int,
-                         generator: torch.Generator) -> torch.Tensor:
+                         generator: torch.Generator | None) -> torch.Tensor:
     """Cross entropy of each target against ``negatives`` uniformly drawn items (its own draw per target).
 
     ``hidden``: ``(n, d)``; ``table``: ``(num_items + 1, d)`` (row 0 padding); ``targets``: ``(n,)`` item
@@ -409,6 +409,27 @@ def sampled_softmax_loss(hidden: torch.Tensor, table: torch.Tensor, targets: tor
     hit = torch.cat([torch.zeros_like(targets[:, None], dtype=torch.bool), drawn == targets[:, None]], dim=1)
     logits = torch.einsum("nd,nkd->nk", hidden, table[candidates + 1]).masked_fill(hit, float("-inf"))
     return nn.functional.cross_entropy(logits, torch.zeros_like(targets))
+
+
+def training_step(model: SASRec, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, labels: torch.Tensor,
+                  negative_generator: torch.Generator | None = None) -> tuple[float, int]:
+    """One optimizer step of ``train_sasrec`` on a batch; returns (mean CE per labelled target, targets).
+
+    ``inputs``/``labels``: ``(B, T)`` item windows and their next items (``IGNORE_INDEX`` where unlabelled).
+    The output layer runs only at labelled positions; with ``model.config.negatives`` the softmax is sampled
+    (``negative_generator`` draws the negatives; ``None``: torch's default generator). Kept as a function so a benchmark times the trainer's step.
+    """
+    chosen = labels != IGNORE_INDEX
+    table = model.item_table()                                        # composed once per step
+    hidden = model.hidden_states(inputs, table)[chosen]                 # (targets, d): no wasted logits
+    if model.config.negatives:
+        loss = sampled_softmax_loss(hidden, table, labels[chosen], model.config.negatives, negative_generator)
+    else:
+        loss = nn.functional.cross_entropy(model.item_scores(hidden, table), labels[chosen])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), int(chosen.sum())
 
 
 def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.device | None = None,
@@ -460,19 +481,9 @@ def train_sasrec(splits: Any, config: SASRecConfig, *, device: str | torch.devic
         batches = length_grouped_batches(lengths, config.batch_size, generator)
         for idx in tqdm(batches, desc=f"SASRec epoch {epoch}", leave=False, disable=not verbose):
             width = int(lengths[idx].max())
-            x, y = inputs[idx, -width:].to(device), labels[idx, -width:].to(device)
-            chosen = y != IGNORE_INDEX
-            table = model.item_table()                                   # composed once per step
-            hidden = model.hidden_states(x, table)[chosen]                 # (targets, d): no wasted logits
-            if config.negatives:
-                loss = sampled_softmax_loss(hidden, table, y[chosen], config.negatives, negative_generator)
-            else:
-                loss = nn.functional.cross_entropy(model.item_scores(hidden, table), y[chosen])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            n = int(chosen.sum())
-            total, count, step = total + loss.item() * n, count + n, step + 1
+            loss, n = training_step(model, optimizer, inputs[idx, -width:].to(device),
+                                    labels[idx, -width:].to(device), negative_generator)
+            total, count, step = total + loss * n, count + n, step + 1
             if max_steps is not None and step >= max_steps:
                 break
         train_s += time.perf_counter() - start_time
