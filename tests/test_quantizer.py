@@ -61,6 +61,7 @@ def test_forward_returns_every_loss_part_and_gradients_reach_everything():
     expected = out.contrastive_loss + out.codeword_diversity_loss
     assert torch.allclose(out.loss, expected)
     assert torch.allclose(out.contrastive_loss, out.modality_losses.sum())
+    assert out.commitment_loss > 0 and torch.equal(out.commitment_loss, out.codebook_loss)   # one distance
     assert out.codes.shape == (32, 2) and out.codes.dtype == torch.long
     # absent modality has zero attention weight
     assert torch.all(out.modality_weights[~feats.masks["cf"], 1] == 0)
@@ -263,8 +264,11 @@ def test_training_logs_catalogue_statistics_and_saves_the_best_model(tmp_path):
     last = result.history[-1]
     for key in ("train_loss", "train_text_loss", "train_cf_loss", "train_codeword_diversity_loss",
                 "validation_loss", "validation_text_loss", "usage", "perplexity", "unique_share",
-                "collision_rate"):
+                "collision_rate", "train_quantization_loss"):
         assert key in last, key
+    # the commitment and codebook terms have one value (the gradient goes to opposite sides): one curve, not two
+    assert "train_commitment_loss" not in last and "train_codebook_loss" not in last
+    assert last["train_quantization_loss"] > 0
     assert len(last["usage"]) == 2 and all(0 < u <= 1 for u in last["usage"])
     assert last["unique_share"] == pytest.approx(1 - last["collision_rate"])
     out = tmp_path / "quantizer"

@@ -373,8 +373,9 @@ def _train_quantizer(args: QuantizerTrainingArguments, features: ItemFeatures | 
                     torch.distributed.broadcast(unwrapped.quantizer.codebooks.data, src=0)
             parts = {"train_loss": out.loss.item(), "train_contrastive_loss": out.contrastive_loss.item(),
                      "train_codeword_diversity_loss": out.codeword_diversity_loss.item(),
-                     "train_commitment_loss": out.commitment_loss.item(),
-                     "train_codebook_loss": out.codebook_loss.item()}
+                     # the commitment and codebook terms are one distance (residual to its codeword) with
+                     # the gradient on opposite sides, so their values are equal: logged (and plotted) once
+                     "train_quantization_loss": out.codebook_loss.item()}
             for name, value in zip(features.modalities, out.modality_losses.detach().tolist()):
                 parts[f"train_{name}_loss"] = value
             for key, value in parts.items():
