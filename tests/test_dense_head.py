@@ -3,6 +3,7 @@ items it never saw as targets."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,9 @@ def test_training_chooses_the_hybrid_weight_on_validation_and_the_folder_serves_
     args = train_args(tmp_path, max_steps=12, eval_steps=6, hybrid_weights="0, 1, 1000")
     result = train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(eval_max_examples=None),
                                args, splits=splits, sid_source=tiny_sids(), item_embeddings=embeddings)
-    rec = load_recommender(args.output_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # the weight was chosen: loading says nothing
+        rec = load_recommender(args.output_dir)
     found = {w: evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, splits["validation"], ks=(1, 5),
                                      num_beams=5, hybrid=HybridRanking(embeddings, w, 0.07) if w else None)["ndcg@5"]
              for w in (0.0, 1.0, 1000.0)}
@@ -125,6 +128,8 @@ def test_training_chooses_the_hybrid_weight_on_validation_and_the_folder_serves_
     assert rec.hybrid_weight == chosen == result["hybrid"]["weight"]
     assert result["hybrid"]["validation_ndcg@5"] == pytest.approx({f"{w:g}": v for w, v in found.items()})
     assert json.loads((Path(args.output_dir) / "train_log.json").read_text())["hybrid"]["weight"] == chosen
+    saved = json.loads((Path(args.output_dir) / "recommender_config.json").read_text())
+    assert saved["hybrid_weight_validation_ndcg@5"] == result["hybrid"]["validation_ndcg@5"]
     histories = [[f"item{i}" for i in h] for h in splits["test"]["history"]]
     assert recommend_items(rec, histories, k=3) == recommend_items(rec, histories, k=3, hybrid_weight=chosen)
     other = 1000.0 if chosen != 1000.0 else 0.0
@@ -405,3 +410,23 @@ def test_the_pipelines_evaluate_stage_takes_the_hybrid_weight(tmp_path):
                                ({"eval_hybrid_weight": -1.0, "recommender.dense_head_dim": 384}, "must be >= 0")):
         with pytest.raises(SimCITInputError, match=message):
             plan_stages(load_pipeline(recipes / "pipeline.yaml", {"run_dir": str(tmp_path / "run"), **overrides}))
+
+
+def test_a_run_stopped_before_the_hybrid_choice_loads_with_a_warning_and_serves_the_beam_order(tmp_path):
+    """The best checkpoint is written while training, the hybrid weight only after it: a folder left by a run that
+    stopped in between says so when loaded, instead of silently serving the beam order."""
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_validation(step, logs):
+        if step == 6:
+            raise Stop
+
+    args = train_args(tmp_path, max_steps=12, eval_steps=6, hybrid_weights="0, 1")
+    with pytest.raises(Stop):
+        train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(eval_max_examples=None),
+                          args, splits=tiny_splits(), sid_source=tiny_sids(), item_embeddings=_embeddings(),
+                          step_callback=stop_after_first_validation)
+    with pytest.warns(UserWarning, match="stopped before choosing the hybrid weight among '0, 1'"):
+        rec = load_recommender(args.output_dir)
+    assert rec.hybrid_weight == 0.0

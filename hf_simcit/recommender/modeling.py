@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,6 +384,11 @@ def load_recommender(path: str | os.PathLike, *, device: str | torch.device | No
         model.to(device)
     model.eval()
     item_ids = json.loads((path / ITEM_IDS_NAME).read_text()) if (path / ITEM_IDS_NAME).exists() else None
+    asked = (config.get("training_args") or {}).get("hybrid_weights")
+    if asked and not any(key.startswith("hybrid_weight_validation_") for key in config):
+        # the best checkpoint is saved while training; the weight is chosen only once training has ended
+        warnings.warn(f"{path}: its training stopped before choosing the hybrid weight among {asked!r}; it ranks "
+                      "by the beam's order (hybrid_weight 0)", stacklevel=2)
     return Recommender(model, tokenizer, item_token_ids, list(config["sid_token_ids"]), args,
                        config.get("base_model"), item_ids, config.get("template"), config.get("max_history"),
                        (config.get("training_args") or {}).get("eval_num_beams"),

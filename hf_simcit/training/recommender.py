@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -610,7 +611,9 @@ def _choose_hybrid_weight(args: RecommenderTrainingArguments, validation: Any, t
     from ..utils.serialization import atomic_write_text
 
     accelerator.wait_for_everyone()
-    best = load_recommender(args.output_dir, device=accelerator.device)
+    with warnings.catch_warnings():     # the choice is being made now: the folder's "not chosen" is expected
+        warnings.filterwarnings("ignore", message=".*stopped before choosing the hybrid weight")
+        best = load_recommender(args.output_dir, device=accelerator.device)
     metric = f"ndcg@{max(ks)}"
     weights = args.hybrid_weight_choices()   # one beam search serves every weight
     by_weight = evaluate_recommender(
@@ -624,7 +627,8 @@ def _choose_hybrid_weight(args: RecommenderTrainingArguments, validation: Any, t
                       f"{ {f'{w:g}': round(v, 4) for w, v in found.items()} }: weight {chosen:g}")
     if accelerator.is_main_process:
         config_path = Path(args.output_dir) / RECOMMENDER_CONFIG_NAME
-        config = json.loads(config_path.read_text()) | {"hybrid_weight": chosen}
+        config = json.loads(config_path.read_text()) | {
+            "hybrid_weight": chosen, f"hybrid_weight_validation_{metric}": {f"{w:g}": v for w, v in found.items()}}
         atomic_write_text(config_path, json.dumps(config, indent=2))
     accelerator.wait_for_everyone()
     return {"weight": chosen, f"validation_{metric}": {f"{w:g}": v for w, v in found.items()}}
