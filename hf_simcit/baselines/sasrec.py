@@ -44,7 +44,7 @@ from torch import nn
 
 from ..errors import SimCITInputError
 from ..training.early_stopping import EarlyStopping
-from ..utils.dropout import Dropout
+from ..utils.dropout import Dropout, check_probability
 
 IGNORE_INDEX = -100
 OBJECTIVES = ("all_positions", "last_position")
@@ -118,8 +118,7 @@ class SASRecConfig:
             raise SimCITInputError(f"SASRecConfig.sid_sizes must list >= 1 code per level, got {self.sid_sizes!r}")
         if self.negatives < 0:
             raise SimCITInputError(f"SASRecConfig.negatives must be >= 0 (0: the full softmax), got {self.negatives}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise SimCITInputError(f"SASRecConfig.dropout must be in [0, 1), got {self.dropout}")
+        check_probability(self.dropout, "SASRecConfig.dropout")
         if self.eval_max_examples is not None and self.eval_max_examples < 0:
             raise SimCITInputError(f"SASRecConfig.eval_max_examples must be >= 0 or None, got {self.eval_max_examples}")
         EarlyStopping(self.patience, self.patience_window)      # a bad window stops here, with one line
