@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from datasets import DatasetDict
 from test_recommender import NUM_ITEMS, tiny_model_args, tiny_sids, tiny_splits, train_args
 
 from hf_simcit.errors import SimCITInputError
@@ -21,7 +22,7 @@ from hf_simcit.recommender.dense import (
     dense_item_scores,
 )
 from hf_simcit.recommender.evaluation import evaluate_recommender
-from hf_simcit.recommender.modeling import build_recommender, load_recommender
+from hf_simcit.recommender.modeling import HybridWeightNotChosenWarning, build_recommender, load_recommender
 from hf_simcit.training.recommender import RecommenderDataArguments, train_recommender
 
 DIM = 8
@@ -119,7 +120,7 @@ def test_training_chooses_the_hybrid_weight_on_validation_and_the_folder_serves_
     result = train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(eval_max_examples=None),
                                args, splits=splits, sid_source=tiny_sids(), item_embeddings=embeddings)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")          # the weight was chosen: loading says nothing
+        warnings.simplefilter("error", HybridWeightNotChosenWarning)   # the weight was chosen: no warning
         rec = load_recommender(args.output_dir)
     found = {w: evaluate_recommender(rec.model, rec.tokenizer, rec.item_token_ids, splits["validation"], ks=(1, 5),
                                      num_beams=5, hybrid=HybridRanking(embeddings, w, 0.07) if w else None)["ndcg@5"]
@@ -130,6 +131,7 @@ def test_training_chooses_the_hybrid_weight_on_validation_and_the_folder_serves_
     assert json.loads((Path(args.output_dir) / "train_log.json").read_text())["hybrid"]["weight"] == chosen
     saved = json.loads((Path(args.output_dir) / "recommender_config.json").read_text())
     assert saved["hybrid_weight_validation_ndcg@5"] == result["hybrid"]["validation_ndcg@5"]
+    assert saved["hybrid_weight_chosen"] is True and saved["hybrid_weight"] == chosen
     histories = [[f"item{i}" for i in h] for h in splits["test"]["history"]]
     assert recommend_items(rec, histories, k=3) == recommend_items(rec, histories, k=3, hybrid_weight=chosen)
     other = 1000.0 if chosen != 1000.0 else 0.0
@@ -427,6 +429,13 @@ def test_a_run_stopped_before_the_hybrid_choice_loads_with_a_warning_and_serves_
         train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(eval_max_examples=None),
                           args, splits=tiny_splits(), sid_source=tiny_sids(), item_embeddings=_embeddings(),
                           step_callback=stop_after_first_validation)
-    with pytest.warns(UserWarning, match="stopped before choosing the hybrid weight among '0, 1'"):
+    with pytest.warns(HybridWeightNotChosenWarning,
+                      match="stopped before choosing the hybrid weight among '0, 1'; it ranks by hybrid_weight 0"):
         rec = load_recommender(args.output_dir)
     assert rec.hybrid_weight == 0.0
+    splits = tiny_splits()
+    no_validation = DatasetDict({**splits, "validation": splits["validation"].select([])})
+    with pytest.raises(SimCITInputError, match="hybrid_weights '0, 1' are chosen on validation data; the splits "
+                                               "have no validation rows"):
+        train_recommender(tiny_model_args(dense_head_dim=DIM), RecommenderDataArguments(eval_max_examples=None),
+                          args, splits=no_validation, sid_source=tiny_sids(), item_embeddings=_embeddings())

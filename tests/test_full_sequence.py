@@ -127,6 +127,11 @@ def test_splits_that_are_not_every_prefix_are_refused_with_the_row():
     splits = {name: getattr(split, name) for name in ("train", "validation", "test")}
     with pytest.raises(SimCITInputError, match=r"train split, row \d+ \(user_id \d+\).*objective 'prefix'"):
         training_sequences_from_splits(splits["train"], splits["validation"], splits["test"])
+    # an empty validation split: the training rows cannot be rebuilt; one line, not a TypeError from the check
+    full = leave_one_out(SEQUENCES, max_history=MAX_HISTORY)
+    empty = {key: [] for key in ("user_id", "history", "target")}
+    with pytest.raises(SimCITInputError, match=r"train split, row 0 \(user_id \d+\).*objective 'prefix'"):
+        training_sequences_from_splits(full.train, empty, full.test)
 
 
 # ------------------------------------------------------------------------------------------------ loss

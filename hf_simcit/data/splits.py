@@ -237,11 +237,13 @@ def training_sequences_from_splits(train: dict[str, list] | Any, validation: dic
                                  ("test", test_c, again.test)):
         rebuilt = {**rebuilt, "user_id": [users[i] for i in rebuilt["user_id"]]}
         for key in ("user_id", "history", "target"):
-            if [_plain(v) for v in given[key]] != [_plain(v) for v in rebuilt[key]]:
-                row = next(i for i, (a, b) in enumerate(zip(given[key], rebuilt[key] + [None] * len(given[key])))
-                           if _plain(a) != _plain(b))
+            given_rows, rebuilt_rows = [_plain(v) for v in given[key]], [_plain(v) for v in rebuilt[key]]
+            if given_rows != rebuilt_rows:
+                row = next((i for i, (a, b) in enumerate(zip(given_rows, rebuilt_rows)) if a != b),
+                           min(len(given_rows), len(rebuilt_rows)))      # else the shorter one ends first
+                user = (given if row < len(given_rows) else rebuilt)["user_id"][row]
                 raise SimCITInputError(
-                    f"{name} split, row {row} (user_id {given['user_id'][row]}): the examples are not every prefix "
+                    f"{name} split, row {row} (user_id {user}): the examples are not every prefix "
                     "of one leave-one-out sequence per user (train_examples='last' or edited rows), so the "
                     "full-sequence objective cannot reproduce them; use objective 'prefix'")
     return result

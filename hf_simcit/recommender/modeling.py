@@ -342,6 +342,10 @@ def save_recommender(rec: Recommender, path: str | os.PathLike, extra: dict[str,
     return Path(path)
 
 
+class HybridWeightNotChosenWarning(UserWarning):
+    """A recommender folder whose training was to choose its hybrid weight on validation but stopped first."""
+
+
 def load_recommender(path: str | os.PathLike, *, device: str | torch.device | None = None) -> Recommender:
     """Inverse of :func:`save_recommender`; for a LoRA folder the base model is loaded and resized first."""
     from safetensors.torch import load_file
@@ -382,11 +386,12 @@ def load_recommender(path: str | os.PathLike, *, device: str | torch.device | No
         model.to(device)
     model.eval()
     item_ids = json.loads((path / ITEM_IDS_NAME).read_text()) if (path / ITEM_IDS_NAME).exists() else None
-    asked = (config.get("training_args") or {}).get("hybrid_weights")
-    if asked and not any(key.startswith("hybrid_weight_validation_") for key in config):
+    if config.get("hybrid_weight_chosen") is False:
         # the best checkpoint is saved while training; the weight is chosen only once training has ended
+        asked = (config.get("training_args") or {}).get("hybrid_weights")
         warnings.warn(f"{path}: its training stopped before choosing the hybrid weight among {asked!r}; it ranks "
-                      "by the beam's order (hybrid_weight 0)", stacklevel=2)
+                      f"by hybrid_weight {float(config.get('hybrid_weight') or 0.0):g} (0: the beam's order)",
+                      HybridWeightNotChosenWarning, stacklevel=2)
     return Recommender(model, tokenizer, item_token_ids, list(config["sid_token_ids"]), args,
                        config.get("base_model"), item_ids, config.get("template"), config.get("max_history"),
                        (config.get("training_args") or {}).get("eval_num_beams"),

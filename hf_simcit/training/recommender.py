@@ -380,6 +380,9 @@ def train_recommender(
         raise SimCITInputError(f"hybrid_weights {args.hybrid_weights!r} need a dense item head (dense_head_dim > 0)")
     if args.hybrid_weight_choices() and data_args.eval_max_examples == 0:
         raise SimCITInputError("hybrid_weights are chosen on the validation sample; eval_max_examples is 0 (none)")
+    if args.hybrid_weight_choices() and not ("validation" in splits and len(splits["validation"])):
+        raise SimCITInputError(f"hybrid_weights {args.hybrid_weights!r} are chosen on validation data; the splits "
+                               "have no validation rows")
     rec = build_recommender(model_args, sid_source, seed=args.seed)
     if model_args.dense_head_dim:   # saved with the model: a loaded folder ranks by the hybrid on its own
         rec.item_embeddings = check_item_embeddings(item_embeddings, rec.item_token_ids.shape[0],
@@ -485,6 +488,8 @@ def train_recommender(
         accelerator.wait_for_everyone()
         weights = full_state_dict(accelerator, model)
         extra = {"step": step, "validation_metrics": metrics, "training_args": asdict(args)}
+        if args.hybrid_weight_choices():
+            extra["hybrid_weight_chosen"] = False    # until training has ended and _choose_hybrid_weight ran
         checkpoints.save_best(lambda folder: save_recommender(_unwrapped(rec, accelerator, model), folder,
                                                               extra=extra, state_dict=weights), accelerator)
 
@@ -583,7 +588,7 @@ def train_recommender(
     if args.save_steps:
         save_checkpoint(step)
     hybrid = _choose_hybrid_weight(args, validation, template, ks, accelerator) \
-        if args.hybrid_weight_choices() and validation is not None and len(validation) else None
+        if args.hybrid_weight_choices() else None
     if accelerator.is_main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "train_log.json").write_text(json.dumps(
@@ -607,12 +612,12 @@ def _choose_hybrid_weight(args: RecommenderTrainingArguments, validation: Any, t
     Returns ``{"weight", "validation_ndcg@K": {weight: value}}``."""
     from ..recommender.dense import HybridRanking
     from ..recommender.evaluation import evaluate_recommender
-    from ..recommender.modeling import RECOMMENDER_CONFIG_NAME, load_recommender
+    from ..recommender.modeling import RECOMMENDER_CONFIG_NAME, HybridWeightNotChosenWarning, load_recommender
     from ..utils.serialization import atomic_write_text
 
     accelerator.wait_for_everyone()
     with warnings.catch_warnings():     # the choice is being made now: the folder's "not chosen" is expected
-        warnings.filterwarnings("ignore", message=".*stopped before choosing the hybrid weight")
+        warnings.simplefilter("ignore", HybridWeightNotChosenWarning)
         best = load_recommender(args.output_dir, device=accelerator.device)
     metric = f"ndcg@{max(ks)}"
     weights = args.hybrid_weight_choices()   # one beam search serves every weight
@@ -623,15 +628,16 @@ def _choose_hybrid_weight(args: RecommenderTrainingArguments, validation: Any, t
         hybrid_weights=weights)["by_hybrid_weight"]
     found = {weight: by_weight[weight][metric] for weight in weights}
     chosen = max(found, key=found.get)
+    figures = {f"{w:g}": v for w, v in found.items()}
     accelerator.print(f"hybrid ranking, validation {metric} per weight "
                       f"{ {f'{w:g}': round(v, 4) for w, v in found.items()} }: weight {chosen:g}")
     if accelerator.is_main_process:
         config_path = Path(args.output_dir) / RECOMMENDER_CONFIG_NAME
         config = json.loads(config_path.read_text()) | {
-            "hybrid_weight": chosen, f"hybrid_weight_validation_{metric}": {f"{w:g}": v for w, v in found.items()}}
+            "hybrid_weight": chosen, "hybrid_weight_chosen": True, f"hybrid_weight_validation_{metric}": figures}
         atomic_write_text(config_path, json.dumps(config, indent=2))
     accelerator.wait_for_everyone()
-    return {"weight": chosen, f"validation_{metric}": {f"{w:g}": v for w, v in found.items()}}
+    return {"weight": chosen, f"validation_{metric}": figures}
 
 
 def _validate_and_select(step, state, run_validation, save_best, args, accelerator) -> None:
