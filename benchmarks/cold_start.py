@@ -191,8 +191,7 @@ def cold_sids(quantizer, warm_assignment, feats, data: ColdStartSplit):
         if any(bool(x[~cold.masks[m]].any()) for m, x in cold.features.items()):
             raise AssertionError("an absent modality row is not zeros")
         cold = ItemFeatures(cold.features, {m: torch.ones_like(x) for m, x in cold.masks.items()}, cold.item_ids)
-    assignment = cold_start_assignment(quantizer, tokenizer, cold.features, cold.masks,
-                                       {"resolve": warm_assignment.resolve})
+    assignment = cold_start_assignment(quantizer, tokenizer, cold.features, cold.masks, warm_assignment.summary())
     tokenizer.add_items(assignment.codes, cold.item_ids)   # raises if a cold SID equals a warm one
     raw_warm, raw_cold = warm_assignment.raw_codes, assignment.raw_codes
     levels = raw_warm.shape[1]
@@ -204,6 +203,13 @@ def cold_sids(quantizer, warm_assignment, feats, data: ColdStartSplit):
              "shares_warm_sid": prefix_share[levels], "shares_prefix_with_warm": prefix_share,
              "cold_raw_collision_rate_among_cold": float(assignment.raw_statistics["collision_rate"])}
     return np.concatenate([warm_assignment.codes, assignment.codes]), tokenizer, stats
+
+
+def codes_fingerprint(codes: np.ndarray) -> str:
+    """SHA-256 of a ``(num_items, levels)`` SID table (int64, row-major): equal tables, equal strings."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(codes, dtype=np.int64).tobytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -246,10 +252,11 @@ class SavedGenerator:
         the top 10 places go to the best of ``new_items`` (the cold items) under the SID trie of those alone;
         ``exclude_history``: never an item of the user's own history."""
         from hf_simcit.recommender.evaluation import evaluate_recommender
+        from hf_simcit.recommender.inference import template_of
 
         best = self.recommender
         return evaluate_recommender(best.model, best.tokenizer, self.item_token_ids, split, num_beams=args.beams,
-                                    ks=(5, 10), batch_size=args.eval_batch_size,
+                                    ks=(5, 10), batch_size=args.eval_batch_size, template=template_of(best),
                                     desc=f"cold-start {self.folder.name}", new_items=new_items,
                                     new_item_slots=new_item_slots, exclude_history=exclude_history,
                                     return_rankings=return_rankings)
@@ -557,7 +564,24 @@ def load_partials(workdirs: list[str], expected: dict) -> tuple[list[dict], str 
     missing = [where for where, source in by_file.items() if source is None]
     if missing:
         return [], f"{missing[0]}: no such file (did that run start?)"
-    return list(by_file.values()), settings_mismatch(by_file, expected)
+    return list(by_file.values()), settings_mismatch(by_file, expected) or sid_mismatch(by_file)
+
+
+def sid_mismatch(by_file: dict[str, dict]) -> str | None:
+    """Rows that share a tokenizer (``simcit`` and ``simcit+dense``) must share its SIDs: each run records a
+    fingerprint of the whole catalogue's codes (``codes_sha256``), and runs whose fingerprints differ are not
+    merged. Runs older than the fingerprint carry none and are not checked."""
+    seen: dict[str, tuple[str, str]] = {}
+    for where, source in by_file.items():
+        for tokenizer, stats in source.get("sids", {}).items():
+            digest = stats.get("codes_sha256")
+            if digest is None:
+                continue
+            first = seen.setdefault(tokenizer, (where, digest))
+            if first[1] != digest:
+                return (f"{where}: its {tokenizer} SIDs differ from those of {first[0]} (another tokenizer fit): "
+                        "merging would compare generators trained on different SIDs")
+    return None
 
 
 def keep_rescored_figures(rows: dict, path: Path) -> dict:
@@ -661,8 +685,14 @@ def run(argv: list[str] | None = None) -> int:
         command = " + ".join(dict.fromkeys(src["command"] for src in sources)) + f" (merged by: {command})"
         rescored = keep_rescored_figures(rows, reporting.results_path(results_name(args)))
 
+    fitted: dict[str, tuple] = {}
+
     def warm_and_cold_sids(tokenizer: str):
-        """The tokenizer trained on the warm items, and the whole catalogue's SIDs (cold items' from it)."""
+        """The tokenizer trained on the warm items, and the whole catalogue's SIDs (cold items' from it); fitted
+        once per run, so the rows that share a tokenizer (``simcit``, ``simcit+dense``, ``sasrec+simcit``) share
+        its SIDs."""
+        if tokenizer in fitted:
+            return fitted[tokenizer]
         t0 = time.time()
         assignment, quantizer = rb.build_sids(tokenizer, warm_feats, modalities, simcit_args.num_levels,
                                               simcit_args.codebook_size, args.seed, simcit_args, args.rqvae_steps)
@@ -671,9 +701,11 @@ def run(argv: list[str] | None = None) -> int:
         full_codes, _, stats = cold_sids(quantizer, assignment, feats.select(modalities), data)
         stats["warm_raw_collision_rate"] = float(assignment.raw_collision_rate)
         stats["warm_usage"] = [float(u) for u in assignment.raw_statistics["usage"]]
+        stats["codes_sha256"] = codes_fingerprint(full_codes)
         sid_stats[tokenizer] = stats
         print(f"[{tokenizer}] SIDs in {time.time() - t0:.0f}s: {json.dumps(stats)}", flush=True)
-        return assignment, full_codes
+        fitted[tokenizer] = assignment, full_codes
+        return fitted[tokenizer]
 
     parts = {"cold": cold_test, "warm": warm_test}
     text = feats.features["text"]

@@ -90,6 +90,27 @@ def test_cold_items_get_new_sids_that_decode_to_themselves(cold_start, tmp_path)
     assert stats["shares_warm_sid"] == sum(tuple(r) in warm_raw for r in raw.tolist())
 
 
+def test_features_follow_the_new_item_order_and_the_cf_comes_from_warm_training_interactions(cold_start):
+    """``cold_start_features``: every content row is the item's own (warm items first, in ``old_index`` order), and
+    the cf is the SVD of the cold-start training matrix alone: cold items have none, warm ones no cold signal."""
+    from hf_simcit.features.collaborative import collaborative_embeddings
+
+    feats = tiny_features(96)
+    data = cold_start.cold_start_split(small_sequences(num_users=120, num_items=96, seed=1), 96,
+                                       cold_start.pick_cold_items(96, 0.1, seed=0))
+    ordered = cold_start.cold_start_features(feats, data, cf_dim=8)
+    assert ordered.item_ids == [feats.item_ids[i] for i in data.old_index]
+    for new, old in enumerate(data.old_index):
+        assert torch.equal(ordered.features["text"][new], feats.features["text"][old])
+        assert bool(ordered.masks["text"][new]) == bool(feats.masks["text"][old])
+    assert not ordered.masks["cf"][data.num_warm:].any() and not ordered.features["cf"][data.num_warm:].any()
+    matrix = cold_start.warm_training_matrix(data)
+    assert matrix[:, data.num_warm:].sum() == 0                       # no cold item in the training matrix
+    cf, present = collaborative_embeddings(matrix, dim=8, method="svd")
+    assert torch.equal(ordered.features["cf"], torch.as_tensor(cf))
+    assert torch.equal(ordered.masks["cf"], torch.as_tensor(present))
+
+
 def test_concatenation_baselines_give_cold_items_sids_without_their_cf(cold_start):
     """RQ-KMeans reads an absent modality as zeros; the cold items (no cf at all) still get new SIDs."""
     from hf_simcit.quantizers import ItemFeatures, RQKMeansQuantizer, assign_semantic_ids
@@ -145,6 +166,23 @@ def test_from_partial_refuses_rows_trained_with_other_settings(cold_start, tmp_p
     code = cold_start.main(["--dataset", "ml-100k", "--methods", "popularity", "--workdir", str(tmp_path / "w"),
                             "--no-results", "--from-partial", str(tmp_path / "nowhere")])
     assert code == 2 and "no such file" in capsys.readouterr().err
+
+
+def test_from_partial_refuses_runs_whose_shared_tokenizer_gave_other_sids(cold_start):
+    """``simcit`` and ``simcit+dense`` run in separate processes share the SimCIT SIDs only if both fits gave the
+    same codes: each run records the codes' fingerprint, and a merge of runs whose fingerprints differ is refused."""
+    codes = np.arange(12).reshape(4, 3)
+    same, other = cold_start.codes_fingerprint(codes), cold_start.codes_fingerprint(codes[[1, 0, 2, 3]])
+    assert same == cold_start.codes_fingerprint(codes.astype(np.int32).copy(order="F")) and same != other
+    runs = {"a/partial.json": {"sids": {"simcit": {"codes_sha256": same}}},
+            "b/partial.json": {"sids": {"simcit": {"codes_sha256": same}, "rqvae": {"codes_sha256": other}}}}
+    assert cold_start.sid_mismatch(runs) is None
+    runs["c/partial.json"] = {"sids": {"simcit": {"codes_sha256": other}}}
+    assert cold_start.sid_mismatch(runs) == ("c/partial.json: its simcit SIDs differ from those of a/partial.json "
+                                             "(another tokenizer fit): merging would compare generators trained on "
+                                             "different SIDs")
+    assert cold_start.sid_mismatch({"old": {"sids": {"simcit": {}}}, **runs}) is not None   # unrecorded: skipped
+    assert cold_start.sid_mismatch({"old": {"sids": {"simcit": {}}}, "a": runs["a/partial.json"]}) is None
 
 
 def test_reserved_places_and_a_reevaluation_that_reproduces_the_run(tmp_path_factory):

@@ -37,3 +37,5 @@ def test_bad_input_names_the_problem():
         content_knn_scores(EMBEDDINGS, [[0]], last=0)
     with pytest.raises(SimCITInputError, match="history item outside 0..6"):
         content_knn_scores(EMBEDDINGS, [[0, 7]])
+    with pytest.raises(SimCITInputError, match="history 1 is empty; there is nothing to rank by"):
+        content_knn_scores(EMBEDDINGS, [[0], []])          # not the lowest item indices by default

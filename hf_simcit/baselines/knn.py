@@ -28,6 +28,9 @@ def content_knn_scores(
     """
     if last is not None and last < 1:
         raise SimCITInputError(f"content kNN: last must be at least 1 (or None for the whole history), got {last}")
+    empty = next((row for row, history in enumerate(histories) if not len(history)), None)
+    if empty is not None:   # no item to be similar to: every score would be 0 and the ranking item order
+        raise SimCITInputError(f"content kNN: history {empty} is empty; there is nothing to rank by")
     items = torch.nn.functional.normalize(torch.as_tensor(embeddings, dtype=torch.float32), dim=-1)
 
     def flat(rows):  # (row of each entry, item of each entry)

@@ -275,8 +275,9 @@ def cold_start_assignment(quantizer, tokenizer, features, masks=None, info=None)
     """SIDs for new items that avoid every SID of ``tokenizer`` (nothing is changed or saved).
 
     ``info``: the folder's ``sid_assignment.json`` (how the table was built: ``resolve``,
-    ``disambiguation_order``); the new items are resolved the same way. Used by :func:`add_cold_start_items`
-    and by the demo app, which places a new item in memory.
+    ``disambiguation_order``, ``disambiguation_seed``; :meth:`SemanticIDAssignment.summary`); the new items are
+    resolved the same way. Used by :func:`add_cold_start_items` and by the demo app, which places a new item in
+    memory.
     """
     info = info or {}
     resolve = info.get("resolve", "level")
@@ -284,6 +285,7 @@ def cold_start_assignment(quantizer, tokenizer, features, masks=None, info=None)
         quantizer, features, masks, resolve=resolve, existing_codes=tokenizer.codes.numpy(),
         disambiguation_size=tokenizer.codebook_sizes[-1] if resolve == "level" else None,
         disambiguation_order=info.get("disambiguation_order", "index"),
+        disambiguation_seed=info.get("disambiguation_seed") or 0,
     )
 
 
