@@ -223,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                                    workdir)
             row["test"] = {k: float(run["test"][k]) for k in ("ndcg@10", "recall@10")}
             row.pop("test_missing")
+            # the best validation figures too: a setting is chosen on validation, the test figure only reported
             row["generator"] = {"epochs": run["epochs"], "best_epoch": run["best_epoch"], "train_s": run["train_s"],
+                                "validation": {k: float(run["validation"][k]) for k in ("ndcg@10", "recall@10")},
                                 "protocol": {k: getattr(run_args, k) for k in ("epochs", "patience", "patience_window",
                                                                                "eval_examples", "dropout", "lr")}}
         results.append(row)
