@@ -178,7 +178,7 @@ def test_quantizer_loads_with_remote_code_without_package(pushed, hub_env, tmp_p
     features = json.dumps({k: v.tolist() for k, v in built["features"].items()})
     masks = json.dumps({k: v.tolist() for k, v in built["masks"].items()})
     out = subprocess.run([sys.executable, "-c", script, features, masks], env=hub_env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_array_equal(np.asarray(answer["codes"]), built["codes"][:, :2])

@@ -199,7 +199,7 @@ def run_hidden(script: str, *args: str, tmp_path: Path) -> dict:
         text=True,
         env=env,
         cwd=tmp_path,
-        timeout=120,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
