@@ -416,7 +416,8 @@ def training_step(model: SASRec, optimizer: torch.optim.Optimizer, inputs: torch
 
     ``inputs``/``labels``: ``(B, T)`` item windows and their next items (``IGNORE_INDEX`` where unlabelled).
     The output layer runs only at labelled positions; with ``model.config.negatives`` the softmax is sampled
-    (``negative_generator`` draws the negatives; ``None``: torch's default generator). Kept as a function so a benchmark times the trainer's step.
+    (``negative_generator`` draws the negatives; ``None``: torch's default generator). A function of its own so
+    that ``benchmarks/dropout_speed.py`` times the trainer's very step.
     """
     chosen = labels != IGNORE_INDEX
     table = model.item_table()                                        # composed once per step
