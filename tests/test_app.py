@@ -240,7 +240,7 @@ def test_the_space_starts_from_its_pushed_files(pushed_app, hub_env, tmp_path, e
     process = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + 300
         while True:
             assert process.poll() is None, (tmp_path / "space.log").read_text()[-3000:]
             try:
@@ -249,7 +249,7 @@ def test_the_space_starts_from_its_pushed_files(pushed_app, hub_env, tmp_path, e
                         break
             except OSError:
                 pass
-            assert time.time() < deadline, "the Space did not answer within 180 s"
+            assert time.time() < deadline, "the Space did not answer within 300 s"
             time.sleep(0.5)
         answer = Client(url, verbose=False).predict(["m0", "m1", "m2"], 5, api_name="/recommendations")
         assert [r["item_id"] for r in answer] == [r.item_id for r in engine.recommend(["m0", "m1", "m2"], 5)]
