@@ -641,12 +641,14 @@ def _seed_sources(arg: str) -> list[tuple[dict, list[str] | None, dict]]:
     return [_load_source(arg)]
 
 
-def merge_results(paths: list[str], name: str) -> int:
+def merge_results(paths: list[str], name: str, wall_s: float | None = None) -> int:
     """One results file (and one learning-curve plot) from runs that trained different rows on the same
     split with the same settings, e.g. two processes on two cores; every source is named in the command.
     ``FILE:method,method`` takes only those rows of a file. ``wall_s`` is the longest source's: a whole file's
     wall time, or the training seconds of the rows taken from a file (its other rows' time is not theirs).
-    Rows whose figures depend on an option (:func:`row_protocol`) must agree on it, or the merge is refused."""
+    Rows whose figures depend on an option (:func:`row_protocol`) must agree on it, or the merge is refused.
+    ``wall_s`` (``--merge-wall-s``): the wall time measured outside the sources, e.g. when a run stopped after
+    its generators and a second process trained the rest (the sources' own walls do not add up to it)."""
     from hf_simcit.report import plot_learning_curves
 
     sources, rows, walls, protocols = [], {}, [], {}
@@ -668,7 +670,8 @@ def merge_results(paths: list[str], name: str) -> int:
                              f"({', '.join(f'{pa[k]} / {pb[k]}' for k in differ)}); a merge needs one protocol")
     out = {"date": max(s["date"] for s in sources),
            "command": " + ".join(s["command"] for s in sources) + f" (merged: --merge {' '.join(paths)})",
-           "device": sources[0]["device"], "wall_s": round(max(walls), 1), "rows": rows}
+           "device": sources[0]["device"], "wall_s": round(max(walls) if wall_s is None else wall_s, 1),
+           "rows": rows}
     path = reporting.write_json(RESULTS_DIR / f"{name}.json", out)
     plot_learning_curves({NAMES.get(m, m): r["curve"] for m, r in rows.items() if r.get("curve")},
                          RESULTS_DIR / f"curves-{name}.png", title=f"{name}: validation NDCG@10")
@@ -677,7 +680,8 @@ def merge_results(paths: list[str], name: str) -> int:
 
 
 # options that decide where a run writes or how it is scheduled, not what it measures
-RUN_ONLY_OPTIONS = ("seed", "results_name", "methods", "jobs", "threads", "no_results", "merge", "seeds_summary")
+RUN_ONLY_OPTIONS = ("seed", "results_name", "methods", "jobs", "threads", "no_results", "merge", "merge_wall_s",
+                    "seeds_summary")
 SEED_METRICS = ("recall@10", "ndcg@10")
 # every row's figures depend on the split: the data, the seed, the test users, the history exclusion
 SPLIT_OPTIONS = ("dataset", "seed", "test_examples", "exclude_history")
@@ -922,10 +926,15 @@ def format_seeds_table(rows: dict, seeds: list[int]) -> str:
 
 
 def reevaluate(args, rec, workdir: Path, command: str) -> int:
-    """Evaluate the generators a previous run saved under ``workdir`` on another split (no training)."""
+    """Evaluate the generators a previous run saved under ``workdir`` on another split (no training). With
+    ``--results-name``, also writes their rows as a results file (:func:`write_results`): the figures measured
+    here, the epochs, best epoch, training seconds and learning curve from each folder's ``train_log.json``, so
+    a run stopped after its generators were saved can be completed (``--merge``) without retraining them."""
     from hf_simcit.recommender.evaluation import evaluate_recommender
     from hf_simcit.recommender.modeling import load_recommender
 
+    wall_start = time.time()
+    rows = {}
     split = test_subset(rec.splits[args.reevaluate], args.test_examples, args.seed)
     lines = ["| method | R@5 | N@5 | R@10 | N@10 | R@10 repeat | R@10 new | invalid | users | saved at step | "
              "eval s |", "|" + "---|" * 11]
@@ -938,9 +947,20 @@ def reevaluate(args, rec, workdir: Path, command: str) -> int:
         best = load_recommender(folder, device="cuda" if torch.cuda.is_available() else "cpu")
         m = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, split, num_beams=args.beams,
                                  ks=(5, 10), batch_size=args.eval_batch_size, desc=f"{args.reevaluate} {method}",
-                                 return_rankings=True, exclude_history=args.exclude_history)
+                                 return_rankings=True)
+        # as in a training run: --exclude-history adds the figures without the user's own items beside the plain
+        excluded = evaluate_recommender(best.model, best.tokenizer, best.item_token_ids, split,
+                                        num_beams=args.beams, ks=(5, 10), batch_size=args.eval_batch_size,
+                                        desc=f"{args.reevaluate} {method}, history excluded",
+                                        exclude_history=True) if args.exclude_history else None
         split_hits = history_split(m.pop("rankings"), split, m["recall@10"])
-        step = json.loads((folder / "train_log.json").read_text())["best_step"]
+        log = json.loads((folder / "train_log.json").read_text())
+        step = log["best_step"]
+        rows[method] = {"test": m, "test_history_excluded": excluded, "split": split_hits,
+                        "validation": log["best_metrics"], "epochs": log["epochs"],
+                        "best_epoch": log["best_epoch"], "train_s": log["train_seconds"],
+                        "curve": [{"epoch": e["epoch"], "seconds": e["train_seconds"], "ndcg@10": e["ndcg@10"]}
+                                  for e in log["log"] if "ndcg@10" in e]}
         lines.append(f"| {NAMES[method]} | {m['recall@5']:.4f} | {m['ndcg@5']:.4f} | {m['recall@10']:.4f} | "
                      f"{m['ndcg@10']:.4f} | {_share(split_hits['repeat'])} | {_share(split_hits['new'])} | "
                      f"{m['invalid_items']} | {m['num_examples']} | {step} | "
@@ -953,8 +973,12 @@ def reevaluate(args, rec, workdir: Path, command: str) -> int:
                     f"\nRe-evaluation of the saved generators (best validation checkpoints, no retraining) on the "
                     f"{args.reevaluate} split, {reporting.utc_minute()}, threads "
                     f"{torch.get_num_threads()}"
-                    f"{'; the history items of each user are excluded from the ranking' if args.exclude_history else ''}"
+                    f"{'; the figures with the history excluded are in the results file' if args.exclude_history else ''}"
                     f". Command: `{command}`\n\n{table}\n")
+    if args.results_name and rows:   # --no-results: the file goes to the run folder, nothing in benchmarks/
+        path = write_results(RESULTS_DIR if not args.no_results else workdir / "results", args.results_name, rows,
+                             command, "cuda" if torch.cuda.is_available() else "cpu", time.time() - wall_start)
+        print(f"wrote {path} (wall_s: this re-evaluation's; train_s: each generator's training)")
     return 0
 
 
@@ -1116,6 +1140,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="benchmarks/results/<name>.json (default recommend-<data>, -gpu on a GPU)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                         help="no training: merge results files of runs that trained different rows")
+    parser.add_argument("--merge-wall-s", type=float, default=None, metavar="SECONDS",
+                        help="with --merge: the measured wall time of all the rows (default: the longest source's)")
     parser.add_argument("--smoke", action="store_true",
                         help="a minute on CPU: ML-100K, 1 epoch, small samples, nothing written to benchmarks/")
     parser.add_argument("--exclude-history", action="store_true",
@@ -1152,6 +1178,19 @@ def main(argv: list[str] | None = None) -> int:
     return with_bad_input_as_one_line(run, argv)
 
 
+def import_every_stage() -> None:
+    """Import every stage up front, in the main process and in each ``--jobs`` worker as it starts: a run of
+    hours must not import a module on first use from a working tree edited since it started (a worker that
+    imported the old ``hf_simcit.utils.dropout`` and, hours later, the new ``baselines.sasrec`` stopped a run)."""
+    import hf_simcit.baselines.knn  # noqa: F401
+    import hf_simcit.baselines.popularity  # noqa: F401
+    import hf_simcit.baselines.sasrec  # noqa: F401
+    import hf_simcit.recommender.evaluation  # noqa: F401
+    import hf_simcit.recommender.modeling  # noqa: F401
+    import hf_simcit.training.quantizer  # noqa: F401
+    import hf_simcit.training.recommender  # noqa: F401
+
+
 def with_smoke_settings(args: argparse.Namespace) -> argparse.Namespace:
     """``--smoke``: a minute on CPU (ML-100K, 1 epoch, small samples, a tiny generator, nothing in benchmarks/)."""
     if args.smoke:
@@ -1164,7 +1203,7 @@ def with_smoke_settings(args: argparse.Namespace) -> argparse.Namespace:
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.merge:
-        return merge_results(args.merge, args.results_name or "recommend-merged")
+        return merge_results(args.merge, args.results_name or "recommend-merged", args.merge_wall_s)
     if args.seeds_summary:
         return seeds_summary(args.seeds_summary, args.results_name or "recommend-seeds")
     if args.refit_with_validation:
@@ -1178,15 +1217,7 @@ def run(argv: list[str] | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     command = reporting.command_line("python benchmarks/recommend.py", argv)
     started, load_start = time.time(), os.getloadavg()
-    # import every stage up front: a long run must not pick up half-edited modules of a working tree
-    import hf_simcit.baselines.knn  # noqa: F401
-    import hf_simcit.baselines.popularity  # noqa: F401
-    import hf_simcit.baselines.sasrec  # noqa: F401
-    import hf_simcit.recommender.evaluation  # noqa: F401
-    import hf_simcit.recommender.modeling  # noqa: F401
-    import hf_simcit.training.quantizer  # noqa: F401
-    import hf_simcit.training.recommender  # noqa: F401
-
+    import_every_stage()
     unknown = [m for m in methods if m not in NAMES]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown} ({', '.join(NAMES)})")
@@ -1214,7 +1245,8 @@ def run(argv: list[str] | None = None) -> int:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(min(args.jobs, len(learned)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(args.jobs, len(learned)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=import_every_stage) as pool:
             futures = [pool.submit(learned_row_in_worker, method, args) for method in learned]
             for future in as_completed(futures):
                 method, row, stats = future.result()

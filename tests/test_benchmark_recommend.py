@@ -200,6 +200,16 @@ def test_jobs_train_the_learned_rows_side_by_side_with_the_same_results(bench_en
     assert hybrid["test"]["invalid_items"] == 0 and 0 <= hybrid["test"]["ndcg@10"] <= hybrid["test"]["recall@10"]
     assert "hybrid" not in out["1"]["sasrec"]
     assert hybrid["head"] == {"negatives": "catalogue", "loss_weight": 0.5}   # the head as asked, in both processes
+    # --reevaluate test --results-name: the saved generator's rows again (a stopped run completed without
+    # retraining): the same figures, plain and history excluded, and its epochs / curve from its train_log.json
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--smoke", "--threads", "1",
+                           "--methods", "random", "--cf", "sequential", "--exclude-history", "--reevaluate", "test",
+                           "--results-name", "again"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    again = json.loads((results / "again.json").read_text())["rows"]["random"]
+    for key in ("test", "test_history_excluded", "epochs", "best_epoch", "curve", "repeat_new"):
+        assert again[key] == out["2"]["random"][key], key
+    assert again["train_s"] == pytest.approx(out["2"]["random"]["train_s"], abs=0.1)
     # --refit-with-validation: each learned row again, on training + validation interactions, for its best epochs
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "recommend.py"), "--refit-with-validation",
                            str(results / "jobs1.json"), "--methods", "random,sasrec", "--threads", "1", "--no-results"],
@@ -396,6 +406,8 @@ def test_merge_takes_whole_files_or_the_rows_named(bench, tmp_path, monkeypatch)
         "simcit": 0.03, "rqkmeans": 0.02, "sasrec": 0.04, "popularity": 0.005}
     assert f"--merge {generators} {old}:sasrec,popularity" in merged["command"]
     assert merged["wall_s"] == 10.0                 # the whole file's; the rows taken from "old" have no train_s
+    assert bench.main(["--merge", generators, f"{old}:sasrec", "--merge-wall-s", "7200", "--results-name", "m2"]) == 0
+    assert json.loads((tmp_path / "m2.json").read_text())["wall_s"] == 7200.0   # measured outside the sources
     with pytest.raises(SystemExit, match="rows \\['simcit'\\] appear in more than one"):
         bench.main(["--merge", generators, old, "--results-name", "clash"])
     # rows are merged only where the options their figures depend on agree
